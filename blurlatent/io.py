@@ -1,0 +1,194 @@
+"""Image files in and out: TIFF/PNG reading with clear errors, atomic writes, BBBC006 names, intensity scales.
+
+Every writer goes through a temp file in the destination folder and ``os.replace``, so an interrupted
+run never leaves a half-written file, and no existing file is replaced unless ``force`` is given.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from .errors import UsageError
+
+IMAGE_SUFFIXES = (".tif", ".tiff", ".png")
+
+# Real BBBC006v1 names carry NO separator between the channel digit and the UUID:
+#   mcf-z-stacks-03212011_a01_s1_w1a571d43d-5554-47fd-bb54-5db68290e5a7.tif
+# (the google/microscopeimagequality copies add a "00_" prefix).
+BBBC_NAME = re.compile(
+    r"^(?:\d+_)?(?P<prefix>mcf-z-stacks-\d+)_(?P<well>[a-p]\d{2})_s(?P<site>\d+)_w(?P<channel>\d)"
+    r"(?P<uuid>[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})\.tiff?$"
+)
+BBBC_PLANE_DIR = re.compile(r"BBBC006_v1_images_z_(?P<plane>\d{2})(?:\.zip)?$")
+
+
+@dataclass(frozen=True, order=True)
+class FieldKey:
+    """One imaging field and channel of BBBC006, the same on every plane (the UUID is not)."""
+
+    well: str
+    site: int
+    channel: str  # "w1" or "w2"
+
+    @property
+    def name(self) -> str:
+        return f"{self.well}_s{self.site}_{self.channel}"
+
+
+def parse_bbbc_name(name: str) -> FieldKey | None:
+    """(well, site, channel) of a BBBC006 file name, or None when the name is not one."""
+    match = BBBC_NAME.match(Path(name).name)
+    if match is None:
+        return None
+    return FieldKey(match["well"], int(match["site"]), f"w{match['channel']}")
+
+
+def plane_from_path(path: str | Path) -> int | None:
+    """The z plane of a file inside a ``BBBC006_v1_images_z_XX`` folder (or zip), else None."""
+    for part in reversed(Path(path).parts[:-1]):
+        match = BBBC_PLANE_DIR.match(part)
+        if match:
+            return int(match["plane"])
+    return None
+
+
+def decode_image(data: bytes, source: str) -> np.ndarray:
+    """Decode TIFF or PNG bytes into a 2-D array, raising UsageError naming ``source`` when it cannot."""
+    import io as _io
+
+    if data[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+        import tifffile
+
+        try:
+            array = tifffile.imread(_io.BytesIO(data))
+        except Exception as exc:  # tifffile raises many types for truncated/corrupt files
+            raise UsageError(f"{source}: cannot decode TIFF ({type(exc).__name__}: {exc}); re-copy or re-export the file") from None
+    elif data[:8] == b"\x89PNG\r\n\x1a\n":
+        from PIL import Image
+
+        try:
+            with Image.open(_io.BytesIO(data)) as im:
+                im.load()
+                if im.mode not in ("L", "I;16", "I;16B", "I", "F"):
+                    raise UsageError(f"{source}: PNG has mode {im.mode} (colour); pass a single-channel grayscale image")
+                array = np.asarray(im)
+        except UsageError:
+            raise
+        except Exception as exc:
+            raise UsageError(f"{source}: cannot decode PNG ({exc}); re-copy or re-export the file") from None
+    else:
+        raise UsageError(f"{source}: not a TIFF or PNG image; pass a .tif/.tiff/.png file")
+    return check_grayscale(array, source)
+
+
+def check_grayscale(array: np.ndarray, source: str) -> np.ndarray:
+    array = np.squeeze(array)
+    if array.ndim != 2:
+        raise UsageError(
+            f"{source}: image has shape {tuple(array.shape)}, expected one grayscale plane; "
+            "split channels/pages first (e.g. one file per channel)"
+        )
+    if array.shape[0] < 2 or array.shape[1] < 2:
+        raise UsageError(f"{source}: image is {array.shape[1]}x{array.shape[0]} pixels, too small; pass a real image")
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        raise UsageError(f"{source}: image holds NaN or infinite values; clean or re-export it")
+    if array.dtype.kind not in "uif" or array.dtype == np.bool_:
+        raise UsageError(f"{source}: unsupported pixel type {array.dtype}; pass 8/16-bit integer or float images")
+    return array
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Read a grayscale TIFF or PNG as a 2-D array in its own dtype. Raises UsageError naming the file."""
+    path = Path(path)
+    if not path.exists():
+        raise UsageError(f"{path}: file not found; check the path")
+    if path.is_dir():
+        raise UsageError(f"{path}: is a folder, expected an image file")
+    return decode_image(path.read_bytes(), str(path))
+
+
+def check_writable(path: Path, force: bool) -> None:
+    """Refuse to replace an existing file (unless ``force``) or write into a missing/unwritable folder."""
+    if path.exists() and not force:
+        raise UsageError(f"{path}: already exists; pass --force to overwrite it or choose another output")
+    if path.exists() and path.is_dir():
+        raise UsageError(f"{path}: is a folder, expected a file path")
+    parent = path.parent if str(path.parent) else Path(".")
+    if parent.exists() and not os.access(parent, os.W_OK):
+        raise UsageError(f"{parent}: folder is not writable; choose another output location")
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path, force: bool = True) -> Iterator[Path]:
+    """Yield a temp path next to ``path``; on success it replaces ``path``, on any error it is deleted."""
+    path = Path(path)
+    check_writable(path, force)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def atomic_write_bytes(path: str | Path, data: bytes, force: bool = True) -> None:
+    with atomic_path(path, force) as tmp:
+        tmp.write_bytes(data)
+
+
+def write_image(path: str | Path, array: np.ndarray, force: bool = False, compression: str | None = "zlib") -> None:
+    """Write a 2-D array (or a [pages, H, W] stack to a multi-page TIFF) atomically; PNG for ``.png`` paths."""
+    path = Path(path)
+    with atomic_path(path, force) as tmp:
+        if path.suffix.lower() == ".png":
+            from PIL import Image
+
+            Image.fromarray(array).save(tmp, format="PNG")
+        else:
+            import tifffile
+
+            tifffile.imwrite(tmp, array, compression=compression)
+
+
+# --- intensity scales -------------------------------------------------------------------------
+# One pair of functions serves prepare (16 -> 8 bit), training and inference (any -> [0, 1] -> back).
+
+
+def intensity_range(image: np.ndarray, method: str = "minmax", percentiles: tuple[float, float] = (0.1, 99.9)) -> tuple[float, float]:
+    """(lo, hi) that map to 0 and 1. ``minmax`` is the paper's per-image scaling; ``percentile`` clips outliers."""
+    if method == "minmax":
+        lo, hi = float(image.min()), float(image.max())
+    elif method == "percentile":
+        lo, hi = (float(v) for v in np.percentile(image, percentiles))
+    else:
+        raise UsageError(f"unknown normalization {method!r}; use minmax or percentile")
+    if hi <= lo:
+        hi = lo + 1.0  # a flat image: map it to 0 rather than divide by zero
+    return lo, hi
+
+
+def to_unit(image: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """Map [lo, hi] to [0, 1] as float32, clipping outside."""
+    return np.clip((image.astype(np.float32) - lo) / (hi - lo), 0.0, 1.0)
+
+
+def from_unit(unit: np.ndarray, lo: float, hi: float, dtype: np.dtype) -> np.ndarray:
+    """Inverse of ``to_unit`` into ``dtype`` (rounded and clipped for integer types)."""
+    values = unit.astype(np.float64) * (hi - lo) + lo
+    dtype = np.dtype(dtype)
+    if dtype.kind in "ui":
+        info = np.iinfo(dtype)
+        values = np.clip(np.rint(values), info.min, info.max)
+    return values.astype(dtype)

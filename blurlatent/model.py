@@ -1,0 +1,109 @@
+"""The paper's convolutional autoencoder (§4.2).
+
+Encoder: ``depth`` × [Conv2d 3x3 stride 2 pad 1, BatchNorm2d, LeakyReLU] with ``widths`` filters
+(64, 128, 256, 512, 1024 by default), so a 128x128 crop becomes a 1024×4×4 latent.
+Decoder, mirrored: [ConvTranspose2d 3x3 stride 2 pad 1 output_padding 1, BatchNorm2d, LeakyReLU]
+from widths[-1] down to widths[0], one more such layer widths[0]→widths[0], then Conv2d 3x3 → 1
+channel and a Sigmoid (5 down, 6 up). Fully convolutional: any H, W divisible by 2**depth.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+PAPER_WIDTHS = (64, 128, 256, 512, 1024)
+
+
+@dataclass
+class ModelConfig:
+    widths: list[int] = field(default_factory=lambda: list(PAPER_WIDTHS))
+    in_channels: int = 1
+    negative_slope: float = 0.01  # torch's LeakyReLU default, as in the paper's code
+
+    @property
+    def depth(self) -> int:
+        return len(self.widths)
+
+
+def _down(cin: int, cout: int, slope: float) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, stride=2, padding=1), nn.BatchNorm2d(cout), nn.LeakyReLU(slope)
+    )
+
+
+def _up(cin: int, cout: int, slope: float) -> nn.Sequential:
+    return nn.Sequential(
+        nn.ConvTranspose2d(cin, cout, 3, stride=2, padding=1, output_padding=1),
+        nn.BatchNorm2d(cout),
+        nn.LeakyReLU(slope),
+    )
+
+
+class Autoencoder(nn.Module):
+    """E (``encode``) and G (``decode``). Input/output: float [B, C, H, W] in [0, 1]."""
+
+    def __init__(self, config: ModelConfig | None = None):
+        super().__init__()
+        self.config = config or ModelConfig()
+        w, s = list(self.config.widths), self.config.negative_slope
+        if not w:
+            raise ValueError("model widths must list at least one layer")
+        chans = [self.config.in_channels] + w
+        self.encoder = nn.Sequential(*[_down(chans[i], chans[i + 1], s) for i in range(len(w))])
+        ups = [_up(w[i], w[i - 1], s) for i in range(len(w) - 1, 0, -1)]
+        ups.append(_up(w[0], w[0], s))
+        self.decoder = nn.Sequential(
+            *ups, nn.Conv2d(w[0], self.config.in_channels, 3, padding=1), nn.Sigmoid()
+        )
+
+    @property
+    def multiple(self) -> int:
+        """Input height and width must be divisible by this (2**depth)."""
+        return 2 ** self.config.depth
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1] % self.multiple or x.shape[-2] % self.multiple:
+            raise ValueError(
+                f"input {x.shape[-2]}x{x.shape[-1]} is not divisible by 2**depth = {self.multiple}; "
+                "pad it (interpolate.pad_to_multiple) or crop it"
+            )
+        return self.encoder(x)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder(z)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encode(x))
+
+
+def assign_device(spec: str = "auto") -> torch.device:
+    """``auto`` tries CUDA, then MPS, then CPU; ``cpu``, ``cuda``, ``cuda:N`` and ``mps`` are checked.
+
+    Raises UsageError when the asked-for device does not exist here.
+    """
+    from .errors import UsageError
+
+    spec = (spec or "auto").lower()
+    if spec == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if spec == "cpu":
+        return torch.device("cpu")
+    if spec.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise UsageError(f"--device {spec}: no CUDA GPU is visible here; use --device cpu or auto")
+        device = torch.device(spec)
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise UsageError(f"--device {spec}: only {torch.cuda.device_count()} CUDA device(s) exist; use cuda:0..{torch.cuda.device_count() - 1}")
+        return device
+    if spec == "mps":
+        if not (getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()):
+            raise UsageError("--device mps: Apple MPS is not available here; use --device cpu or auto")
+        return torch.device("mps")
+    raise UsageError(f"--device {spec}: unknown device; use auto, cpu, cuda, cuda:N or mps")

@@ -1,0 +1,100 @@
+"""The prepared store: memory-mapped uint8 crops that training reads with no decoding.
+
+Layout of a store folder (written by ``prepare``; ``write_store`` is the one writer)::
+
+    manifest.json                  everything needed to trust and reuse the data (see below)
+    w1_train.npy  w1_val.npy  w1_test.npy      uint8 [crops, planes, H, W]
+    w1_test_full.npy                           uint8 [fields, planes, H0, W0] whole test fields
+
+``manifest.json`` holds: format_version, tool version, planes (list of z), channels, crop size,
+split ratios, normalization method, per-field records (name, split, source file per plane and its
+scale lo/hi), crop boxes, and a sha256 per array file.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .errors import UsageError
+
+STORE_FORMAT_VERSION = 1
+SPLITS = ("train", "val", "test")
+
+
+class Store:
+    """Read-only view of a prepared store.
+
+    >>> store = Store("prepared/")
+    >>> crops = store.array("w1", "train")          # np.memmap uint8 [crops, planes, H, W]
+    >>> ds = store.triplets([(0, 8, 16)], "w1", "train")   # torch Dataset of (left, target, right)
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        manifest = self.path / "manifest.json"
+        if not manifest.is_file():
+            raise UsageError(f"{self.path}: not a prepared store (no manifest.json); run `blurlatent prepare SRC/ {self.path}` first")
+        try:
+            self.manifest = json.loads(manifest.read_text())
+        except json.JSONDecodeError as exc:
+            raise UsageError(f"{manifest}: corrupt manifest ({exc}); rerun prepare with --force") from None
+        version = self.manifest.get("format_version")
+        if version != STORE_FORMAT_VERSION:
+            raise UsageError(f"{manifest}: store format {version}, this blurlatent reads {STORE_FORMAT_VERSION}; rerun prepare")
+
+    @property
+    def planes(self) -> list[int]:
+        return list(self.manifest["planes"])
+
+    @property
+    def channels(self) -> list[str]:
+        return list(self.manifest["channels"])
+
+    def plane_index(self, plane: int) -> int:
+        try:
+            return self.planes.index(plane)
+        except ValueError:
+            raise UsageError(f"{self.path}: plane {plane} is not in this store (planes {self.planes}); prepare with --planes that include it") from None
+
+    def _check_channel(self, channel: str) -> None:
+        if channel not in self.channels:
+            raise UsageError(f"{self.path}: channel {channel!r} is not in this store (channels {self.channels}); use one of them or prepare it")
+
+    def array(self, channel: str, split: str) -> np.ndarray:
+        """uint8 [crops, planes, H, W], memory-mapped."""
+        self._check_channel(channel)
+        if split not in SPLITS and split != "test_full":
+            raise UsageError(f"unknown split {split!r}; use train, val or test")
+        return np.load(self.path / f"{channel}_{split}.npy", mmap_mode="r")
+
+    def full_test(self, channel: str) -> np.ndarray:
+        """uint8 [fields, planes, H0, W0]: whole test fields, for whole-image evaluation."""
+        return self.array(channel, "test_full")
+
+    def fields(self, split: str | None = None, channel: str | None = None) -> list[dict]:
+        records = self.manifest["fields"]
+        return [r for r in records if (split is None or r["split"] == split) and (channel is None or r["channel"] == channel)]
+
+    def triplets(self, triplets, channel: str, split: str):
+        """A torch Dataset over (crop, triplet) pairs giving (left, target, right) float [1, H, W] in [0, 1]."""
+        from .data import TripletDataset
+
+        index = [tuple(self.plane_index(p) for p in t) for t in triplets]
+        return TripletDataset(self.array(channel, split), index)
+
+
+def write_store(path: Path, manifest: dict, arrays: dict[str, np.ndarray]) -> None:
+    """Write arrays and manifest into ``path`` (a fresh temp folder the caller renames into place)."""
+    import hashlib
+
+    path.mkdir(parents=True, exist_ok=True)
+    checksums = {}
+    for name, array in arrays.items():
+        file = path / f"{name}.npy"
+        np.save(file, np.ascontiguousarray(array, dtype=np.uint8))
+        checksums[file.name] = hashlib.sha256(file.read_bytes()).hexdigest()
+    manifest = dict(manifest, format_version=STORE_FORMAT_VERSION, checksums=checksums)
+    (path / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
