@@ -192,3 +192,62 @@ def from_unit(unit: np.ndarray, lo: float, hi: float, dtype: np.dtype) -> np.nda
         info = np.iinfo(dtype)
         values = np.clip(np.rint(values), info.min, info.max)
     return values.astype(dtype)
+
+
+# --- plane lists and progress bars (shared by synth, prepare and the commands that take --planes) ---
+
+N_BBBC_PLANES = 34  # BBBC006v1: z00..z33, z16 in focus
+
+
+def parse_planes(text: str, limit: int = N_BBBC_PLANES - 1) -> list[int]:
+    """Planes from ``start:stop[:step]`` (stop INCLUSIVE: ``0:16:2`` is the paper's nine planes 0, 2, …, 16),
+    a comma list (``0,8,16``) or one number. Returns sorted unique ints in 0..``limit``.
+
+    Raises UsageError naming the text and the fix.
+    """
+    text = str(text).strip()
+    hint = "use START:STOP[:STEP] with an inclusive stop (e.g. 0:16:2) or a list such as 0,8,16"
+    try:
+        if ":" in text:
+            parts = [int(p) for p in text.split(":")]
+            if len(parts) not in (2, 3):
+                raise ValueError
+            start, stop, step = parts[0], parts[1], (parts[2] if len(parts) == 3 else 1)
+            if step <= 0 or stop < start:
+                raise UsageError(f"planes {text!r}: need START <= STOP and STEP > 0; {hint}")
+            planes = list(range(start, stop + 1, step))
+        else:
+            planes = [int(p) for p in text.split(",") if p.strip()]
+    except ValueError:
+        raise UsageError(f"planes {text!r} is not a plane range; {hint}") from None
+    if not planes:
+        raise UsageError(f"planes {text!r} selects no plane; {hint}")
+    bad = [p for p in planes if p < 0 or p > limit]
+    if bad:
+        raise UsageError(f"planes {text!r}: plane {bad[0]} is outside 0..{limit}; {hint}")
+    return sorted(set(planes))
+
+
+def format_planes(planes) -> str:
+    """Inverse of ``parse_planes`` for printing: ``[0, 2, …, 16]`` → ``0:16:2``."""
+    planes = sorted(planes)
+    if len(planes) > 2:
+        step = planes[1] - planes[0]
+        if step > 0 and all(b - a == step for a, b in zip(planes, planes[1:])):
+            return f"{planes[0]}:{planes[-1]}" + (f":{step}" if step != 1 else "")
+    return ",".join(str(p) for p in planes)
+
+
+@contextlib.contextmanager
+def progress_bar(description: str, total: int, enabled: bool = True):
+    """A rich progress bar on stderr; yields ``advance(n=1)``. A no-op when ``enabled`` is False."""
+    if not enabled:
+        yield lambda n=1: None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=False) as progress:
+        task = progress.add_task(description, total=total)
+        yield lambda n=1: progress.advance(task, n)

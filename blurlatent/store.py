@@ -78,6 +78,25 @@ class Store:
         records = self.manifest["fields"]
         return [r for r in records if (split is None or r["split"] == split) and (channel is None or r["channel"] == channel)]
 
+    def source_image(self, record: dict, plane: int) -> np.ndarray:
+        """The original (16-bit) image of a field record (from ``fields()``) at ``plane``: a file, or a member
+        of a downloaded zip. Raises UsageError when the plane is not in the record or the source is gone."""
+        from .io import decode_image, read_image
+
+        entry = next((p for p in record["planes"] if p["plane"] == plane), None)
+        if entry is None:
+            raise UsageError(f"{self.path}: field {record['name']} has no plane {plane} (planes {self.planes}); pick one of those")
+        if not entry.get("member"):
+            return read_image(entry["file"])
+        import zipfile
+
+        try:
+            with zipfile.ZipFile(entry["file"]) as archive:
+                data = archive.read(entry["member"])
+        except (OSError, KeyError, zipfile.BadZipFile) as exc:
+            raise UsageError(f"{entry['file']}:{entry['member']}: cannot read the source ({exc}); was the download moved?") from None
+        return decode_image(data, f"{entry['file']}:{entry['member']}")
+
     def triplets(self, triplets, channel: str, split: str):
         """A torch Dataset over (crop, triplet) pairs giving (left, target, right) float [1, H, W] in [0, 1]."""
         from .data import TripletDataset
@@ -88,13 +107,27 @@ class Store:
 
 def write_store(path: Path, manifest: dict, arrays: dict[str, np.ndarray]) -> None:
     """Write arrays and manifest into ``path`` (a fresh temp folder the caller renames into place)."""
-    import hashlib
-
     path.mkdir(parents=True, exist_ok=True)
-    checksums = {}
     for name, array in arrays.items():
-        file = path / f"{name}.npy"
-        np.save(file, np.ascontiguousarray(array, dtype=np.uint8))
-        checksums[file.name] = hashlib.sha256(file.read_bytes()).hexdigest()
+        np.save(path / f"{name}.npy", np.ascontiguousarray(array, dtype=np.uint8))
+    write_manifest(path, manifest)
+
+
+def write_manifest(path: Path, manifest: dict) -> dict:
+    """Checksum every ``*.npy`` already in ``path`` and write ``manifest.json`` (for writers that fill
+    ``np.lib.format.open_memmap`` arrays in place rather than hand whole arrays to ``write_store``)."""
+    checksums = {file.name: file_sha256(file) for file in sorted(path.glob("*.npy"))}
     manifest = dict(manifest, format_version=STORE_FORMAT_VERSION, checksums=checksums)
     (path / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
+    return manifest
+
+
+def file_sha256(file: Path, chunk: int = 1 << 22) -> str:
+    """sha256 of a file read in 4 MiB chunks (stores reach gigabytes; never read them whole)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(file, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,129 @@
+"""synth: the real BBBC006v1 layout, determinism, and optics that conserve energy and blur away from focus."""
+
+import re
+
+import numpy as np
+import pytest
+import tifffile
+from scipy.ndimage import gaussian_filter
+from typer.testing import CliRunner
+
+from blurlatent import synth
+from blurlatent.cli import app
+from blurlatent.errors import UsageError
+from blurlatent.io import parse_bbbc_name
+
+NAME = re.compile(r"^mcf-z-stacks-03212011_[a-p]\d{2}_s[12]_w[12][0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}\.tif$")
+TINY = dict(size=(64, 48), workers=1)
+
+
+def _files(root):
+    return {p.relative_to(root).as_posix(): p for p in sorted(root.rglob("*.tif"))}
+
+
+def test_layout_names_and_tiffs(tmp_path):
+    out = tmp_path / "bbbc"
+    synth.synthesize(out, fields=3, channels=["w1", "w2"], planes=[0, 16, 33], seed=1, **TINY)
+    assert sorted(p.name for p in out.iterdir()) == ["BBBC006_v1_images_z_00", "BBBC006_v1_images_z_16", "BBBC006_v1_images_z_33", "synth.json"]
+    uuids = {}
+    for plane in ("00", "16", "33"):
+        names = sorted(p.name for p in (out / f"BBBC006_v1_images_z_{plane}").iterdir())
+        assert len(names) == 6
+        for name in names:
+            assert NAME.match(name), name  # no separator between the channel digit and the UUID
+            key = parse_bbbc_name(name)
+            uuids.setdefault(key, set()).add(name[-40:])
+    assert {k.name for k in uuids} == {f"{w}_s{s}_{c}" for w, s in (("a01", 1), ("a01", 2), ("a02", 1)) for c in ("w1", "w2")}
+    assert all(len(u) == 3 for u in uuids.values())  # a different UUID on every plane
+    with tifffile.TiffFile(next(iter(_files(out).values()))) as tif:
+        page = tif.pages[0]
+        assert page.compression.name == "LZW" and page.dtype == np.uint16 and page.shape == (48, 64)
+        image = page.asarray()
+    assert 80 <= image.min() and image.max() <= synth.FULL_SCALE
+
+
+def test_same_seed_same_bytes_and_plane_subsets_agree(tmp_path):
+    a, b, c, d = (tmp_path / n for n in "abcd")
+    synth.synthesize(a, fields=2, channels=["w1"], planes=[8, 16], seed=3, **TINY)
+    synth.synthesize(b, fields=2, channels=["w1"], planes=[8, 16], seed=3, **TINY)
+    synth.synthesize(c, fields=1, channels=["w1", "w2"], planes=[16], seed=3, **TINY)
+    synth.synthesize(d, fields=2, channels=["w1"], planes=[8, 16], seed=4, **TINY)
+    fa, fb, fc, fd = (_files(x) for x in (a, b, c, d))
+    assert list(fa) == list(fb) and all(fa[k].read_bytes() == fb[k].read_bytes() for k in fa)
+    # field 0's w1 on plane 16 is the same file whatever other fields, planes and channels were asked for
+    w1 = [k for k in fc if "_w1" in k]
+    assert len(w1) == 1 and fa[w1[0]].read_bytes() == fc[w1[0]].read_bytes()
+    assert set(fa).isdisjoint(fd)  # another seed: other UUIDs ...
+    assert not np.array_equal(tifffile.imread(sorted(fa.values())[0]), tifffile.imread(sorted(fd.values())[0]))  # ... other images
+
+
+@pytest.mark.parametrize("distance", [-34.0, -12.0, -2.0, 0.0, 3.0, 20.0, 36.0])
+def test_psf_conserves_energy_and_matches_its_width_law(distance):
+    psf = synth.defocus_psf(distance, size=257)
+    assert psf.sum() == pytest.approx(1.0, abs=1e-9)
+    if abs(distance) >= 2:  # (in focus the 0.44 px core is sub-pixel and its sampled OTF rings by ~3 %)
+        assert psf.min() > -1e-3 * psf.max()  # the disk-Gaussian PSF is non-negative
+    # second moment per axis of the sampled PSF = the closed form R²/4 + σ²
+    y = np.arange(257) - 128
+    measured = np.sqrt((psf.sum(axis=1) * y**2).sum())
+    assert measured == pytest.approx(synth.equivalent_sigma_px(distance), rel=0.02, abs=0.05)
+
+
+def test_blur_grows_monotonically_on_both_sides_of_focus():
+    sigmas = [synth.equivalent_sigma_px(synth.plane_distance_um(z)) for z in range(34)]
+    assert all(a > b for a, b in zip(sigmas[:16], sigmas[1:17]))  # below focus: sharper towards z16
+    assert all(a < b for a, b in zip(sigmas[16:], sigmas[17:]))  # above focus: blurrier away from z16
+    # on rendered noise-free images: the peak of a field falls away from z16 on both sides
+    stacks, _ = synth.render_field(5, 0, (64, 48), list(range(0, 34, 4)), ["w1"], noise=False)
+    peaks = stacks["w1"].max(axis=(1, 2))
+    focus = list(range(0, 34, 4)).index(16)
+    assert np.all(np.diff(peaks[: focus + 1]) > 0) and np.all(np.diff(peaks[focus:]) < 0)
+
+
+def test_energy_conserved_through_defocus_and_calibrated_to_the_real_z00():
+    image = np.zeros((256, 256), np.float32)
+    yy, xx = np.mgrid[:256, :256]
+    image[(yy - 128) ** 2 / 12.0**2 + (xx - 120) ** 2 / 9.0**2 < 1] = 1500.0
+    for distance in (-32.0, -8.0, 0.0, 8.0, 32.0):
+        assert synth.blur(image, distance).sum() == pytest.approx(image.sum(), rel=1e-4)
+    # the real z00 ≈ in-focus plane ⊛ Gaussian(σ ≈ 18 px): our PSF at 32 µm must look like that
+    ours, gauss = synth.blur(image, -32.0), gaussian_filter(image, 18.0, mode="wrap")
+    assert np.abs(ours - gauss).sum() / gauss.sum() < 0.1
+    assert np.abs(ours - gaussian_filter(image, 12.0, mode="wrap")).sum() / gauss.sum() > 0.2  # and not like a weaker blur
+
+
+def test_camera_noise_is_poisson_gaussian_with_the_real_gain():
+    signal = np.full((256, 256), 400.0, np.float32)
+    frame = synth.camera(signal, np.random.default_rng(0)).astype(np.float64)
+    assert frame.mean() == pytest.approx(synth.CAMERA_OFFSET + 400.0, abs=0.5)
+    assert frame.var() == pytest.approx(synth.READ_NOISE**2 + synth.GAIN * 400.0 + 1 / 12, rel=0.05)
+    assert synth.camera(np.full((4, 4), 1e6), np.random.default_rng(0)).max() == synth.FULL_SCALE
+
+
+def test_refuses_to_replace_without_force_and_foreign_folders_even_with_it(tmp_path):
+    out = tmp_path / "s"
+    synth.synthesize(out, fields=1, channels=["w1"], planes=[16], seed=0, **TINY)
+    with pytest.raises(UsageError, match="--force"):
+        synth.synthesize(out, fields=1, channels=["w1"], planes=[16], seed=0, **TINY)
+    synth.synthesize(out, fields=1, channels=["w1"], planes=[15], seed=0, force=True, **TINY)
+    assert [p.name for p in out.iterdir() if p.is_dir()] == ["BBBC006_v1_images_z_15"]
+    (out / "thesis.docx").write_text("precious")
+    with pytest.raises(UsageError, match="thesis.docx"):
+        synth.synthesize(out, fields=1, channels=["w1"], planes=[16], seed=0, force=True, **TINY)
+    assert (out / "thesis.docx").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp folder left
+
+
+def test_cli_synth_in_process(tmp_path):
+    runner = CliRunner()
+    out = tmp_path / "cli"
+    args = ["synth", str(out), "--fields", "2", "--channels", "w1", "--planes", "14:18:2", "--size", "64x48", "--seed", "2", "--workers", "2"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert len(list(out.rglob("*.tif"))) == 6
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and "--force" in result.output and len(result.output.strip().splitlines()) == 1
+    for bad in (["--planes", "18:14"], ["--size", "64by48"], ["--channels", "w3"], ["--fields", "0"]):
+        result = runner.invoke(app, ["synth", str(tmp_path / "bad"), "--size", "64x48", *bad])
+        assert result.exit_code == 2, (bad, result.output)
+        assert not (tmp_path / "bad").exists()
