@@ -1,0 +1,214 @@
+"""Whole-image deblurring latency of the paper-size model (widths 64..1024) on one 696x520 16-bit pair.
+
+    python benchmarks/bench_infer.py                     # CPU, 2 threads, fp32 (+ bf16 with --precisions fp32,bf16)
+    python benchmarks/bench_infer.py --device cuda --precisions fp32,bf16
+
+Prints, per precision (and, on CPU, for load_model without BatchNorm folding and without
+channels_last), the in-process median over --runs calls of ``blurlatent.deblur`` (after one
+warm-up), the largest difference from fp32 on the [0, 1] scale, and the command line end to end with
+its parts timed apart (interpreter + imports, checkpoint load, inference + writing).
+
+No trained checkpoint is needed: the network gets random weights and BatchNorm statistics calibrated
+on smooth random crops (so activations are as scaled as in a trained model and the output is not a
+saturated constant); the time does not depend on the weights. The pair is a real BBBC006 file (when
+/work/shared/data is there) and the same file Gaussian-blurred as the blurriest plane, else synthetic.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+SAMPLES = Path("/work/shared/data/bbbc006-samples")
+
+
+def make_pair(shape=(520, 696)) -> tuple[np.ndarray, np.ndarray]:
+    from scipy.ndimage import gaussian_filter
+
+    files = sorted(SAMPLES.glob("*.tif")) if SAMPLES.is_dir() else []
+    if files:
+        from blurlatent.io import read_image
+
+        less_blurry = read_image(files[0])
+    else:
+        rng = np.random.default_rng(0)
+        less_blurry = (110 + 900 * gaussian_filter(rng.random(shape), 3) ** 3 * 8).clip(0, 65535).astype(np.uint16)
+    blurriest = gaussian_filter(less_blurry.astype(np.float64), 8).astype(np.uint16)
+    return blurriest, less_blurry
+
+
+def calibrated_checkpoint(path: Path, seed: int = 0) -> None:
+    import torch
+    from scipy.ndimage import gaussian_filter
+
+    from blurlatent.checkpoint import save_checkpoint
+    from blurlatent.config import to_dict
+    from blurlatent.model import Autoencoder, ModelConfig
+
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    model = Autoencoder(ModelConfig())
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.momentum = None  # cumulative average over the calibration batches
+    model.train()
+    with torch.no_grad():
+        for _ in range(3):
+            x = np.stack([gaussian_filter(rng.random((128, 128)), rng.uniform(1, 6)) for _ in range(8)])
+            x = (x - x.min(axis=(1, 2), keepdims=True)) / np.ptp(x, axis=(1, 2), keepdims=True)
+            model(torch.from_numpy(x.astype(np.float32))[:, None])
+    save_checkpoint(path, {"config": {"model": to_dict(model.config), "data": {"normalize": "minmax"}}, "model": model.state_dict(), "epoch": 0})
+
+
+def count_macs(model, hw) -> int:
+    """Multiply-accumulates of one deblur (two encodes, one decode) at the padded size of ``hw``."""
+    import torch
+
+    h, w = (-(-d // model.multiple) * model.multiple for d in hw)
+    macs = []
+
+    def hook(mod, inp, out):
+        k = mod.kernel_size[0] * mod.kernel_size[1] * mod.in_channels * mod.out_channels // mod.groups
+        macs.append(k * (inp[0].shape[-2] * inp[0].shape[-1] if isinstance(mod, torch.nn.ConvTranspose2d) else out.shape[-2] * out.shape[-1]))
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))]
+    with torch.inference_mode():
+        z = model.encode(torch.zeros(1, 1, h, w, device=next(model.parameters()).device))
+        enc = sum(macs)
+        model.decode(z)
+    for handle in handles:
+        handle.remove()
+    return 2 * enc + (sum(macs) - enc)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (the target is 2 cores)")
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--precisions", default="fp32", help="comma list of fp32, bf16, fp16, auto")
+    parser.add_argument("--bf16-runs", type=int, default=1, help="bf16/fp16 are slow on CPUs without AMX: fewer runs")
+    parser.add_argument("--no-cli", action="store_true", help="skip the end-to-end command line timing")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args()
+
+    t0 = time.perf_counter()
+    import torch
+
+    import blurlatent
+    from blurlatent import interpolate as I
+
+    import_s = time.perf_counter() - t0
+    torch.set_num_threads(args.threads)
+    cuda = args.device.startswith("cuda")
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    results = {
+        "machine": platform.processor() or platform.machine(),
+        "cpu": _cpu_name(),
+        "gpu": torch.cuda.get_device_name() if cuda else None,
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "device": args.device,
+        "image": "696x520 uint16",
+        "import_s": round(import_s, 3),
+        "load_average_before": [round(x, 2) for x in os.getloadavg()],
+        "runs": {},
+    }
+    blurriest, less_blurry = make_pair()
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        ckpt = tmp / "paper.pt"
+        calibrated_checkpoint(ckpt)
+        t = time.perf_counter()
+        model = blurlatent.load_model(ckpt, args.device)
+        results["load_model_s"] = round(time.perf_counter() - t, 3)
+
+        from blurlatent.io import intensity_range, to_unit
+
+        ua, ub = (to_unit(x, *intensity_range(x))[None] for x in (blurriest, less_blurry))
+        reference = I.infer_unit(model, ua, ub, [0.5], I.extrapolate_sharp, precision="fp32")[0, 0]
+        variants = [(p, model, p) for p in args.precisions.split(",")]
+        if not cuda:
+            # what load_model's two choices buy: BatchNorm folded into the convs, channels_last layout
+            variants.append(("fp32_unfused", blurlatent.load_model(ckpt, args.device, fuse=False), "fp32"))
+            variants.append(("fp32_nchw", copy.deepcopy(model).to(memory_format=torch.contiguous_format), "fp32"))
+        call = lambda m, p: blurlatent.deblur(m, blurriest, less_blurry, 0.5, precision=p, out_dtype="float32")  # noqa: E731
+        for _, m, p in variants:  # warm-up: allocator, oneDNN/cuDNN kernel choice
+            call(m, p)
+            sync()
+        times = {name: [] for name, _, _ in variants}
+        for rep in range(args.runs):  # round robin, so load from other processes hits every variant alike
+            for name, m, p in variants:
+                if p in ("bf16", "fp16") and not cuda and rep >= args.bf16_runs:
+                    continue
+                t = time.perf_counter()
+                call(m, p)
+                sync()
+                times[name].append(time.perf_counter() - t)
+        for name, m, p in variants:
+            unit = I.infer_unit(m, ua, ub, [0.5], I.extrapolate_sharp, precision=p)[0, 0]
+            results["runs"][name] = {
+                "median_s": round(statistics.median(times[name]), 4),
+                "min_s": round(min(times[name]), 4),
+                "times_s": [round(x, 4) for x in times[name]],
+                "max_abs_diff_vs_fp32": float(np.abs(unit - reference).max()),
+                "output_std": float(unit.std()),
+            }
+        gflop = 2 * count_macs(model, ua.shape[-2:]) / 1e9
+        results["gflop_per_deblur"] = round(gflop, 1)
+        for r in results["runs"].values():
+            r["gflop_per_s"] = round(gflop / r["median_s"], 1)
+
+        if not args.no_cli:
+            import tifffile
+
+            tifffile.imwrite(tmp / "z00.tif", blurriest)
+            tifffile.imwrite(tmp / "z08.tif", less_blurry)
+            env_threads = {"OMP_NUM_THREADS": str(args.threads)}
+            cmd = [sys.executable, "-m", "blurlatent", "deblur", str(tmp / "z00.tif"), str(tmp / "z08.tif"),
+                   "-c", str(ckpt), "--alpha", "0.5", "-o", str(tmp / "out.tif"), "--device", args.device]
+            imports = [sys.executable, "-c", "import torch, blurlatent.cli, blurlatent.interpolate"]
+            env = {**os.environ, **env_threads}
+            t = time.perf_counter()
+            subprocess.run(imports, check=True, env=env)
+            imports_s = time.perf_counter() - t
+            t = time.perf_counter()
+            proc = subprocess.run(cmd, check=True, env=env, capture_output=True, text=True)
+            cli_s = time.perf_counter() - t
+            results["cli"] = {
+                "total_s": round(cli_s, 3),
+                "python_and_imports_s": round(imports_s, 3),
+                "load_model_s": results["load_model_s"],
+                "rest_s (read, infer, write)": round(cli_s - imports_s - results["load_model_s"], 3),
+                "stdout": proc.stdout.strip(),
+            }
+    # other processes on a shared machine inflate every figure: the load average says how much
+    results["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+    print(json.dumps(results, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+if __name__ == "__main__":
+    main()
