@@ -1,0 +1,145 @@
+"""Every command in README.md runs, in order, on tiny data, so the README cannot rot.
+
+Commands come from the ```bash and ```python blocks. Each ``blurlatent`` line runs in-process with
+overrides appended that shrink it to test size (click keeps the last value of a repeated option):
+tiny synthetic fields, 32-px crops, a [4, 8, 8] model, one epoch, the CPU. The "download" the README
+talks about (``BBBC006/``) is a tiny synthetic set in the same layout, and ``z00.tif``/``z08.tif``/
+``z16.tif`` are planes of one of its fields.
+
+Not run here, each for a stated reason (see SKIPPED): ``make``/``pip`` (CI itself runs them: .ci/run
+is ``make test``), ``blurlatent demo`` (tests/test_demo.py runs it), benchmarks (minutes, printed
+figures), ``examples/reproduce_paper.sh`` (its commands are spelled out in the README and run here),
+shell set-up for the FID weights (needs the internet) and lines holding a ``/path/to/`` placeholder.
+``torchrun`` lines run as one node with 2 CPU processes (gloo) instead of the cluster they name.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+
+SKIPPED = {
+    "make": "CI runs it (.ci/run is `make test`)",
+    "pip": "CI installs the package this way",
+    "curl": "needs the internet (FID weights)",
+    "sha256sum": "FID weights set-up",
+    "mkdir": "FID weights set-up",
+    "cp": "FID weights set-up",
+    "examples/reproduce_paper.sh": "its commands are spelled out in the README and run here",
+}
+SIZE = {
+    "synth": ["--fields", "10", "--size", "64x64", "--workers", "1"],
+    "prepare": ["--crop", "32", "--workers", "1"],
+    "blur": ["--device", "cpu"],
+    "deblur": ["--device", "cpu"],
+    "evaluate": ["--device", "cpu", "--force"],
+}
+TINY_TRAIN = ["--epochs", "1", "--widths", "4,8,8", "--batch-size", "8", "--device", "cpu", "--force"]
+
+
+def readme_commands() -> list[tuple[str, str]]:
+    """(kind, text) for every command: kind 'bash' (one logical line) or 'python' (a whole block)."""
+    commands = []
+    for lang, body in re.findall(r"```(bash|python)\n(.*?)```", README.read_text(), flags=re.S):
+        if lang == "python":
+            commands.append(("python", body))
+            continue
+        body = body.replace("\\\n", " ")
+        for line in body.splitlines():
+            line = line.split(" #", 1)[0].strip() if not line.lstrip().startswith("#") else ""
+            if line:
+                commands.append(("bash", line))
+    return commands
+
+
+def _expand(args: list[str], cwd: Path) -> list[str]:
+    out = []
+    for arg in args:
+        if any(ch in arg for ch in "*?["):
+            matches = sorted(glob.glob(str(cwd / arg)))
+            assert len(matches) == 1, f"README glob {arg} matches {matches}"
+            out.append(os.path.relpath(matches[0], cwd))
+        else:
+            out.append(arg)
+    return out
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    from blurlatent.io import parse_bbbc_name
+    from blurlatent.synth import synthesize
+
+    work = tmp_path_factory.mktemp("readme")
+    synthesize(work / "BBBC006", fields=10, channels=("w1", "w2"), size=(64, 64), seed=1)
+    for plane in (0, 8, 16):
+        folder = work / "BBBC006" / f"BBBC006_v1_images_z_{plane:02d}"
+        source = next(p for p in sorted(folder.iterdir()) if parse_bbbc_name(p.name).name == "a01_s1_w1")
+        shutil.copy(source, work / f"z{plane:02d}.tif")
+    shutil.copytree(ROOT / "examples", work / "examples")
+    return work
+
+
+def _run_train_like(args: list[str], resumes: dict[str, int]) -> list[str]:
+    if "--resume" in args:
+        run = args[args.index("--resume") + 1]
+        resumes[run] = resumes.get(run, 0) + 1
+        return args + ["--epochs", str(1 + resumes[run])]
+    return args + TINY_TRAIN
+
+
+@pytest.mark.slow
+def test_every_readme_command_runs(workspace, monkeypatch):
+    from blurlatent.cli import app
+
+    commands = readme_commands()
+    assert len([c for c in commands if c[1].startswith("blurlatent")]) >= 25, "README lost its commands?"
+    monkeypatch.chdir(workspace)
+    runner = CliRunner()
+    resumes: dict[str, int] = {}
+    ran = 0
+    for kind, text in commands:
+        if kind == "python":
+            exec(compile(text, "README.md", "exec"), {"__name__": "readme"})
+            ran += 1
+            continue
+        words = shlex.split(text)
+        if words[0] in SKIPPED or "/path/to/" in text or words[:2] == ["blurlatent", "demo"] \
+                or (words[0] == "python" and words[1].startswith("benchmarks/")):
+            continue
+        if words[0] == "torchrun":
+            module = words.index("-m")
+            args = _expand(words[module + 2:], workspace)  # after "-m blurlatent"
+            cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                   "-m", "blurlatent", *args, *TINY_TRAIN]
+            done = subprocess.run(cmd, cwd=workspace, capture_output=True, text=True, timeout=300)
+            assert done.returncode == 0, f"{text}\n{done.stderr[-2000:]}"
+            ran += 1
+            continue
+        if words[0] == "python":
+            done = subprocess.run([sys.executable, *words[1:]], cwd=workspace, capture_output=True, text=True, timeout=300)
+            assert done.returncode == 0, f"{text}\n{done.stderr[-2000:]}"
+            ran += 1
+            continue
+        assert words[0] == "blurlatent", f"README command with no rule in this test: {text}"
+        args = _expand(words[1:], workspace)
+        command = next((a for a in args if not a.startswith("-")), None)
+        if command == "train":
+            args = _run_train_like(args, resumes)
+        else:
+            args = args + SIZE.get(command, [])
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, f"README: {text}\nexit {result.exit_code}\n{result.output[-2000:]}"
+        ran += 1
+    assert ran >= 25
