@@ -222,7 +222,7 @@ def train_cli(
         if out is not None and out.resolve() != resume.resolve():
             raise UsageError(f"--out {out} and --resume {resume} differ; give only --resume RUN_FOLDER")
         if not (resume / "last.pt").is_file():
-            raise UsageError(f"--resume {resume}: no last.pt there; pass a run folder written by `blurlatent train`")
+            raise UsageError(f"--resume {resume}: no last.pt there; " + ("the run stopped before its first checkpoint: rerun its `blurlatent train` command with --force" if (resume / "config.yaml").is_file() else "pass a run folder written by `blurlatent train`"))
         names = {"data.store": "STORE", "data.channel": "--channel", "reg": "--reg", "init": "--init", "from_scratch": "--from-scratch",
                  "optim.batch": "--batch-size", "optim.lr": "--lr", "sync_bn": "--sync-bn", "seed": "--seed", "model.widths": "--widths"}
         changed = [names.get(k, k) for k, v in flags.items() if v is not None and k not in RESUMABLE_CHANGES]

@@ -22,9 +22,7 @@ import hashlib
 import json
 import logging
 import math
-import os
 import shutil
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -33,6 +31,7 @@ import numpy as np
 
 from . import metrics as M
 from .errors import UsageError
+from .io import check_output_location, make_temp_dir, replace_folder
 
 log = logging.getLogger(__name__)
 
@@ -493,9 +492,7 @@ def _check_out(out: Path, force: bool) -> None:
         raise UsageError(f"{out}: report folder already exists; pass --force to replace it or choose another --out")
     if out.exists() and any(out.iterdir()) and not (out / "report.json").exists():
         raise UsageError(f"{out}: is a non-empty folder that is not a blurlatent report; refusing to replace it even with --force — choose another --out")
-    parent = out.resolve().parent
-    if parent.exists() and not os.access(parent, os.W_OK):
-        raise UsageError(f"{parent}: folder is not writable; choose another --out")
+    check_output_location(out)
 
 
 def _test_names(store, channel: str, count: int) -> list[str]:
@@ -964,8 +961,7 @@ def _safe(name: str) -> str:
 def _write_report(out: Path, force: bool, report: dict, ex, pca, plan, model_names) -> None:
     """Write everything into a temp folder beside ``out``, then swap it into place."""
     out = out.resolve()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    tmp = make_temp_dir(out)
     try:
         figdir = tmp / "figures"
         figdir.mkdir()
@@ -974,13 +970,7 @@ def _write_report(out: Path, force: bool, report: dict, ex, pca, plan, model_nam
         (tmp / "report.json").write_text(json.dumps(report, indent=1, allow_nan=False))
         (tmp / "report.md").write_text(_markdown(report, figures))
         _check_out(out, force)  # the folder may have appeared while we computed
-        if out.exists():
-            old = out.with_name(f".{out.name}.old-{os.getpid()}")
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
+        replace_folder(tmp, out)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

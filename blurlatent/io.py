@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import socket
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,6 +91,13 @@ def decode_image(data: bytes, source: str) -> np.ndarray:
 
 
 def check_grayscale(array: np.ndarray, source: str) -> np.ndarray:
+    """``array`` as one 2-D grayscale plane (singleton axes dropped); UsageError naming ``source`` for colour
+    or multi-page images, images under 2x2 pixels, NaN/inf, and pixel types other than int/uint/float."""
+    array = np.asarray(array)
+    if np.squeeze(array).ndim < 2:
+        # a 1xN or 1x1 image squeezes to fewer than two axes: say "too small", not "not grayscale"
+        h, w = (array.shape[-2:] if array.ndim >= 2 else (1, array.size))
+        raise UsageError(f"{source}: image is {w}x{h} pixels, too small; pass a real image")
     array = np.squeeze(array)
     if array.ndim != 2:
         raise UsageError(
@@ -111,19 +119,110 @@ def read_image(path: str | Path) -> np.ndarray:
     if not path.exists():
         raise UsageError(f"{path}: file not found; check the path")
     if path.is_dir():
-        raise UsageError(f"{path}: is a folder, expected an image file")
+        raise UsageError(f"{path}: is a folder; pass an image file (.tif/.tiff/.png)")
     return decode_image(path.read_bytes(), str(path))
 
 
 def check_writable(path: Path, force: bool) -> None:
-    """Refuse to replace an existing file (unless ``force``) or write into a missing/unwritable folder."""
+    """Refuse to replace an existing file (unless ``force``) or to write where no file can be created."""
+    path = Path(path)
     if path.exists() and not force:
         raise UsageError(f"{path}: already exists; pass --force to overwrite it or choose another output")
     if path.exists() and path.is_dir():
-        raise UsageError(f"{path}: is a folder, expected a file path")
-    parent = path.parent if str(path.parent) else Path(".")
-    if parent.exists() and not os.access(parent, os.W_OK):
-        raise UsageError(f"{parent}: folder is not writable; choose another output location")
+        raise UsageError(f"{path}: is a folder, expected a file path; choose a file name")
+    check_output_location(path)
+
+
+def check_output_location(path: str | Path) -> None:
+    """Refuse an output ``path`` (file or folder) whose nearest existing ancestor is a file or a folder
+    this process cannot write into, so a command fails before any work instead of at its first write.
+    Missing folders in between are fine: writers create them."""
+    path = Path(path)
+    ancestor = path.absolute().parent
+    # Path.exists() is False for "a_file/x" (NotADirectoryError is swallowed), so this stops at a_file
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise UsageError(f"{path}: {ancestor} is a file, not a folder; choose another output location")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise UsageError(f"{ancestor}: folder is not writable; choose another output location")
+
+
+# --- temp files and folders -------------------------------------------------------------------
+# Every writer builds its output under a hidden temp name beside it and renames it into place. The
+# name carries the writer's pid and host, so a later run can delete what a killed run (SIGKILL, power
+# loss: no cleanup code runs) left behind without touching a temp of a run still going.
+
+
+def _temp_prefix(name: str) -> str:
+    return f".{name}.{os.getpid()}@{socket.gethostname()}."
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)  # reading the umask means setting it; put it straight back
+    os.umask(mask)
+    return mask
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def remove_stale_temps(folder: str | Path, name: str) -> list[Path]:
+    """Delete the temp files/folders for output ``name`` in ``folder`` whose writer (same host) is dead.
+
+    Returns what was removed. Temps of live processes and of other hosts are left alone."""
+    import glob
+    import shutil
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    host = socket.gethostname()
+    removed = []
+    for entry in folder.glob(f".{glob.escape(name)}.*@*.tmp"):
+        pid_text, _, rest = entry.name[len(name) + 2:].partition("@")
+        if not pid_text.isdigit() or not rest.startswith(host + ".") or _pid_alive(int(pid_text)):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        removed.append(entry)
+    return removed
+
+
+def make_temp_dir(out: str | Path) -> Path:
+    """A fresh temp folder beside ``out`` (created with its parents), to be renamed onto ``out`` by
+    ``replace_folder``; stale temps of killed earlier runs for ``out`` are removed first."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(out.parent, out.name)
+    tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(out.name), suffix=".tmp", dir=out.parent))
+    tmp.chmod(0o755)  # mkdtemp makes it private; the result is an ordinary shared folder
+    return tmp
+
+
+def replace_folder(tmp: Path, out: Path) -> None:
+    """Rename the finished folder ``tmp`` onto ``out``, replacing an existing ``out`` (moved aside under a
+    temp name first, so a kill between the two renames leaves only temps that the next run removes)."""
+    import shutil
+
+    if out.exists():
+        trash = out.with_name(f"{_temp_prefix(out.name)}old.tmp")
+        os.replace(out, trash)
+        os.replace(tmp, out)
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        os.replace(tmp, out)
 
 
 @contextlib.contextmanager
@@ -132,9 +231,11 @@ def atomic_path(path: str | Path, force: bool = True) -> Iterator[Path]:
     path = Path(path)
     check_writable(path, force)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    remove_stale_temps(path.parent, path.name)
+    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path.name), suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
+    tmp_path.chmod(0o666 & ~_umask())  # mkstemp makes it private; the result is an ordinary file
     try:
         yield tmp_path
         os.replace(tmp_path, path)

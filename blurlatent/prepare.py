@@ -17,7 +17,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 import time
 import zipfile
 import zlib
@@ -29,7 +28,8 @@ import numpy as np
 
 from . import __version__
 from .errors import UsageError
-from .io import BBBC_PLANE_DIR, FieldKey, decode_image, format_planes, intensity_range, parse_bbbc_name, progress_bar, to_unit
+from .io import (BBBC_PLANE_DIR, FieldKey, check_output_location, decode_image, format_planes, intensity_range, make_temp_dir,
+                 parse_bbbc_name, progress_bar, replace_folder, to_unit)
 from .store import SPLITS, STORE_FORMAT_VERSION, Store, write_manifest
 
 log = logging.getLogger(__name__)
@@ -92,6 +92,8 @@ class Inventory:
     sources: dict[int, dict[FieldKey, Source]]
     kinds: dict[int, str]  # plane -> "folder" | "zip"
     stamp: list  # (name, size, time-or-crc) rows: what the fingerprint hashes
+    files: int = 0  # files in those planes
+    ignored: int = 0  # ... of which without a BBBC006 name
 
 
 def discover(src: str | Path, planes: Sequence[int], channels: Sequence[str]) -> Inventory:
@@ -109,6 +111,7 @@ def discover(src: str | Path, planes: Sequence[int], channels: Sequence[str]) ->
     sources: dict[int, dict[FieldKey, Source]] = {}
     kinds: dict[int, str] = {}
     stamp: list = []
+    files_total = ignored_total = 0
     wanted = set(channels)
     for plane in planes:
         if plane not in found:
@@ -150,8 +153,10 @@ def discover(src: str | Path, planes: Sequence[int], channels: Sequence[str]) ->
             stamp.append((name, size, tag))
         if ignored:
             log.info("%s: %d files without BBBC006 names ignored", location, ignored)
+        ignored_total += ignored
+        files_total += len(members)
         sources[plane] = per_plane
-    return Inventory(sources, kinds, stamp)
+    return Inventory(sources, kinds, stamp, files_total, ignored_total)
 
 
 # --- splits and crops --------------------------------------------------------------------------
@@ -321,6 +326,12 @@ def prepare(
         raise UsageError(f"{out}: output is inside the source folder {src}; write the store elsewhere")
 
     inventory = discover(src, planes, channels)
+    if inventory.files and inventory.ignored == inventory.files:
+        # nothing in the plane folders/zips is named like BBBC006: wrong files, not a wrong channel
+        raise UsageError(
+            f"{src}: none of the {inventory.ignored} files in planes {format_planes(planes)} has a BBBC006 name "
+            "(mcf-z-stacks-03212011_a01_s1_w1<UUID>.tif); pass the BBBC006_v1 download (folders or zips)"
+        )
     for channel in channels:
         if not any(k.channel == channel for per in inventory.sources.values() for k in per):
             raise UsageError(f"{src}: no {channel} files in planes {format_planes(planes)}; choose --channels that exist")
@@ -382,9 +393,7 @@ def prepare(
     fields_in = {s: [f for f in complete if assignment[f] == s] for s in SPLITS}
     position = {f: i for s in SPLITS for i, f in enumerate(fields_in[s])}
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    tmp.chmod(0o755)  # mkdtemp makes it private; the result is an ordinary shared folder
+    tmp = make_temp_dir(out)
     try:
         for c in channels:  # preallocate; workers fill their own rows
             for s in SPLITS:
@@ -428,7 +437,7 @@ def prepare(
             "skipped": skipped,
         }
         write_manifest(tmp, manifest)
-        _swap_into_place(tmp, out)
+        replace_folder(tmp, out)
     finally:
         close_zips()
         if tmp.exists():
@@ -470,11 +479,17 @@ def _up_to_date(out: Path, fingerprint: str) -> bool:
         return False
     if recorded.get("fingerprint") != fingerprint or recorded.get("format_version") != STORE_FORMAT_VERSION:
         return False
-    return all((out / name).is_file() for name in recorded.get("checksums", {}))
+    for name in recorded.get("checksums", {}):
+        try:  # cheap (header and size, not the sha256): catches a missing or truncated array
+            np.load(out / name, mmap_mode="r")
+        except (OSError, ValueError):
+            return False
+    return True
 
 
 def _check_output(out: Path, force: bool) -> None:
     if not out.exists():
+        check_output_location(out)
         return
     if not out.is_dir():
         raise UsageError(f"{out}: exists and is not a folder; choose another output folder")
@@ -484,13 +499,3 @@ def _check_output(out: Path, force: bool) -> None:
         raise UsageError(f"{out}: exists and is not a prepared store; choose another output folder (nothing there is replaced, even with --force)")
     if not force:
         raise UsageError(f"{out}: holds a store prepared from other inputs or options; pass --force to replace it or choose another folder")
-
-
-def _swap_into_place(tmp: Path, out: Path) -> None:
-    if out.exists():
-        trash = out.with_name(f".{out.name}.old-{os.getpid()}")
-        os.replace(out, trash)
-        os.replace(tmp, out)
-        shutil.rmtree(trash, ignore_errors=True)
-    else:
-        os.replace(tmp, out)

@@ -68,7 +68,12 @@ class Store:
         self._check_channel(channel)
         if split not in SPLITS and split != "test_full":
             raise UsageError(f"unknown split {split!r}; use train, val or test")
-        return np.load(self.path / f"{channel}_{split}.npy", mmap_mode="r")
+        file = self.path / f"{channel}_{split}.npy"
+        try:
+            return np.load(file, mmap_mode="r")
+        except (OSError, ValueError) as exc:  # missing, truncated (mmap past the end) or not an .npy at all
+            reason = " ".join(str(exc).split()) or type(exc).__name__
+            raise UsageError(f"{file}: store array is missing or damaged ({reason}); rerun `blurlatent prepare` with --force") from None
 
     def full_test(self, channel: str) -> np.ndarray:
         """uint8 [fields, planes, H0, W0]: whole test fields, for whole-image evaluation."""

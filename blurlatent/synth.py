@@ -60,7 +60,6 @@ import logging
 import math
 import os
 import shutil
-import tempfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,7 +68,7 @@ from typing import Sequence
 import numpy as np
 
 from .errors import UsageError
-from .io import N_BBBC_PLANES, progress_bar
+from .io import N_BBBC_PLANES, check_output_location, make_temp_dir, progress_bar, replace_folder
 
 log = logging.getLogger(__name__)
 
@@ -494,9 +493,7 @@ def synthesize(
         raise UsageError(f"planes {planes}: BBBC006 has planes 0..{N_BBBC_PLANES - 1}")
     _check_output(out, force)
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    tmp.chmod(0o755)  # mkdtemp makes it private; the result is an ordinary shared folder
+    tmp = make_temp_dir(out)
     try:
         for plane in planes:
             (tmp / f"BBBC006_v1_images_z_{plane:02d}").mkdir()
@@ -531,13 +528,7 @@ def synthesize(
             "fields": truths,
         }
         (tmp / "synth.json").write_text(json.dumps(meta, indent=1))
-        if out.exists():
-            trash = out.with_name(f".{out.name}.old-{os.getpid()}")
-            os.replace(out, trash)
-            os.replace(tmp, out)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
+        replace_folder(tmp, out)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
@@ -546,6 +537,7 @@ def synthesize(
 
 def _check_output(out: Path, force: bool) -> None:
     if not out.exists():
+        check_output_location(out)
         return
     if not out.is_dir():
         raise UsageError(f"{out}: exists and is not a folder; choose another output folder")

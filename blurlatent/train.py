@@ -329,7 +329,7 @@ def _prepare_out(out: Path, resume: bool, force: bool) -> Path | None:
 
     if resume:
         if not (out / "last.pt").is_file():
-            raise UsageError(f"--resume {out}: no last.pt there; pass a run folder written by `blurlatent train`")
+            raise UsageError(f"--resume {out}: no last.pt there; " + ("the run stopped before its first checkpoint: rerun its `blurlatent train` command with --force" if (out / "config.yaml").is_file() else "pass a run folder written by `blurlatent train`"))
         return None
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out}: is a file; choose a folder name")
