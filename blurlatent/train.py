@@ -399,11 +399,13 @@ def _check_resume_config(saved: dict, config: TrainConfig, path: Path) -> None:
                              f"resume with the run's settings (only {', '.join(RESUMABLE_CHANGES)} may change) or start a new run with --init")
 
 
-def _trim_metrics(path: Path, epochs_done: int) -> None:
-    """Drop metrics lines of epochs after the checkpoint (written before a crash, redone on resume)."""
-    if not path.is_file():
-        return
-    keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["epoch"] <= epochs_done]
+def _trim_metrics(path: Path, epochs_done: int, last: dict | None = None) -> None:
+    """Make ``metrics.jsonl`` end at the checkpoint's epoch: drop lines of later epochs (redone on resume)
+    and restore the checkpoint's own line (``last``) when a kill came between the checkpoint and the line."""
+    lines = path.read_text().splitlines() if path.is_file() else []
+    keep = [line for line in lines if line.strip() and json.loads(line)["epoch"] <= epochs_done]
+    if last and last.get("epoch") == epochs_done and not any(json.loads(line)["epoch"] == epochs_done for line in keep):
+        keep.append(json.dumps(last))
     path.write_text("".join(line + "\n" for line in keep))
 
 
@@ -645,7 +647,7 @@ def _run(config: TrainConfig, out: Path, resume: bool, progress: bool, force: bo
             partial = ckpt.get("partial")
             _restore_rng(ckpt["rng"], device)
             if info.main:
-                _trim_metrics(out / "metrics.jsonl", start_epoch)
+                _trim_metrics(out / "metrics.jsonl", start_epoch, ckpt.get("metrics") if start_step == 0 else None)
             log.info("resuming %s at epoch %d step %d", out, start_epoch + 1, start_step)
         if info.main:
             save_yaml(config, out / "config.yaml")
@@ -770,11 +772,13 @@ def _run(config: TrainConfig, out: Path, resume: bool, progress: bool, force: bo
                 metrics = {"epoch": epoch + 1, "lr": lr, **train_terms, **val, "seconds": round(seconds, 3),
                            "triplets_per_s": round(s[-1] / max(seconds, 1e-9), 2), "best": is_best}
                 if info.main:
-                    with open(out / "metrics.jsonl", "a") as fh:
-                        fh.write(json.dumps(metrics) + "\n")
+                    # Checkpoint first: a kill between the two leaves a resumable run whose missing metrics
+                    # line the resume restores from the checkpoint (the reverse order left none to resume).
                     save_checkpoint(out / "last.pt", payload(epoch + 1, 0, metrics))
                     if is_best:
                         save_checkpoint(out / "best.pt", payload(epoch + 1, 0, metrics))
+                    with open(out / "metrics.jsonl", "a") as fh:
+                        fh.write(json.dumps(metrics) + "\n")
                     if config.strip_every and ((epoch + 1) % config.strip_every == 0 or epoch + 1 == config.optim.epochs):
                         _save_strip(model, store, config, out / "strips" / f"epoch_{epoch + 1:03d}.png", device, channels_last, amp_dtype)
                     bar.end_epoch(metrics)

@@ -334,3 +334,14 @@ def test_cli_train_config_flags_and_refusals(store, tmp_path, monkeypatch):
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     res = runner.invoke(app, ["train", str(store), "--out", str(tmp_path / "g"), "--gpus", "2", "--widths", "4,8,8"])
     assert res.exit_code == 2 and "only 1 CUDA GPU" in res.output
+
+
+def test_resume_restores_a_metrics_line_lost_between_checkpoint_and_log(store, tmp_path):
+    """A kill after last.pt is saved but before its metrics line is written: resume puts the line back."""
+    run = tmp_path / "lost-line"
+    train(tiny_config(store, epochs=2), run, progress=False)
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    (run / "metrics.jsonl").write_text(lines[0] + "\n")  # as if killed between checkpoint and log
+    train(tiny_config(store, epochs=3), run, resume=True, progress=False)
+    assert [m["epoch"] for m in metrics(run)] == [1, 2, 3]
+    assert json.loads(lines[1]) == metrics(run)[1]
