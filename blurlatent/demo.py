@@ -71,17 +71,12 @@ def sharpness(image: np.ndarray) -> float:
 
 
 def _prepare_folder(out: Path, force: bool) -> None:
-    from .io import check_output_location
+    from .io import check_output_folder
 
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"{out}: exists and is a file; choose a folder name for --out")
-    check_output_location(out)
-    if out.exists() and any(out.iterdir()):
-        if not force:
-            raise UsageError(f"{out}: already exists; pass --force to replace the earlier demo or choose another --out")
-        if not (out / DEMO_MARKER).is_file() and not (out / "synthetic").is_dir():
-            # --force replaces an earlier demo, never a folder of the user's that merely has the same name.
-            raise UsageError(f"{out}: is not a blurlatent demo folder; choose an empty or new --out")
+    def foreign(folder: Path) -> str | None:
+        return None if (folder / DEMO_MARKER).is_file() or (folder / "synthetic").is_dir() else next(iter(sorted(folder.iterdir()))).name
+
+    if check_output_folder(out, force, foreign, "a blurlatent demo folder", "an empty or new --out"):
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
 

@@ -13,7 +13,7 @@ import socket
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -147,6 +147,29 @@ def check_output_location(path: str | Path) -> None:
     if not os.access(ancestor, os.W_OK | os.X_OK):
         raise UsageError(f"{ancestor}: folder is not writable; choose another output location")
 
+
+
+def check_output_folder(out: str | Path, force: bool, foreign: "Callable[[Path], str | None]", what: str,
+                        option: str = "another output folder") -> bool:
+    """Check that a command may write the folder ``out``; True when an existing non-empty one gets replaced.
+
+    ``foreign(out)`` names something in ``out`` this command did not write (or returns None): such a
+    folder is never replaced, even with ``force`` — ``--force`` on a mistyped path must not wipe a
+    user's data — so its message does not suggest ``--force``. An earlier output of the same command
+    (``what``, e.g. "a prepared store") is replaced only with ``force``. Raises UsageError otherwise.
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"{out}: exists and is a file; choose a folder name")
+    check_output_location(out)
+    if not out.is_dir() or not any(out.iterdir()):
+        return False
+    stranger = foreign(out)
+    if stranger is not None:
+        raise UsageError(f"{out}: is not {what} (it holds {stranger!r}); choose {option}, nothing there is replaced even with --force")
+    if not force:
+        raise UsageError(f"{out}: already exists and holds {what}; pass --force to replace it or choose {option}")
+    return True
 
 # --- temp files and folders -------------------------------------------------------------------
 # Every writer builds its output under a hidden temp name beside it and renames it into place. The

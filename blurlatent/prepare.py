@@ -28,7 +28,7 @@ import numpy as np
 
 from . import __version__
 from .errors import UsageError
-from .io import (BBBC_PLANE_DIR, FieldKey, check_output_location, decode_image, format_planes, intensity_range, make_temp_dir,
+from .io import (BBBC_PLANE_DIR, FieldKey, check_output_folder, decode_image, format_planes, intensity_range, make_temp_dir,
                  parse_bbbc_name, progress_bar, replace_folder, to_unit)
 from .store import SPLITS, STORE_FORMAT_VERSION, Store, write_manifest
 
@@ -488,14 +488,7 @@ def _up_to_date(out: Path, fingerprint: str) -> bool:
 
 
 def _check_output(out: Path, force: bool) -> None:
-    if not out.exists():
-        check_output_location(out)
-        return
-    if not out.is_dir():
-        raise UsageError(f"{out}: exists and is not a folder; choose another output folder")
-    if not any(out.iterdir()):
-        return
-    if not (out / "manifest.json").is_file():
-        raise UsageError(f"{out}: exists and is not a prepared store; choose another output folder (nothing there is replaced, even with --force)")
-    if not force:
-        raise UsageError(f"{out}: holds a store prepared from other inputs or options; pass --force to replace it or choose another folder")
+    check_output_folder(out, force, lambda o: None if (o / "manifest.json").is_file() else sorted(o.iterdir())[0].name,
+                        "a prepared store")
+
+

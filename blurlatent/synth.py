@@ -68,7 +68,7 @@ from typing import Sequence
 import numpy as np
 
 from .errors import UsageError
-from .io import N_BBBC_PLANES, check_output_location, make_temp_dir, progress_bar, replace_folder
+from .io import N_BBBC_PLANES, check_output_folder, make_temp_dir, progress_bar, replace_folder
 
 log = logging.getLogger(__name__)
 
@@ -536,16 +536,11 @@ def synthesize(
 
 
 def _check_output(out: Path, force: bool) -> None:
-    if not out.exists():
-        check_output_location(out)
-        return
-    if not out.is_dir():
-        raise UsageError(f"{out}: exists and is not a folder; choose another output folder")
-    entries = list(out.iterdir())
-    if not entries:
-        return
-    if not force:
-        raise UsageError(f"{out}: already exists and is not empty; pass --force to replace it or choose another folder")
-    foreign = [e.name for e in entries if e.name != "synth.json" and not e.name.startswith("BBBC006_v1_images_z_")]
-    if foreign:
-        raise UsageError(f"{out}: holds {foreign[0]!r}, which synth did not write; refusing to replace it even with --force, choose another folder")
+    check_output_folder(out, force, _foreign_entry, "a synth output")
+
+
+def _foreign_entry(out: Path) -> str | None:
+    """The first entry of ``out`` that synth does not write, or None."""
+    return next((e.name for e in sorted(out.iterdir()) if e.name != "synth.json" and not e.name.startswith("BBBC006_v1_images_z_")), None)
+
+

@@ -52,13 +52,13 @@ SYNTH = "--fields 1 --planes 16 --size 32x32 --channels w1 --workers 1"
 CASES = [
     # --- synth ---------------------------------------------------------------------------------------
     Case("synth-out-is-file", "output folder is an existing file", f"synth {{bad}}/text.tif {SYNTH}", 2,
-         ("text.tif", "choose another output folder")),
+         ("text.tif: exists and is a file", "choose a folder name")),
     Case("synth-out-under-file", "output folder below an existing file", f"synth {{bad}}/text.tif/out {SYNTH}", 2,
          ("text.tif is a file", "choose another output location")),
-    Case("synth-out-exists", "existing output without --force", f"synth {{work}}/out {SYNTH}", 2,
-         ("out", "pass --force"), setup="user_folder"),
+    Case("synth-out-exists", "existing folder synth did not write, without --force", f"synth {{work}}/out {SYNTH}", 2,
+         ("'notes.txt'", "nothing there is replaced even with --force"), setup="user_folder"),
     Case("synth-force-foreign", "--force on a folder synth did not write", f"synth {{work}}/out {SYNTH} --force", 2,
-         ("'notes.txt'", "choose another folder"), setup="user_folder"),
+         ("'notes.txt'", "choose another output folder"), setup="user_folder"),
     Case("synth-unknown-channel", "unknown channel", "synth {work}/out --fields 1 --planes 16 --size 32x32 --channels w5", 2,
          ("'w5'", "use w1")),
     Case("synth-plane-out-of-range", "plane beyond z33", "synth {work}/out --fields 1 --planes 0:40 --size 32x32", 2,
