@@ -191,7 +191,7 @@ def train_cli(
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (weights and batch order)."),
     workers: Optional[int] = typer.Option(None, "--workers", help="Loader processes (default: 0 on CPU, 4 per GPU)."),
     amp: Optional[str] = typer.Option(None, "--amp", help="Mixed precision: auto (bf16 on CUDA and on CPUs with native bf16), bf16, fp16 (CUDA) or off."),
-    channels_last: Optional[bool] = typer.Option(None, "--channels-last/--no-channels-last", help="NHWC memory format (default: on for CUDA, off on CPUs without native bf16)."),
+    channels_last: Optional[bool] = typer.Option(None, "--channels-last/--no-channels-last", help="NHWC memory format (default: on for CUDA and CPU, where it measured 1.5x faster at batch 40; off on MPS)."),
     force: bool = typer.Option(False, "--force", help="Replace an existing run folder."),
 ):
     """Train the autoencoder (baseline, weak or strong) on a prepared store; Ctrl-C saves, --resume continues.
