@@ -38,7 +38,7 @@ def make_pair(shape=(520, 696)) -> tuple[np.ndarray, np.ndarray]:
 
     files = sorted(SAMPLES.glob("*.tif")) if SAMPLES.is_dir() else []
     if files:
-        from blurlatent.io import read_image
+        from blurlatent.imageio import read_image
 
         less_blurry = read_image(files[0])
     else:
@@ -54,7 +54,8 @@ def calibrated_checkpoint(path: Path, seed: int = 0) -> None:
 
     from blurlatent.checkpoint import save_checkpoint
     from blurlatent.config import to_dict
-    from blurlatent.model import Autoencoder, ModelConfig
+    from blurlatent.config import ModelConfig
+    from blurlatent.model import Autoencoder
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -134,7 +135,7 @@ def main() -> None:
         model = blurlatent.load_model(ckpt, args.device)
         results["load_model_s"] = round(time.perf_counter() - t, 3)
 
-        from blurlatent.io import intensity_range, to_unit
+        from blurlatent.intensity import intensity_range, to_unit
 
         ua, ub = (to_unit(x, *intensity_range(x))[None] for x in (blurriest, less_blurry))
         reference = I.infer_unit(model, ua, ub, [0.5], I.extrapolate_sharp, precision="fp32")[0, 0]

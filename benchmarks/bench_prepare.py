@@ -23,7 +23,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from blurlatent.io import format_planes, parse_planes
+from blurlatent.bbbc006 import format_planes, parse_planes
 from blurlatent.prepare import decode_source, discover, prepare
 
 

@@ -33,7 +33,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from blurlatent.model import Autoencoder, ModelConfig, assign_device  # noqa: E402
+from blurlatent.config import ModelConfig  # noqa: E402
+
+from blurlatent.device import assign_device  # noqa: E402
+
+from blurlatent.model import Autoencoder  # noqa: E402
 from blurlatent.store import Store, write_store  # noqa: E402
 from blurlatent.train import (  # noqa: E402
     PAPER_TRIPLETS, TrainConfig, _choose_precision, _Dist, _EpochBatches, _loader, _to_device, loss_terms,

@@ -27,7 +27,7 @@ import torch
 
 from . import __version__
 from .errors import UsageError
-from .io import atomic_path
+from .files import atomic_path
 
 CHECKPOINT_FORMAT_VERSION = 1
 REQUIRED_KEYS = ("format_version", "config", "model")
@@ -69,8 +69,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 
 def build_model(ckpt: dict[str, Any], source: str = "checkpoint"):
     """The Autoencoder described by ``ckpt['config']['model']`` with its weights loaded, in eval mode."""
-    from .config import from_dict
-    from .model import Autoencoder, ModelConfig
+    from .config import ModelConfig, from_dict
+    from .model import Autoencoder
 
     model = Autoencoder(from_dict(ModelConfig, ckpt["config"]["model"], f"{source}: config.model"))
     load_weights(model, ckpt["model"], source)

@@ -122,7 +122,7 @@ def synth_cli(
     force: bool = typer.Option(False, "--force", help="Replace an existing synth output folder."),
 ):
     """Write synthetic widefield z-stacks (nuclei and actin, realistic defocus and camera noise) in the BBBC006v1 layout."""
-    from .io import format_planes, parse_planes
+    from .bbbc006 import format_planes, parse_planes
     from .synth import parse_size, synthesize
 
     result = synthesize(
@@ -152,7 +152,7 @@ def prepare_cli(
     force: bool = typer.Option(False, "--force", help="Replace an existing store made from other inputs or options."),
 ):
     """Match fields across planes, split, scale to 8 bit and crop into a memory-mapped store for training."""
-    from .io import format_planes, parse_planes
+    from .bbbc006 import format_planes, parse_planes
     from .prepare import parse_split, prepare
 
     result = prepare(
@@ -304,7 +304,7 @@ def blur(
         if sharp_dir is None or blurry_dir is None or sharp is not None or blurry is not None:
             raise UsageError("folder mode needs both --sharp-dir and --blurry-dir and no SHARP/BLURRY files")
         pairs, unpaired = I.pair_folders(sharp_dir, blurry_dir)
-        from .io import check_writable
+        from .files import check_writable
 
         for paths in I.folder_outputs(output, pairs, alphas):
             for p in paths:
@@ -325,7 +325,7 @@ def blur(
     if sharp is None or blurry is None:
         raise UsageError("give SHARP and BLURRY image files, or --sharp-dir and --blurry-dir")
     a, b = I.read_pair(sharp, blurry)
-    from .io import check_writable
+    from .files import check_writable
 
     for p in I.level_paths(output, alphas):
         check_writable(p, force)
@@ -377,7 +377,7 @@ def deblur(
     if sweep:
         alphas = sorted(set(alphas) | set(I.steps_to_alphas(7)))
     a, b = I.read_pair(blurriest, less_blurry)
-    from .io import check_writable
+    from .files import check_writable
 
     for p in I.level_paths(output, alphas):
         check_writable(p, force)

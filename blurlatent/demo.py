@@ -21,26 +21,13 @@ from pathlib import Path
 
 import numpy as np
 
+from .config import DemoSettings
 from .errors import UsageError
 
 log = logging.getLogger(__name__)
 
 DEMO_MARKER = "demo.json"
 BLUR_ALPHAS = (0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875)
-
-
-@dataclass
-class DemoSettings:
-    """What ``--fast`` changes: fewer, smaller fields and fewer epochs (CI runs it)."""
-
-    fields: int
-    size: tuple[int, int]  # width, height of the synthetic fields
-    crop: int
-    widths: list[int]
-    epochs: int
-    batch: int
-    lr: float = 1e-3
-    step: int = 1000  # no learning-rate decay within a demo run
 
 
 FULL = DemoSettings(fields=30, size=(348, 260), crop=64, widths=[16, 32, 64, 128], epochs=30, batch=16)
@@ -71,7 +58,7 @@ def sharpness(image: np.ndarray) -> float:
 
 
 def _prepare_folder(out: Path, force: bool) -> None:
-    from .io import check_output_folder
+    from .files import check_output_folder
 
     def foreign(folder: Path) -> str | None:
         return None if (folder / DEMO_MARKER).is_file() or (folder / "synthetic").is_dir() else next(iter(sorted(folder.iterdir()))).name
@@ -92,9 +79,10 @@ def run_demo(out: str | Path = "demo", fast: bool = False, device: str = "auto",
     from . import interpolate
     from .evaluate import evaluate
     from .figures import save_grid
-    from .io import write_image
+    from .imageio import write_image
     from .metrics import psnr, ssim
-    from .model import ModelConfig, assign_device
+    from .config import ModelConfig
+    from .device import assign_device
     from .prepare import prepare
     from .store import Store
     from .synth import synthesize
@@ -170,6 +158,6 @@ def run_demo(out: str | Path = "demo", fast: bool = False, device: str = "auto",
 
 
 def _unit(image: np.ndarray) -> np.ndarray:
-    from .io import intensity_range, to_unit
+    from .intensity import intensity_range, to_unit
 
     return to_unit(image, *intensity_range(image, "minmax"))

@@ -31,7 +31,7 @@ import numpy as np
 
 from . import metrics as M
 from .errors import UsageError
-from .io import check_output_location, make_temp_dir, replace_folder
+from .files import check_output_location, make_temp_dir, replace_folder
 
 log = logging.getLogger(__name__)
 
@@ -536,7 +536,7 @@ def evaluate(
     checkpoint, batch size or an existing ``out`` without ``force`` — before any heavy work.
     """
     from .checkpoint import build_model, load_checkpoint
-    from .model import assign_device
+    from .device import assign_device
     from .store import Store
 
     store = store if isinstance(store, Store) else Store(store)

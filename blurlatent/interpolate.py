@@ -254,7 +254,7 @@ def load_model(ckpt_path, device: str = "auto", fuse: bool = True):
     import torch
 
     from .checkpoint import build_model, load_checkpoint
-    from .model import assign_device
+    from .device import assign_device
 
     dev = assign_device(device)
     ckpt = load_checkpoint(ckpt_path, map_location="cpu")
@@ -374,7 +374,7 @@ class _Scale:
     """One input's intensity description: its [0, 1] mapping, range, background and total."""
 
     def __init__(self, image: np.ndarray, normalize: str, need_total: bool):
-        from .io import intensity_range
+        from .intensity import intensity_range
 
         self.lo, self.hi = intensity_range(image, normalize)
         self.bg = background(image) if need_total else 0.0
@@ -413,7 +413,7 @@ def to_input_scale(unit: np.ndarray, ref: _Scale, intensity: str, dtype) -> np.n
 
 
 def _check_inputs(a: np.ndarray, b: np.ndarray, names: tuple[str, str]) -> None:
-    from .io import check_grayscale
+    from .imageio import check_grayscale
 
     for arr, name in zip((a, b), names):
         if not isinstance(arr, np.ndarray):
@@ -430,7 +430,7 @@ def _run_pairs(model, firsts, seconds, alphas, combine, mix, *, intensity, tile,
 
     ``mix(scale_a, scale_b, alpha)`` gives the reference scale as (a, wa, b, wb); None means "the second input".
     """
-    from .io import to_unit
+    from .intensity import to_unit
 
     if intensity not in INTENSITY_MODES:
         raise UsageError(f"intensity {intensity!r}: use one of {', '.join(INTENSITY_MODES)}")
@@ -535,7 +535,7 @@ def deblur(
 
 def read_pair(path_a, path_b) -> tuple[np.ndarray, np.ndarray]:
     """Read two grayscale images of one shape; UsageError names the file at fault."""
-    from .io import read_image
+    from .imageio import read_image
 
     a, b = read_image(path_a), read_image(path_b)
     if a.shape != b.shape:
@@ -555,7 +555,8 @@ def level_paths(out, alphas: Sequence[float]) -> list[Path]:
 
 def write_levels(out, levels: np.ndarray, alphas: Sequence[float], force: bool = False) -> list[Path]:
     """Write [K, H, W] levels as ``level_paths`` says (K pages in one TIFF); returns the paths written."""
-    from .io import check_writable, write_image
+    from .files import check_writable
+    from .imageio import write_image
 
     paths = level_paths(out, alphas)
     for p in paths:
@@ -569,7 +570,7 @@ def write_levels(out, levels: np.ndarray, alphas: Sequence[float], force: bool =
 
 
 def _image_files(folder: Path) -> list[Path]:
-    from .io import IMAGE_SUFFIXES
+    from .imageio import IMAGE_SUFFIXES
 
     folder = Path(folder)
     if not folder.is_dir():
@@ -581,7 +582,7 @@ def _image_files(folder: Path) -> list[Path]:
 
 
 def _field_name(path: Path) -> str:
-    from .io import parse_bbbc_name
+    from .bbbc006 import parse_bbbc_name
 
     key = parse_bbbc_name(path.name)
     return key.name if key is not None else path.stem
@@ -639,7 +640,8 @@ def blur_folder(
     Every output path is checked before anything is written, so an existing file (without ``force``)
     stops the run with nothing written. ``progress(n)`` is called after each pair.
     """
-    from .io import check_writable, write_image
+    from .files import check_writable
+    from .imageio import write_image
 
     alphas = [check_blur_alpha(a, extrapolate) for a in alphas]
     outputs = folder_outputs(out_dir, pairs, alphas)
@@ -675,7 +677,7 @@ def blur_folder(
 
 def planes_from_paths(path_a, path_b) -> tuple[int, int] | None:
     """Focal planes of two BBBC006 files inside ``..._z_XX`` folders, or None when either is not."""
-    from .io import plane_from_path
+    from .bbbc006 import plane_from_path
 
     pa, pb = plane_from_path(path_a), plane_from_path(path_b)
     return None if pa is None or pb is None else (pa, pb)

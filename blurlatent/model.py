@@ -9,24 +9,11 @@ channel and a Sigmoid (5 down, 6 up). Fully convolutional: any H, W divisible by
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import torch
 from torch import nn
 
-PAPER_WIDTHS = (64, 128, 256, 512, 1024)
-
-
-@dataclass
-class ModelConfig:
-    widths: list[int] = field(default_factory=lambda: list(PAPER_WIDTHS))
-    in_channels: int = 1
-    negative_slope: float = 0.01  # torch's LeakyReLU default, as in the paper's code
-
-    @property
-    def depth(self) -> int:
-        return len(self.widths)
-
+from .config import ModelConfig
+from .errors import UsageError
 
 def _down(cin: int, cout: int, slope: float) -> nn.Sequential:
     return nn.Sequential(
@@ -77,33 +64,3 @@ class Autoencoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decode(self.encode(x))
-
-
-def assign_device(spec: str = "auto") -> torch.device:
-    """``auto`` tries CUDA, then MPS, then CPU; ``cpu``, ``cuda``, ``cuda:N`` and ``mps`` are checked.
-
-    Raises UsageError when the asked-for device does not exist here.
-    """
-    from .errors import UsageError
-
-    spec = (spec or "auto").lower()
-    if spec == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if spec == "cpu":
-        return torch.device("cpu")
-    if spec.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise UsageError(f"--device {spec}: no CUDA GPU is visible here; use --device cpu or auto")
-        device = torch.device(spec)
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise UsageError(f"--device {spec}: only {torch.cuda.device_count()} CUDA device(s) exist; use cuda:0..{torch.cuda.device_count() - 1}")
-        return device
-    if spec == "mps":
-        if not (getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()):
-            raise UsageError("--device mps: Apple MPS is not available here; use --device cpu or auto")
-        return torch.device("mps")
-    raise UsageError(f"--device {spec}: unknown device; use auto, cpu, cuda, cuda:N or mps")

@@ -19,7 +19,6 @@ import os
 import shutil
 import time
 import zipfile
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -28,15 +27,15 @@ import numpy as np
 
 from . import __version__
 from .errors import UsageError
-from .io import (BBBC_PLANE_DIR, FieldKey, check_output_folder, decode_image, format_planes, intensity_range, make_temp_dir,
-                 parse_bbbc_name, progress_bar, replace_folder, to_unit)
+from .bbbc006 import IN_FOCUS_PLANE, BBBC_PLANE_DIR, FieldKey, format_planes, parse_bbbc_name
+from .files import check_output_folder, make_temp_dir, replace_folder
+from .imageio import close_zips, read_source
+from .intensity import NORMALIZATIONS, PERCENTILES, plane_ranges, to_unit
+from .progress import progress_bar
 from .store import SPLITS, STORE_FORMAT_VERSION, Store, write_manifest
 
 log = logging.getLogger(__name__)
 
-NORMALIZATIONS = ("minmax", "stack", "percentile")
-PERCENTILES = (0.1, 99.9)
-FOCUS_PLANE = 16
 
 
 @dataclass(frozen=True)
@@ -53,33 +52,9 @@ class Source:
         return f"{self.path}:{self.member}" if self.member else self.path
 
 
-# zip handles are opened once per process, not once per member; keyed by pid because a forked worker
-# must not share the parent's file offset
-_ZIPS: dict[tuple[int, str], zipfile.ZipFile] = {}
-
-
-def read_source(source: Source) -> bytes:
-    if source.member is None:
-        return Path(source.path).read_bytes()
-    key = (os.getpid(), source.path)
-    handle = _ZIPS.get(key)
-    if handle is None:
-        handle = _ZIPS[key] = zipfile.ZipFile(source.path)
-    try:
-        return handle.read(source.member)
-    except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as exc:  # a CRC error or a truncated member
-        raise UsageError(f"{source.label}: cannot read zip member ({exc}); re-download the zip") from None
-
-
-def close_zips() -> None:
-    """Close this process's cached zip handles (a later run may find the zips replaced)."""
-    for key in [k for k in _ZIPS if k[0] == os.getpid()]:
-        _ZIPS.pop(key).close()
-
-
 def decode_source(source: Source) -> np.ndarray:
     """The 2-D image of one source (uint16 for BBBC006). Raises UsageError naming the file or member."""
-    return decode_image(read_source(source), source.label)
+    return read_source(source.path, source.member)
 
 
 # --- discovery ---------------------------------------------------------------------------------
@@ -222,11 +197,7 @@ def to_uint8(image: np.ndarray, lo: float, hi: float) -> np.ndarray:
 def scales(images: Sequence[np.ndarray], planes: Sequence[int], method: str) -> list[tuple[float, float]]:
     """(lo, hi) per plane image. ``minmax``/``percentile``: each image its own; ``stack``: one scale for all,
     from the percentiles of the plane nearest the focus (z16), which keeps how brightness changes with z."""
-    if method == "stack":
-        ref = int(np.argmin([abs(p - FOCUS_PLANE) for p in planes]))
-        lo, hi = intensity_range(images[ref], "percentile", PERCENTILES)
-        return [(lo, hi)] * len(images)
-    return [intensity_range(im, method, PERCENTILES) for im in images]
+    return plane_ranges(images, method, reference=int(np.argmin([abs(p - IN_FOCUS_PLANE) for p in planes])))
 
 
 @dataclass
@@ -430,7 +401,7 @@ def prepare(
             **options,
             "split_counts": counts,
             "normalization": {"method": normalize, "percentiles": list(PERCENTILES),
-                              "reference_plane": planes[int(np.argmin([abs(p - FOCUS_PLANE) for p in planes]))] if normalize == "stack" else None},
+                              "reference_plane": planes[int(np.argmin([abs(p - IN_FOCUS_PLANE) for p in planes]))] if normalize == "stack" else None},
             "image_size": [height, width],
             "crop_boxes": {s: [[t, l, f] for t, l, f in boxes[s]] for s in SPLITS},
             "fields": [records[f"{w}_s{s_}", c] for (w, s_) in complete for c in channels],

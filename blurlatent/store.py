@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from .errors import UsageError
+from .files import sha256_file
+from .imageio import read_source
 
 STORE_FORMAT_VERSION = 1
 SPLITS = ("train", "val", "test")
@@ -86,21 +88,10 @@ class Store:
     def source_image(self, record: dict, plane: int) -> np.ndarray:
         """The original (16-bit) image of a field record (from ``fields()``) at ``plane``: a file, or a member
         of a downloaded zip. Raises UsageError when the plane is not in the record or the source is gone."""
-        from .io import decode_image, read_image
-
         entry = next((p for p in record["planes"] if p["plane"] == plane), None)
         if entry is None:
             raise UsageError(f"{self.path}: field {record['name']} has no plane {plane} (planes {self.planes}); pick one of those")
-        if not entry.get("member"):
-            return read_image(entry["file"])
-        import zipfile
-
-        try:
-            with zipfile.ZipFile(entry["file"]) as archive:
-                data = archive.read(entry["member"])
-        except (OSError, KeyError, zipfile.BadZipFile) as exc:
-            raise UsageError(f"{entry['file']}:{entry['member']}: cannot read the source ({exc}); was the download moved?") from None
-        return decode_image(data, f"{entry['file']}:{entry['member']}")
+        return read_source(entry["file"], entry.get("member") or None)
 
     def triplets(self, triplets, channel: str, split: str):
         """A torch Dataset over (crop, triplet) pairs giving (left, target, right) float [1, H, W] in [0, 1]."""
@@ -121,18 +112,8 @@ def write_store(path: Path, manifest: dict, arrays: dict[str, np.ndarray]) -> No
 def write_manifest(path: Path, manifest: dict) -> dict:
     """Checksum every ``*.npy`` already in ``path`` and write ``manifest.json`` (for writers that fill
     ``np.lib.format.open_memmap`` arrays in place rather than hand whole arrays to ``write_store``)."""
-    checksums = {file.name: file_sha256(file) for file in sorted(path.glob("*.npy"))}
+    checksums = {file.name: sha256_file(file) for file in sorted(path.glob("*.npy"))}
     manifest = dict(manifest, format_version=STORE_FORMAT_VERSION, checksums=checksums)
     (path / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
     return manifest
 
-
-def file_sha256(file: Path, chunk: int = 1 << 22) -> str:
-    """sha256 of a file read in 4 MiB chunks (stores reach gigabytes; never read them whole)."""
-    import hashlib
-
-    digest = hashlib.sha256()
-    with open(file, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()

@@ -68,7 +68,9 @@ from typing import Sequence
 import numpy as np
 
 from .errors import UsageError
-from .io import N_BBBC_PLANES, check_output_folder, make_temp_dir, progress_bar, replace_folder
+from .bbbc006 import N_PLANES as N_BBBC_PLANES
+from .files import check_output_folder, make_temp_dir, replace_folder
+from .progress import progress_bar
 
 log = logging.getLogger(__name__)
 

@@ -38,55 +38,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import from_dict, save_yaml, to_dict
+from .bbbc006 import PAPER_TRIPLETS
+from .config import RESUMABLE_CHANGES, DataConfig, ModelConfig, OptimConfig, TrainConfig, choices, Amp, Reg, from_dict, save_yaml, to_dict
 from .errors import RuntimeFailure, UsageError
-from .model import Autoencoder, ModelConfig, assign_device
+from .device import assign_device, train_precision
+from .model import Autoencoder
 
 log = logging.getLogger(__name__)
 
-REGS = ("none", "weak", "strong")
-AMPS = ("auto", "bf16", "fp16", "off")
-PAPER_TRIPLETS = [(0, 8, 16), (0, 4, 8), (8, 12, 16), (0, 2, 4), (4, 6, 8), (8, 10, 12), (12, 14, 16)]
-# Keys of the config that may change on --resume without breaking what the run means.
-RESUMABLE_CHANGES = ("optim.epochs", "device", "nproc", "workers", "strip_every", "amp", "channels_last")
-
-
-@dataclass
-class DataConfig:
-    store: str = ""
-    channel: str = "w1"
-    # (left, target, right) focal planes; the target's latent is interpolated from left and right.
-    triplets: list[tuple[int, int, int]] = field(default_factory=lambda: [tuple(t) for t in PAPER_TRIPLETS])
-    alpha: float = 0.5  # weight of the right plane's latent: z' = α z_r + (1 − α) z_l (Eq. 2)
-    normalize: str = "minmax"  # copied from the store's manifest; inference scales images the same way
-
-
-@dataclass
-class OptimConfig:
-    lr: float = 1e-4
-    step: int = 15  # StepLR: multiply the learning rate by gamma every `step` epochs
-    gamma: float = 0.5
-    epochs: int = 40
-    batch: int = 40  # triplets per step *per process*
-
-
-@dataclass
-class TrainConfig:
-    model: ModelConfig = field(default_factory=ModelConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    reg: str = "none"  # none (baseline), weak (Eq. 4) or strong (Eq. 5)
-    seed: int = 0
-    device: str = "auto"  # auto, cpu, cuda, cuda:N, mps
-    amp: str = "auto"  # auto: bf16 on CUDA (fp16 + GradScaler where bf16 is missing), bf16 on CPUs with native bf16, else off
-    channels_last: bool | None = None  # None: on for CUDA and CPU (measured 1.5x on CPU at batch 40), off on MPS
-    workers: int | None = None  # loader processes; None: 0 on CPU (compute needs the cores), 4 per GPU
-    nproc: int = 1  # processes (one per GPU, or CPU shares with gloo); set by --gpus / --nproc
-    sync_bn: bool = False  # SyncBatchNorm across GPUs (CUDA only)
-    init: str | None = None  # start from this checkpoint's weights (strong fine-tunes a weak run)
-    from_scratch: bool = False  # allow reg=strong without init
-    strip_every: int = 5  # PNG strip every N epochs (and at the last); 0 turns strips off
-    check_every: int | None = None  # steps between NaN/Ctrl-C checks; None: 1 on CPU, 20 on GPU (each check syncs)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -102,8 +61,8 @@ def loss_terms(model, left: torch.Tensor, target: torch.Tensor, right: torch.Ten
     ``all_terms`` all three terms are computed (validation logs them for every run) while ``"loss"``
     still sums only those of ``reg``. Raises ValueError for an unknown ``reg``.
     """
-    if reg not in REGS:
-        raise ValueError(f"reg {reg!r}: use one of {', '.join(REGS)}")
+    if reg not in choices(Reg):
+        raise ValueError(f"reg {reg!r}: use one of {', '.join(choices(Reg))}")
     need_interp = all_terms or reg != "none"
     need_latent = all_terms or reg == "strong"
     b = left.shape[0]
@@ -151,9 +110,9 @@ def resolve_config(config: TrainConfig, check_init: bool = True) -> TrainConfig:
     """
     from .store import Store
 
-    if config.reg not in REGS:
+    if config.reg not in choices(Reg):
         raise UsageError(f"--reg {config.reg}: use none, weak or strong")
-    if config.amp not in AMPS:
+    if config.amp not in choices(Amp):
         raise UsageError(f"amp {config.amp!r}: use auto, bf16, fp16 or off")
     o = config.optim
     for name, value in (("epochs", o.epochs), ("batch size", o.batch), ("optim.step", o.step), ("nproc", config.nproc)):
@@ -325,7 +284,7 @@ def _restore_rng(state: dict[str, Any], device) -> None:
 
 def _prepare_out(out: Path, resume: bool, force: bool) -> Path | None:
     """Check and create the run folder; returns the topmost folder this call created (None: it existed)."""
-    from .io import check_output_location
+    from .files import check_output_location
 
     if resume:
         if not (out / "last.pt").is_file():
@@ -541,26 +500,7 @@ def _spawn_entry(rank, world, port, config_dict, out, resume, progress, errors, 
 
 
 def _choose_precision(config: TrainConfig, device) -> tuple[torch.dtype | None, bool]:
-    """(autocast dtype or None, channels_last), from config and what this device does fast."""
-    amp = config.amp
-    if amp == "auto":
-        if device.type == "cuda":
-            amp = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        elif device.type == "cpu":
-            # Without AVX512-BF16/AMX oneDNN emulates bf16: measured 16× slower than fp32 on an AVX2 EPYC.
-            amp = "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "off"
-        else:
-            amp = "off"
-    if amp == "fp16" and device.type != "cuda":
-        raise UsageError(f"amp fp16 needs CUDA; use bf16 or off on {device.type}")
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "off": None}[amp]
-    cl = config.channels_last
-    if cl is None:
-        # NHWC lets cuDNN and oneDNN pick their fast kernels: on a 2-core AVX2 EPYC, fp32, paper model,
-        # batch 40 it trains 1.5x faster (4.4 vs 2.8 triplets/s); at batch 8 under load it made no
-        # difference. MPS gains nothing from it.
-        cl = device.type in ("cuda", "cpu")
-    return dtype, cl
+    return train_precision(config.amp, config.channels_last, device)
 
 
 def _run(config: TrainConfig, out: Path, resume: bool, progress: bool, force: bool, info: _Dist,

@@ -11,7 +11,7 @@ import numpy as np
 
 import blurlatent
 from blurlatent.interpolate import alpha_from_planes, total_above_background
-from blurlatent.io import read_image, write_image
+from blurlatent.imageio import read_image, write_image
 
 ckpt, blurriest_path, less_blurry_path = sys.argv[1:4]
 model = blurlatent.load_model(ckpt)  # eval mode, on CUDA when there is one; remembers the normalization

@@ -17,7 +17,7 @@ import numpy as np
 
 from blurlatent import synth
 from blurlatent.figures import save_grid
-from blurlatent.io import read_image
+from blurlatent.imageio import read_image
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_SAMPLES = HERE.parents[1] / "shared" / "data" / "bbbc006-samples"

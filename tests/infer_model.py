@@ -26,7 +26,8 @@ def train_tiny_checkpoint(path, steps: int = 40, seed: int = 0, normalize: str =
     from scipy.ndimage import gaussian_filter
 
     from blurlatent.checkpoint import save_checkpoint
-    from blurlatent.model import Autoencoder, ModelConfig
+    from blurlatent.config import ModelConfig
+    from blurlatent.model import Autoencoder
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)

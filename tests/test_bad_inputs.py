@@ -360,7 +360,8 @@ def paths(tmp_path_factory):
     from PIL import Image
 
     from blurlatent.checkpoint import save_checkpoint
-    from blurlatent.model import Autoencoder, ModelConfig
+    from blurlatent.config import ModelConfig
+    from blurlatent.model import Autoencoder
     from blurlatent.prepare import prepare
     from blurlatent.synth import synthesize
 

@@ -50,7 +50,8 @@ def make_store(root, planes=(0, 8, 16), n_train=4, n_test=3, size=32, full=40, s
 
 def make_checkpoint(path, seed=0, model=None):
     from blurlatent.checkpoint import save_checkpoint
-    from blurlatent.model import Autoencoder, ModelConfig
+    from blurlatent.config import ModelConfig
+    from blurlatent.model import Autoencoder
 
     torch.manual_seed(seed)
     model = model or Autoencoder(ModelConfig(widths=TINY_WIDTHS))
@@ -302,7 +303,8 @@ def test_cli_evaluate_without_fid_weights_reports_fid_unavailable(report_dir, tm
 
 @pytest.mark.slow
 def test_end_to_end_whole_fields_tiny_trained_model(tmp_path):
-    from blurlatent.model import Autoencoder, ModelConfig
+    from blurlatent.config import ModelConfig
+    from blurlatent.model import Autoencoder
     from blurlatent.store import Store
 
     planes = tuple(range(0, 17, 2))

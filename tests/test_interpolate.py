@@ -14,7 +14,7 @@ from scipy.ndimage import gaussian_filter
 
 from blurlatent import interpolate as I
 from blurlatent.errors import UsageError
-from blurlatent.io import from_unit, intensity_range, to_unit
+from blurlatent.intensity import from_unit, intensity_range, to_unit
 
 
 @pytest.fixture(scope="module")

@@ -119,7 +119,7 @@ def _assert_same_run(run: Path, reference: Path) -> None:
 
 def test_kill9_during_prepare_then_rerun_gives_the_identical_store(source, tmp_path):
     from blurlatent.prepare import prepare
-    from blurlatent.store import file_sha256
+    from blurlatent.files import sha256_file as file_sha256
 
     expected = prepare(source, tmp_path / "ref" / "store", channels=["w1"], planes=PLANES, crop=32, workers=1).path
     work, cwd = tmp_path / "work", tmp_path / "cwd"
@@ -203,10 +203,10 @@ def test_ctrl_c_during_train_saves_a_resumable_checkpoint_and_exits_130(store, r
 
 
 def test_a_killed_writers_temp_file_is_removed_by_the_next_write_and_a_live_ones_is_kept(tmp_path):
-    from blurlatent.io import atomic_write_bytes
+    from blurlatent.files import atomic_write_bytes
 
     target = tmp_path / "out" / "last.pt"
-    code = ("import sys, time; from blurlatent.io import atomic_path\n"
+    code = ("import sys, time; from blurlatent.files import atomic_path\n"
             "with atomic_path(sys.argv[1]) as tmp:\n"
             "    tmp.write_bytes(b'half'); print(tmp, flush=True); time.sleep(60)\n")
     proc = subprocess.Popen([sys.executable, "-c", code, str(target)], stdout=subprocess.PIPE, text=True, cwd=tmp_path)

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from blurlatent.errors import UsageError
-from blurlatent.io import FieldKey, decode_image, format_planes, parse_bbbc_name, parse_planes, plane_from_path, read_image
+from blurlatent.bbbc006 import FieldKey, format_planes, parse_bbbc_name, parse_planes, plane_from_path
+from blurlatent.imageio import decode_image, read_image
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "data" / "bbbc006-samples"
 

@@ -4,7 +4,9 @@ import pytest
 import torch
 from torch import nn
 
-from blurlatent.model import Autoencoder, ModelConfig
+from blurlatent.config import ModelConfig
+
+from blurlatent.model import Autoencoder
 
 TINY_WIDTHS = [4, 8, 8]
 

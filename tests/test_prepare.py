@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from blurlatent import synth
 from blurlatent.cli import app
 from blurlatent.errors import UsageError
-from blurlatent.io import parse_bbbc_name
+from blurlatent.bbbc006 import parse_bbbc_name
 from blurlatent.prepare import prepare, split_counts, ten_crop_boxes
 from blurlatent.store import Store
 

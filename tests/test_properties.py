@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from blurlatent import interpolate as I
 from blurlatent.errors import UsageError
-from blurlatent.io import N_BBBC_PLANES, FieldKey, format_planes, parse_bbbc_name, parse_planes, plane_from_path
+from blurlatent.bbbc006 import FieldKey, N_PLANES as N_BBBC_PLANES, format_planes, parse_bbbc_name, parse_planes, plane_from_path
 
 SETTINGS = settings(max_examples=50, deadline=None, database=None)
 

@@ -78,7 +78,7 @@ def _expand(args: list[str], cwd: Path) -> list[str]:
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
-    from blurlatent.io import parse_bbbc_name
+    from blurlatent.bbbc006 import parse_bbbc_name
     from blurlatent.synth import synthesize
 
     work = tmp_path_factory.mktemp("readme")

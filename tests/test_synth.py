@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from blurlatent import synth
 from blurlatent.cli import app
 from blurlatent.errors import UsageError
-from blurlatent.io import parse_bbbc_name
+from blurlatent.bbbc006 import parse_bbbc_name
 
 NAME = re.compile(r"^mcf-z-stacks-03212011_[a-p]\d{2}_s[12]_w[12][0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}\.tif$")
 TINY = dict(size=(64, 48), workers=1)

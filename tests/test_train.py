@@ -17,7 +17,8 @@ from blurlatent.checkpoint import build_model, load_checkpoint
 from blurlatent.cli import app
 from blurlatent.config import from_dict
 from blurlatent.errors import RuntimeFailure, UsageError
-from blurlatent.model import Autoencoder, ModelConfig
+from blurlatent.config import ModelConfig
+from blurlatent.model import Autoencoder
 from blurlatent.store import Store, write_store
 from blurlatent.train import DataConfig, OptimConfig, TrainConfig, loss_terms, state_digest, train
 

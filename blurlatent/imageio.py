@@ -1,0 +1,128 @@
+"""Image files in and out: grayscale TIFF/PNG planes with one-line errors naming the file, and one zip reader.
+
+Writers go through ``files.atomic_path``, so an interrupted run never leaves a half-written image.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import zipfile
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from .errors import UsageError
+from .files import atomic_path
+
+IMAGE_SUFFIXES = (".tif", ".tiff", ".png")
+
+
+def decode_image(data: bytes, source: str) -> np.ndarray:
+    """Decode TIFF or PNG bytes into a 2-D array, raising UsageError naming ``source`` when it cannot."""
+    if data[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+        import tifffile
+
+        try:
+            array = tifffile.imread(io.BytesIO(data))
+        except Exception as exc:  # tifffile raises many types for truncated/corrupt files
+            raise UsageError(f"{source}: cannot decode TIFF ({type(exc).__name__}: {exc}); re-copy or re-export the file") from None
+    elif data[:8] == b"\x89PNG\r\n\x1a\n":
+        from PIL import Image
+
+        try:
+            with Image.open(io.BytesIO(data)) as im:
+                im.load()
+                if im.mode not in ("L", "I;16", "I;16B", "I", "F"):
+                    raise UsageError(f"{source}: PNG has mode {im.mode} (colour); pass a single-channel grayscale image")
+                array = np.asarray(im)
+        except UsageError:
+            raise
+        except Exception as exc:
+            raise UsageError(f"{source}: cannot decode PNG ({exc}); re-copy or re-export the file") from None
+    else:
+        raise UsageError(f"{source}: not a TIFF or PNG image; pass a .tif/.tiff/.png file")
+    return check_grayscale(array, source)
+
+
+def check_grayscale(array: np.ndarray, source: str) -> np.ndarray:
+    """``array`` as one 2-D grayscale plane (singleton axes dropped); UsageError naming ``source`` for colour
+    or multi-page images, images under 2x2 pixels, NaN/inf, and pixel types other than int/uint/float."""
+    array = np.asarray(array)
+    if np.squeeze(array).ndim < 2:
+        # a 1xN or 1x1 image squeezes to fewer than two axes: say "too small", not "not grayscale"
+        h, w = (array.shape[-2:] if array.ndim >= 2 else (1, array.size))
+        raise UsageError(f"{source}: image is {w}x{h} pixels, too small; pass a real image")
+    array = np.squeeze(array)
+    if array.ndim != 2:
+        raise UsageError(
+            f"{source}: image has shape {tuple(array.shape)}, expected one grayscale plane; "
+            "split channels/pages first (e.g. one file per channel)"
+        )
+    if array.shape[0] < 2 or array.shape[1] < 2:
+        raise UsageError(f"{source}: image is {array.shape[1]}x{array.shape[0]} pixels, too small; pass a real image")
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        raise UsageError(f"{source}: image holds NaN or infinite values; clean or re-export it")
+    if array.dtype.kind not in "uif" or array.dtype == np.bool_:
+        raise UsageError(f"{source}: unsupported pixel type {array.dtype}; pass 8/16-bit integer or float images")
+    return array
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Read a grayscale TIFF or PNG as a 2-D array in its own dtype. Raises UsageError naming the file."""
+    path = Path(path)
+    if not path.exists():
+        raise UsageError(f"{path}: file not found; check the path")
+    if path.is_dir():
+        raise UsageError(f"{path}: is a folder; pass an image file (.tif/.tiff/.png)")
+    return decode_image(path.read_bytes(), str(path))
+
+
+def write_image(path: str | Path, array: np.ndarray, force: bool = False, compression: str | None = "zlib") -> None:
+    """Write a 2-D array (or a [pages, H, W] stack to a multi-page TIFF) atomically; PNG for ``.png`` paths."""
+    path = Path(path)
+    with atomic_path(path, force) as tmp:
+        if path.suffix.lower() == ".png":
+            from PIL import Image
+
+            Image.fromarray(array).save(tmp, format="PNG")
+        else:
+            import tifffile
+
+            tifffile.imwrite(tmp, array, compression=compression)
+
+
+
+# zip handles are opened once per process, not once per member; keyed by pid because a forked worker
+# must not share the parent's file offset
+_ZIPS: dict[tuple[int, str], zipfile.ZipFile] = {}
+
+
+def read_zip_member(path: str | Path, member: str) -> bytes:
+    """The bytes of ``member`` inside the zip ``path`` (handle cached per process).
+
+    Raises UsageError naming ``path:member`` for a missing zip or member, a CRC error or a truncated file.
+    """
+    key = (os.getpid(), str(path))
+    label = f"{path}:{member}"
+    try:
+        handle = _ZIPS.get(key)
+        if handle is None:
+            handle = _ZIPS[key] = zipfile.ZipFile(path)
+        return handle.read(member)
+    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, KeyError) as exc:
+        raise UsageError(f"{label}: cannot read zip member ({exc}); re-download the zip or check it was not moved") from None
+
+
+def close_zips() -> None:
+    """Close this process's cached zip handles (a later run may find the zips replaced)."""
+    for key in [k for k in _ZIPS if k[0] == os.getpid()]:
+        _ZIPS.pop(key).close()
+
+
+def read_source(path: str | Path, member: str | None = None) -> np.ndarray:
+    """One grayscale plane from a file, or from a member of a zip when ``member`` is given."""
+    if member is None:
+        return read_image(path)
+    return decode_image(read_zip_member(path, member), f"{path}:{member}")
