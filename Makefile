@@ -16,6 +16,7 @@ demo: venv
 	$(BIN)/blurlatent demo --out demo/ --force
 
 test: venv
+	$(BIN)/ruff check blurlatent tests benchmarks examples
 	$(BIN)/python -m pytest -q
 
 clean:

@@ -3,8 +3,8 @@
     python benchmarks/bench_infer.py                     # CPU, 2 threads, fp32 (+ bf16 with --precisions fp32,bf16)
     python benchmarks/bench_infer.py --device cuda --precisions fp32,bf16
 
-Prints, per precision (and, on CPU, for load_model without BatchNorm folding and without
-channels_last), the in-process median over --runs calls of ``blurlatent.deblur`` (after one
+Prints, per precision (and, on CPU, for a Predictor without BatchNorm folding and one whose
+network runs NCHW instead of channels_last), the in-process median over --runs calls of ``blurlatent.deblur`` (after one
 warm-up), the largest difference from fp32 on the [0, 1] scale, and the command line end to end with
 its parts timed apart (interpreter + imports, checkpoint load, inference + writing).
 
@@ -53,8 +53,7 @@ def calibrated_checkpoint(path: Path, seed: int = 0) -> None:
     from scipy.ndimage import gaussian_filter
 
     from blurlatent.checkpoint import save_checkpoint
-    from blurlatent.config import to_dict
-    from blurlatent.config import ModelConfig
+    from blurlatent.config import ModelConfig, to_dict
     from blurlatent.model import Autoencoder
 
     torch.manual_seed(seed)
@@ -69,7 +68,32 @@ def calibrated_checkpoint(path: Path, seed: int = 0) -> None:
             x = np.stack([gaussian_filter(rng.random((128, 128)), rng.uniform(1, 6)) for _ in range(8)])
             x = (x - x.min(axis=(1, 2), keepdims=True)) / np.ptp(x, axis=(1, 2), keepdims=True)
             model(torch.from_numpy(x.astype(np.float32))[:, None])
-    save_checkpoint(path, {"config": {"model": to_dict(model.config), "data": {"normalize": "minmax"}}, "model": model.state_dict(), "epoch": 0})
+    config = {"model": to_dict(model.config), "data": {"normalize": "minmax"}}
+    save_checkpoint(path, {"config": config, "model": model.state_dict(), "epoch": 0})
+
+
+class ContiguousModel:
+    """A network run in NCHW: every encode/decode input made contiguous, so the convolutions skip
+    channels_last (which the Predictor otherwise gives inputs and weights alike)."""
+
+    def __init__(self, model):
+        import torch
+
+        self.net = copy.deepcopy(model).to(memory_format=torch.contiguous_format)
+        self.multiple = model.multiple
+
+    def encode(self, x):
+        return self.net.encode(x.contiguous())
+
+    def decode(self, z):
+        return self.net.decode(z.contiguous())
+
+
+def nchw(predictor):
+    """The same Predictor (same fused weights) with its network run in NCHW (``ContiguousModel``)."""
+    other = copy.copy(predictor)
+    other.model = ContiguousModel(predictor.model)
+    return other
 
 
 def count_macs(model, hw) -> int:
@@ -81,9 +105,11 @@ def count_macs(model, hw) -> int:
 
     def hook(mod, inp, out):
         k = mod.kernel_size[0] * mod.kernel_size[1] * mod.in_channels * mod.out_channels // mod.groups
-        macs.append(k * (inp[0].shape[-2] * inp[0].shape[-1] if isinstance(mod, torch.nn.ConvTranspose2d) else out.shape[-2] * out.shape[-1]))
+        grid = inp[0] if isinstance(mod, torch.nn.ConvTranspose2d) else out  # one kernel application per pixel of it
+        macs.append(k * grid.shape[-2] * grid.shape[-1])
 
-    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))]
+    convs = (torch.nn.Conv2d, torch.nn.ConvTranspose2d)
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, convs)]
     with torch.inference_mode():
         z = model.encode(torch.zeros(1, 1, h, w, device=next(model.parameters()).device))
         enc = sum(macs)
@@ -108,7 +134,7 @@ def main() -> None:
     import torch
 
     import blurlatent
-    from blurlatent import interpolate as I
+    from blurlatent.intensity import intensity_range, to_unit
 
     import_s = time.perf_counter() - t0
     torch.set_num_threads(args.threads)
@@ -132,18 +158,16 @@ def main() -> None:
         ckpt = tmp / "paper.pt"
         calibrated_checkpoint(ckpt)
         t = time.perf_counter()
-        model = blurlatent.load_model(ckpt, args.device)
+        model = blurlatent.load_model(ckpt, args.device)  # an inference.Predictor
         results["load_model_s"] = round(time.perf_counter() - t, 3)
 
-        from blurlatent.intensity import intensity_range, to_unit
-
         ua, ub = (to_unit(x, *intensity_range(x))[None] for x in (blurriest, less_blurry))
-        reference = I.infer_unit(model, ua, ub, [0.5], I.extrapolate_sharp, precision="fp32")[0, 0]
+        reference = model.with_options(precision="fp32").combine(ua, ub, [0.5], "deblur")[0, 0]
         variants = [(p, model, p) for p in args.precisions.split(",")]
         if not cuda:
-            # what load_model's two choices buy: BatchNorm folded into the convs, channels_last layout
+            # what the Predictor's two choices buy: BatchNorm folded into the convs, channels_last layout
             variants.append(("fp32_unfused", blurlatent.load_model(ckpt, args.device, fuse=False), "fp32"))
-            variants.append(("fp32_nchw", copy.deepcopy(model).to(memory_format=torch.contiguous_format), "fp32"))
+            variants.append(("fp32_nchw", nchw(model), "fp32"))
         call = lambda m, p: blurlatent.deblur(m, blurriest, less_blurry, 0.5, precision=p, out_dtype="float32")  # noqa: E731
         for _, m, p in variants:  # warm-up: allocator, oneDNN/cuDNN kernel choice
             call(m, p)
@@ -158,7 +182,7 @@ def main() -> None:
                 sync()
                 times[name].append(time.perf_counter() - t)
         for name, m, p in variants:
-            unit = I.infer_unit(m, ua, ub, [0.5], I.extrapolate_sharp, precision=p)[0, 0]
+            unit = m.with_options(precision=p).combine(ua, ub, [0.5], "deblur")[0, 0]
             results["runs"][name] = {
                 "median_s": round(statistics.median(times[name]), 4),
                 "min_s": round(min(times[name]), 4),
@@ -166,7 +190,7 @@ def main() -> None:
                 "max_abs_diff_vs_fp32": float(np.abs(unit - reference).max()),
                 "output_std": float(unit.std()),
             }
-        gflop = 2 * count_macs(model, ua.shape[-2:]) / 1e9
+        gflop = 2 * count_macs(model.model, ua.shape[-2:]) / 1e9
         results["gflop_per_deblur"] = round(gflop, 1)
         for r in results["runs"].values():
             r["gflop_per_s"] = round(gflop / r["median_s"], 1)
@@ -179,7 +203,7 @@ def main() -> None:
             env_threads = {"OMP_NUM_THREADS": str(args.threads)}
             cmd = [sys.executable, "-m", "blurlatent", "deblur", str(tmp / "z00.tif"), str(tmp / "z08.tif"),
                    "-c", str(ckpt), "--alpha", "0.5", "-o", str(tmp / "out.tif"), "--device", args.device]
-            imports = [sys.executable, "-c", "import torch, blurlatent.cli, blurlatent.interpolate"]
+            imports = [sys.executable, "-c", "import torch, blurlatent.cli, blurlatent.batch"]
             env = {**os.environ, **env_threads}
             t = time.perf_counter()
             subprocess.run(imports, check=True, env=env)

@@ -24,7 +24,9 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from blurlatent.bbbc006 import format_planes, parse_planes
-from blurlatent.prepare import decode_source, discover, prepare
+from blurlatent.discover import decode_source, discover
+from blurlatent.prepare import prepare
+from blurlatent.synth import synthesize
 
 
 def decode_field(sources) -> int:
@@ -57,15 +59,15 @@ def main() -> None:
     try:
         src = args.src
         if src is None:
-            from blurlatent.synth import synthesize
-
             src = work / "bbbc"
             t = time.perf_counter()
             synthesize(src, fields=args.fields, channels=channels, planes=planes, seed=0, workers=args.workers)
-            print(f"synth: {args.fields} fields x {len(planes)} planes x {len(channels)} channels in {time.perf_counter() - t:.1f} s")
+            print(f"synth: {args.fields} fields x {len(planes)} planes x {len(channels)} channels "
+                  f"in {time.perf_counter() - t:.1f} s")
         inventory = discover(src, planes, channels)
         fields = sorted({(k.well, k.site) for per in inventory.sources.values() for k in per})
-        groups = [[s for p in planes for k, s in sorted(inventory.sources[p].items()) if (k.well, k.site) == f] for f in fields]
+        groups = [[s for p in planes for k, s in sorted(inventory.sources[p].items()) if (k.well, k.site) == f]
+                  for f in fields]
         n_files = sum(len(g) for g in groups)
 
         decode, decode1, prep = [], [], []

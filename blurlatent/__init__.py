@@ -3,7 +3,7 @@
 The small public API (numpy in, numpy out, the input's dtype kept)::
 
     import blurlatent
-    model = blurlatent.load_model("runs/weak/best.pt")
+    model = blurlatent.load_model("runs/weak/best.pt")      # an inference.Predictor
     blurred = blurlatent.blur(model, sharp, blurry, alpha=0.25)
     sharp = blurlatent.deblur(model, blurriest, less_blurry, alpha=0.5)
 
@@ -18,7 +18,7 @@ __all__ = ["__version__", "load_model", "blur", "deblur"]
 def __getattr__(name):
     # Lazy: `import blurlatent` must not import torch.
     if name in ("load_model", "blur", "deblur"):
-        from . import interpolate
+        from . import inference
 
-        return getattr(interpolate, name)
+        return getattr(inference, name)
     raise AttributeError(f"module 'blurlatent' has no attribute {name!r}")

@@ -7,6 +7,7 @@ Errors: library code raises ``UsageError``/``ValueError``/``FileNotFoundError`` 
 
 from __future__ import annotations
 
+import enum
 import functools
 import logging
 import sys
@@ -18,10 +19,17 @@ from rich.console import Console
 from rich.markup import escape  # messages hold paths and lists: [w1] must print, not vanish as markup
 from typer.core import TyperGroup
 
+from .config import Intensity, OutDtype, Precision, choices
+
 console = Console(stderr=True)
 _state = {"debug": False}
 
 # typer re-exports BadParameter only; its base is click's UsageError whether click is vendored or not
+# Enums made from config's Literal options, so --help lists the choices and typer refuses others.
+IntensityChoice = enum.Enum("IntensityChoice", {v: v for v in choices(Intensity)}, type=str)
+PrecisionChoice = enum.Enum("PrecisionChoice", {v: v for v in choices(Precision)}, type=str)
+OutDtypeChoice = enum.Enum("OutDtypeChoice", {v: v for v in choices(OutDtype)}, type=str)
+
 _ClickUsageError = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
 
 
@@ -66,12 +74,44 @@ def _root(
     )
 
 
+# Library messages name parameters ("tile 8 is too small"); the command line names its flags instead.
+FLAGS = {
+    "tile": "--tile", "alpha": "--alpha", "steps": "--steps", "intensity": "--intensity", "precision": "--precision",
+    "out_dtype": "--out-dtype", "device": "--device", "batch_size": "--batch-size", "batch size": "--batch-size",
+    "reg": "--reg", "amp": "--amp", "epochs": "--epochs", "learning rate": "--lr", "model widths": "--widths",
+    "nproc": "--nproc", "seed": "--seed", "normalize": "--normalize", "planes": "--planes", "levels": "--alpha/--steps",
+    "alpha or planes": "--alpha or --planes", "init": "--init", "channel": "--channel", "data.channel": "--channel",
+}
+
+
+# ... and Python keyword arguments named in a fix ("pass extrapolate=True") become flags too.
+KEYWORDS = {"extrapolate=True": "--extrapolate", "force=True": "--force", "from_scratch=True": "--from-scratch"}
+
+
+def flag_message(text: str) -> str:
+    """``text`` with a leading library parameter name, and keyword arguments it names, as command-line flags."""
+    for keyword, flag in KEYWORDS.items():
+        text = text.replace(keyword, flag)
+    for param in sorted(FLAGS, key=len, reverse=True):
+        if text.startswith(param) and text[len(param):len(param) + 1] in (" ", ":"):
+            return FLAGS[param] + text[len(param):]
+    return text
+
+
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)) and exc.filename:
+        return f"{exc.filename}: {exc.strerror}"
+    text = str(exc).strip() or type(exc).__name__
+    return " ".join(text.split())
+
+
 def handle_errors(fn):
-    """One-line message and exit code 2 (usage) or 1 (runtime failure); a traceback only with --debug."""
+    """One-line message; exit 2 for bad input (UsageError, a missing or unreadable path), 1 for a runtime
+    failure, 1 with "internal error" for anything else (a bug); a traceback only with --debug."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        from .errors import RuntimeFailure
+        from .errors import RuntimeFailure, UsageError
 
         try:
             return fn(*args, **kwargs)
@@ -80,26 +120,29 @@ def handle_errors(fn):
         except KeyboardInterrupt:
             console.print("[red]interrupted[/red]")
             raise typer.Exit(130)
-        except (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError) as exc:
+        except (UsageError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError) as exc:
             if _state["debug"]:
                 raise
-            console.print(f"[red]error:[/red] {escape(_one_line(exc))}", highlight=False, soft_wrap=True)
+            console.print(f"[red]error:[/red] {escape(flag_message(_one_line(exc)))}", highlight=False, soft_wrap=True)
             raise typer.Exit(2)
-        except (RuntimeFailure, Exception) as exc:
+        except RuntimeFailure as exc:
             if _state["debug"]:
                 raise
-            kind = "" if isinstance(exc, RuntimeFailure) else f"{type(exc).__name__}: "
-            console.print(f"[red]error:[/red] {escape(kind + _one_line(exc))} (rerun with --debug for the traceback)", highlight=False, soft_wrap=True)
+            console.print(f"[red]error:[/red] {escape(_one_line(exc))} (rerun with --debug for the traceback)", highlight=False, soft_wrap=True)
+            raise typer.Exit(1)
+        except Exception as exc:
+            if _state["debug"]:
+                raise
+            console.print(f"[red]internal error:[/red] {escape(type(exc).__name__ + ': ' + _one_line(exc))} "
+                          "(a bug in blurlatent: run with --debug and report the traceback)", highlight=False, soft_wrap=True)
             raise typer.Exit(1)
 
     return wrapper
 
 
-def _one_line(exc: BaseException) -> str:
-    if isinstance(exc, (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)) and exc.filename:
-        return f"{exc.filename}: {exc.strerror}"
-    text = str(exc).strip() or type(exc).__name__
-    return " ".join(text.split())
+def _value(option):
+    """The plain string of an Enum choice (typer passes Enums), or the value itself."""
+    return getattr(option, "value", option)
 
 
 def split_list(text: str) -> list[str]:
@@ -123,7 +166,7 @@ def synth_cli(
 ):
     """Write synthetic widefield z-stacks (nuclei and actin, realistic defocus and camera noise) in the BBBC006v1 layout."""
     from .bbbc006 import format_planes, parse_planes
-    from .synth import parse_size, synthesize
+    from .synth import parse_size, synthesize  # numpy, scipy, tifffile: not for --help
 
     result = synthesize(
         out, fields=fields, channels=split_list(channels), planes=parse_planes(planes), size=parse_size(size),
@@ -153,17 +196,19 @@ def prepare_cli(
 ):
     """Match fields across planes, split, scale to 8 bit and crop into a memory-mapped store for training."""
     from .bbbc006 import format_planes, parse_planes
-    from .prepare import parse_split, prepare
+    from .prepare import parse_split, prepare  # numpy, scipy: not for --help
 
+    plane_list = parse_planes(planes)
     result = prepare(
-        src, out, channels=split_list(channels), planes=parse_planes(planes), crop=crop, split=parse_split(split),
+        src, out, channels=split_list(channels), planes=plane_list, crop=crop, split=parse_split(split),
         normalize=normalize, test_crops=test_crops, workers=workers, strict=strict, force=force,
         progress=sys.stderr.isatty(),
     )
     counts = ", ".join(f"{s} {result.counts[s]} fields / {result.crops[s]} crops" for s in ("train", "val", "test"))
     state = "up to date" if result.up_to_date else f"written in {result.seconds:.1f} s"
     skipped = f"; {len(result.skipped)} incomplete fields skipped" if result.skipped else ""
-    console.print(f"[green]prepare[/green] {result.path}: {state}; planes {format_planes(parse_planes(planes))}; {counts}{skipped}", highlight=False, soft_wrap=True)
+    console.print(f"[green]prepare[/green] {result.path}: {state}; planes {format_planes(plane_list)}; {counts}{skipped}",
+                  highlight=False, soft_wrap=True)
 
 
 # === train ===================================================================================
@@ -198,44 +243,30 @@ def train_cli(
 
     Strong fine-tunes weak: `--reg weak --out runs/w1-weak`, then `--reg strong --init runs/w1-weak/best.pt --out runs/w1-strong`.
     """
-    from .config import load_yaml, override
+    from .config import TrainConfig, load_yaml, override
     from .errors import UsageError
-    from .train import TrainConfig, train
+    from .run import resume_config
+    from .train import train
 
     if gpus is not None and nproc is not None and gpus != nproc:
         raise UsageError(f"--gpus {gpus} and --nproc {nproc} disagree; give one of them")
-    procs = gpus if gpus is not None else nproc
     if gpus is not None and device is None:
         device = "cuda"
-    flags = {
+    changes = {
         "data.store": str(store) if store is not None else None, "data.channel": channel, "reg": reg,
         "init": str(init) if init is not None else None, "from_scratch": from_scratch or None,
-        "optim.epochs": epochs, "optim.batch": batch_size, "optim.lr": lr, "device": device, "nproc": procs,
-        "sync_bn": sync_bn or None, "seed": seed, "workers": workers, "amp": amp, "channels_last": channels_last,
-        "model.widths": [int(w) for w in split_list(widths)] if widths else None,
+        "optim.epochs": epochs, "optim.batch": batch_size, "optim.lr": lr, "device": device,
+        "nproc": gpus if gpus is not None else nproc, "sync_bn": sync_bn or None, "seed": seed, "workers": workers,
+        "amp": amp, "channels_last": channels_last, "model.widths": [int(w) for w in split_list(widths)] if widths else None,
     }
     if resume is not None:
-        from .checkpoint import load_checkpoint
-        from .config import from_dict
-        from .train import RESUMABLE_CHANGES
-
-        if out is not None and out.resolve() != resume.resolve():
-            raise UsageError(f"--out {out} and --resume {resume} differ; give only --resume RUN_FOLDER")
-        if not (resume / "last.pt").is_file():
-            raise UsageError(f"--resume {resume}: no last.pt there; " + ("the run stopped before its first checkpoint: rerun its `blurlatent train` command with --force" if (resume / "config.yaml").is_file() else "pass a run folder written by `blurlatent train`"))
-        names = {"data.store": "STORE", "data.channel": "--channel", "reg": "--reg", "init": "--init", "from_scratch": "--from-scratch",
-                 "optim.batch": "--batch-size", "optim.lr": "--lr", "sync_bn": "--sync-bn", "seed": "--seed", "model.widths": "--widths"}
-        changed = [names.get(k, k) for k, v in flags.items() if v is not None and k not in RESUMABLE_CHANGES]
-        if changed or config is not None:
-            raise UsageError(f"--resume continues a run with its own settings; drop {', '.join(changed) or '--config'} "
-                             "(only --epochs, --device, --gpus/--nproc, --workers, --amp, --channels-last may change)")
-        cfg = from_dict(TrainConfig, load_checkpoint(resume / "last.pt")["config"], f"{resume}/last.pt: config")
-        out = resume
+        if config is not None:
+            raise UsageError("--resume continues a run with its own settings; drop --config")
+        cfg, out = resume_config(resume, changes, out=out), resume
+    elif out is None:
+        raise UsageError("no run folder given: pass --out runs/NAME")
     else:
-        if out is None:
-            raise UsageError("no run folder given: pass --out runs/NAME")
-        cfg = load_yaml(TrainConfig, config) if config is not None else TrainConfig()
-    cfg = override(cfg, flags)
+        cfg = override(load_yaml(TrainConfig, config) if config is not None else TrainConfig(), changes)
     try:
         result = train(cfg, out, resume=resume is not None, progress=sys.stderr.isatty(), force=force)
     except KeyboardInterrupt as exc:  # train() saved a resumable last.pt first; say how to continue
@@ -248,18 +279,11 @@ def train_cli(
 
 # === inference: blur, deblur =================================================================
 
-_OUT_DTYPES = ("uint8", "uint16", "float32")
+def _inference_config(device: str, tile, out_dtype, intensity: str, precision: str, batch_size: int = 4):
+    from .config import InferenceConfig
 
-
-def _infer_options(out_dtype: Optional[str], intensity: str, precision: str) -> None:
-    from .errors import UsageError
-
-    if out_dtype is not None and out_dtype not in _OUT_DTYPES:
-        raise UsageError(f"--out-dtype {out_dtype}: use one of {', '.join(_OUT_DTYPES)}")
-    if intensity not in ("conserve", "minmax"):
-        raise UsageError(f"--intensity {intensity}: use conserve or minmax")
-    if precision not in ("auto", "fp32", "bf16", "fp16"):
-        raise UsageError(f"--precision {precision}: use auto, fp32, bf16 or fp16")
+    return InferenceConfig(intensity=intensity, tile=tile, precision=precision, batch_size=batch_size,
+                           out_dtype=out_dtype, device=device).check()
 
 
 def _report(paths, alphas) -> None:
@@ -269,6 +293,10 @@ def _report(paths, alphas) -> None:
         typer.echo(f"wrote {paths[0]} ({where}alpha = {pages})")
     else:
         typer.echo(f"wrote {len(paths)} files ({paths[0].name} ... {paths[-1].name}; alpha = {pages})")
+
+
+_PRECISION_HELP = "auto (= fp32), fp32, or opt-in autocast bf16/fp16 (measured off fp32 by up to 0.05 and 0.009 of the range)."
+_TILE_HELP = "Tile size in px for large images (0 = whole image; default: whole up to 2048x2048, else 512)."
 
 
 @app.command()
@@ -285,54 +313,30 @@ def blur(
     extrapolate: bool = typer.Option(False, "--extrapolate", help="Allow alpha outside [0, 1]."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing outputs."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
-    tile: Optional[int] = typer.Option(None, "--tile", help="Tile size in px for large images (0 = whole image; default: whole up to 2048x2048, else 512)."),
-    out_dtype: Optional[str] = typer.Option(None, "--out-dtype", help="uint8, uint16 or float32 (default: the input's)."),
-    intensity: str = typer.Option("conserve", "--intensity", help="conserve: keep the total signal above background; minmax: map to the inputs' range."),
-    precision: str = typer.Option("auto", "--precision", help="auto (= fp32), fp32, or opt-in autocast bf16/fp16 (measured off fp32 by up to 0.05 and 0.009 of the range)."),
+    tile: Optional[int] = typer.Option(None, "--tile", help=_TILE_HELP),
+    out_dtype: Optional[OutDtypeChoice] = typer.Option(None, "--out-dtype", help="Output pixel type (default: the input's)."),
+    intensity: IntensityChoice = typer.Option("conserve", "--intensity", help="conserve: keep the total signal above background; minmax: map to the inputs' range."),
+    precision: PrecisionChoice = typer.Option("auto", "--precision", help=_PRECISION_HELP),
     batch_size: int = typer.Option(4, "--batch-size", help="Images per forward pass (pairs in folder mode)."),
 ):
     """Synthesize defocus blur between two planes of one field (Eq. 2): G(alpha E(sharp) + (1 - alpha) E(blurry))."""
-    from . import interpolate as I
+    from . import batch
     from .errors import UsageError
 
-    _infer_options(out_dtype, intensity, precision)
-    if (alpha and steps is not None) or (not alpha and steps is None):
-        raise UsageError("give the levels with --alpha (repeatable) or with --steps N, one of the two")
-    alphas = [I.check_blur_alpha(a, extrapolate) for a in alpha] if alpha else I.steps_to_alphas(steps)
-    folder_mode = sharp_dir is not None or blurry_dir is not None
-    if folder_mode:
+    config = _inference_config(device, tile, _value(out_dtype), _value(intensity), _value(precision), batch_size)
+    alphas = batch.blur_alphas(alpha, steps, extrapolate)
+    if sharp_dir is not None or blurry_dir is not None:
         if sharp_dir is None or blurry_dir is None or sharp is not None or blurry is not None:
             raise UsageError("folder mode needs both --sharp-dir and --blurry-dir and no SHARP/BLURRY files")
-        pairs, unpaired = I.pair_folders(sharp_dir, blurry_dir)
-        from .files import check_writable
-
-        for paths in I.folder_outputs(output, pairs, alphas):
-            for p in paths:
-                check_writable(p, force)
-        model = I.load_model(checkpoint, device)
-        from rich.progress import Progress
-
-        with Progress(console=console, transient=True) as bar:
-            task = bar.add_task("blur", total=len(pairs))
-            written = I.blur_folder(
-                model, pairs, alphas, output, force=force, extrapolate=extrapolate, intensity=intensity, tile=tile,
-                precision=precision, batch_size=batch_size, out_dtype=out_dtype, progress=lambda n: bar.advance(task, n),
-            )
+        written, pairs, unpaired = batch.blur_folders(checkpoint, config, sharp_dir, blurry_dir, alphas, output, force,
+                                                      extrapolate, progress_enabled=sys.stderr.isatty())
         typer.echo(f"wrote {len(written)} images for {len(pairs)} pairs into {output} (alpha = {', '.join(f'{a:.4g}' for a in alphas)})")
         if unpaired:
             typer.echo(f"skipped {len(unpaired)} file(s) without a partner, e.g. {unpaired[0]}")
         return
     if sharp is None or blurry is None:
         raise UsageError("give SHARP and BLURRY image files, or --sharp-dir and --blurry-dir")
-    a, b = I.read_pair(sharp, blurry)
-    from .files import check_writable
-
-    for p in I.level_paths(output, alphas):
-        check_writable(p, force)
-    model = I.load_model(checkpoint, device)
-    levels = I.blur(model, a, b, alphas, extrapolate=extrapolate, intensity=intensity, tile=tile,
-                    precision=precision, batch_size=batch_size, out_dtype=out_dtype)
-    _report(I.write_levels(output, levels, alphas, force=force), alphas)
+    _report(batch.run_files(checkpoint, config, sharp, blurry, alphas, output, "blur", force, extrapolate), alphas)
 
 
 @app.command()
@@ -348,42 +352,24 @@ def deblur(
     output: Path = typer.Option(..., "--output", "-o", help="Output .tif (several alphas: one page each) or .png."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing output."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
-    tile: Optional[int] = typer.Option(None, "--tile", help="Tile size in px for large images (0 = whole image; default: whole up to 2048x2048, else 512)."),
-    out_dtype: Optional[str] = typer.Option(None, "--out-dtype", help="uint8, uint16 or float32 (default: the input's)."),
-    intensity: str = typer.Option("conserve", "--intensity", help="conserve: keep the less-blurry input's total signal above background; minmax: its range."),
-    precision: str = typer.Option("auto", "--precision", help="auto (= fp32), fp32, or opt-in autocast bf16/fp16 (measured off fp32 by up to 0.05 and 0.009 of the range)."),
+    tile: Optional[int] = typer.Option(None, "--tile", help=_TILE_HELP),
+    out_dtype: Optional[OutDtypeChoice] = typer.Option(None, "--out-dtype", help="Output pixel type (default: the input's)."),
+    intensity: IntensityChoice = typer.Option("conserve", "--intensity", help="conserve: keep the less-blurry input's total signal above background; minmax: its range."),
+    precision: PrecisionChoice = typer.Option("auto", "--precision", help=_PRECISION_HELP),
 ):
     """Recover the in-focus image from two defocused planes of one field (Eq. 3).
 
     alpha comes from --alpha, from --planes P1 P2 (--target, default 16), or, for BBBC006 files inside
     BBBC006_v1_images_z_XX folders, from the folder names.
     """
-    from . import interpolate as I
-    from .errors import UsageError
+    from . import batch
 
-    _infer_options(out_dtype, intensity, precision)
-    if alpha is not None and planes is not None:
-        raise UsageError("give --alpha or --planes, not both")
-    if alpha is None and planes is None:
-        planes = I.planes_from_paths(blurriest, less_blurry)
-        if planes is None and not sweep:
-            raise UsageError(f"give --alpha or --planes P1 P2: the planes of {blurriest} and {less_blurry} are not in BBBC006_v1_images_z_XX folder names")
-    alphas = []
-    if alpha is not None:
-        alphas = [I.check_deblur_alpha(alpha, warn=False)]  # deblur() warns once
-    elif planes is not None:
-        alphas = [I.alpha_from_planes(planes[0], planes[1], target)]
-        typer.echo(f"alpha = {alphas[0]:.4g} from planes {planes[0]:g}, {planes[1]:g} toward {target:g}")
-    if sweep:
-        alphas = sorted(set(alphas) | set(I.steps_to_alphas(7)))
-    a, b = I.read_pair(blurriest, less_blurry)
-    from .files import check_writable
-
-    for p in I.level_paths(output, alphas):
-        check_writable(p, force)
-    model = I.load_model(checkpoint, device)
-    levels = I.deblur(model, a, b, alphas, intensity=intensity, tile=tile, precision=precision, out_dtype=out_dtype)
-    _report(I.write_levels(output, levels, alphas, force=force), alphas)
+    config = _inference_config(device, tile, _value(out_dtype), _value(intensity), _value(precision))
+    alphas, planes = batch.deblur_alphas(alpha, planes, target, sweep, (blurriest, less_blurry))
+    if alpha is None and planes is not None:
+        typer.echo(f"alpha = {alphas[0] if not sweep else batch.alpha_from_planes(planes[0], planes[1], target):.4g} "
+                   f"from planes {planes[0]:g}, {planes[1]:g} toward {target:g}")
+    _report(batch.run_files(checkpoint, config, blurriest, less_blurry, alphas, output, "deblur", force), alphas)
 
 
 # === evaluate ================================================================================
@@ -403,17 +389,16 @@ def evaluate_cli(
     force: bool = typer.Option(False, "--force", help="Replace an existing report folder."),
 ):
     """Score models on the test split: the paper's Tables 1-2 and Figs 2/5/6/7, with classical baselines."""
-    from rich.console import Console as _Console
-
-    from .evaluate import evaluate, rich_tables
+    from .evaluate import evaluate
+    from .report import rich_tables
 
     report = evaluate(store, checkpoint, channel, out, whole=whole, fid_weights=fid_weights, device=device,
                       batch_size=batch_size, progress=True, force=force)
-    screen = _Console()
+    screen = Console()
     for table in rich_tables(report):
         screen.print(table)
-    if not report["config"]["fid"]["available"]:
-        console.print(f"[yellow]{report['config']['fid']['note']}[/yellow]", highlight=False, soft_wrap=True)
+    if not report.config.fid.available:
+        console.print(f"[yellow]{escape(report.config.fid.note)}[/yellow]", highlight=False, soft_wrap=True)
     screen.print(f"report written to {out}/ (report.md, report.json, figures/)", highlight=False)
 
 
@@ -432,30 +417,20 @@ def demo(
     """Show the whole idea on synthetic data: synth → prepare → train (weak) → blur → deblur → evaluate."""
     from rich.table import Table
 
-    from .demo import run_demo
+    from .demo import run_demo, verdict_rows  # torch: not for --help
 
     result = run_demo(out, fast=fast, device=device, force=force, seed=seed)
     table = Table(title=f"blurlatent demo ({result.seconds:.0f} s)")
-    table.add_column("check")
-    table.add_column("measured")
-    table.add_column("result")
-    deb = result.checks["deblur_beats_input"]
-    table.add_row(
-        "deblurred closer to true z16 than input z8",
-        f"PSNR {deb['deblurred']['psnr']:.2f} vs {deb['less_blurry_input_z8']['psnr']:.2f} dB, "
-        f"SSIM {deb['deblurred']['ssim']:.3f} vs {deb['less_blurry_input_z8']['ssim']:.3f}",
-        "[green]yes[/green]" if deb["passed"] else "[red]NO[/red]",
-    )
-    lev = result.checks["blur_levels_ordered"]
-    table.add_row(
-        "synthesized blur levels ordered (α = 1/8 … 7/8)",
-        "sharpness " + " < ".join(f"{s:.3g}" for s in lev["sharpness"]),
-        "[green]yes[/green]" if lev["passed"] else "[red]NO[/red]",
-    )
-    Console().print(table)
-    Console().print(f"report: {result.report}\npicture: {result.figures['demo']}")
+    for column in ("check", "measured", "result"):
+        table.add_column(column)
+    for check, measured, passed in verdict_rows(result):
+        table.add_row(check, measured, "[green]yes[/green]" if passed else "[red]NO[/red]")
+    screen = Console()
+    screen.print(table)
+    screen.print(f"report: {result.report}\npicture: {result.figures['demo']}")
     if not result.passed:
-        Console().print("[yellow]The demo ran, but not every check passed (see above); the numbers are real, not hidden.[/yellow]")
+        screen.print("[yellow]The demo ran, but not every check passed (see above); "
+                     "the numbers are real, not hidden.[/yellow]")
 
 
 def main() -> None:

@@ -43,7 +43,7 @@ def choices(option) -> tuple[str, ...]:
 def check_choice(option, value, what: str) -> str:
     """``value`` if it is one of ``choices(option)``, else UsageError naming ``what`` and the choices."""
     if value not in choices(option):
-        raise UsageError(f"{what} {value!r} is not one of {', '.join(choices(option))}")
+        raise UsageError(f"{what} {value}: use one of {', '.join(map(str, choices(option)))}")
     return value
 
 
@@ -110,7 +110,8 @@ class TrainConfig:
     reg: Reg = "none"  # none (baseline), weak (Eq. 4) or strong (Eq. 5)
     seed: int = 0
     device: str = "auto"  # auto, cpu, cuda, cuda:N, mps
-    amp: Amp = "auto"  # auto: bf16 on CUDA (fp16 + GradScaler where bf16 is missing), bf16 on CPUs with native bf16, else off
+    # auto: bf16 on CUDA (fp16 + GradScaler where bf16 is missing), bf16 on CPUs with native bf16, else off
+    amp: Amp = "auto"
     channels_last: Optional[bool] = None  # None: on for CUDA and CPU (measured 1.5x on CPU at batch 40), off on MPS
     workers: Optional[int] = None  # loader processes; None: 0 on CPU (compute needs the cores), 4 per GPU
     nproc: int = 1  # processes (one per GPU, or CPU shares with gloo); set by --gpus / --nproc
@@ -130,7 +131,8 @@ class TrainConfig:
         if self.nproc < 1:
             raise UsageError(f"nproc {self.nproc}: must be at least 1")
         if self.reg == "strong" and not self.init and not self.from_scratch:
-            raise UsageError("reg strong fine-tunes a weak model: give init (a weak run's best.pt), or from_scratch to start from random weights")
+            raise UsageError("reg strong fine-tunes a weak model: give init (a weak run's best.pt), or from_scratch to "
+                             "start from random weights")
         return self
 
 
@@ -178,7 +180,7 @@ def to_dict(cfg) -> dict:
     return json_safe(dataclasses.asdict(cfg))
 
 
-def from_dict(cls: type[T], data: dict, source: str = "config") -> T:
+def from_dict(cls: type[T], data: dict, source: str = "config", prefix: str = "") -> T:
     """Build dataclass ``cls`` from ``data``, recursing into nested dataclasses.
 
     Raises UsageError naming the key when a key is unknown or a value has the wrong type.
@@ -193,15 +195,16 @@ def from_dict(cls: type[T], data: dict, source: str = "config") -> T:
             raise UsageError(
                 f"{source}: unknown key {key!r} for {cls.__name__}; known keys: {', '.join(sorted(fields))}"
             )
-        kwargs[key] = _coerce(hints[key], value, f"{source}: {key}")
+        kwargs[key] = _coerce(hints[key], value, source, prefix + key)
     return cls(**kwargs)
 
 
-def _coerce(hint, value, where: str):
+def _coerce(hint, value, source: str, key: str):
+    where = f"{source}: {key}" if source else key
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
     if dataclasses.is_dataclass(hint):
-        return from_dict(hint, value, where)
+        return from_dict(hint, value, source, key + ".")
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
@@ -210,7 +213,7 @@ def _coerce(hint, value, where: str):
             if arg is type(None):
                 continue
             try:
-                return _coerce(arg, value, where)
+                return _coerce(arg, value, source, key)
             except UsageError as exc:
                 errors.append(str(exc))
         raise UsageError(errors[0] if errors else f"{where}: bad value {value!r}")
@@ -220,9 +223,9 @@ def _coerce(hint, value, where: str):
         if origin is tuple and args and args[-1] is not Ellipsis:
             if len(args) != len(value):
                 raise UsageError(f"{where}: expected {len(args)} items, got {len(value)}")
-            return tuple(_coerce(a, v, where) for a, v in zip(args, value))
+            return tuple(_coerce(a, v, source, key) for a, v in zip(args, value))
         inner = args[0] if args else Any
-        items = [_coerce(inner, v, where) for v in value]
+        items = [_coerce(inner, v, source, key) for v in value]
         return tuple(items) if origin is tuple else items
     if hint is Any:
         return value
@@ -240,7 +243,7 @@ def _coerce(hint, value, where: str):
         return value
     if typing.get_origin(hint) is Literal:
         if value not in typing.get_args(hint):
-            raise UsageError(f"{where}: {value!r} is not one of {', '.join(map(str, typing.get_args(hint)))}")
+            raise UsageError(f"{where} {value}: use one of {', '.join(map(str, typing.get_args(hint)))}")
         return value
     if hint is str:
         if not isinstance(value, str):
@@ -277,4 +280,4 @@ def override(cfg: T, updates: dict[str, Any]) -> T:
         if leaf not in node:
             raise UsageError(f"unknown config key {dotted!r}")
         node[leaf] = json_safe(value)
-    return from_dict(type(cfg), data)
+    return from_dict(type(cfg), data, source="")

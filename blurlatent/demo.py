@@ -5,15 +5,16 @@ reduced from the paper's so that it converges on 2 CPU cores: 64 px crops, a 4-l
 (16..128 filters, latent 128×4×4) and a learning rate of 1e-3 instead of 1e-4 (a short schedule needs
 the larger step; the paper's 40 epochs at 1e-4 on the full set is what ``examples/`` reproduces).
 
-The verdicts at the end are measured, never assumed: the deblurred field is compared with the true
-in-focus plane next to the less-blurry input, and the synthesized blur levels are checked to be
-ordered. When a run does not get there, the summary says so.
+The model runs through ``inference.Predictor``, the path ``blurlatent blur``/``deblur`` use, on whole
+16-bit test-field files. The verdicts at the end are measured, never assumed: the deblurred field is
+compared with the true in-focus plane next to the less-blurry input, and the synthesized blur levels
+are checked to be ordered. When a run does not get there, the summary says so.
 """
 
 from __future__ import annotations
 
-import json
 import logging
+import re
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -21,14 +22,33 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import DemoSettings
-from .errors import UsageError
+from .bbbc006 import IN_FOCUS_PLANE, PAPER_PLANES
+from .config import DataConfig, DemoSettings, InferenceConfig, ModelConfig, OptimConfig, TrainConfig
+from .crops import split_counts
+from .device import assign_device
+from .evaluate import evaluate
+from .figures import save_grid
+from .files import check_output_folder, write_json
+from .imageio import write_image
+from .inference import Predictor
+from .intensity import intensity_range, to_unit
+from .latent import alpha_from_planes
+from .metrics import psnr, ssim
+from .prepare import check_options, prepare
+from .store import Store
+from .synth import check_synth_options, synthesize
+from .train import train
 
 log = logging.getLogger(__name__)
 
 DEMO_MARKER = "demo.json"
 BLUR_ALPHAS = (0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875)
-
+CHANNEL = "w1"
+PLANES = list(PAPER_PLANES)
+BLURRIEST, LESS_BLURRY = 0, 8  # the deblur pair; the target is the in-focus plane
+# everything a demo writes into its folder, and the hidden temps of those (a killed run leaves them)
+DEMO_ENTRIES = ("synthetic", "prepared", "run", "report", "blur_levels.tif", "deblurred.tif", "demo.png", DEMO_MARKER)
+DEMO_TEMP = re.compile(r"^\.(" + "|".join(re.escape(name) for name in DEMO_ENTRIES) + r")\..*\.tmp$")
 
 FULL = DemoSettings(fields=30, size=(348, 260), crop=64, widths=[16, 32, 64, 128], epochs=30, batch=16)
 FAST = DemoSettings(fields=12, size=(256, 192), crop=64, widths=[16, 32, 64, 128], epochs=12, batch=16)
@@ -57,15 +77,120 @@ def sharpness(image: np.ndarray) -> float:
     return float((gx**2 + gy**2).mean() / max(x.var(), 1e-12))
 
 
-def _prepare_folder(out: Path, force: bool) -> None:
-    from .files import check_output_folder
+def unit(image: np.ndarray) -> np.ndarray:
+    """``image`` min–max scaled to float32 [0, 1] (how the verdicts compare images of different scales)."""
+    return to_unit(image, *intensity_range(image, "minmax"))
 
-    def foreign(folder: Path) -> str | None:
-        return None if (folder / DEMO_MARKER).is_file() or (folder / "synthetic").is_dir() else next(iter(sorted(folder.iterdir()))).name
 
-    if check_output_folder(out, force, foreign, "a blurlatent demo folder", "an empty or new --out"):
+# --- before anything is written ------------------------------------------------------------------
+
+
+def train_config(out: Path, settings: DemoSettings, device: str, seed: int) -> TrainConfig:
+    """The demo's weak-regularised training run on its own store."""
+    return TrainConfig(
+        model=ModelConfig(widths=list(settings.widths)),
+        data=DataConfig(store=str(out / "prepared"), channel=CHANNEL),
+        optim=OptimConfig(lr=settings.lr, step=settings.step, epochs=settings.epochs, batch=settings.batch),
+        reg="weak", seed=seed, device=device, strip_every=0,
+    )
+
+
+def check_demo(out: Path, settings: DemoSettings, device: str, seed: int, force: bool) -> TrainConfig:
+    """Check every option of every step and the output folder, so nothing fails after ``out`` is replaced
+    (or after minutes of synth and prepare). Returns the training config. Raises UsageError."""
+    check_synth_options(settings.fields, (CHANNEL,), PLANES, settings.size, seed)
+    options = check_options((CHANNEL,), PLANES, settings.crop, (70, 10, 20), "minmax", "center")
+    split_counts(settings.fields, options.split)
+    config = train_config(out, settings, device, seed).check()
+    assign_device(device)  # a device that does not exist fails now
+    if check_output_folder(out, force, foreign_entry, "a blurlatent demo folder", "an empty or new out folder"):
         shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
+    return config
+
+
+def foreign_entry(out: Path) -> str | None:
+    """None when ``out`` provably holds an earlier demo, else the entry that shows it does not.
+
+    Proof: nothing but what a demo writes (and temps of it), including its ``demo.json`` or, for a demo
+    stopped before its end, its ``synthetic/`` data (the first thing it writes).
+    """
+    entries = sorted(out.iterdir())
+    stranger = next((e.name for e in entries if e.name not in DEMO_ENTRIES and not DEMO_TEMP.match(e.name)), None)
+    if stranger is not None:
+        return stranger
+    if not ((out / DEMO_MARKER).is_file() or (out / "synthetic").is_dir()):
+        return entries[0].name
+    return None
+
+
+# --- the steps -----------------------------------------------------------------------------------
+
+
+def make_store(out: Path, settings: DemoSettings, seed: int, progress: bool) -> Store:
+    """Synthesize the demo's fields and prepare them into ``out/prepared``."""
+    synthesize(out / "synthetic", fields=settings.fields, channels=(CHANNEL,), planes=PLANES,
+               size=settings.size, seed=seed, progress=progress)
+    prepare(out / "synthetic", out / "prepared", channels=(CHANNEL,), planes=PLANES, crop=settings.crop,
+            progress=progress)
+    return Store(out / "prepared")
+
+
+def run_model(out: Path, predictor: Predictor, store: Store) -> dict[str, np.ndarray]:
+    """Blur levels and a deblurred image of the first test field's 16-bit source files, written to
+    ``out/blur_levels.tif`` and ``out/deblurred.tif``; returns them with the planes used."""
+    record = store.fields(split="test", channel=CHANNEL)[0]
+    blurriest, less_blurry, focus = (store.source_image(record, p) for p in (BLURRIEST, LESS_BLURRY, IN_FOCUS_PLANE))
+    levels = predictor.blur(focus, blurriest, list(BLUR_ALPHAS))
+    write_image(out / "blur_levels.tif", levels, force=True)
+    deblurred = predictor.deblur(blurriest, less_blurry, alpha_from_planes(BLURRIEST, LESS_BLURRY, IN_FOCUS_PLANE))
+    write_image(out / "deblurred.tif", deblurred, force=True)
+    return {"blurriest": blurriest, "less_blurry": less_blurry, "focus": focus, "levels": levels,
+            "deblurred": deblurred}
+
+
+def measure(images: dict[str, np.ndarray]) -> dict[str, dict]:
+    """The demo's two verdicts, measured on the images of ``run_model``."""
+    truth = unit(images["focus"])
+    scores = {name: {"psnr": psnr(unit(img), truth), "ssim": ssim(unit(img), truth)}
+              for name, img in (("less_blurry_input_z8", images["less_blurry"]), ("deblurred", images["deblurred"]))}
+    sharp = [sharpness(level) for level in images["levels"]]
+    return {
+        "deblur_beats_input": {
+            "what": "deblurred (z0, z8 → z16) is closer to the true z16 than the less-blurry input z8 "
+                    "(PSNR and SSIM, min–max scaled)",
+            **scores,
+            "passed": bool(scores["deblurred"]["psnr"] > scores["less_blurry_input_z8"]["psnr"]
+                           and scores["deblurred"]["ssim"] > scores["less_blurry_input_z8"]["ssim"]),
+        },
+        "blur_levels_ordered": {
+            "what": "each synthesized level α z16 + (1 − α) z0 is sharper than the one with smaller α",
+            "alphas": list(BLUR_ALPHAS), "sharpness": sharp,
+            "passed": bool(all(b > a for a, b in zip(sharp, sharp[1:]))),
+        },
+    }
+
+
+def verdict_rows(result: DemoResult) -> list[tuple[str, str, bool]]:
+    """(check, what was measured, passed) per verdict, as the command line prints them."""
+    deb, lev = result.checks["deblur_beats_input"], result.checks["blur_levels_ordered"]
+    return [
+        ("deblurred closer to true z16 than input z8",
+         f"PSNR {deb['deblurred']['psnr']:.2f} vs {deb['less_blurry_input_z8']['psnr']:.2f} dB, "
+         f"SSIM {deb['deblurred']['ssim']:.3f} vs {deb['less_blurry_input_z8']['ssim']:.3f}", deb["passed"]),
+        ("synthesized blur levels ordered (α = 1/8 … 7/8)",
+         "sharpness " + " < ".join(f"{s:.3g}" for s in lev["sharpness"]), lev["passed"]),
+    ]
+
+
+def demo_figure(out: Path, images: dict[str, np.ndarray]) -> str:
+    """``out/demo.png``: the deblur inputs, result and truth; the blur levels between z0 and z16."""
+    rows = [[images["blurriest"], images["less_blurry"], images["deblurred"], images["focus"]],
+            [images["blurriest"], *images["levels"], images["focus"]]]
+    return str(save_grid(
+        rows, out / "demo.png",
+        row_labels=["deblur: z0, z8 → out | z16", "blur: z0, α=1/8…7/8, z16"],
+        title="blurlatent demo — top: inputs z0, z8, deblurred, true z16; bottom: z0, synthesized levels, z16",
+    ))
 
 
 def run_demo(out: str | Path = "demo", fast: bool = False, device: str = "auto", force: bool = False,
@@ -73,91 +198,27 @@ def run_demo(out: str | Path = "demo", fast: bool = False, device: str = "auto",
     """Run the whole tool on synthetic data into ``out`` and return what was measured.
 
     Writes ``out``/synthetic (BBBC006 layout), prepared/ (store), run/ (weak model), blur_levels.tif,
-    deblurred.tif, report/ (evaluate), demo.png and demo.json. Raises UsageError when ``out`` exists
-    without ``force``.
+    deblurred.tif, report/ (evaluate), demo.png and demo.json. Every option is checked before ``out`` is
+    touched. Raises UsageError for a bad option or device, or when ``out`` exists without ``force`` (with
+    ``force`` only an earlier demo folder is replaced).
     """
-    from . import interpolate
-    from .evaluate import evaluate
-    from .figures import save_grid
-    from .imageio import write_image
-    from .metrics import psnr, ssim
-    from .config import ModelConfig
-    from .device import assign_device
-    from .prepare import prepare
-    from .store import Store
-    from .synth import synthesize
-    from .train import DataConfig, OptimConfig, TrainConfig, train
-
     started = time.perf_counter()
     settings = FAST if fast else FULL
     out = Path(out)
-    assign_device(device)  # a device that does not exist fails now, not after minutes of synth and prepare
-    _prepare_folder(out, force)
-    channel = "w1"
-    planes = list(range(0, 17, 2))
-
-    synthesize(out / "synthetic", fields=settings.fields, channels=(channel,), planes=planes,
-               size=settings.size, seed=seed, progress=progress)
-    prepare(out / "synthetic", out / "prepared", channels=(channel,), planes=planes, crop=settings.crop,
-            progress=progress)
-    store = Store(out / "prepared")
-
-    config = TrainConfig(
-        model=ModelConfig(widths=list(settings.widths)),
-        data=DataConfig(store=str(out / "prepared"), channel=channel),
-        optim=OptimConfig(lr=settings.lr, step=settings.step, epochs=settings.epochs, batch=settings.batch),
-        reg="weak", seed=seed, device=device, strip_every=0,
-    )
+    config = check_demo(out, settings, device, seed, force)
+    out.mkdir(parents=True, exist_ok=True)
+    store = make_store(out, settings, seed, progress)
     train(config, out / "run", progress=progress)
     checkpoint = out / "run" / "best.pt"
-    model = interpolate.load_model(checkpoint, device=device)
-
-    # Blur synthesis and deblurring on whole 16-bit test-field files, as a user would run them.
-    record = store.fields(split="test", channel=channel)[0]
-    z0, z8, z16 = (store.source_image(record, p) for p in (0, 8, 16))
-    levels = interpolate.blur(model, z16, z0, list(BLUR_ALPHAS))
-    write_image(out / "blur_levels.tif", levels, force=True)
-    alpha = interpolate.alpha_from_planes(0, 8, 16)
-    deblurred = interpolate.deblur(model, z0, z8, alpha)
-    write_image(out / "deblurred.tif", deblurred, force=True)
-
-    checks = {}
-    truth = _unit(z16)
-    scores = {name: {"psnr": psnr(_unit(img), truth), "ssim": ssim(_unit(img), truth)}
-              for name, img in (("less_blurry_input_z8", z8), ("deblurred", deblurred))}
-    checks["deblur_beats_input"] = {
-        "what": "deblurred (z0, z8 → z16) is closer to the true z16 than the less-blurry input z8 (PSNR and SSIM, min–max scaled)",
-        **scores,
-        "passed": bool(scores["deblurred"]["psnr"] > scores["less_blurry_input_z8"]["psnr"]
-                       and scores["deblurred"]["ssim"] > scores["less_blurry_input_z8"]["ssim"]),
-    }
-    sharp = [sharpness(level) for level in levels]
-    checks["blur_levels_ordered"] = {
-        "what": "each synthesized level α z16 + (1 − α) z0 is sharper than the one with smaller α",
-        "alphas": list(BLUR_ALPHAS), "sharpness": sharp,
-        "passed": bool(all(b > a for a, b in zip(sharp, sharp[1:]))),
-    }
-
-    report = evaluate(out / "prepared", [checkpoint], channel, out / "report", device=device, progress=progress)
-    figures = {
-        "demo": str(save_grid(
-            [[z0, z8, deblurred, z16], [z0, *levels, z16]],
-            out / "demo.png",
-            row_labels=["deblur: z0, z8 → out | z16", "blur: z0, α=1/8…7/8, z16"],
-            title="blurlatent demo — top: inputs z0, z8, deblurred, true z16; bottom: z0, synthesized levels, z16",
-        )),
-        **{Path(f).stem: str(out / "report" / f) for f in report.get("figures", [])},
-    }
+    images = run_model(out, Predictor.from_checkpoint(checkpoint, InferenceConfig(device=device)), store)
+    checks = measure(images)
+    report = evaluate(out / "prepared", [checkpoint], CHANNEL, out / "report", device=device, progress=progress)
+    figures = {"demo": demo_figure(out, images),
+               **{Path(f).stem: str(out / "report" / f) for f in report.figures}}
     result = DemoResult(out=out, figures=figures, report=str(out / "report" / "report.md"), checks=checks,
                         seconds=time.perf_counter() - started)
-    (out / DEMO_MARKER).write_text(json.dumps({
+    write_json(out / DEMO_MARKER, {
         "fast": fast, "settings": settings.__dict__, "checks": checks, "figures": figures,
         "report": result.report, "seconds": result.seconds, "passed": result.passed,
-    }, indent=1, default=list))
+    })
     return result
-
-
-def _unit(image: np.ndarray) -> np.ndarray:
-    from .intensity import intensity_range, to_unit
-
-    return to_unit(image, *intensity_range(image, "minmax"))

@@ -33,7 +33,8 @@ def assign_device(spec: str = "auto") -> torch.device:
             raise UsageError(f"device {spec}: no CUDA GPU is visible here; use device cpu or auto")
         device = torch.device(spec)
         if device.index is not None and device.index >= torch.cuda.device_count():
-            raise UsageError(f"device {spec}: only {torch.cuda.device_count()} CUDA device(s) exist; use cuda:0..{torch.cuda.device_count() - 1}")
+            raise UsageError(f"device {spec}: only {torch.cuda.device_count()} CUDA device(s) exist; use "
+                             f"cuda:0..{torch.cuda.device_count() - 1}")
         return device
     if spec == "mps":
         if not (getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()):

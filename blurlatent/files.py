@@ -64,7 +64,8 @@ def check_output_folder(out: str | Path, force: bool, foreign: "Callable[[Path],
         return False
     stranger = foreign(out)
     if stranger is not None:
-        raise UsageError(f"{out}: is not {what} (it holds {stranger!r}); choose {option}, nothing there is replaced even with --force")
+        raise UsageError(f"{out}: is not {what} (it holds {stranger!r}); choose {option}, nothing there is replaced "
+                         "even with --force")
     if not force:
         raise UsageError(f"{out}: already exists and holds {what}; pass --force to replace it or choose {option}")
     return True

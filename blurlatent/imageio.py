@@ -27,7 +27,8 @@ def decode_image(data: bytes, source: str) -> np.ndarray:
         try:
             array = tifffile.imread(io.BytesIO(data))
         except Exception as exc:  # tifffile raises many types for truncated/corrupt files
-            raise UsageError(f"{source}: cannot decode TIFF ({type(exc).__name__}: {exc}); re-copy or re-export the file") from None
+            raise UsageError(f"{source}: cannot decode TIFF ({type(exc).__name__}: {exc}); re-copy or re-export the "
+                             "file") from None
     elif data[:8] == b"\x89PNG\r\n\x1a\n":
         from PIL import Image
 
@@ -35,7 +36,8 @@ def decode_image(data: bytes, source: str) -> np.ndarray:
             with Image.open(io.BytesIO(data)) as im:
                 im.load()
                 if im.mode not in ("L", "I;16", "I;16B", "I", "F"):
-                    raise UsageError(f"{source}: PNG has mode {im.mode} (colour); pass a single-channel grayscale image")
+                    raise UsageError(f"{source}: PNG has mode {im.mode} (colour); pass a single-channel grayscale "
+                                     "image")
                 array = np.asarray(im)
         except UsageError:
             raise
@@ -112,7 +114,8 @@ def read_zip_member(path: str | Path, member: str) -> bytes:
             handle = _ZIPS[key] = zipfile.ZipFile(path)
         return handle.read(member)
     except (zipfile.BadZipFile, zlib.error, OSError, EOFError, KeyError) as exc:
-        raise UsageError(f"{label}: cannot read zip member ({exc}); re-download the zip or check it was not moved") from None
+        raise UsageError(f"{label}: cannot read zip member ({exc}); "
+                         "re-download the zip or check it was not moved") from None
 
 
 def close_zips() -> None:

@@ -1,30 +1,51 @@
-"""Intensity scales: every normalization to [0, 1] and back (prepare, training data, inference).
+"""Intensity scales: every normalization to [0, 1] and the mapping of model outputs back.
 
-``minmax`` is the paper's per-image scaling, ``percentile`` clips outliers, ``stack`` gives every plane
-of a field one scale, from the plane nearest focus (so how brightness changes with z is kept).
+Normalizations (prepare, training data, inference): ``minmax`` is the paper's per-image scaling,
+``percentile`` clips outliers, ``stack`` gives every plane of a field one scale, from the plane nearest
+focus (so how brightness changes with z is kept).
+
+Output mappings (inference): ``conserve`` (default) scales a [0, 1] output so its total signal above
+background equals the reference input's — defocus spreads light but does not remove it (on real
+BBBC006 the in-focus plane's total above background matches a strongly defocused plane's within 5 %),
+so a deblurred nucleus gets a *higher* peak than the blurry input, which a range mapping cannot give;
+``minmax`` maps [0, 1] back to the range the reference input was normalized with.
 """
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
+from scipy.ndimage import uniform_filter
 
-from .config import Normalization, choices
+from .config import Intensity, Normalization, check_choice, choices
 from .errors import UsageError
 
+log = logging.getLogger(__name__)
+
 NORMALIZATIONS = choices(Normalization)
+INTENSITY_MODES = choices(Intensity)
+# Background = the 1st percentile of the 15x15-box-smoothed image. Smoothing first keeps camera noise
+# (which the autoencoder's smooth output lacks) from biasing it low: on real BBBC006 w1 files (noise
+# sigma 3-8 counts) the raw 1st percentile sits 2-5 counts under the 15x15 one, which moves within
+# 0.4 counts from 5x5 to 31x31 windows; 0.4 counts over 696x520 pixels is ~3 % of a field's signal.
+BACKGROUND_PERCENTILE = 1.0
+BACKGROUND_SMOOTH = 15
 PERCENTILES = (0.1, 99.9)
 
 
-def intensity_range(image: np.ndarray, method: str = "minmax", percentiles: tuple[float, float] = PERCENTILES) -> tuple[float, float]:
+def intensity_range(image: np.ndarray, method: str = "minmax",
+                    percentiles: tuple[float, float] = PERCENTILES) -> tuple[float, float]:
     """(lo, hi) that map to 0 and 1. ``minmax`` is the paper's per-image scaling; ``percentile`` clips outliers."""
     if method == "minmax":
         lo, hi = float(image.min()), float(image.max())
     elif method == "percentile":
         lo, hi = (float(v) for v in np.percentile(image, percentiles))
     else:
-        raise UsageError(f"normalization {method!r} is per image only for minmax or percentile; use plane_ranges for stack")
+        raise UsageError(f"normalization {method!r} is per image only for minmax or percentile; use plane_ranges for "
+                         "stack")
     if hi <= lo:
         hi = lo + 1.0  # a flat image: map it to 0 rather than divide by zero
     return lo, hi
@@ -62,3 +83,84 @@ def check_normalization(method: str) -> str:
     if method not in NORMALIZATIONS:
         raise UsageError(f"normalization {method!r} is unknown; use one of {', '.join(NORMALIZATIONS)}")
     return method
+
+
+# --- output mapping --------------------------------------------------------------------------------
+
+
+def background(image: np.ndarray) -> float:
+    """Background level: the BACKGROUND_PERCENTILE-th percentile of the image smoothed by a 15x15 box.
+
+    The box mean runs in float32 (4x faster than float64 on 696x520; within 0.003 counts of it on a
+    60,000-count image) and the percentile by partial sort: on a GPU deblur these two were most of the time.
+    """
+    smooth = uniform_filter(np.asarray(image, dtype=np.float32), size=BACKGROUND_SMOOTH, mode="reflect")
+    return percentile(smooth, BACKGROUND_PERCENTILE)
+
+
+def percentile(values: np.ndarray, q: float) -> float:
+    """``np.percentile(values, q)`` (linear interpolation) by a partial sort, in float64: 5x faster on 360k values."""
+    flat = np.asarray(values).ravel()
+    k = (flat.size - 1) * q / 100.0
+    lo = int(np.floor(k))
+    hi = min(lo + 1, flat.size - 1)
+    part = np.partition(flat, [lo, hi])
+    low, high = float(part[lo]), float(part[hi])
+    return low + (high - low) * (k - lo)
+
+
+def total_above_background(image: np.ndarray) -> float:
+    """Σ (image − background(image)) in the image's own units: the light that defocus conserves."""
+    image = np.asarray(image, dtype=np.float64)
+    return float((image - background(image)).sum())
+
+
+@dataclass(frozen=True)
+class Scale:
+    """One input's intensity description: its [0, 1] range (lo, hi), background and total above it."""
+
+    lo: float
+    hi: float
+    bg: float = 0.0
+    total: float = 0.0
+
+    @classmethod
+    def of(cls, image: np.ndarray, lo: float, hi: float, need_total: bool) -> "Scale":
+        if not need_total:
+            return cls(lo, hi)
+        bg = background(image)
+        return cls(lo, hi, bg, float((np.asarray(image, dtype=np.float64) - bg).sum()))
+
+    def mix(self, weight: float, other: "Scale") -> "Scale":
+        """weight · self + (1 − weight) · other, field by field (the scale of a blur level between two inputs)."""
+        w = float(weight)
+        mine, theirs = (self.lo, self.hi, self.bg, self.total), (other.lo, other.hi, other.bg, other.total)
+        return Scale(*(w * a + (1.0 - w) * b for a, b in zip(mine, theirs)))
+
+
+def to_dtype(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    dtype = np.dtype(dtype)
+    if dtype.kind in "ui":
+        info = np.iinfo(dtype)
+        clipped = np.count_nonzero((values < info.min - 0.5) | (values > info.max + 0.5))
+        if clipped > 0.001 * values.size:
+            log.warning("%d pixels (%.2f %%) fell outside the %s range and were clipped; pass out_dtype=float32 "
+                        "(--out-dtype float32) to keep them",
+                        clipped, 100.0 * clipped / values.size, dtype)
+        values = np.clip(np.rint(values), info.min, info.max)
+    return values.astype(dtype)
+
+
+def to_input_scale(unit: np.ndarray, ref: Scale, intensity: str, dtype) -> np.ndarray:
+    """Map one [0, 1] output [H, W] to the reference input's scale (see the module docstring)."""
+    check_choice(Intensity, intensity, "intensity")
+    unit = unit.astype(np.float64)
+    if intensity == "conserve":
+        bg_out = background(unit)
+        signal = float((unit - bg_out).sum())
+        if ref.total > 0 and signal > 1e-12 * unit.size:
+            return to_dtype(ref.bg + (unit - bg_out) * (ref.total / signal), dtype)
+        log.warning("no signal above background to conserve (input total %.3g, output %.3g): using the minmax scale",
+                    ref.total, signal)
+    return to_dtype(unit * (ref.hi - ref.lo) + ref.lo, dtype)
+

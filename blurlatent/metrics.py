@@ -19,19 +19,23 @@ downloaded: ``find_fid_weights`` looks only at an explicit path and the torch hu
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import threading
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import torch
+from focal_frequency_loss import FocalFrequencyLoss
+from skimage.metrics import structural_similarity
 
 from .errors import UsageError
+from .files import sha256_file
 
 FID_WEIGHTS_NAME = "pt_inception-2015-12-05-6726825d.pth"
 FID_WEIGHTS_URL = f"https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/{FID_WEIGHTS_NAME}"
 # torch hub names cached files <name>-<first 8 hex of sha256>.<ext>; we check the same prefix.
 FID_WEIGHTS_SHA256_PREFIX = "6726825d"
+SSIM_WINDOW = 7  # structural_similarity's default window: images need at least this many pixels a side
 
 
 # --- PSNR ------------------------------------------------------------------------------------
@@ -41,7 +45,7 @@ def _pair(pred, target) -> tuple[np.ndarray, np.ndarray]:
     pred = np.asarray(pred, dtype=np.float64)
     target = np.asarray(target, dtype=np.float64)
     if pred.shape != target.shape:
-        raise ValueError(f"pred {pred.shape} and target {target.shape} differ in shape; compare images of one size")
+        raise UsageError(f"pred {pred.shape} and target {target.shape} differ in shape; compare images of one size")
     return pred, target
 
 
@@ -49,7 +53,7 @@ def psnr(pred, target, data_range: float = 1.0) -> float:
     """PSNR in dB of one image (or the whole array as one image): 10·log10(data_range² / MSE).
 
     Equal to ``skimage.metrics.peak_signal_noise_ratio(target, pred, data_range=data_range)``;
-    ``inf`` when the images are identical. Raises ValueError on a shape mismatch.
+    ``inf`` when the images are identical. Raises UsageError on a shape mismatch.
     """
     pred, target = _pair(pred, target)
     mse = float(np.mean((pred - target) ** 2))
@@ -111,11 +115,12 @@ def psnr_pooled(pred, target) -> float | None:
 def ssim(pred, target, data_range: float = 1.0) -> float:
     """SSIM of two [H, W] images by ``skimage.metrics.structural_similarity`` (7×7 window, its defaults).
 
-    Raises ValueError when an image is smaller than 7×7 (scikit-image's own limit).
+    Raises UsageError when an image is smaller than 7×7 (scikit-image's window) or the shapes differ.
     """
-    from skimage.metrics import structural_similarity
-
     pred, target = _pair(pred, target)
+    if min(pred.shape[-2:]) < SSIM_WINDOW:
+        raise UsageError(f"pred and target are {pred.shape[-2]}x{pred.shape[-1]} px; SSIM needs at least "
+                         f"{SSIM_WINDOW}x{SSIM_WINDOW} (scikit-image's window)")
     return float(structural_similarity(target, pred, data_range=data_range))
 
 
@@ -170,10 +175,8 @@ def ffl(pred, target) -> float:
 
     ``pred``/``target``: [H, W], [N, H, W] or [N, C, H, W] arrays or tensors. With the defaults the
     spectrum weights are normalised per image, so the loss of a batch is the mean of per-image losses
-    (for images of one size). Returns a float.
+    (for images of one size). Returns a float. Raises UsageError on a shape mismatch.
     """
-    import torch
-    from focal_frequency_loss import FocalFrequencyLoss
 
     def as_nchw(x):
         x = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x).to(torch.float32)
@@ -183,7 +186,7 @@ def ffl(pred, target) -> float:
 
     p, t = as_nchw(pred), as_nchw(target)
     if p.shape != t.shape:
-        raise ValueError(f"pred {tuple(p.shape)} and target {tuple(t.shape)} differ in shape")
+        raise UsageError(f"pred {tuple(p.shape)} and target {tuple(t.shape)} differ in shape")
     with torch.no_grad():
         return float(FocalFrequencyLoss()(p.cpu(), t.cpu()))
 
@@ -217,7 +220,8 @@ def lds_per_field(z_interp, z_true) -> np.ndarray:
     """
     zi, zt = _flat(z_interp), _flat(z_true)
     if zi.shape != zt.shape or zi.ndim < 3:
-        raise ValueError(f"LDS needs two [M, N, ...] arrays of one shape, got {zi.shape} and {zt.shape}")
+        raise UsageError(f"z_interp and z_true must be two [M, N, ...] arrays of one shape (LDS), "
+                         f"got {zi.shape} and {zt.shape}")
     m, n = zi.shape[:2]
     return cosine_similarity(zi.reshape(m, n, -1), zt.reshape(m, n, -1)).mean(axis=1)
 
@@ -236,7 +240,8 @@ def apd_per_field(z_interp_seq, z_true_seq) -> np.ndarray:
     """
     zi, zt = _flat(z_interp_seq), _flat(z_true_seq)
     if zi.shape != zt.shape or zi.ndim < 3 or zi.shape[1] < 2:
-        raise ValueError(f"APD needs two [M, P>=2, ...] arrays of one shape, got {zi.shape} and {zt.shape}")
+        raise UsageError(f"z_interp_seq and z_true_seq must be two [M, P>=2, ...] arrays of one shape (APD), "
+                         f"got {zi.shape} and {zt.shape}")
     m, p = zi.shape[:2]
     zi, zt = zi.reshape(m, p, -1), zt.reshape(m, p, -1)
     d_true = np.mean((zt[:, 1:] - zt[:, :-1]) ** 2, axis=-1)
@@ -256,7 +261,7 @@ def activation_statistics(features) -> tuple[np.ndarray, np.ndarray]:
     """(mean [D], covariance [D, D]) of features [N, D], N >= 2, as pytorch-fid (unbiased covariance)."""
     f = np.asarray(features, dtype=np.float64)
     if f.ndim != 2 or len(f) < 2:
-        raise ValueError(f"need features [N >= 2, D] to estimate a covariance, got shape {f.shape}")
+        raise UsageError(f"features must be [N >= 2, D] to estimate a covariance, got shape {f.shape}")
     return f.mean(axis=0), np.cov(f, rowvar=False)
 
 
@@ -277,7 +282,7 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
     mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2, np.float64))
     s1, s2 = np.atleast_2d(np.asarray(sigma1, np.float64)), np.atleast_2d(np.asarray(sigma2, np.float64))
     if mu1.shape != mu2.shape or s1.shape != s2.shape or s1.shape != (mu1.size, mu1.size):
-        raise ValueError(f"mismatched statistics: means {mu1.shape}/{mu2.shape}, covariances {s1.shape}/{s2.shape}")
+        raise UsageError(f"mismatched statistics: means {mu1.shape}/{mu2.shape}, covariances {s1.shape}/{s2.shape}")
     root1 = _sqrt_psd(s1)
     middle = root1 @ s2 @ root1
     eig = np.linalg.eigvalsh((middle + middle.T) / 2.0)
@@ -299,8 +304,6 @@ def extract_features(images, extractor: Extractor, batch_size: int = 32, device=
 
     Grayscale is replicated to 3 channels (pytorch-fid's Inception expects RGB in [0, 1]).
     """
-    import torch
-
     images = np.asarray(images, dtype=np.float32)
     if images.ndim == 4:
         images = images[:, 0]
@@ -324,15 +327,14 @@ def fid_fix_text(searched: list[Path]) -> str:
     where = ", ".join(str(p) for p in searched) or str(hub / FID_WEIGHTS_NAME)
     return (
         f"FID unavailable: pytorch-fid's Inception weights {FID_WEIGHTS_NAME} were not found (looked at {where}) "
-        f"and this tool never downloads. On a machine with internet run `curl -L -o {FID_WEIGHTS_NAME} {FID_WEIGHTS_URL}`, "
+        f"and this tool never downloads. On a machine with internet run "
+        f"`curl -L -o {FID_WEIGHTS_NAME} {FID_WEIGHTS_URL}`, "
         f"copy the file here, then either pass --fid-weights /path/to/{FID_WEIGHTS_NAME} or place it at "
         f"{hub / FID_WEIGHTS_NAME} (mkdir -p {hub})"
     )
 
 
 def _hub_checkpoints() -> Path:
-    import torch
-
     return Path(torch.hub.get_dir()) / "checkpoints"
 
 
@@ -354,13 +356,10 @@ def find_fid_weights(path: str | Path | None = None) -> Path:
 
 
 def _check_sha256(path: Path) -> None:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    if not digest.hexdigest().startswith(FID_WEIGHTS_SHA256_PREFIX):
+    digest = sha256_file(path)
+    if not digest.startswith(FID_WEIGHTS_SHA256_PREFIX):
         raise FidUnavailable(
-            f"FID unavailable: {path} is not pytorch-fid's {FID_WEIGHTS_NAME} (sha256 {digest.hexdigest()[:8]}…, "
+            f"FID unavailable: {path} is not pytorch-fid's {FID_WEIGHTS_NAME} (sha256 {digest[:8]}…, "
             f"expected {FID_WEIGHTS_SHA256_PREFIX}…); download it again from {FID_WEIGHTS_URL} and pass --fid-weights"
         )
 
@@ -373,7 +372,7 @@ def _offline_inception_loader(weights: Path):
     """pytorch-fid builds its Inception by calling ``load_state_dict_from_url``, which downloads when the
     file is not cached. It has no argument for a local file, so for the duration of the build we point
     that module-level name at a loader that reads ``weights`` and refuses any other URL."""
-    import torch
+    # pytorch-fid imports torchvision (over a second): only a run that computes FID pays for it.
     from pytorch_fid import inception as fid_inception
 
     def load_local(url, *args, **kwargs):
@@ -395,12 +394,10 @@ def inception_extractor(weights: str | Path | None = None, device="cpu", check_h
 
     Raises FidUnavailable (never downloads) when the file cannot be found, does not match, or fails to load.
     """
-    import torch
-
     path = find_fid_weights(weights)  # before importing pytorch-fid (3 s of torchvision) when there is nothing to load
     if check_hash:
         _check_sha256(path)
-    from pytorch_fid.inception import InceptionV3
+    from pytorch_fid.inception import InceptionV3  # torchvision behind it: see _offline_inception_loader
 
     try:
         with _offline_inception_loader(path):

@@ -15,6 +15,7 @@ from torch import nn
 from .config import ModelConfig
 from .errors import UsageError
 
+
 def _down(cin: int, cout: int, slope: float) -> nn.Sequential:
     return nn.Sequential(
         nn.Conv2d(cin, cout, 3, stride=2, padding=1), nn.BatchNorm2d(cout), nn.LeakyReLU(slope)
@@ -37,7 +38,7 @@ class Autoencoder(nn.Module):
         self.config = config or ModelConfig()
         w, s = list(self.config.widths), self.config.negative_slope
         if not w:
-            raise ValueError("model widths must list at least one layer")
+            raise UsageError("model widths must list at least one layer")
         chans = [self.config.in_channels] + w
         self.encoder = nn.Sequential(*[_down(chans[i], chans[i + 1], s) for i in range(len(w))])
         ups = [_up(w[i], w[i - 1], s) for i in range(len(w) - 1, 0, -1)]
@@ -53,9 +54,9 @@ class Autoencoder(nn.Module):
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-1] % self.multiple or x.shape[-2] % self.multiple:
-            raise ValueError(
+            raise UsageError(
                 f"input {x.shape[-2]}x{x.shape[-1]} is not divisible by 2**depth = {self.multiple}; "
-                "pad it (interpolate.pad_to_multiple) or crop it"
+                "pad it (tiling.pad_to_multiple) or crop it"
             )
         return self.encoder(x)
 

@@ -10,11 +10,12 @@ import sys
 import numpy as np
 
 import blurlatent
-from blurlatent.interpolate import alpha_from_planes, total_above_background
 from blurlatent.imageio import read_image, write_image
+from blurlatent.intensity import total_above_background
+from blurlatent.latent import alpha_from_planes
 
 ckpt, blurriest_path, less_blurry_path = sys.argv[1:4]
-model = blurlatent.load_model(ckpt)  # eval mode, on CUDA when there is one; remembers the normalization
+model = blurlatent.load_model(ckpt)  # an inference.Predictor on CUDA when there is one; knows the normalization
 blurriest, less_blurry = read_image(blurriest_path), read_image(less_blurry_path)
 
 # Eq. 3: planes 0 and 8 toward focus 16 -> alpha = (16 - 8) / (16 - 0) = 0.5

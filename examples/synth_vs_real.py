@@ -14,6 +14,7 @@ import argparse
 from pathlib import Path
 
 import numpy as np
+from scipy import ndimage as ndi
 
 from blurlatent import synth
 from blurlatent.figures import save_grid
@@ -40,8 +41,6 @@ def acf_hwhm(image: np.ndarray) -> float:
 
 def blob_sigma(image: np.ndarray) -> float:
     """Median width (σ = FWHM / 2.355, px) of the horizontal profile through each bright local maximum."""
-    from scipy import ndimage as ndi
-
     smooth = ndi.gaussian_filter(image.astype(np.float64), 2) - np.percentile(image, 1)
     peaks = (smooth == ndi.maximum_filter(smooth, 41)) & (smooth > 0.3 * smooth.max())
     widths = []
@@ -56,7 +55,8 @@ def blob_sigma(image: np.ndarray) -> float:
 
 
 def stats(images) -> dict[str, np.ndarray]:
-    rows = [(np.percentile(a, 1), a.mean(), np.percentile(a, 99.9), a.max(), acf_hwhm(a), blob_sigma(a)) for a in images]
+    rows = [(np.percentile(a, 1), a.mean(), np.percentile(a, 99.9), a.max(), acf_hwhm(a), blob_sigma(a))
+            for a in images]
     return dict(zip(("background (p1)", "mean", "p99.9", "max", "ACF HWHM px", "blob sigma px"), np.array(rows).T))
 
 
@@ -94,8 +94,10 @@ def main() -> None:
         [stack["w1"][focus_planes.index(z)] for z in (16, 20, 24, 28, 33)],
         [stack["w2"][focus_planes.index(z)] for z in (0, 8, 16, 24, 33)],
     ]
-    labels = ["real w1 (z00?)", "synthetic w1 z00", "synth w1 z0,4,8,12,16", "synth w1 z16,20,24,28,33", "synth w2 z0,8,16,24,33"]
-    save_grid(rows, args.out, row_labels=labels, title="Real BBBC006 (top row) vs synthetic (each image min-max scaled)", cell_inches=2.2)
+    labels = ["real w1 (z00?)", "synthetic w1 z00", "synth w1 z0,4,8,12,16", "synth w1 z16,20,24,28,33",
+              "synth w2 z0,8,16,24,33"]
+    save_grid(rows, args.out, row_labels=labels, cell_inches=2.2,
+              title="Real BBBC006 (top row) vs synthetic (each image min-max scaled)")
     print(f"wrote {args.out}")
 
 

@@ -2,10 +2,13 @@
 
 import json
 
+import numpy as np
 import pytest
+from scipy.ndimage import gaussian_filter
 from typer.testing import CliRunner
 
 from blurlatent.cli import app
+from blurlatent.demo import foreign_entry, sharpness
 
 
 @pytest.mark.slow
@@ -35,12 +38,32 @@ def test_demo_refuses_a_folder_that_is_not_a_demo(tmp_path):
     assert (tmp_path / "mine.txt").read_text() == "precious"
 
 
+@pytest.mark.parametrize("bad", [["--seed", "-1"], ["--device", "cuda:7"]])
+def test_demo_validates_its_options_before_replacing_an_earlier_demo(tmp_path, bad):
+    out = tmp_path / "demo"
+    (out / "synthetic").mkdir(parents=True)
+    (out / "demo.json").write_text("{}\n")
+    result = CliRunner().invoke(app, ["demo", "--fast", "--out", str(out), "--force", "--device", "cpu", *bad])
+    assert result.exit_code == 2, result.output
+    assert bad[1] in result.output and len(result.output.strip().splitlines()) == 1
+    assert sorted(p.name for p in out.iterdir()) == ["demo.json", "synthetic"]  # nothing deleted
+
+
+def test_demo_force_replaces_only_a_folder_of_demo_outputs(tmp_path):
+    out = tmp_path / "demo"
+    (out / "run").mkdir(parents=True)  # demo-named, but no demo.json or synthetic/: not provably a demo
+    assert foreign_entry(out) == "run"
+    (out / "synthetic").mkdir()
+    (out / ".demo.png.123@host.abc.tmp").write_text("")  # a killed demo's temp file
+    assert foreign_entry(out) is None
+    (out / "thesis.docx").write_text("precious")
+    assert foreign_entry(out) == "thesis.docx"
+    result = CliRunner().invoke(app, ["demo", "--fast", "--out", str(out), "--force", "--device", "cpu"])
+    assert result.exit_code == 2 and "thesis.docx" in result.output
+    assert (out / "thesis.docx").read_text() == "precious"
+
+
 def test_sharpness_ranks_blur_not_brightness():
-    import numpy as np
-    from scipy.ndimage import gaussian_filter
-
-    from blurlatent.demo import sharpness
-
     rng = np.random.default_rng(0)
     image = gaussian_filter(rng.random((64, 64)), 1.0)
     blurred = gaussian_filter(image, 3.0)

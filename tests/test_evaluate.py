@@ -1,70 +1,23 @@
-"""evaluate: plane plans, baselines with a known PSF, Eq. 2/3 through a model, the report and the CLI."""
+"""evaluate: plane plans, Eq. 2/3 through the Predictor, the report's numbers and folder, the CLI, and the
+same deblurred image as `blurlatent deblur`."""
 
 import json
 import re
+import shutil
 
 import numpy as np
 import pytest
 import torch
-from scipy.ndimage import gaussian_filter
+from eval_data import TINY_WIDTHS, make_checkpoint, make_store, stand_in_extractor, write_bbbc_source
+from infer_model import tiny_checkpoint
 
 from blurlatent import evaluate as E
 from blurlatent import metrics as M
+from blurlatent.config import InferenceConfig
 from blurlatent.errors import UsageError
-
-TINY_WIDTHS = [4, 8, 8]
-
-
-# --- a tiny store and checkpoints, built directly (no prepare/train) ----------------------------------
-
-
-def _field(rng, size, planes, sigma_per_plane=0.25):
-    img = np.zeros((size, size))
-    for _ in range(10):
-        y, x = rng.randint(2, size - 2, 2)
-        img[y, x] = rng.uniform(0.5, 1.0)
-    img = gaussian_filter(img, 1.2)
-    return np.stack([gaussian_filter(img, sigma_per_plane * abs(16 - p)) for p in planes])
-
-
-def _u8(stack):
-    stack = stack / stack.max(axis=(-2, -1), keepdims=True)  # per-image min-max, as the store's default
-    return (stack * 255).round().astype(np.uint8)
-
-
-def make_store(root, planes=(0, 8, 16), n_train=4, n_test=3, size=32, full=40, seed=0):
-    from blurlatent.store import write_store
-
-    rng = np.random.RandomState(seed)
-    arrays = {
-        "w1_train": _u8(np.stack([_field(rng, size, planes) for _ in range(n_train)])),
-        "w1_val": _u8(np.stack([_field(rng, size, planes)])),
-        "w1_test": _u8(np.stack([_field(rng, size, planes) for _ in range(n_test)])),
-        "w1_test_full": _u8(np.stack([_field(rng, full, planes) for _ in range(n_test)])),
-    }
-    fields = [{"name": f"test{i}", "split": "test", "channel": "w1"} for i in range(n_test)]
-    fields += [{"name": f"train{i}", "split": "train", "channel": "w1"} for i in range(n_train)]
-    write_store(root, {"planes": list(planes), "channels": ["w1"], "fields": fields, "normalize": "minmax"}, arrays)
-    return root
-
-
-def make_checkpoint(path, seed=0, model=None):
-    from blurlatent.checkpoint import save_checkpoint
-    from blurlatent.config import ModelConfig
-    from blurlatent.model import Autoencoder
-
-    torch.manual_seed(seed)
-    model = model or Autoencoder(ModelConfig(widths=TINY_WIDTHS))
-    save_checkpoint(path, {"config": {"model": {"widths": TINY_WIDTHS}, "data": {"normalize": "minmax"}},
-                           "model": model.state_dict(), "epoch": 0})
-    return path
-
-
-def stand_in_extractor(batch):
-    """A 4-d feature (mean, std, gradient energy, max) instead of Inception: no weights, no download."""
-    gy = (batch[..., 1:, :] - batch[..., :-1, :]).pow(2).mean(dim=(1, 2, 3))
-    return torch.stack([batch.mean(dim=(1, 2, 3)), batch.std(dim=(1, 2, 3)), gy, batch.amax(dim=(1, 2, 3))], 1)
-
+from blurlatent.inference import Predictor
+from blurlatent.report import Report, format_value
+from blurlatent.scores import ROWS
 
 # --- planes ------------------------------------------------------------------------------------------
 
@@ -84,53 +37,10 @@ def test_plan_planes_both_sides_of_focus():
         E.plan_planes([0, 16])
 
 
-# --- baselines with a known Gaussian PSF -------------------------------------------------------------
+# --- Eq. 2 and Eq. 3 through the Predictor --------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def known_psf():
-    rng = np.random.RandomState(4)
-    sharp = np.stack([_field(rng, 48, [16])[0] for _ in range(6)])
-    sharp /= sharp.max()
-    return sharp
-
-
-def test_fit_blur_recovers_sigma_gain_and_offset(known_psf):
-    sharp = known_psf
-    blurred = 0.8 * gaussian_filter(sharp, (0, 2.0, 2.0), mode="reflect") + 0.1
-    fit = E.fit_blur(sharp, blurred)
-    assert fit.sigma == pytest.approx(2.0, abs=0.02)
-    assert fit.gain == pytest.approx(0.8, abs=0.01) and fit.offset == pytest.approx(0.1, abs=0.01)
-    assert E.fit_blur(sharp, sharp).sigma < 0.1  # no blur: σ ≈ 0
-    np.testing.assert_allclose(fit.synthesize(sharp), np.clip(blurred, 0, 1), atol=1e-3)
-
-
-def test_gaussian_psf_is_the_kernel_gaussian_blur_applies():
-    impulse = np.zeros((41, 41))
-    impulse[20, 20] = 1.0
-    psf = E.gaussian_psf(2.5)
-    r = psf.shape[0] // 2
-    np.testing.assert_allclose(E.gaussian_blur(impulse, 2.5)[20 - r : 21 + r, 20 - r : 21 + r], psf, atol=1e-12)
-
-
-def test_deconvolution_baselines_sharpen_a_known_blur(known_psf):
-    sharp = known_psf
-    blurred = gaussian_filter(sharp, (0, 1.5, 1.5), mode="reflect")
-    fit = E.fit_deconvolution(E.fit_blur(sharp, blurred), blurred[:3], sharp[:3])
-    assert fit.rl_iterations in E.RL_ITERATIONS and fit.wiener_balance in E.WIENER_BALANCES
-    before = M.psnr_per_image(blurred[3:], sharp[3:]).mean()
-    for method in ("rl", "wiener"):
-        restored = np.stack([E.deconvolve(b, fit, method) for b in blurred[3:]])
-        assert restored.shape == blurred[3:].shape
-        assert M.psnr_per_image(restored, sharp[3:]).mean() > before + 3, method
-    with pytest.raises(ValueError, match="deconvolution"):
-        E.deconvolve(blurred[0], fit, "magic")
-
-
-# --- Eq. 2 and Eq. 3 through a model -------------------------------------------------------------------
-
-
-class _PointwiseModel(torch.nn.Module):
+class PointwiseModel(torch.nn.Module):
     """encode = f(x), decode = f⁻¹(z), pixel by pixel: linear for f(x) = 2x, curved for f(x) = x²."""
 
     multiple = 4
@@ -138,12 +48,17 @@ class _PointwiseModel(torch.nn.Module):
     def __init__(self, power):
         super().__init__()
         self.power = power
+        self.anchor = torch.nn.Parameter(torch.zeros(()))  # the Predictor finds its device from a parameter
 
     def encode(self, x):
         return 2 * x if self.power == 1 else x**self.power
 
     def decode(self, z):
         return z / 2 if self.power == 1 else z.clamp(min=0) ** (1 / self.power)
+
+
+def _pointwise(power):
+    return Predictor(PointwiseModel(power), "minmax", config=InferenceConfig(device="cpu"))
 
 
 def _linear_stack(rng, planes=(0, 4, 8, 12, 16), size=8):
@@ -156,9 +71,10 @@ def test_linear_latents_give_lds_1_apd_0_and_exact_deblurring():
     plan = E.plan_planes(planes)
     index = {p: i for i, p in enumerate(planes)}
     x = _linear_stack(np.random.RandomState(5), planes)
-    mo = E.run_model(_PointwiseModel(1), x, plan, index, "cpu")
+    mo = E.model_outputs(_pointwise(1), x, plan, index)
     np.testing.assert_allclose(mo.synth[0], x[0, 1:-1], atol=1e-6)  # Eq. 2 reproduces every plane
     np.testing.assert_allclose(mo.deblur[0], np.repeat(x[0, -1:], 3, 0), atol=1e-5)  # Eq. 3 recovers x16 from each k
+    np.testing.assert_allclose(mo.recon, x, atol=1e-6)
     assert M.lds(mo.z_synth, mo.z[:, 1:-1]) == pytest.approx(1.0)
     z_interp = np.concatenate([mo.z[:, :1], mo.z_synth, mo.z[:, -1:]], 1)
     assert M.apd(z_interp, mo.z) == pytest.approx(0.0, abs=1e-7)  # float32 codes
@@ -169,7 +85,7 @@ def test_curved_latents_are_measured_as_curved():
     plan = E.plan_planes(planes)
     index = {p: i for i, p in enumerate(planes)}
     x = _linear_stack(np.random.RandomState(6), planes)
-    mo = E.run_model(_PointwiseModel(2), x, plan, index, "cpu")
+    mo = E.model_outputs(_pointwise(2), x, plan, index)
     # Eq. 2 on z = x²: z'_n = α x16² + (1 − α) x0², not (α x16 + (1 − α) x0)².
     a = 0.25
     np.testing.assert_allclose(mo.z_synth[0, 0, 0], a * x[0, -1] ** 2 + (1 - a) * x[0, 0] ** 2, rtol=1e-5)
@@ -187,18 +103,21 @@ def report_dir(tmp_path_factory):
     store = make_store(root / "store")
     ckpts = [make_checkpoint(root / "runs" / name / "best.pt", seed) for seed, name in enumerate(("weak", "strong"))]
     out = root / "report"
-    report = E.evaluate(store, ckpts, "w1", out, device="cpu", batch_size=2, progress=False, feature_extractor=stand_in_extractor)
+    report = E.evaluate(store, ckpts, "w1", out, device="cpu", batch_size=2, progress=False,
+                        feature_extractor=stand_in_extractor)
     return root, out, report
 
 
 def test_report_files_hold_what_the_table_shows(report_dir):
     root, out, report = report_dir
+    assert isinstance(report, Report)
     on_disk = json.loads((out / "report.json").read_text())
-    assert on_disk["summary"] == report["summary"]
+    assert on_disk == report.to_dict()
     names = [c["name"] for c in on_disk["columns"]]
     assert names[:2] == ["weak/best", "strong/best"]  # colliding stems get their folder
     assert set(on_disk["per_field"]["weak/best"]) == {"test0", "test1", "test2"}
     assert set(on_disk["per_field"]["weak/best"]["test0"]["deblur"]) == {"8"}
+    assert set(report.column("weak/best").per_field["test0"].deblur) == {8}
     md = (out / "report.md").read_text()
     # Every cell of the markdown table is the JSON number, formatted, bold exactly where "best" says.
     table = {}
@@ -206,17 +125,18 @@ def test_report_files_hold_what_the_table_shows(report_dir):
         cells = [c.strip() for c in line.strip("|").split("|")]
         if len(cells) == len(names) + 2 and cells[1].endswith(("↑", "↓")):
             table[cells[1][:-2]] = cells[2:]
-    rows = {r.label: r for r in E.ROWS}
+    rows = {r.label: r for r in ROWS}
     assert "LDS (Eq. 6)" in table and "PSNR-deblur-quality (mean per image)" in table
     for label, cells in table.items():
         row = rows[label]
         for name, cell in zip(names, cells):
             value = on_disk["summary"][name][row.key]
-            assert cell.strip("*") == E._fmt(value, row), (label, name)
+            assert cell.strip("*") == format_value(value, row), (label, name)
             assert cell.startswith("**") == (name in on_disk["best"].get(row.key, [])), (label, name)
     # FID from the stand-in features is a real number for the models and the Gaussian baseline.
     for name in ("weak/best", "strong/best"):
-        assert np.isfinite(on_disk["summary"][name]["fid_blur"]) and np.isfinite(on_disk["summary"][name]["fid_blur_real"])
+        assert np.isfinite(on_disk["summary"][name]["fid_blur"])
+        assert np.isfinite(on_disk["summary"][name]["fid_blur_real"])
     assert np.isfinite(on_disk["summary"]["Gaussian blur (σ fitted)"]["fid_blur_real"])
     assert on_disk["config"]["fid"]["available"] and on_disk["config"]["fid"]["extractor"] == "custom"
     # Figures exist and are PNGs.
@@ -236,49 +156,63 @@ def test_report_numbers_match_an_independent_computation(report_dir):
     test = store.array("w1", "test").astype(np.float64) / 255.0
     # The "less-blurry input" baseline is x_8 against x_16.
     expected = M.psnr_per_image(test[:, 1], test[:, 2]).mean()
-    assert report["summary"]["less-blurry input x_k"]["psnr_deblur_quality_mean"] == pytest.approx(expected, rel=1e-6)
-    assert report["summary"]["less-blurry input x_k"]["psnr_deblur_quality_pooled"] == pytest.approx(M.psnr_pooled(test[:, 1], test[:, 2]), rel=1e-6)
-    # Model figures: reconstruction of x16 and Eq. 3 with α = 0.5 decoded by the saved model.
+    given = report.column("less-blurry input x_k").summary
+    assert given["psnr_deblur_quality_mean"] == pytest.approx(expected, rel=1e-6)
+    assert given["psnr_deblur_quality_pooled"] == pytest.approx(M.psnr_pooled(test[:, 1], test[:, 2]), rel=1e-6)
+    # Model figures: reconstruction of x16 and Eq. 3 with α = 0.5 decoded by the saved model, unfused, in
+    # plain torch. The report runs the Predictor (BatchNorm fused, channels_last): the same to float32
+    # rounding, ~1e-7 per pixel, so PSNRs against the truth agree to 1e-5; PSNR-deblur compares two
+    # near-identical model outputs (~100 dB), where that rounding moved the figure by up to 0.003 dB.
     model = build_model(load_checkpoint(root / "runs" / "weak" / "best.pt"))
     with torch.no_grad():
         x = torch.tensor(test, dtype=torch.float32)
         z = model.encode(x.reshape(-1, 1, 32, 32)).reshape(3, 3, *model.encode(x[:1, :1]).shape[1:])
         recon16 = model.decode(z[:, 2]).numpy()[:, 0]
         deblurred = model.decode(z[:, 1] / 0.5 - z[:, 0]).numpy()[:, 0]
-    s = report["summary"]["weak/best"]
-    assert s["psnr_recon_sharp"] == pytest.approx(M.psnr_per_image(recon16, test[:, 2]).mean(), rel=1e-4)
-    assert s["psnr_deblur_quality_mean"] == pytest.approx(M.psnr_per_image(deblurred, test[:, 2]).mean(), rel=1e-4)
-    assert s["psnr_deblur_mean"] == pytest.approx(M.psnr_per_image(deblurred, recon16).mean(), rel=1e-4)
-    assert s["ssim_deblur_quality"] == pytest.approx(M.ssim_per_image(deblurred, test[:, 2]).mean(), rel=1e-4)
+    s = report.column("weak/best").summary
+    assert s["psnr_recon_sharp"] == pytest.approx(M.psnr_per_image(recon16, test[:, 2]).mean(), rel=1e-5)
+    assert s["psnr_deblur_quality_mean"] == pytest.approx(M.psnr_per_image(deblurred, test[:, 2]).mean(), rel=1e-5)
+    assert s["psnr_deblur_mean"] == pytest.approx(M.psnr_per_image(deblurred, recon16).mean(), abs=0.01)
+    assert s["ssim_deblur_quality"] == pytest.approx(M.ssim_per_image(deblurred, test[:, 2]).mean(), rel=1e-5)
     assert -1.0 <= s["lds"] <= 1.0 and s["apd"] >= 0.0
     # The fitted baseline σ grows with the distance from focus, as the store was built (σ = |16 − n| / 4).
-    assert report["config"]["baselines"]["8"]["sigma"] == pytest.approx(2.0, abs=0.5)
+    assert report.config.baselines[8].sigma == pytest.approx(2.0, abs=0.5)
+    assert report.to_dict()["config"]["baselines"]["8"]["sigma"] == report.config.baselines[8].sigma
 
 
 def test_existing_report_folder_is_refused_without_force(report_dir, tmp_path):
     root, out, _ = report_dir
+    weak = [root / "runs" / "weak" / "best.pt"]
     before = (out / "report.json").read_bytes()
-    with pytest.raises(UsageError, match="--force"):
-        E.evaluate(root / "store", [root / "runs" / "weak" / "best.pt"], "w1", out, device="cpu", progress=False)
+    with pytest.raises(UsageError, match="force"):
+        E.evaluate(root / "store", weak, "w1", out, device="cpu", progress=False)
     assert (out / "report.json").read_bytes() == before
     other = tmp_path / "notes"
     other.mkdir()
     (other / "mine.txt").write_text("keep me")
     with pytest.raises(UsageError, match="not a blurlatent report"):
-        E.evaluate(root / "store", [root / "runs" / "weak" / "best.pt"], "w1", other, device="cpu", progress=False, force=True)
+        E.evaluate(root / "store", weak, "w1", other, device="cpu", progress=False, force=True)
     assert (other / "mine.txt").read_text() == "keep me"
+    # A report folder with something a report does not hold is never replaced either, even with force.
+    mixed = tmp_path / "mixed"
+    shutil.copytree(out, mixed)
+    (mixed / "figures" / "notes.txt").write_text("mine")
+    with pytest.raises(UsageError, match="figures/notes.txt"):
+        E.evaluate(root / "store", weak, "w1", mixed, device="cpu", progress=False, force=True)
+    assert (mixed / "figures" / "notes.txt").read_text() == "mine"
     with pytest.raises(UsageError, match="channel"):
-        E.evaluate(root / "store", [root / "runs" / "weak" / "best.pt"], "w9", tmp_path / "r", device="cpu", progress=False)
+        E.evaluate(root / "store", weak, "w9", tmp_path / "r", device="cpu", progress=False)
     with pytest.raises(UsageError, match="checkpoint not found"):
         E.evaluate(root / "store", [tmp_path / "nope.pt"], "w1", tmp_path / "r", device="cpu", progress=False)
+    with pytest.raises(UsageError, match="^batch_size 0: must be at least 1"):
+        E.evaluate(root / "store", weak, "w1", tmp_path / "r", batch_size=0)
+    assert not (tmp_path / "r").exists()
 
 
 def test_cli_evaluate_without_fid_weights_reports_fid_unavailable(report_dir, tmp_path):
     from typer.testing import CliRunner
 
     from blurlatent.cli import app
-
-    import shutil
 
     root, first, _ = report_dir
     out = tmp_path / "report"
@@ -296,6 +230,67 @@ def test_cli_evaluate_without_fid_weights_reports_fid_unavailable(report_dir, tm
     assert report["summary"]["best"]["psnr_blur_pooled"] is not None  # everything else still computed
     assert "FID unavailable" in (out / "report.md").read_text()
     assert not list(out.parent.glob(".report.*"))  # no temp folders left behind
+
+
+# --- the same forward path as `blurlatent deblur` ------------------------------------------------------
+
+
+def test_evaluate_deblurs_a_field_as_the_deblur_command_does(tmp_path, tmp_path_factory):
+    """evaluate's deblurred image of a whole test field (Eq. 3 from planes 0 and 8) equals what
+    `blurlatent deblur` writes for that field's two source files with the same checkpoint, and the
+    report's PSNR for that field is the PSNR of the command's output."""
+    from typer.testing import CliRunner
+
+    from blurlatent.cli import app
+    from blurlatent.imageio import read_image
+    from blurlatent.prepare import prepare
+    from blurlatent.store import Store
+
+    source = write_bbbc_source(tmp_path / "src", fields=5, shape=(44, 52))  # not a multiple of 8: padded
+    store = Store(prepare(source, tmp_path / "store", channels=["w1"], planes=[0, 8, 16], crop=32,
+                          split=(40, 20, 40), workers=1).path)
+    ckpt = tiny_checkpoint(tmp_path_factory)  # trained: real BatchNorm statistics for the fused path
+    report = E.evaluate(store, [ckpt], "w1", tmp_path / "report", whole=True, device="cpu", batch_size=2,
+                        progress=False, feature_extractor=stand_in_extractor)
+    plan = E.plan_planes(store.planes)
+    predictor, _ = E.load_predictor(ckpt, "tiny", "cpu", batch_size=2)
+    data = store.full_test("w1")
+    record = sorted(store.fields("test", "w1"), key=lambda r: r.get("index", 0))[1]
+    x = np.asarray(data[1:2], np.float32) / 255.0
+    ours = E.model_outputs(predictor, x, plan, E.plane_indices(store, plan)).deblur[0, plan.between.index(8)]
+
+    files = {p["plane"]: p["file"] for p in record["planes"]}
+    out = tmp_path / "deblurred.tif"
+    result = CliRunner().invoke(app, ["deblur", files[0], files[8], "-c", str(ckpt), "--alpha", "0.5", "--intensity",
+                                      "minmax", "--out-dtype", "float32", "-o", str(out), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    theirs = read_image(out).astype(np.float64) / 65535.0  # minmax maps [0, 1] to the file's range [0, 65535]
+    assert ours.shape == theirs.shape == (44, 52)
+    assert np.ptp(ours) > 0.1  # a real image, not a constant
+    np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-6)  # measured 3e-8: float32 rounding
+    truth = read_image(files[16]).astype(np.float64) / 65535.0
+    field = E.field_labels(store, "w1", len(data))[1]
+    field_scores = report.column(ckpt.stem).per_field[field].deblur[8]
+    assert field_scores.psnr_deblur_quality == pytest.approx(M.psnr(theirs, truth), abs=1e-5)
+
+
+def test_stack_normalized_store_and_checkpoint_evaluate(tmp_path, tmp_path_factory, caplog):
+    """prepare normalize="stack" → a stack-trained checkpoint → evaluate: runs, records both normalizations,
+    and does not warn about a mismatch (it does for a minmax checkpoint on that store)."""
+    from blurlatent.prepare import prepare
+
+    source = write_bbbc_source(tmp_path / "src", fields=5, shape=(36, 40))
+    store = prepare(source, tmp_path / "store", channels=["w1"], planes=[0, 8, 16], crop=32, split=(40, 20, 40),
+                    normalize="stack", workers=1).path
+    stack, minmax = tiny_checkpoint(tmp_path_factory, normalize="stack"), tiny_checkpoint(tmp_path_factory)
+    with caplog.at_level("WARNING"):
+        report = E.evaluate(store, [stack, minmax], "w1", tmp_path / "report", device="cpu", progress=False,
+                            feature_extractor=stand_in_extractor)
+    assert report.config.store_normalize == "stack"
+    assert [c.normalize for c in report.checkpoints] == ["stack", "minmax"]
+    assert [r.getMessage() for r in caplog.records if "normalized" in r.getMessage()] == [
+        f"{minmax} was trained on 'minmax'-normalized data but the store is 'stack'; numbers may not transfer"]
+    assert np.isfinite(report.column(stack.stem).summary["psnr_deblur_quality_mean"])
 
 
 # --- end to end on a tiny trained model ---------------------------------------------------------------
@@ -325,18 +320,21 @@ def test_end_to_end_whole_fields_tiny_trained_model(tmp_path):
     untrained = make_checkpoint(tmp_path / "untrained.pt", seed=1)
     report = E.evaluate(store, [trained, untrained], "w1", tmp_path / "report", whole=True, device="cpu",
                         batch_size=1, progress=False, feature_extractor=stand_in_extractor, examples=1)
-    assert report["config"]["image_size"] == [36, 36] and report["config"]["whole"]
-    assert report["config"]["planes"]["between"] == [2, 4, 6, 8, 10, 12, 14]
-    s = report["summary"]
+    assert report.config.image_size == (36, 36) and report.config.whole
+    assert report.config.plan.between == (2, 4, 6, 8, 10, 12, 14)
+    s = {c.name: c.summary for c in report.columns}
     assert s["trained"]["psnr_recon_sharp"] > s["untrained"]["psnr_recon_sharp"]
-    assert "trained" in report["best"]["psnr_recon_sharp"]
-    per_k = report["per_plane"]["trained"]["deblur_per_k"]
-    assert sorted(int(k) for k in per_k) == [2, 4, 6, 8, 10, 12, 14] and per_k["8"]["alpha"] == 0.5
+    assert "trained" in report.best["psnr_recon_sharp"]
+    per_k = report.column("trained").deblur_per_k
+    assert sorted(per_k) == [2, 4, 6, 8, 10, 12, 14] and per_k[8].alpha == 0.5
     for name in ("trained", "untrained"):
         assert all(v is None or np.isfinite(v) for v in s[name].values())
     # The less-blurry input gets better as k approaches focus (the store's blur shrinks toward 16).
-    inp = report["per_plane"]["less-blurry input x_k"]["deblur_per_k"]
-    assert inp["14"]["psnr_deblur_quality"] > inp["2"]["psnr_deblur_quality"]
+    inp = report.column("less-blurry input x_k").deblur_per_k
+    assert inp[14].psnr_deblur_quality > inp[2].psnr_deblur_quality
     md = (tmp_path / "report" / "report.md").read_text()
     assert re.search(r"\| 14 \| 0\.125 \|", md)
-    assert len(report["figures"]) == 8
+    assert len(report.figures) == 8
+    on_disk = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert on_disk["config"]["image_size"] == [36, 36]
+    assert on_disk["per_plane"]["trained"]["deblur_per_k"]["8"]["alpha"] == 0.5

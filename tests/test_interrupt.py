@@ -19,6 +19,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from typer.testing import CliRunner
+
+from blurlatent.checkpoint import load_checkpoint, state_digest
+from blurlatent.cli import app
 
 pytestmark = pytest.mark.slow
 
@@ -54,10 +58,6 @@ def reference(store, tmp_path_factory):
 
 
 def _invoke(argv):
-    from typer.testing import CliRunner
-
-    from blurlatent.cli import app
-
     return CliRunner().invoke(app, argv)
 
 
@@ -96,9 +96,6 @@ def _epochs_logged(run: Path) -> int:
 
 
 def _weights(path: Path) -> str:
-    from blurlatent.checkpoint import load_checkpoint
-    from blurlatent.train import state_digest
-
     return state_digest(load_checkpoint(path)["model"])
 
 
@@ -179,8 +176,6 @@ def test_kill9_during_train_then_resume_gives_the_same_weights(store, reference,
 
 
 def test_ctrl_c_during_train_saves_a_resumable_checkpoint_and_exits_130(store, reference, tmp_path):
-    from blurlatent.checkpoint import load_checkpoint
-
     work, cwd = tmp_path / "work", tmp_path / "cwd"
     run = work / "run"
     proc = _start(["train", store, "--out", run, *TRAIN_ARGS], cwd)

@@ -6,6 +6,7 @@ import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from blurlatent import metrics as M
+from blurlatent.errors import UsageError
 
 
 @pytest.fixture
@@ -23,7 +24,7 @@ def test_psnr_matches_scikit_image(pair):
     expected = [peak_signal_noise_ratio(t, p, data_range=1.0) for p, t in zip(pred, target)]
     np.testing.assert_allclose(M.psnr_per_image(pred, target), expected, rtol=1e-12)
     assert M.psnr(target[0], target[0]) == float("inf")
-    with pytest.raises(ValueError, match="shape"):
+    with pytest.raises(UsageError, match="shape"):
         M.psnr(pred[0], target[0, :16])
 
 
@@ -51,7 +52,10 @@ def test_ssim_matches_scikit_image(pair):
     pred, target = pair
     for p, t in zip(pred, target):
         assert M.ssim(p, t) == pytest.approx(structural_similarity(t, p, data_range=1.0), rel=1e-12)
-    np.testing.assert_allclose(M.ssim_per_image(pred, target), [structural_similarity(t, p, data_range=1.0) for p, t in zip(pred, target)])
+    expected = [structural_similarity(t, p, data_range=1.0) for p, t in zip(pred, target)]
+    np.testing.assert_allclose(M.ssim_per_image(pred, target), expected)
+    with pytest.raises(UsageError, match="at least 7x7"):  # a usage error, not scikit-image's bare ValueError
+        M.ssim(pred[0, :6, :6], target[0, :6, :6])
 
 
 def test_calibrated_figures_remove_gain_and_offset_only(pair):
@@ -64,7 +68,8 @@ def test_calibrated_figures_remove_gain_and_offset_only(pair):
     # On a noisy prediction it equals the PSNR of the least-squares line fitted independently.
     for p, t in zip(pred, target):
         a, b = np.polyfit(p.ravel(), t.ravel(), 1)
-        assert float(M.psnr_calibrated(p, t)) == pytest.approx(peak_signal_noise_ratio(t, a * p + b, data_range=1.0), rel=1e-9)
+        expected = peak_signal_noise_ratio(t, a * p + b, data_range=1.0)
+        assert float(M.psnr_calibrated(p, t)) == pytest.approx(expected, rel=1e-9)
     # Structure errors survive calibration: blur cannot be calibrated away.
     from scipy.ndimage import gaussian_filter
 
@@ -78,7 +83,8 @@ def test_ffl_equals_the_official_package(pair):
     from focal_frequency_loss import FocalFrequencyLoss
 
     pred, target = pair
-    official = float(FocalFrequencyLoss()(torch.tensor(pred[:, None], dtype=torch.float32), torch.tensor(target[:, None], dtype=torch.float32)))
+    as_nchw = [torch.tensor(a[:, None], dtype=torch.float32) for a in (pred, target)]
+    official = float(FocalFrequencyLoss()(*as_nchw))
     assert M.ffl(pred, target) == pytest.approx(official, rel=1e-6)
     # Per-image weights are normalised per image, so the batch loss is the mean of per-image losses.
     assert M.ffl_per_image(pred, target).mean() == pytest.approx(official, rel=1e-5)
@@ -111,7 +117,7 @@ def test_lds_and_apd_known_values_for_a_curved_path():
     both_i, both_t = np.concatenate([interp, interp]), np.concatenate([np.stack([z0, [1.0, 1.0], z2])[None], true])
     np.testing.assert_allclose(M.apd_per_field(both_i, both_t), [0.25, 1.25])
     assert M.apd(both_i, both_t) == pytest.approx(0.75)
-    with pytest.raises(ValueError, match="APD"):
+    with pytest.raises(UsageError, match="APD"):
         M.apd(interp, true[:, :2])
 
 
@@ -127,14 +133,16 @@ def test_frechet_distance_closed_form_for_gaussians():
     # Equal covariances: the squared distance of the means (pytorch-fid's own oracle).
     a = rng.randn(6, 6)
     cov = a @ a.T
-    assert M.frechet_distance(mu1[:1].repeat(6), cov, mu2[:1].repeat(6), cov) == pytest.approx(6 * (mu1[0] - mu2[0]) ** 2, abs=1e-8)
+    same_cov = M.frechet_distance(mu1[:1].repeat(6), cov, mu2[:1].repeat(6), cov)
+    assert same_cov == pytest.approx(6 * (mu1[0] - mu2[0]) ** 2, abs=1e-8)
     # General full covariances: pytorch-fid's implementation agrees.
     from pytorch_fid.fid_score import calculate_frechet_distance
 
     b = rng.randn(6, 6)
     cov2 = b @ b.T + np.eye(6)
     m1, m2 = rng.randn(6), rng.randn(6)
-    assert M.frechet_distance(m1, cov, m2, cov2) == pytest.approx(calculate_frechet_distance(m1, cov, m2, cov2), rel=1e-6)
+    expected = calculate_frechet_distance(m1, cov, m2, cov2)
+    assert M.frechet_distance(m1, cov, m2, cov2) == pytest.approx(expected, rel=1e-6)
     # Singular covariances (fewer samples than dimensions) still give a finite value.
     f1, f2 = rng.randn(3, 10), rng.randn(3, 10) + 1
     assert np.isfinite(M.fid_from_features(f1, f2))

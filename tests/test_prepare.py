@@ -13,10 +13,12 @@ from torchvision.transforms.functional import ten_crop
 from typer.testing import CliRunner
 
 from blurlatent import synth
-from blurlatent.cli import app
-from blurlatent.errors import UsageError
 from blurlatent.bbbc006 import parse_bbbc_name
-from blurlatent.prepare import prepare, split_counts, ten_crop_boxes
+from blurlatent.cli import app
+from blurlatent.crops import split_counts, ten_crop_boxes
+from blurlatent.data import TripletDataset
+from blurlatent.errors import UsageError
+from blurlatent.prepare import prepare
 from blurlatent.store import Store
 
 PLANES = list(range(0, 17, 2))
@@ -51,7 +53,8 @@ def _copy(source, tmp_path):
 
 def _field_images(source, field, channel):
     """uint16 [planes, H, W] of one field, found independently of prepare (by globbing the name)."""
-    return np.stack([tifffile.imread(next((source / f"BBBC006_v1_images_z_{p:02d}").glob(f"*_{field}_{channel}*.tif"))) for p in PLANES])
+    files = (next((source / f"BBBC006_v1_images_z_{p:02d}").glob(f"*_{field}_{channel}*.tif")) for p in PLANES)
+    return np.stack([tifffile.imread(f) for f in files])
 
 
 def _minmax8(image):
@@ -71,7 +74,8 @@ def test_folders_split_shapes_and_order(source, tmp_path):
     # sorted by name, taken test → val → train; one split per field for every channel
     assert [r["field"] for r in store.fields("test", "w1")] == ["a01_s1", "a01_s2"]
     assert [r["field"] for r in store.fields("val", "w2")] == ["a02_s1"]
-    assert [r["field"] for r in store.fields("train", "w1")] == ["a02_s2", "a03_s1", "a03_s2", "a04_s1", "a04_s2", "a05_s1", "a05_s2"]
+    train = ["a02_s2", "a03_s1", "a03_s2", "a04_s1", "a04_s2", "a05_s1", "a05_s2"]
+    assert [r["field"] for r in store.fields("train", "w1")] == train
     assert store.manifest["planes"] == PLANES and store.manifest["normalization"]["method"] == "minmax"
 
 
@@ -121,16 +125,38 @@ def test_normalizations_record_their_scales(source, tmp_path):
     assert (full.min(axis=(2, 3)) == 0).all() and (full.max(axis=(2, 3)) == 255).all()
 
 
+def test_stack_store_records_normalize_stack_and_one_scale_per_field(source, tmp_path):
+    """What training copies into a checkpoint (so blur/deblur/evaluate scale like the training data)."""
+    store = Store(prepare(source, tmp_path / "stack", normalize="stack", **FAST).path)
+    assert store.manifest["normalize"] == "stack" and store.normalize == "stack"
+    assert store.manifest["normalization"] == {"method": "stack", "percentiles": [0.1, 99.9], "reference_plane": 16}
+    for record in store.fields():
+        scales = {(p["lo"], p["hi"]) for p in record["planes"]}
+        assert len(scales) == 1, record["name"]  # one scale for every plane of the field ...
+        in_focus = _field_images(source, record["field"], record["channel"])[PLANES.index(16)]
+        assert scales.pop() == pytest.approx(tuple(np.percentile(in_focus, (0.1, 99.9))))  # ... from z16
+    # without z16 the plane nearest focus is the reference
+    other = Store(prepare(source, tmp_path / "no16", normalize="stack", **{**FAST, "planes": [0, 4, 10]}).path)
+    assert other.manifest["normalization"]["reference_plane"] == 10
+    record = other.fields("val", "w2")[0]
+    z10 = tifffile.imread(next((source / "BBBC006_v1_images_z_10").glob(f"*_{record['field']}_w2*.tif")))
+    first = record["planes"][0]
+    assert (first["lo"], first["hi"]) == pytest.approx(tuple(np.percentile(z10, (0.1, 99.9))))
+    assert Store(prepare(source, tmp_path / "mm", **FAST).path).normalize == "minmax"
+
+
 def test_zips_give_the_same_store_as_folders(source, zipped, tmp_path):
     a = Store(prepare(source, tmp_path / "a", **FAST).path)
     b = Store(prepare(zipped, tmp_path / "b", workers=2, **{k: v for k, v in FAST.items() if k != "workers"}).path)
     assert a.manifest["checksums"] == b.manifest["checksums"]
     record = b.fields("test", "w1")[0]
     member = record["planes"][0]
-    assert member["file"].endswith("BBBC006_v1_images_z_00.zip") and member["member"].startswith("BBBC006_v1_images_z_00/")
+    assert member["file"].endswith("BBBC006_v1_images_z_00.zip")
+    assert member["member"].startswith("BBBC006_v1_images_z_00/")
     # the pointer to the 16-bit source works for zip members and for files alike
     for store in (a, b):
-        np.testing.assert_array_equal(store.source_image(store.fields("test", "w1")[0], 8), _field_images(source, record["field"], "w1")[4])
+        np.testing.assert_array_equal(store.source_image(store.fields("test", "w1")[0], 8),
+                                      _field_images(source, record["field"], "w1")[4])
 
 
 def test_fields_are_matched_by_well_site_channel_not_by_name(source, tmp_path):
@@ -194,7 +220,8 @@ def test_rerun_is_up_to_date_force_is_identical_other_options_need_force(source,
     again = prepare(source, out, **FAST)
     assert again.up_to_date and (out / "manifest.json").read_text() == manifest
     redo = prepare(source, out, force=True, **{**FAST, "planes": PLANES[::-1]})  # same input, rebuilt
-    assert redo.path == first.path and json.loads((out / "manifest.json").read_text())["checksums"] == json.loads(manifest)["checksums"]
+    assert redo.path == first.path
+    assert json.loads((out / "manifest.json").read_text())["checksums"] == json.loads(manifest)["checksums"]
     with pytest.raises(UsageError, match="--force"):
         prepare(source, out, **{**FAST, "crop": 16})
     assert (out / "manifest.json").read_text() == manifest
@@ -206,13 +233,36 @@ def test_rerun_is_up_to_date_force_is_identical_other_options_need_force(source,
         prepare(source, tmp_path / "notastore", force=True, **FAST)
 
 
+def test_force_replaces_only_what_prepare_provably_wrote(source, tmp_path):
+    store = tmp_path / "store"
+    prepare(source, store, **FAST)
+    (store / "notes.txt").write_text("mine")  # a user's file inside a store: the folder is no longer only ours
+    with pytest.raises(UsageError, match="'notes.txt'"):
+        prepare(source, store, force=True, **{**FAST, "crop": 16})
+    assert (store / "notes.txt").read_text() == "mine"
+    (store / "notes.txt").unlink()
+
+    webapp = tmp_path / "webapp"  # someone else's manifest.json
+    webapp.mkdir()
+    (webapp / "manifest.json").write_text('{"name": "my app"}')
+    with pytest.raises(UsageError, match="not a prepared store"):
+        prepare(source, webapp, force=True, **FAST)
+    assert (webapp / "manifest.json").read_text() == '{"name": "my app"}'
+
+    (store / "manifest.json").write_text("{ damaged")  # a damaged store is still ours: force rebuilds it
+    with pytest.raises(UsageError, match="corrupt manifest"):
+        Store(store)
+    prepare(source, store, force=True, **FAST)
+    assert Store(store).array("w1", "train").shape == (70, 9, 32, 32)
+
+
 def test_other_side_of_focus_and_triplets(source, tmp_path):
     top = tmp_path / "top"
     synth.synthesize(top, fields=3, channels=["w1"], planes=range(16, 33, 2), size=(64, 48), seed=7, workers=1)
     result = prepare(top, tmp_path / "store", channels=["w1"], planes=range(16, 33, 2), crop=32, workers=1)
     store = Store(result.path)
     assert store.planes == list(range(16, 33, 2)) and result.counts == {"test": 1, "val": 1, "train": 1}
-    triplets = store.triplets([(16, 24, 32), (16, 18, 20)], "w1", "train")
+    triplets = TripletDataset(store.array("w1", "train"), store.triplet_index([(16, 24, 32), (16, 18, 20)]))
     assert len(triplets) == 20
     left, target, right = triplets[3]
     crops = store.array("w1", "train")
@@ -231,13 +281,16 @@ def test_split_counts():
 def test_cli_prepare_in_process(source, tmp_path):
     runner = CliRunner()
     out = tmp_path / "store"
-    args = ["prepare", str(source), str(out), "--channels", "w1", "--planes", "0:16:4", "--crop", "24", "--split", "60:20:20", "--test-crops", "ten", "--workers", "1"]
+    args = ["prepare", str(source), str(out), "--channels", "w1", "--planes", "0:16:4", "--crop", "24",
+            "--split", "60:20:20", "--test-crops", "ten", "--workers", "1"]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     store = Store(out)
     assert store.planes == [0, 4, 8, 12, 16] and store.array("w1", "test").shape == (20, 5, 24, 24)
     assert "up to date" in runner.invoke(app, args).output
-    for bad in (["--split", "70:30"], ["--normalize", "zscore"], ["--crop", "100"], ["--planes", "0:40"], ["--channels", "w7"]):
+    bads = (["--split", "70:30"], ["--normalize", "zscore"], ["--crop", "100"], ["--planes", "0:40"],
+            ["--channels", "w7"], ["--test-crops", "all"], ["--crop", "0"])
+    for bad in bads:
         result = runner.invoke(app, ["prepare", str(source), str(tmp_path / "bad"), *bad])
         assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1, (bad, result.output)
         assert not (tmp_path / "bad").exists()

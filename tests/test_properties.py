@@ -11,14 +11,17 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from blurlatent import interpolate as I
+from blurlatent.bbbc006 import N_PLANES as N_BBBC_PLANES
+from blurlatent.bbbc006 import FieldKey, format_planes, parse_bbbc_name, parse_planes, plane_from_path
 from blurlatent.errors import UsageError
-from blurlatent.bbbc006 import FieldKey, N_PLANES as N_BBBC_PLANES, format_planes, parse_bbbc_name, parse_planes, plane_from_path
+from blurlatent.latent import alpha_from_planes, check_deblur_alpha, extrapolate_sharp, interpolate_latents
+from blurlatent.tiling import crop_to, pad_to_multiple, tile_starts
 
 SETTINGS = settings(max_examples=50, deadline=None, database=None)
 
 latents = st.tuples(st.integers(1, 4), st.integers(1, 6), st.integers(1, 6)).flatmap(
-    lambda shape: st.tuples(*(st.builds(lambda seed: np.random.default_rng(seed).normal(size=shape) * 10, st.integers(0, 2**32 - 1))
+    lambda shape: st.tuples(*(st.builds(lambda seed: np.random.default_rng(seed).normal(size=shape) * 10,
+                                        st.integers(0, 2**32 - 1))
                               for _ in range(2)))
 )
 
@@ -32,8 +35,8 @@ def test_eq3_undoes_eq2(z, alpha):
     """A plane blurred to level a = 1 − α by Eq. 2 is brought back to the sharp latent by Eq. 3 with α
     (the docstrings' "blur level a is undone by deblur α = 1 − a")."""
     z_sharp, z_blurriest = z
-    z_less_blurry = I.interpolate_latents(z_sharp, z_blurriest, 1.0 - alpha)
-    recovered = I.extrapolate_sharp(z_blurriest, z_less_blurry, alpha)
+    z_less_blurry = interpolate_latents(z_sharp, z_blurriest, 1.0 - alpha)
+    recovered = extrapolate_sharp(z_blurriest, z_less_blurry, alpha)
     # Eq. 3 multiplies rounding errors by 1/(1 − α) ≤ 20
     np.testing.assert_allclose(recovered, z_sharp, rtol=0, atol=1e-11 * (1 + np.abs(z).max()) / (1 - alpha))
 
@@ -42,18 +45,18 @@ def test_eq3_undoes_eq2(z, alpha):
 @given(z=latents, alpha=st.floats(0.0, 1.0))
 def test_eq2_is_the_segment_between_the_codes(z, alpha):
     z_sharper, z_blurrier = z
-    mixed = I.interpolate_latents(z_sharper, z_blurrier, alpha)
+    mixed = interpolate_latents(z_sharper, z_blurrier, alpha)
     # on the segment: the same convex combination of the endpoints in every coordinate
     np.testing.assert_allclose(mixed - z_blurrier, alpha * (z_sharper - z_blurrier), atol=1e-9 * (1 + np.abs(z).max()))
-    np.testing.assert_array_equal(I.interpolate_latents(z_sharper, z_blurrier, 1.0), z_sharper)
-    np.testing.assert_array_equal(I.interpolate_latents(z_sharper, z_blurrier, 0.0), z_blurrier)
+    np.testing.assert_array_equal(interpolate_latents(z_sharper, z_blurrier, 1.0), z_sharper)
+    np.testing.assert_array_equal(interpolate_latents(z_sharper, z_blurrier, 0.0), z_blurrier)
 
 
 @SETTINGS
 @given(alpha=st.one_of(st.floats(1.0, 1e6), st.floats(-1e6, -1e-9), st.just(float("nan")), st.just(float("inf"))))
 def test_deblur_alpha_outside_0_1_is_refused(alpha):
     with pytest.raises(UsageError, match="alpha"):
-        I.check_deblur_alpha(alpha, warn=False)
+        check_deblur_alpha(alpha, warn=False)
 
 
 # --- focal planes → α --------------------------------------------------------------------------------
@@ -74,12 +77,12 @@ def plane_triples(draw):
 @given(planes=plane_triples())
 def test_alpha_places_the_less_blurry_plane_between(planes):
     b, m, t = planes
-    alpha = I.alpha_from_planes(b, m, t)
+    alpha = alpha_from_planes(b, m, t)
     assert 0.0 <= alpha < 1.0
     # α is the weight of the blurriest plane: m = α b + (1 − α) t
     assert abs(alpha * b + (1 - alpha) * t - m) < 1e-9
     # the mirror image on the other side of focus gives the same α
-    assert I.alpha_from_planes(2 * t - b, 2 * t - m, t) == pytest.approx(alpha, abs=1e-12)
+    assert alpha_from_planes(2 * t - b, 2 * t - m, t) == pytest.approx(alpha, abs=1e-12)
 
 
 @SETTINGS
@@ -87,10 +90,10 @@ def test_alpha_places_the_less_blurry_plane_between(planes):
 def test_alpha_from_planes_refuses_what_does_not_lead_to_the_target(b, m, t):
     ok = b != t and min(b, t) <= m <= max(b, t) and m != b
     if ok:
-        assert 0.0 <= I.alpha_from_planes(b, m, t) < 1.0
+        assert 0.0 <= alpha_from_planes(b, m, t) < 1.0
     else:
         with pytest.raises(UsageError):
-            I.alpha_from_planes(b, m, t)
+            alpha_from_planes(b, m, t)
 
 
 # --- padding and tiling ------------------------------------------------------------------------------
@@ -101,12 +104,12 @@ def test_alpha_from_planes_refuses_what_does_not_lead_to_the_target(b, m, t):
        multiple=st.sampled_from([1, 2, 4, 8, 16, 32]), seed=st.integers(0, 2**32 - 1))
 def test_pad_then_crop_is_the_identity(h, w, lead, multiple, seed):
     image = np.random.default_rng(seed).random(lead + (h, w)).astype(np.float32)
-    padded, hw = I.pad_to_multiple(image, multiple)
+    padded, hw = pad_to_multiple(image, multiple)
     assert hw == (h, w)
     assert padded.shape[:-2] == lead
     assert padded.shape[-2] % multiple == 0 and padded.shape[-1] % multiple == 0
     assert h <= padded.shape[-2] < h + multiple and w <= padded.shape[-1] < w + multiple
-    np.testing.assert_array_equal(I.crop_to(padded, hw), image)
+    np.testing.assert_array_equal(crop_to(padded, hw), image)
 
 
 @SETTINGS
@@ -114,7 +117,7 @@ def test_pad_then_crop_is_the_identity(h, w, lead, multiple, seed):
 def test_tiles_sit_on_the_grid_cover_and_overlap(multiple, n, t, o):
     length, tile, overlap = n * multiple, t * multiple, o * multiple
     assume(tile > overlap)
-    starts = I.tile_starts(length, tile, overlap, multiple)
+    starts = tile_starts(length, tile, overlap, multiple)
     assert starts[0] == 0 and all(s % multiple == 0 for s in starts)
     if length <= tile:
         assert starts == [0]

@@ -1,0 +1,83 @@
+"""The paper's interpolation rule in latent space, and α — nothing else.
+
+Eq. 2 (blur synthesis):  z3' = α z1 + (1 − α) z2,   x1 the sharper image, x2 the blurrier.
+Eq. 3 (deblurring):      z_sharp = z3' / (1 − α) − α / (1 − α) · z1,   z1 the blurriest, z3' the less blurry.
+
+Both work on numpy arrays and torch tensors alike.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+from .errors import UsageError
+
+log = logging.getLogger(__name__)
+
+# Deblurring multiplies latent differences by 1/(1 − α); past this the result is mostly amplified error.
+MAX_GAIN = 8.0
+
+
+def interpolate_latents(z_sharper, z_blurrier, alpha: float):
+    """Eq. 2: α·z_sharper + (1 − α)·z_blurrier. α=1 gives the sharper code, α=0 the blurrier."""
+    return alpha * z_sharper + (1.0 - alpha) * z_blurrier
+
+
+def extrapolate_sharp(z_blurriest, z_less_blurry, alpha: float):
+    """Eq. 3: z_less_blurry/(1 − α) − α/(1 − α)·z_blurriest, the inverse of Eq. 2 for the sharp end."""
+    check_deblur_alpha(alpha, warn=False)
+    return z_less_blurry / (1.0 - alpha) - (alpha / (1.0 - alpha)) * z_blurriest
+
+
+def alpha_from_planes(blurriest: float, less_blurry: float, target: float) -> float:
+    """α for Eq. 2/3 from focal positions: (target − less_blurry) / (target − blurriest).
+
+    Planes 0 and 8 toward 16 give α = 0.5; planes 32 and 24 toward 16 (the other side of focus) too.
+    Raises UsageError when the planes are not ordered blurriest → less blurry → target on one side.
+    """
+    span = target - blurriest
+    if span == 0:
+        raise UsageError(f"planes {blurriest} and target {target} coincide; the blurriest plane must differ from the "
+                         "target")
+    alpha = (target - less_blurry) / span
+    if not 0.0 <= alpha < 1.0:
+        raise UsageError(
+            f"planes {blurriest}, {less_blurry} do not lead to target {target}: the less-blurry plane must lie "
+            f"between the blurriest plane and the target (alpha would be {alpha:.3g})"
+        )
+    return alpha
+
+
+def steps_to_alphas(steps: int) -> list[float]:
+    """``steps`` evenly spaced α strictly inside (0, 1): 7 → 1/8, 2/8, …, 7/8 (the paper's Fig. 2)."""
+    if steps < 1:
+        raise UsageError(f"steps {steps}: give at least 1 level")
+    return [k / (steps + 1) for k in range(1, steps + 1)]
+
+
+def check_blur_alpha(alpha: float, extrapolate: bool = False) -> float:
+    """α for Eq. 2 as a float; outside [0, 1] (extrapolation past an input) only with ``extrapolate``."""
+    alpha = float(alpha)
+    if not math.isfinite(alpha):
+        raise UsageError(f"alpha {alpha} is not a finite number")
+    if not extrapolate and not 0.0 <= alpha <= 1.0:
+        raise UsageError(f"alpha {alpha} is outside [0, 1], which extrapolates past an input; pass extrapolate=True to "
+                         "allow it")
+    return alpha
+
+
+def check_deblur_alpha(alpha: float, warn: bool = True) -> float:
+    """α for Eq. 3 as a float: 0 <= α < 1, else UsageError; logs a warning (``warn``) when 1/(1 − α) > 8."""
+    alpha = float(alpha)
+    if not (math.isfinite(alpha) and 0.0 <= alpha < 1.0):
+        raise UsageError(f"alpha {alpha} is outside [0, 1): deblurring needs 0 <= alpha < 1 (alpha = (target - "
+                         "less_blurry) / (target - blurriest))")
+    if warn and 1.0 / (1.0 - alpha) > MAX_GAIN:
+        log.warning(
+            "alpha %.3g amplifies latent differences %.1fx (1/(1 - alpha) > %g): expect artefacts; "
+            "use a less-blurry image closer to the blurriest one", alpha, 1.0 / (1.0 - alpha), MAX_GAIN,
+        )
+    return alpha
+
+

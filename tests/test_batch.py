@@ -1,0 +1,111 @@
+"""batch: naming outputs, choosing α, pairing folders, batching pairs of one shape, and checking every
+output before the model is loaded (the CLI runs these; ``test_infer_cli.py`` covers them end to end)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+from infer_model import tiny_checkpoint
+
+from blurlatent import batch
+from blurlatent.config import InferenceConfig
+from blurlatent.errors import UsageError
+from blurlatent.inference import load_model
+
+UUIDS = ["a571d43d-5554-47fd-bb54-5db68290e5a7", "2703a47b-7574-461a-85e2-afc38bc0adae"]
+
+
+def write(path: Path, array) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tifffile.imwrite(path, array)
+    return path
+
+
+def test_level_paths():
+    assert batch.level_paths("out.tif", [0.25, 0.5]) == [Path("out.tif")]  # one multi-page TIFF
+    assert batch.level_paths("lv.png", [0.5]) == [Path("lv.png")]
+    assert batch.level_paths("d/lv.png", [0.25, 0.5]) == [Path("d/lv_a0.250.png"), Path("d/lv_a0.500.png")]
+    with pytest.raises(UsageError, match=r"\.tif, \.tiff or \.png"):
+        batch.level_paths("out.jpg", [0.5])
+
+
+def test_blur_alphas_from_values_or_steps():
+    assert batch.blur_alphas([0.25, 1.0], None) == [0.25, 1.0]
+    assert batch.blur_alphas(None, 3) == pytest.approx([0.25, 0.5, 0.75])
+    assert batch.blur_alphas([1.5], None, extrapolate=True) == [1.5]
+    for alphas, steps in (([0.5], 3), (None, None), ([], None)):
+        with pytest.raises(UsageError, match="levels"):
+            batch.blur_alphas(alphas, steps)
+    with pytest.raises(UsageError, match="extrapolate"):
+        batch.blur_alphas([1.5], None)
+
+
+def test_deblur_alphas_from_value_planes_or_folders(tmp_path):
+    assert batch.deblur_alphas(0.25, None, 16, False) == ([0.25], None)
+    assert batch.deblur_alphas(None, (32, 24), 16, False) == ([0.5], (32, 24))
+    z0 = tmp_path / "BBBC006_v1_images_z_00" / "a.tif"
+    z8 = tmp_path / "BBBC006_v1_images_z_08" / "a.tif"
+    assert batch.deblur_alphas(None, None, 16, False, (z0, z8)) == ([0.5], (0, 8))
+    swept, _ = batch.deblur_alphas(0.3, None, 16, True)
+    assert swept == sorted({0.3} | {k / 8 for k in range(1, 8)})
+    with pytest.raises(UsageError, match="not both"):
+        batch.deblur_alphas(0.5, (0, 8), 16, False)
+    with pytest.raises(UsageError, match="alpha or planes"):
+        batch.deblur_alphas(None, None, 16, False, (tmp_path / "x.tif", tmp_path / "y.tif"))
+
+
+def test_pair_folders_by_field_then_by_name(tmp_path):
+    image = np.zeros((16, 16), np.uint16)
+    write(tmp_path / "s" / f"00_mcf-z-stacks-03212011_a01_s1_w1{UUIDS[0]}.tif", image)
+    write(tmp_path / "b" / f"mcf-z-stacks-03212011_a01_s1_w1{UUIDS[1]}.tif", image)
+    write(tmp_path / "s" / "cellX.tif", image)
+    write(tmp_path / "b" / "cellX.tif", image)
+    lonely = write(tmp_path / "b" / "cellY.tif", image)
+    pairs, unpaired = batch.pair_folders(tmp_path / "s", tmp_path / "b")
+    assert [name for name, _, _ in pairs] == ["a01_s1_w1", "cellX"]
+    assert unpaired == [lonely]
+    write(tmp_path / "s" / f"mcf-z-stacks-03212011_a01_s1_w1{UUIDS[1]}.tif", image)
+    with pytest.raises(UsageError, match="also appears"):
+        batch.pair_folders(tmp_path / "s", tmp_path / "b")
+
+
+def test_same_shape_batches_keep_order_and_split_on_shape(tmp_path):
+    shapes = [(16, 16), (16, 16), (16, 24), (16, 16), (16, 16), (16, 16)]
+    jobs = []
+    for i, shape in enumerate(shapes):
+        a = write(tmp_path / f"a{i}.tif", np.full(shape, i, np.uint16))
+        b = write(tmp_path / f"b{i}.tif", np.full(shape, i, np.uint16))
+        jobs.append(((f"f{i}", a, b), [tmp_path / f"o{i}.tif"]))
+    batches = list(batch.same_shape_batches(jobs, 2))
+    assert [[job[0][0] for _, job in group] for group in batches] == [["f0", "f1"], ["f2"], ["f3", "f4"], ["f5"]]
+    assert all(len({images[0].shape for images, _ in group}) == 1 for group in batches)
+    assert [int(images[0][0, 0]) for group in batches for images, _ in group] == list(range(6))
+
+
+def test_run_files_checks_outputs_before_loading_the_model(tmp_path):
+    a = write(tmp_path / "a.tif", np.ones((16, 16), np.uint16))
+    b = write(tmp_path / "b.tif", np.ones((16, 16), np.uint16))
+    (tmp_path / "out.tif").write_bytes(b"keep me")
+    missing = tmp_path / "missing.pt"  # loading it would fail: the output check must come first
+    with pytest.raises(UsageError, match="out.tif: already exists"):
+        batch.run_files(missing, InferenceConfig(device="cpu"), a, b, [0.5], tmp_path / "out.tif", "deblur")
+    assert (tmp_path / "out.tif").read_bytes() == b"keep me"
+
+
+def test_blur_folder_reports_progress_and_matches_single_pairs(tmp_path_factory, tmp_path):
+    predictor = load_model(tiny_checkpoint(tmp_path_factory), "cpu").with_options(batch_size=2)
+    rng = np.random.default_rng(0)
+    pairs = []
+    for i in range(3):
+        s, bl = (rng.integers(100, 1000, (24, 32)).astype(np.uint16) for _ in range(2))
+        pairs.append((f"f{i}", write(tmp_path / "s" / f"f{i}.tif", s), write(tmp_path / "b" / f"f{i}.tif", bl)))
+    seen = []
+    written = batch.blur_folder(predictor, pairs, [0.25, 0.75], tmp_path / "out", progress=seen.append)
+    assert sum(seen) == 3 and seen == [2, 1]
+    assert sorted(p.name for p in written) == sorted(f"f{i}_a{a}.tif" for i in range(3) for a in ("0.250", "0.750"))
+    s, bl = batch.read_pair(pairs[2][1], pairs[2][2])
+    np.testing.assert_allclose(tifffile.imread(tmp_path / "out" / "f2_a0.750.tif").astype(float),
+                               predictor.blur(s, bl, 0.75).astype(float), atol=1)

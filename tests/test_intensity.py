@@ -1,0 +1,98 @@
+"""intensity: background and total signal, and the mapping of model outputs back to the inputs' scale
+(``conserve`` and ``minmax``), through the tiny trained model."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+from infer_model import pair, tiny_checkpoint
+from scipy.ndimage import gaussian_filter
+
+from blurlatent.inference import blur, deblur, load_model
+from blurlatent.intensity import (
+    Scale,
+    background,
+    from_unit,
+    intensity_range,
+    to_input_scale,
+    to_unit,
+    total_above_background,
+)
+
+
+@pytest.fixture(scope="module")
+def predictor(tmp_path_factory):
+    return load_model(tiny_checkpoint(tmp_path_factory), "cpu")
+
+
+def recon(predictor, x: np.ndarray) -> np.ndarray:
+    """G(E(x)) straight through the network, x a [0, 1] float image of a size divisible by 8."""
+    with torch.inference_mode():
+        return predictor.model(torch.from_numpy(x)[None, None])[0, 0].numpy()
+
+
+def test_total_above_background_is_conserved_by_blur_oracle():
+    """Blobs on a noisy flat background, BBBC006-like (background 110, noise sigma 3): Gaussian defocus
+    keeps Σ(x − background), the premise of intensity='conserve', and the estimate finds it within 5 %."""
+    rng = np.random.default_rng(0)
+    image = np.full((128, 128), 110.0)
+    for y, x in rng.integers(15, 98, size=(6, 2)):
+        image[y : y + 15, x : x + 15] += 300.0
+    truth = (image - 110.0).sum()
+    sharp = image + rng.normal(0, 3, image.shape)
+    blurred = gaussian_filter(image, 6, mode="reflect") + rng.normal(0, 3, image.shape)
+    assert background(sharp) == pytest.approx(110, abs=1)
+    assert total_above_background(sharp) == pytest.approx(truth, rel=0.05)
+    assert total_above_background(blurred) == pytest.approx(truth, rel=0.05)
+
+
+@pytest.mark.parametrize("dtype, lo, hi", [(np.uint8, 10, 240), (np.uint16, 100, 1100), (np.float32, -2.0, 5.0)])
+def test_dtype_and_minmax_scale_preserved(predictor, dtype, lo, hi):
+    sharp, blurry = pair(11)
+    s = (sharp * (hi - lo) + lo).astype(dtype)
+    b = (blurry * (hi - lo) * 0.5 + lo).astype(dtype)  # the blurry plane has half the range
+    out = blur(predictor, s, b, [1.0, 0.5], intensity="minmax")
+    assert out.dtype == dtype
+    slo, shi = intensity_range(s)
+    blo, bhi = intensity_range(b)
+    expected = from_unit(recon(predictor, to_unit(s, slo, shi)), slo, shi, dtype)
+    np.testing.assert_allclose(out[0].astype(float), expected.astype(float), atol=1.0 if dtype != np.float32 else 1e-4)
+    mid_lo, mid_hi = 0.5 * (slo + blo), 0.5 * (shi + bhi)
+    assert out[1].min() >= mid_lo - 1e-3 and out[1].max() <= mid_hi + 1e-3
+    deb = deblur(predictor, b, s, 0.5, intensity="minmax", out_dtype="float32")
+    assert deb.dtype == np.float32 and deb.min() >= slo - 1e-3 and deb.max() <= shi + 1e-3
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
+def test_conserve_keeps_total_above_background(predictor, dtype):
+    sharp, blurry = pair(12)
+    scale = {np.uint8: 200, np.uint16: 1000, np.float32: 3.0}[dtype]
+    offset = {np.uint8: 20, np.uint16: 100, np.float32: 0.5}[dtype]
+    s = (sharp * scale + offset).astype(dtype)
+    b = (blurry * scale * 0.6 + offset).astype(dtype)
+    out = deblur(predictor, b, s, 0.5)  # conserve is the default
+    assert out.dtype == dtype
+    rel = 0.01 if dtype != np.float32 else 1e-6  # integer rounding of ~2000 pixels
+    assert total_above_background(out) == pytest.approx(total_above_background(s), rel=rel)
+    assert background(out) == pytest.approx(background(s), abs=0.02 * scale)
+    levels = blur(predictor, s, b, [1.0, 0.5, 0.0])
+    totals = [total_above_background(x) for x in (s, b)]
+    for level, alpha in zip(levels, (1.0, 0.5, 0.0)):
+        assert total_above_background(level) == pytest.approx(alpha * totals[0] + (1 - alpha) * totals[1], rel=rel)
+
+
+def test_integer_output_clipped_with_warning(caplog):
+    ref = np.zeros((40, 48), np.uint8)
+    ref[:20, :24] = 200  # total above background 200 * 480
+    unit = np.zeros((40, 48))
+    unit[10:14, 10:14] = 1.0  # the same light in 16 pixels: 6000 each, past uint8
+    scale = Scale.of(ref, *intensity_range(ref, "minmax"), need_total=True)
+    with caplog.at_level(logging.WARNING, logger="blurlatent.intensity"):
+        out = to_input_scale(unit, scale, "conserve", np.uint8)
+    assert out.dtype == np.uint8 and out.max() == 255 and out.min() == 0
+    assert any("clipped" in r.message for r in caplog.records)
+    as_float = to_input_scale(unit, scale, "conserve", np.float32)
+    assert as_float.max() == pytest.approx(200 * 480 / 16)

@@ -1,0 +1,81 @@
+"""latent: Eq. 2, Eq. 3 and α — on real codes of the tiny trained model and on random ones."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from infer_model import pair, tiny_checkpoint
+
+from blurlatent.errors import UsageError
+from blurlatent.inference import load_model
+from blurlatent.latent import alpha_from_planes, extrapolate_sharp, interpolate_latents, steps_to_alphas
+
+
+@pytest.fixture(scope="module")
+def predictor(tmp_path_factory):
+    return load_model(tiny_checkpoint(tmp_path_factory), "cpu")
+
+
+def test_eq3_inverts_eq2_on_real_codes(predictor):
+    """Eq. 3 undoes Eq. 2 with z1 = the blurriest code: α weighs the blurriest plane in deblurring.
+
+    In blur synthesis (Fig. 2) α weighs the sharp code, so blur level a is undone by deblur α = 1 − a.
+    """
+    sharp, blurry = pair(3)
+    with torch.inference_mode():
+        z = predictor.model.encode(torch.from_numpy(np.stack([sharp, blurry]))[:, None]).double()
+    zs, zb = z[0], z[1]
+    for alpha in (0.0, 0.25, 0.5, 0.875):
+        mixed = interpolate_latents(zb, zs, alpha)
+        torch.testing.assert_close(extrapolate_sharp(zb, mixed, alpha), zs, rtol=0, atol=1e-12)
+        blur_level = interpolate_latents(zs, zb, 1.0 - alpha)
+        torch.testing.assert_close(extrapolate_sharp(zb, blur_level, alpha), zs, rtol=0, atol=1e-12)
+    assert (zs - zb).abs().max() > 0.1
+
+
+@settings(max_examples=60, deadline=None)
+@given(alpha=st.floats(0.0, 0.99), seed=st.integers(0, 2**16))
+def test_eq3_inverts_eq2_property(alpha, seed):
+    g = torch.Generator().manual_seed(seed)
+    z_sharp, z_blurriest = torch.randn(2, 8, 3, 3, generator=g, dtype=torch.float64)
+    back = extrapolate_sharp(z_blurriest, interpolate_latents(z_blurriest, z_sharp, alpha), alpha)
+    torch.testing.assert_close(back, z_sharp, rtol=0, atol=1e-12 / (1 - alpha))
+
+
+@pytest.mark.parametrize(
+    "planes, alpha",
+    [((0, 8, 16), 0.5), ((32, 24, 16), 0.5), ((0, 2, 16), 14 / 16), ((0, 14, 16), 2 / 16), ((33, 17, 16), 1 / 17),
+     ((0, 16, 16), 0.0)],
+)
+def test_alpha_from_planes(planes, alpha):
+    assert alpha_from_planes(*planes) == pytest.approx(alpha)
+
+
+@pytest.mark.parametrize("planes", [(8, 0, 16), (0, 0, 16), (16, 8, 16), (0, 24, 16), (32, 8, 16)])
+def test_alpha_from_planes_refuses_wrong_order(planes):
+    with pytest.raises(UsageError):
+        alpha_from_planes(*planes)
+
+
+@settings(max_examples=80, deadline=None)
+@given(b=st.integers(0, 33), l=st.integers(0, 33), t=st.integers(0, 33))
+def test_alpha_from_planes_property(b, l, t):  # noqa: E741
+    between = (b < l < t) or (t < l < b) or (l == t != b)
+    if not between:
+        with pytest.raises(UsageError):
+            alpha_from_planes(b, l, t)
+        return
+    alpha = alpha_from_planes(b, l, t)
+    assert 0 <= alpha < 1
+    # Eq. 2 read on the focal axis: the less-blurry plane is α of the way from the blurriest to focus.
+    assert alpha * b + (1 - alpha) * t == pytest.approx(l)
+
+
+def test_steps_to_alphas():
+    assert steps_to_alphas(7) == pytest.approx([k / 8 for k in range(1, 8)])
+    assert steps_to_alphas(1) == [0.5]
+    with pytest.raises(UsageError):
+        steps_to_alphas(0)
