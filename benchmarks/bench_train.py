@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from blurlatent.bbbc006 import PAPER_TRIPLETS  # noqa: E402
 from blurlatent.config import DataConfig, ModelConfig, OptimConfig, TrainConfig  # noqa: E402
-from blurlatent.data import EpochBatches, make_loader, to_device  # noqa: E402
+from blurlatent.data import EpochBatches, make_loader, to_device, triplet_dataset  # noqa: E402
 from blurlatent.device import assign_device, train_precision  # noqa: E402
 from blurlatent.latent import interpolate_latents  # noqa: E402
 from blurlatent.losses import loss_terms  # noqa: E402
@@ -108,7 +108,7 @@ def time_steps(step, batches, device, warmup: int) -> float:
 
 def batches_from(store_path: Path, batch: int, n: int, device, channels_last: bool, split="train", seed=0):
     """The first ``n`` batches of an epoch, as training sees them: (left, target, right) on ``device``."""
-    ds = Store(store_path).triplets(PAPER_TRIPLETS, "w1", split)
+    ds = triplet_dataset(Store(store_path), PAPER_TRIPLETS, "w1", split)
     out = []
     for u8 in make_loader(ds, EpochBatches(len(ds), batch, seed), 0, device.type == "cuda", seed):
         out.append(tuple(to_device(u8, device, channels_last)))
@@ -168,7 +168,7 @@ def throughput(args, store, widths, device, amp_dtype, channels_last, steps, war
 def loader_rate(args, device, channels_last, report, tmp) -> None:
     """The loader alone: memmap → uint8 batches → device floats, against the fast step's rate."""
     big = synthetic_store(Path(tmp) / "loader_store", n_train=512, n_val=1)
-    ds = Store(big).triplets(PAPER_TRIPLETS, "w1", "train")
+    ds = triplet_dataset(Store(big), PAPER_TRIPLETS, "w1", "train")
     workers = 0 if device.type == "cpu" else 4
     batches = EpochBatches(len(ds), args.batch, 0)
     loader = make_loader(ds, batches, workers, device.type == "cuda", 0)

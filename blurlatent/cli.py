@@ -8,7 +8,6 @@ Errors: library code raises ``UsageError``/``ValueError``/``FileNotFoundError`` 
 from __future__ import annotations
 
 import enum
-import functools
 import logging
 import sys
 from pathlib import Path
@@ -17,40 +16,17 @@ from typing import List, Optional, Tuple
 import typer
 from rich.console import Console
 from rich.markup import escape  # messages hold paths and lists: [w1] must print, not vanish as markup
-from typer.core import TyperGroup
 
+from .cli_errors import OneLineGroup, console, handle_errors, state
 from .config import Intensity, OutDtype, Precision, choices
 
-console = Console(stderr=True)
-_state = {"debug": False}
-
-# typer re-exports BadParameter only; its base is click's UsageError whether click is vendored or not
 # Enums made from config's Literal options, so --help lists the choices and typer refuses others.
 IntensityChoice = enum.Enum("IntensityChoice", {v: v for v in choices(Intensity)}, type=str)
 PrecisionChoice = enum.Enum("PrecisionChoice", {v: v for v in choices(Precision)}, type=str)
 OutDtypeChoice = enum.Enum("OutDtypeChoice", {v: v for v in choices(OutDtype)}, type=str)
 
-_ClickUsageError = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
-
-
-class _OneLineGroup(TyperGroup):
-    """Command-line parse errors of a command (a missing option, ``--alpha abc``, an unknown command) as
-    one line like every other error, instead of click's usage block and framed panel; still exit 2."""
-
-    def invoke(self, ctx):
-        try:
-            return super().invoke(ctx)
-        except _ClickUsageError as exc:
-            if type(exc).__name__ == "NoArgsIsHelpError":  # not an error: click prints the help
-                raise
-            where = exc.ctx.command_path if exc.ctx is not None else ctx.command_path
-            message = " ".join(exc.format_message().split())
-            console.print(f"[red]error:[/red] {escape(message)} (see: {escape(where)} --help)", highlight=False, soft_wrap=True)
-            raise typer.Exit(2) from None
-
-
 app = typer.Typer(
-    cls=_OneLineGroup,
+    cls=OneLineGroup,
     help="Defocus blur synthesis and deblurring for microscopy by interpolation in an autoencoder's latent space.",
     no_args_is_help=True,
     add_completion=False,
@@ -63,7 +39,7 @@ def _root(
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks instead of one-line errors."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress details."),
 ):
-    _state["debug"] = debug
+    state["debug"] = debug
     from rich.logging import RichHandler
 
     logging.basicConfig(
@@ -72,72 +48,6 @@ def _root(
         handlers=[RichHandler(console=console, show_path=False)],
         force=True,
     )
-
-
-# Library messages name parameters ("tile 8 is too small"); the command line names its flags instead.
-FLAGS = {
-    "tile": "--tile", "alpha": "--alpha", "steps": "--steps", "intensity": "--intensity", "precision": "--precision",
-    "out_dtype": "--out-dtype", "device": "--device", "batch_size": "--batch-size", "batch size": "--batch-size",
-    "reg": "--reg", "amp": "--amp", "epochs": "--epochs", "learning rate": "--lr", "model widths": "--widths",
-    "nproc": "--nproc", "seed": "--seed", "normalize": "--normalize", "planes": "--planes", "levels": "--alpha/--steps",
-    "alpha or planes": "--alpha or --planes", "init": "--init", "channel": "--channel", "data.channel": "--channel",
-}
-
-
-# ... and Python keyword arguments named in a fix ("pass extrapolate=True") become flags too.
-KEYWORDS = {"extrapolate=True": "--extrapolate", "force=True": "--force", "from_scratch=True": "--from-scratch"}
-
-
-def flag_message(text: str) -> str:
-    """``text`` with a leading library parameter name, and keyword arguments it names, as command-line flags."""
-    for keyword, flag in KEYWORDS.items():
-        text = text.replace(keyword, flag)
-    for param in sorted(FLAGS, key=len, reverse=True):
-        if text.startswith(param) and text[len(param):len(param) + 1] in (" ", ":"):
-            return FLAGS[param] + text[len(param):]
-    return text
-
-
-def _one_line(exc: BaseException) -> str:
-    if isinstance(exc, (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)) and exc.filename:
-        return f"{exc.filename}: {exc.strerror}"
-    text = str(exc).strip() or type(exc).__name__
-    return " ".join(text.split())
-
-
-def handle_errors(fn):
-    """One-line message; exit 2 for bad input (UsageError, a missing or unreadable path), 1 for a runtime
-    failure, 1 with "internal error" for anything else (a bug); a traceback only with --debug."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        from .errors import RuntimeFailure, UsageError
-
-        try:
-            return fn(*args, **kwargs)
-        except typer.Exit:
-            raise
-        except KeyboardInterrupt:
-            console.print("[red]interrupted[/red]")
-            raise typer.Exit(130)
-        except (UsageError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError) as exc:
-            if _state["debug"]:
-                raise
-            console.print(f"[red]error:[/red] {escape(flag_message(_one_line(exc)))}", highlight=False, soft_wrap=True)
-            raise typer.Exit(2)
-        except RuntimeFailure as exc:
-            if _state["debug"]:
-                raise
-            console.print(f"[red]error:[/red] {escape(_one_line(exc))} (rerun with --debug for the traceback)", highlight=False, soft_wrap=True)
-            raise typer.Exit(1)
-        except Exception as exc:
-            if _state["debug"]:
-                raise
-            console.print(f"[red]internal error:[/red] {escape(type(exc).__name__ + ': ' + _one_line(exc))} "
-                          "(a bug in blurlatent: run with --debug and report the traceback)", highlight=False, soft_wrap=True)
-            raise typer.Exit(1)
-
-    return wrapper
 
 
 def _value(option):
@@ -164,7 +74,7 @@ def synth_cli(
     workers: int = typer.Option(2, "--workers", help="Processes rendering fields in parallel."),
     force: bool = typer.Option(False, "--force", help="Replace an existing synth output folder."),
 ):
-    """Write synthetic widefield z-stacks (nuclei and actin, realistic defocus and camera noise) in the BBBC006v1 layout."""
+    """Write synthetic widefield z-stacks (nuclei and actin, defocus, camera noise) in the BBBC006v1 layout."""
     from .bbbc006 import format_planes, parse_planes
     from .synth import parse_size, synthesize  # numpy, scipy, tifffile: not for --help
 
@@ -182,13 +92,18 @@ def synth_cli(
 @app.command("prepare")
 @handle_errors
 def prepare_cli(
-    src: Path = typer.Argument(..., help="Folder with BBBC006_v1_images_z_XX/ folders or the BBBC006_v1_images_z_XX.zip files."),
+    src: Path = typer.Argument(...,
+        help="Folder with BBBC006_v1_images_z_XX/ folders or the BBBC006_v1_images_z_XX.zip files."),
     out: Path = typer.Argument(..., help="Output store folder."),
     channels: str = typer.Option("w1,w2", "--channels", help="Channels to prepare, e.g. w1,w2."),
-    planes: str = typer.Option("0:16:2", "--planes", help="Planes START:STOP[:STEP], stop inclusive (the paper: 0:16:2)."),
+    planes: str = typer.Option("0:16:2", "--planes",
+        help="Planes START:STOP[:STEP], stop inclusive (the paper: 0:16:2)."),
     crop: int = typer.Option(128, "--crop", help="Crop size in pixels."),
-    split: str = typer.Option("70:10:20", "--split", help="TRAIN:VAL:TEST ratios; fields sorted by name go test, val, train."),
-    normalize: str = typer.Option("minmax", "--normalize", help="16→8 bit: minmax (per image, the paper), stack (one scale per field from the in-focus plane) or percentile."),
+    split: str = typer.Option("70:10:20", "--split",
+        help="TRAIN:VAL:TEST ratios; fields sorted by name go test, val, train."),
+    normalize: str = typer.Option("minmax", "--normalize",
+        help="16→8 bit: minmax (per image, the paper), stack (one scale per field from the in-focus plane) or "
+             "percentile."),
     test_crops: str = typer.Option("center", "--test-crops", help="Test crops: center (one) or ten (as train)."),
     workers: int = typer.Option(2, "--workers", help="Decoding processes."),
     strict: bool = typer.Option(False, "--strict", help="Fail on incomplete fields instead of skipping them."),
@@ -207,7 +122,8 @@ def prepare_cli(
     counts = ", ".join(f"{s} {result.counts[s]} fields / {result.crops[s]} crops" for s in ("train", "val", "test"))
     state = "up to date" if result.up_to_date else f"written in {result.seconds:.1f} s"
     skipped = f"; {len(result.skipped)} incomplete fields skipped" if result.skipped else ""
-    console.print(f"[green]prepare[/green] {result.path}: {state}; planes {format_planes(plane_list)}; {counts}{skipped}",
+    console.print(f"[green]prepare[/green] {result.path}: {state}; planes {format_planes(plane_list)}; "
+                  f"{counts}{skipped}",
                   highlight=False, soft_wrap=True)
 
 
@@ -217,31 +133,48 @@ def prepare_cli(
 @app.command("train")
 @handle_errors
 def train_cli(
-    store: Optional[Path] = typer.Argument(None, help="Prepared store folder (from `blurlatent prepare`); not needed with --resume or data.store in --config."),
-    channel: Optional[str] = typer.Option(None, "--channel", help="Channel to train on: w1 (nuclei) or w2 (cell structure). Default w1."),
-    reg: Optional[str] = typer.Option(None, "--reg", help="none (baseline AE), weak (Eq. 4) or strong (Eq. 5, fine-tunes --init). Default none."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder to create (config.yaml, metrics.jsonl, last.pt, best.pt, strips/)."),
-    init: Optional[Path] = typer.Option(None, "--init", help="Start from this checkpoint's weights, e.g. runs/w1-weak/best.pt (required by --reg strong)."),
-    from_scratch: bool = typer.Option(False, "--from-scratch", help="Allow --reg strong without --init (random start)."),
-    config: Optional[Path] = typer.Option(None, "--config", help="YAML run config (keys as in a run's config.yaml); flags override it."),
+    store: Optional[Path] = typer.Argument(None,
+        help="Prepared store folder (from `blurlatent prepare`); not needed with --resume or data.store in --config."),
+    channel: Optional[str] = typer.Option(None, "--channel",
+        help="Channel to train on: w1 (nuclei) or w2 (cell structure). Default w1."),
+    reg: Optional[str] = typer.Option(None, "--reg",
+        help="none (baseline AE), weak (Eq. 4) or strong (Eq. 5, fine-tunes --init). Default none."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o",
+        help="Run folder to create (config.yaml, metrics.jsonl, last.pt, best.pt, strips/)."),
+    init: Optional[Path] = typer.Option(None, "--init",
+        help="Start from this checkpoint's weights, e.g. runs/w1-weak/best.pt (required by --reg strong)."),
+    from_scratch: bool = typer.Option(False, "--from-scratch",
+        help="Allow --reg strong without --init (random start)."),
+    config: Optional[Path] = typer.Option(None, "--config",
+        help="YAML run config (keys as in a run's config.yaml); flags override it."),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Epochs (the paper: 40)."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Triplets per step PER PROCESS (the paper: 40); with --gpus N the effective batch is N times this."),
-    lr: Optional[float] = typer.Option(None, "--lr", help="Adam learning rate (the paper: 1e-4, halved every 15 epochs)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size",
+        help="Triplets per step PER PROCESS (the paper: 40); with --gpus N the effective batch is N times this."),
+    lr: Optional[float] = typer.Option(None, "--lr",
+        help="Adam learning rate (the paper: 1e-4, halved every 15 epochs)."),
     device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:N or mps."),
-    gpus: Optional[int] = typer.Option(None, "--gpus", help="Train on N GPUs with DDP, one process each (NCCL); with --device cpu, N gloo processes."),
-    nproc: Optional[int] = typer.Option(None, "--nproc", help="Processes for DDP (same as --gpus; use with --device cpu for gloo)."),
+    gpus: Optional[int] = typer.Option(None, "--gpus",
+        help="Train on N GPUs with DDP, one process each (NCCL); with --device cpu, N gloo processes."),
+    nproc: Optional[int] = typer.Option(None, "--nproc",
+        help="Processes for DDP (same as --gpus; use with --device cpu for gloo)."),
     sync_bn: bool = typer.Option(False, "--sync-bn", help="Synchronize BatchNorm statistics across GPUs."),
-    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this folder exactly from its last.pt."),
-    widths: Optional[str] = typer.Option(None, "--widths", help="Encoder widths, e.g. 64,128,256,512,1024 (the paper) or 8,16,32 for a quick run."),
+    resume: Optional[Path] = typer.Option(None, "--resume",
+        help="Continue the run in this folder exactly from its last.pt."),
+    widths: Optional[str] = typer.Option(None, "--widths",
+        help="Encoder widths, e.g. 64,128,256,512,1024 (the paper) or 8,16,32 for a quick run."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (weights and batch order)."),
     workers: Optional[int] = typer.Option(None, "--workers", help="Loader processes (default: 0 on CPU, 4 per GPU)."),
-    amp: Optional[str] = typer.Option(None, "--amp", help="Mixed precision: auto (bf16 on CUDA and on CPUs with native bf16), bf16, fp16 (CUDA) or off."),
-    channels_last: Optional[bool] = typer.Option(None, "--channels-last/--no-channels-last", help="NHWC memory format (default: on for CUDA and CPU, where it measured 1.5x faster at batch 40; off on MPS)."),
+    amp: Optional[str] = typer.Option(None, "--amp",
+        help="Mixed precision: auto (bf16 on CUDA and on CPUs with native bf16), bf16, fp16 (CUDA) or off."),
+    channels_last: Optional[bool] = typer.Option(None, "--channels-last/--no-channels-last",
+        help="NHWC memory format (default: on for CUDA and CPU, where it measured 1.5x faster at batch 40; off on "
+             "MPS)."),
     force: bool = typer.Option(False, "--force", help="Replace an existing run folder."),
 ):
     """Train the autoencoder (baseline, weak or strong) on a prepared store; Ctrl-C saves, --resume continues.
 
-    Strong fine-tunes weak: `--reg weak --out runs/w1-weak`, then `--reg strong --init runs/w1-weak/best.pt --out runs/w1-strong`.
+    Strong fine-tunes weak: `--reg weak --out runs/w1-weak`, then `--reg strong --init runs/w1-weak/best.pt --out
+    runs/w1-strong`.
     """
     from .config import TrainConfig, load_yaml, override
     from .errors import UsageError
@@ -250,6 +183,8 @@ def train_cli(
 
     if gpus is not None and nproc is not None and gpus != nproc:
         raise UsageError(f"--gpus {gpus} and --nproc {nproc} disagree; give one of them")
+    if gpus is not None:
+        state["flags"] = {"nproc": "--gpus"}  # the user said --gpus: report it so
     if gpus is not None and device is None:
         device = "cuda"
     changes = {
@@ -257,7 +192,8 @@ def train_cli(
         "init": str(init) if init is not None else None, "from_scratch": from_scratch or None,
         "optim.epochs": epochs, "optim.batch": batch_size, "optim.lr": lr, "device": device,
         "nproc": gpus if gpus is not None else nproc, "sync_bn": sync_bn or None, "seed": seed, "workers": workers,
-        "amp": amp, "channels_last": channels_last, "model.widths": [int(w) for w in split_list(widths)] if widths else None,
+        "amp": amp, "channels_last": channels_last,
+        "model.widths": [int(w) for w in split_list(widths)] if widths else None,
     }
     if resume is not None:
         if config is not None:
@@ -273,7 +209,8 @@ def train_cli(
         console.print(f"[yellow]{exc or 'interrupted'}[/yellow]", highlight=False, soft_wrap=True)
         raise typer.Exit(130)
     if result is not None:
-        console.print(f"[green]train[/green] {result.out}: {result.epochs} epochs, best validation loss {result.best_val:.5f} "
+        console.print(f"[green]train[/green] {result.out}: {result.epochs} epochs, best validation loss "
+                      f"{result.best_val:.5f} "
                       f"at epoch {result.best_epoch} → {result.out / 'best.pt'}", highlight=False)
 
 
@@ -295,7 +232,8 @@ def _report(paths, alphas) -> None:
         typer.echo(f"wrote {len(paths)} files ({paths[0].name} ... {paths[-1].name}; alpha = {pages})")
 
 
-_PRECISION_HELP = "auto (= fp32), fp32, or opt-in autocast bf16/fp16 (measured off fp32 by up to 0.05 and 0.009 of the range)."
+_PRECISION_HELP = ("auto (= fp32), fp32, or opt-in autocast bf16/fp16 "
+                   "(measured off fp32 by up to 0.05 and 0.009 of the range).")
 _TILE_HELP = "Tile size in px for large images (0 = whole image; default: whole up to 2048x2048, else 512)."
 
 
@@ -305,17 +243,23 @@ def blur(
     sharp: Optional[Path] = typer.Argument(None, help="The sharper image x1 (TIFF/PNG, grayscale)."),
     blurry: Optional[Path] = typer.Argument(None, help="The blurrier image x2 of the same field."),
     checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="A checkpoint written by `blurlatent train`."),
-    alpha: Optional[List[float]] = typer.Option(None, "--alpha", "-a", help="Blur level: 1 = sharp, 0 = blurry; repeat for several."),
-    steps: Optional[int] = typer.Option(None, "--steps", help="N evenly spaced levels alpha = 1/(N+1) .. N/(N+1) (7: the paper's Fig. 2)."),
-    output: Path = typer.Option(..., "--output", "-o", help="Output .tif (several levels: one page each) or .png (numbered files); a folder in folder mode."),
+    alpha: Optional[List[float]] = typer.Option(None, "--alpha", "-a",
+        help="Blur level: 1 = sharp, 0 = blurry; repeat for several."),
+    steps: Optional[int] = typer.Option(None, "--steps",
+        help="N evenly spaced levels alpha = 1/(N+1) .. N/(N+1) (7: the paper's Fig. 2)."),
+    output: Path = typer.Option(..., "--output", "-o",
+        help="Output .tif (several levels: one page each) or .png (numbered files); a folder in folder mode."),
     sharp_dir: Optional[Path] = typer.Option(None, "--sharp-dir", help="Folder mode: folder of sharper images."),
-    blurry_dir: Optional[Path] = typer.Option(None, "--blurry-dir", help="Folder mode: folder of blurrier images, paired by BBBC006 field or file name."),
+    blurry_dir: Optional[Path] = typer.Option(None, "--blurry-dir",
+        help="Folder mode: folder of blurrier images, paired by BBBC006 field or file name."),
     extrapolate: bool = typer.Option(False, "--extrapolate", help="Allow alpha outside [0, 1]."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing outputs."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
     tile: Optional[int] = typer.Option(None, "--tile", help=_TILE_HELP),
-    out_dtype: Optional[OutDtypeChoice] = typer.Option(None, "--out-dtype", help="Output pixel type (default: the input's)."),
-    intensity: IntensityChoice = typer.Option("conserve", "--intensity", help="conserve: keep the total signal above background; minmax: map to the inputs' range."),
+    out_dtype: Optional[OutDtypeChoice] = typer.Option(None, "--out-dtype",
+        help="Output pixel type (default: the input's)."),
+    intensity: IntensityChoice = typer.Option("conserve", "--intensity",
+        help="conserve: keep the total signal above background; minmax: map to the inputs' range."),
     precision: PrecisionChoice = typer.Option("auto", "--precision", help=_PRECISION_HELP),
     batch_size: int = typer.Option(4, "--batch-size", help="Images per forward pass (pairs in folder mode)."),
 ):
@@ -330,7 +274,8 @@ def blur(
             raise UsageError("folder mode needs both --sharp-dir and --blurry-dir and no SHARP/BLURRY files")
         written, pairs, unpaired = batch.blur_folders(checkpoint, config, sharp_dir, blurry_dir, alphas, output, force,
                                                       extrapolate, progress_enabled=sys.stderr.isatty())
-        typer.echo(f"wrote {len(written)} images for {len(pairs)} pairs into {output} (alpha = {', '.join(f'{a:.4g}' for a in alphas)})")
+        typer.echo(f"wrote {len(written)} images for {len(pairs)} pairs into {output} (alpha = "
+                   f"{', '.join(f'{a:.4g}' for a in alphas)})")
         if unpaired:
             typer.echo(f"skipped {len(unpaired)} file(s) without a partner, e.g. {unpaired[0]}")
         return
@@ -345,16 +290,21 @@ def deblur(
     blurriest: Path = typer.Argument(..., help="The most defocused image (z1), e.g. plane 0."),
     less_blurry: Path = typer.Argument(..., help="A less defocused image of the same field (z3'), e.g. plane 8."),
     checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="A checkpoint written by `blurlatent train`."),
-    alpha: Optional[float] = typer.Option(None, "--alpha", "-a", help="Eq. 3's alpha = (target - less_blurry) / (target - blurriest), 0 <= alpha < 1."),
-    planes: Optional[Tuple[float, float]] = typer.Option(None, "--planes", help="Focal planes of BLURRIEST and LESS_BLURRY, e.g. --planes 0 8."),
+    alpha: Optional[float] = typer.Option(None, "--alpha", "-a",
+        help="Eq. 3's alpha = (target - less_blurry) / (target - blurriest), 0 <= alpha < 1."),
+    planes: Optional[Tuple[float, float]] = typer.Option(None, "--planes",
+        help="Focal planes of BLURRIEST and LESS_BLURRY, e.g. --planes 0 8."),
     target: float = typer.Option(16.0, "--target", help="The in-focus plane to recover (BBBC006: 16)."),
-    sweep: bool = typer.Option(False, "--sweep", help="Also write alpha = 1/8 .. 7/8, one page each, to see which alpha is best."),
+    sweep: bool = typer.Option(False, "--sweep",
+        help="Also write alpha = 1/8 .. 7/8, one page each, to see which alpha is best."),
     output: Path = typer.Option(..., "--output", "-o", help="Output .tif (several alphas: one page each) or .png."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing output."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
     tile: Optional[int] = typer.Option(None, "--tile", help=_TILE_HELP),
-    out_dtype: Optional[OutDtypeChoice] = typer.Option(None, "--out-dtype", help="Output pixel type (default: the input's)."),
-    intensity: IntensityChoice = typer.Option("conserve", "--intensity", help="conserve: keep the less-blurry input's total signal above background; minmax: its range."),
+    out_dtype: Optional[OutDtypeChoice] = typer.Option(None, "--out-dtype",
+        help="Output pixel type (default: the input's)."),
+    intensity: IntensityChoice = typer.Option("conserve", "--intensity",
+        help="conserve: keep the less-blurry input's total signal above background; minmax: its range."),
     precision: PrecisionChoice = typer.Option("auto", "--precision", help=_PRECISION_HELP),
 ):
     """Recover the in-focus image from two defocused planes of one field (Eq. 3).
@@ -379,11 +329,15 @@ def deblur(
 @handle_errors
 def evaluate_cli(
     store: Path = typer.Argument(..., help="Prepared store folder (from `blurlatent prepare`)."),
-    checkpoint: List[Path] = typer.Option(..., "--checkpoint", "-c", help="Model checkpoint .pt; repeat to compare models (one column each)."),
+    checkpoint: List[Path] = typer.Option(..., "--checkpoint", "-c",
+        help="Model checkpoint .pt; repeat to compare models (one column each)."),
     channel: str = typer.Option("w1", "--channel", help="Channel to evaluate (w1 nuclei, w2 cell structure)."),
     out: Path = typer.Option(..., "--out", "-o", help="Report folder to create (report.json, report.md, figures/)."),
-    whole: bool = typer.Option(False, "--whole", help="Use full-size test fields (padded to 2**depth) instead of centre crops."),
-    fid_weights: Optional[Path] = typer.Option(None, "--fid-weights", help="pytorch-fid Inception weights pt_inception-2015-12-05-6726825d.pth (else the torch hub cache; never downloaded)."),
+    whole: bool = typer.Option(False, "--whole",
+        help="Use full-size test fields (padded to 2**depth) instead of centre crops."),
+    fid_weights: Optional[Path] = typer.Option(None, "--fid-weights",
+        help="pytorch-fid Inception weights pt_inception-2015-12-05-6726825d.pth (else the torch hub cache; never "
+             "downloaded)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
     batch_size: int = typer.Option(8, "--batch-size", help="Test fields per forward pass."),
     force: bool = typer.Option(False, "--force", help="Replace an existing report folder."),
@@ -409,7 +363,8 @@ def evaluate_cli(
 @handle_errors
 def demo(
     out: Path = typer.Option(Path("demo"), "--out", "-o", help="Folder for everything the demo writes."),
-    fast: bool = typer.Option(False, "--fast", help="Smaller data and fewer epochs (under 3 minutes on 2 CPU cores; CI runs this)."),
+    fast: bool = typer.Option(False, "--fast",
+        help="Smaller data and fewer epochs (under 3 minutes on 2 CPU cores; CI runs this)."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
     seed: int = typer.Option(0, help="Seed for the synthetic data and training."),
     force: bool = typer.Option(False, "--force", help="Replace an earlier demo folder."),

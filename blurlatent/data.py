@@ -15,6 +15,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from .store import Store
+
 
 class TripletDataset(Dataset):
     """Item i = (crop i // T, triplet i % T) → (left, target, right), each float32 [1, H, W] in [0, 1].
@@ -116,3 +118,12 @@ def to_device(u8: torch.Tensor, device: torch.device, channels_last: bool) -> li
     parts = [x[:, i:i + 1] for i in range(3)]
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     return [p.contiguous(memory_format=fmt) for p in parts]
+
+
+def triplet_dataset(store: Store, triplets, channel: str, split: str) -> TripletDataset:
+    """A torch Dataset over (crop, triplet) pairs of ``store``: (left, target, right) float [1, H, W] in [0, 1].
+
+    ``triplets`` are (left, target, right) focal planes. Raises UsageError for a plane or channel the store lacks.
+    """
+    store.check_channel(channel)
+    return TripletDataset(store.array(channel, split), store.triplet_index(triplets))

@@ -294,7 +294,7 @@ def build_manifest(src: Path, plan: StorePlan, digest: str, counts: dict[str, in
         "split_counts": counts,
         "normalization": {"method": o.normalize, "percentiles": list(PERCENTILES), "reference_plane": reference},
         "image_size": list(plan.shape),
-        "crop_boxes": {s: [[t, l, f] for t, l, f in plan.boxes[s]] for s in SPLITS},
+        "crop_boxes": {s: [[top, left, flip] for top, left, flip in plan.boxes[s]] for s in SPLITS},
         "fields": [records[f"{w}_s{s}", c] for (w, s) in complete for c in o.channels],
         "skipped": skipped,
     }

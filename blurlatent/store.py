@@ -118,15 +118,6 @@ class Store:
         ``data.TripletDataset`` takes). Raises UsageError for a plane the store lacks."""
         return [tuple(self.plane_index(p) for p in t) for t in triplets]
 
-    def triplets(self, triplets, channel: str, split: str):
-        """Deprecated: ``data.TripletDataset(store.array(channel, split), store.triplet_index(triplets))``.
-
-        Kept only until train.py, tests/test_data.py and benchmarks/bench_train.py build it that way; the
-        store itself needs no torch (prepare must not pay for importing it), hence the local import."""
-        from .data import TripletDataset
-
-        return TripletDataset(self.array(channel, split), self.triplet_index(triplets))
-
 
 def write_store(path: Path, manifest: dict, arrays: dict[str, np.ndarray]) -> None:
     """Write arrays and manifest into ``path`` (a fresh temp folder the caller renames into place)."""

@@ -36,7 +36,7 @@ from torch.nn.parallel import DistributedDataParallel
 from . import distributed
 from .checkpoint import load_checkpoint, load_init, load_weights, restore_rng, rng_state, save_checkpoint, state_digest
 from .config import TrainConfig, from_dict, save_yaml, to_dict
-from .data import EpochBatches, default_workers, make_loader, to_device, val_batches
+from .data import EpochBatches, default_workers, make_loader, to_device, triplet_dataset, val_batches
 from .device import assign_device, train_precision
 from .distributed import DistInfo
 from .errors import RuntimeFailure, UsageError
@@ -208,8 +208,8 @@ class _Trainer:
     def _setup_data(self) -> None:
         c, info = self.config, self.info
         self.store = Store(c.data.store)
-        train_ds = self.store.triplets(c.data.triplets, c.data.channel, "train")
-        val_ds = self.store.triplets(c.data.triplets, c.data.channel, "val")
+        train_ds = triplet_dataset(self.store, c.data.triplets, c.data.channel, "train")
+        val_ds = triplet_dataset(self.store, c.data.triplets, c.data.channel, "val")
         if len(train_ds) == 0:
             raise UsageError(f"{c.data.store}: no {c.data.channel} train crops; prepare more fields")
         self.workers = default_workers(c.workers, self.device, info.world)

@@ -10,7 +10,7 @@ import pytest
 import torch
 from train_store import make_store
 
-from blurlatent.data import EpochBatches, make_loader, to_device, val_batches
+from blurlatent.data import EpochBatches, make_loader, to_device, triplet_dataset, val_batches
 from blurlatent.store import Store
 
 
@@ -20,7 +20,7 @@ def store(tmp_path_factory) -> Path:
 
 
 def test_batch_fetch_equals_items(store):
-    ds = Store(store).triplets([(0, 8, 16), (4, 6, 8)], "w1", "train")
+    ds = triplet_dataset(Store(store), [(0, 8, 16), (4, 6, 8)], "w1", "train")
     idx = [5, 0, 11, 3]
     u8 = ds.batch(idx)
     assert u8.dtype == np.uint8 and u8.shape == (4, 3, 32, 32)
@@ -33,7 +33,7 @@ def test_batch_fetch_equals_items(store):
 
 
 def test_epoch_order_depends_on_seed_and_epoch_only_and_skip_resumes_it(store):
-    ds = Store(store).triplets([(0, 8, 16)], "w1", "train")
+    ds = triplet_dataset(Store(store), [(0, 8, 16)], "w1", "train")
     batches = EpochBatches(len(ds), 4, seed=3)
     batches.set_epoch(1)
     full = list(batches)

@@ -27,8 +27,22 @@ from blurlatent.cli import app
 pytestmark = pytest.mark.slow
 
 PLANES = list(range(0, 17, 2))
-TRAIN_ARGS = ["--device", "cpu", "--epochs", "4", "--widths", "4,8,8", "--batch-size", "16", "--seed", "0",
-              "--amp", "off", "--workers", "0"]
+TRAIN_ARGS = [
+    "--device",
+    "cpu",
+    "--epochs",
+    "4",
+    "--widths",
+    "4,8,8",
+    "--batch-size",
+    "16",
+    "--seed",
+    "0",
+    "--amp",
+    "off",
+    "--workers",
+    "0",
+]
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +59,9 @@ def source(tmp_path_factory):
 def store(source, tmp_path_factory):
     from blurlatent.prepare import prepare
 
-    return prepare(source, tmp_path_factory.mktemp("store") / "store", channels=["w1"], planes=PLANES, crop=32, workers=1).path
+    return prepare(
+        source, tmp_path_factory.mktemp("store") / "store", channels=["w1"], planes=PLANES, crop=32, workers=1
+    ).path
 
 
 @pytest.fixture(scope="module")
@@ -65,8 +81,15 @@ def _start(argv, cwd: Path) -> subprocess.Popen:
     cwd.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, OMP_NUM_THREADS="1")  # the same arithmetic as the in-process reference
     # a session of its own, so the prepare pool's workers can be found and ended after the kill
-    return subprocess.Popen([sys.executable, "-m", "blurlatent", *map(str, argv)], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "blurlatent", *map(str, argv)],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
 
 
 def _wait_for(condition, proc: subprocess.Popen, timeout: float = 60.0) -> None:
@@ -115,8 +138,8 @@ def _assert_same_run(run: Path, reference: Path) -> None:
 
 
 def test_kill9_during_prepare_then_rerun_gives_the_identical_store(source, tmp_path):
-    from blurlatent.prepare import prepare
     from blurlatent.files import sha256_file as file_sha256
+    from blurlatent.prepare import prepare
 
     expected = prepare(source, tmp_path / "ref" / "store", channels=["w1"], planes=PLANES, crop=32, workers=1).path
     work, cwd = tmp_path / "work", tmp_path / "cwd"
@@ -133,7 +156,10 @@ def test_kill9_during_prepare_then_rerun_gives_the_identical_store(source, tmp_p
 
     prepare(source, work / "store", channels=["w1"], planes=PLANES, crop=32, workers=1)
     assert sorted(p.name for p in work.iterdir()) == ["store"], "the rerun must remove the killed run's temp folder"
-    got, want = json.loads((work / "store" / "manifest.json").read_text()), json.loads((expected / "manifest.json").read_text())
+    got, want = (
+        json.loads((work / "store" / "manifest.json").read_text()),
+        json.loads((expected / "manifest.json").read_text()),
+    )
     assert got == want
     assert sorted(p.name for p in (work / "store").iterdir()) == sorted(p.name for p in expected.iterdir())
     for name, digest in got["checksums"].items():
@@ -201,9 +227,11 @@ def test_a_killed_writers_temp_file_is_removed_by_the_next_write_and_a_live_ones
     from blurlatent.files import atomic_write_bytes
 
     target = tmp_path / "out" / "last.pt"
-    code = ("import sys, time; from blurlatent.files import atomic_path\n"
-            "with atomic_path(sys.argv[1]) as tmp:\n"
-            "    tmp.write_bytes(b'half'); print(tmp, flush=True); time.sleep(60)\n")
+    code = (
+        "import sys, time; from blurlatent.files import atomic_path\n"
+        "with atomic_path(sys.argv[1]) as tmp:\n"
+        "    tmp.write_bytes(b'half'); print(tmp, flush=True); time.sleep(60)\n"
+    )
     proc = subprocess.Popen([sys.executable, "-c", code, str(target)], stdout=subprocess.PIPE, text=True, cwd=tmp_path)
     stale = Path(proc.stdout.readline().strip())
     os.kill(proc.pid, signal.SIGKILL)

@@ -5,7 +5,6 @@ import torch
 from torch import nn
 
 from blurlatent.config import ModelConfig
-
 from blurlatent.model import Autoencoder
 
 TINY_WIDTHS = [4, 8, 8]
@@ -25,7 +24,11 @@ def test_paper_model_layers_and_shapes():
     assert [(u.in_channels, u.out_channels) for u in ups] == [(1024, 512), (512, 256), (256, 128), (128, 64), (64, 64)]
     assert all(u.stride == (2, 2) and u.output_padding == (1, 1) for u in ups)
     last = [m for m in model.decoder.children()][-2:]
-    assert isinstance(last[0], nn.Conv2d) and (last[0].in_channels, last[0].out_channels, last[0].kernel_size) == (64, 1, (3, 3))
+    assert isinstance(last[0], nn.Conv2d) and (last[0].in_channels, last[0].out_channels, last[0].kernel_size) == (
+        64,
+        1,
+        (3, 3),
+    )
     assert isinstance(last[1], nn.Sigmoid)
     # 5 layers down, 6 up (5 transposed convolutions + the output convolution)
     assert len(convs) == 5 and len(ups) + 1 == 6

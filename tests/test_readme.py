@@ -115,20 +115,36 @@ def test_every_readme_command_runs(workspace, monkeypatch):
             ran += 1
             continue
         words = shlex.split(text)
-        if words[0] in SKIPPED or "/path/to/" in text or words[:2] == ["blurlatent", "demo"] \
-                or (words[0] == "python" and words[1].startswith("benchmarks/")):
+        if (
+            words[0] in SKIPPED
+            or "/path/to/" in text
+            or words[:2] == ["blurlatent", "demo"]
+            or (words[0] == "python" and words[1].startswith("benchmarks/"))
+        ):
             continue
         if words[0] == "torchrun":
             module = words.index("-m")
-            args = _expand(words[module + 2:], workspace)  # after "-m blurlatent"
-            cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                   "-m", "blurlatent", *args, *TINY_TRAIN]
+            args = _expand(words[module + 2 :], workspace)  # after "-m blurlatent"
+            cmd = [
+                sys.executable,
+                "-m",
+                "torch.distributed.run",
+                "--standalone",
+                "--nproc-per-node",
+                "2",
+                "-m",
+                "blurlatent",
+                *args,
+                *TINY_TRAIN,
+            ]
             done = subprocess.run(cmd, cwd=workspace, capture_output=True, text=True, timeout=300)
             assert done.returncode == 0, f"{text}\n{done.stderr[-2000:]}"
             ran += 1
             continue
         if words[0] == "python":
-            done = subprocess.run([sys.executable, *words[1:]], cwd=workspace, capture_output=True, text=True, timeout=300)
+            done = subprocess.run(
+                [sys.executable, *words[1:]], cwd=workspace, capture_output=True, text=True, timeout=300
+            )
             assert done.returncode == 0, f"{text}\n{done.stderr[-2000:]}"
             ran += 1
             continue
