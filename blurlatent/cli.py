@@ -232,9 +232,13 @@ def _report(paths, alphas) -> None:
         typer.echo(f"wrote {len(paths)} files ({paths[0].name} ... {paths[-1].name}; alpha = {pages})")
 
 
-_PRECISION_HELP = ("auto (= fp32), fp32, or opt-in autocast bf16/fp16 "
-                   "(measured off fp32 by up to 0.05 and 0.009 of the range).")
-_TILE_HELP = "Tile size in px for large images (0 = whole image; default: whole up to 2048x2048, else 512)."
+# Options blur and deblur share, declared once.
+DEVICE_OPTION = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps.")
+TILE_OPTION = typer.Option(
+    None, "--tile", help="Tile size in px for large images (0 = whole; default: whole up to 2048x2048, else 512).")
+OUT_DTYPE_OPTION = typer.Option(None, "--out-dtype", help="Output pixel type (default: the input's).")
+PRECISION_OPTION = typer.Option("auto", "--precision", help="auto (= fp32), fp32, or opt-in autocast bf16/fp16 "
+                                "(measured off fp32 by up to 0.05 and 0.009 of the range).")
 
 
 @app.command()
@@ -254,13 +258,12 @@ def blur(
         help="Folder mode: folder of blurrier images, paired by BBBC006 field or file name."),
     extrapolate: bool = typer.Option(False, "--extrapolate", help="Allow alpha outside [0, 1]."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing outputs."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
-    tile: Optional[int] = typer.Option(None, "--tile", help=_TILE_HELP),
-    out_dtype: Optional[OutDtypeChoice] = typer.Option(None, "--out-dtype",
-        help="Output pixel type (default: the input's)."),
+    device: str = DEVICE_OPTION,
+    tile: Optional[int] = TILE_OPTION,
+    out_dtype: Optional[OutDtypeChoice] = OUT_DTYPE_OPTION,
     intensity: IntensityChoice = typer.Option("conserve", "--intensity",
         help="conserve: keep the total signal above background; minmax: map to the inputs' range."),
-    precision: PrecisionChoice = typer.Option("auto", "--precision", help=_PRECISION_HELP),
+    precision: PrecisionChoice = PRECISION_OPTION,
     batch_size: int = typer.Option(4, "--batch-size", help="Images per forward pass (pairs in folder mode)."),
 ):
     """Synthesize defocus blur between two planes of one field (Eq. 2): G(alpha E(sharp) + (1 - alpha) E(blurry))."""
@@ -299,13 +302,12 @@ def deblur(
         help="Also write alpha = 1/8 .. 7/8, one page each, to see which alpha is best."),
     output: Path = typer.Option(..., "--output", "-o", help="Output .tif (several alphas: one page each) or .png."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing output."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
-    tile: Optional[int] = typer.Option(None, "--tile", help=_TILE_HELP),
-    out_dtype: Optional[OutDtypeChoice] = typer.Option(None, "--out-dtype",
-        help="Output pixel type (default: the input's)."),
+    device: str = DEVICE_OPTION,
+    tile: Optional[int] = TILE_OPTION,
+    out_dtype: Optional[OutDtypeChoice] = OUT_DTYPE_OPTION,
     intensity: IntensityChoice = typer.Option("conserve", "--intensity",
         help="conserve: keep the less-blurry input's total signal above background; minmax: its range."),
-    precision: PrecisionChoice = typer.Option("auto", "--precision", help=_PRECISION_HELP),
+    precision: PrecisionChoice = PRECISION_OPTION,
 ):
     """Recover the in-focus image from two defocused planes of one field (Eq. 3).
 
