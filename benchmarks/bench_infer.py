@@ -4,8 +4,10 @@
     python benchmarks/bench_infer.py --device cuda --precisions fp32,bf16
 
 Prints, per precision (and, on CPU, for a Predictor without BatchNorm folding and one whose
-network runs NCHW instead of channels_last), the in-process median over --runs calls of ``blurlatent.deblur`` (after one
-warm-up), the largest difference from fp32 on the [0, 1] scale, and the command line end to end with
+network runs NCHW instead of channels_last), the in-process median over --runs calls of ``blurlatent.deblur``
+(after one warm-up), the same for the model path alone (``Predictor.combine`` on [0, 1] arrays: padding,
+encode, Eq. 3, decode, without the intensity statistics), the largest difference from fp32 on the [0, 1] scale, and the
+command line end to end with
 its parts timed apart (interpreter + imports, checkpoint load, inference + writing).
 
 No trained checkpoint is needed: the network gets random weights and BatchNorm statistics calibrated
@@ -173,6 +175,8 @@ def main() -> None:
             call(m, p)
             sync()
         times = {name: [] for name, _, _ in variants}
+        # the model path alone (normalized [0, 1] arrays in and out: no intensity statistics or mapping)
+        model_times = {name: [] for name, _, _ in variants}
         for rep in range(args.runs):  # round robin, so load from other processes hits every variant alike
             for name, m, p in variants:
                 if p in ("bf16", "fp16") and not cuda and rep >= args.bf16_runs:
@@ -181,12 +185,17 @@ def main() -> None:
                 call(m, p)
                 sync()
                 times[name].append(time.perf_counter() - t)
+                t = time.perf_counter()
+                m.with_options(precision=p).combine(ua, ub, [0.5], "deblur")
+                sync()
+                model_times[name].append(time.perf_counter() - t)
         for name, m, p in variants:
             unit = m.with_options(precision=p).combine(ua, ub, [0.5], "deblur")[0, 0]
             results["runs"][name] = {
                 "median_s": round(statistics.median(times[name]), 4),
                 "min_s": round(min(times[name]), 4),
                 "times_s": [round(x, 4) for x in times[name]],
+                "model_path_median_s": round(statistics.median(model_times[name]), 4),
                 "max_abs_diff_vs_fp32": float(np.abs(unit - reference).max()),
                 "output_std": float(unit.std()),
             }
