@@ -32,7 +32,7 @@ import torch
 from . import __version__
 from .config import ModelConfig, from_dict, to_dict
 from .errors import UsageError
-from .files import atomic_path
+from .files import atomic_path, json_safe
 from .model import Autoencoder
 
 CHECKPOINT_FORMAT_VERSION = 1
@@ -135,15 +135,11 @@ def rng_state(device: torch.device) -> dict[str, Any]:
     state = {
         "torch": torch.get_rng_state(),
         "numpy": [np_state[0], np_state[1].tolist(), int(np_state[2]), int(np_state[3]), float(np_state[4])],
-        "python": _plain(random.getstate()),
+        "python": json_safe(random.getstate()),  # tuples become lists: weights_only refuses tuples of them
     }
     if device.type == "cuda":
         state["cuda"] = torch.cuda.get_rng_state(device)
     return state
-
-
-def _plain(value):
-    return [_plain(v) for v in value] if isinstance(value, (tuple, list)) else value
 
 
 def restore_rng(state: dict[str, Any], device: torch.device) -> None:

@@ -8,7 +8,6 @@ the fingerprint that tells ``prepare`` whether a store is up to date.
 from __future__ import annotations
 
 import logging
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -17,7 +16,7 @@ import numpy as np
 
 from .bbbc006 import BBBC_PLANE_DIR, FieldKey, format_planes, parse_bbbc_name
 from .errors import UsageError
-from .imageio import read_source
+from .imageio import read_source, zip_listing
 
 log = logging.getLogger(__name__)
 
@@ -76,13 +75,8 @@ def folder_members(src: Path, plane: int, folder: Path) -> list[tuple[str, Sourc
 
 def zip_members(plane: int, location: Path) -> list[tuple[str, Source, int, int]]:
     """(``zip:member``, Source without key, size, CRC) of every file in the zip. Raises UsageError."""
-    try:
-        with zipfile.ZipFile(location) as archive:
-            infos = [i for i in archive.infolist() if not i.is_dir()]
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise UsageError(f"{location}: not a readable zip ({exc}); re-download it") from None
     return [(f"{location.name}:{i.filename}", Source(plane, None, str(location), i.filename), i.file_size, i.CRC)
-            for i in sorted(infos, key=lambda i: i.filename)]
+            for i in zip_listing(location)]
 
 
 def discover(src: str | Path, planes: Sequence[int], channels: Sequence[str]) -> Inventory:

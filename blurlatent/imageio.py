@@ -118,6 +118,16 @@ def read_zip_member(path: str | Path, member: str) -> bytes:
                          "re-download the zip or check it was not moved") from None
 
 
+def zip_listing(path: str | Path) -> list[zipfile.ZipInfo]:
+    """The file entries (not folders) of the zip ``path``, by name. Raises UsageError naming the zip."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            infos = [i for i in archive.infolist() if not i.is_dir()]
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise UsageError(f"{path}: not a readable zip ({exc}); re-download it") from None
+    return sorted(infos, key=lambda i: i.filename)
+
+
 def close_zips() -> None:
     """Close this process's cached zip handles (a later run may find the zips replaced)."""
     for key in [k for k in _ZIPS if k[0] == os.getpid()]:

@@ -44,7 +44,8 @@ from .figures import save_grid
 from .inference import Predictor
 from .losses import LossModule, loss_terms, term_names
 from .model import Autoencoder
-from .run import EpochProgress, append_metrics, check_resume_config, discard_unstarted, open_run_folder, trim_metrics
+from .progress import EpochProgress
+from .run import append_metrics, check_resume_config, discard_unstarted, open_run_folder, trim_metrics
 from .store import Store
 
 log = logging.getLogger(__name__)

@@ -1,0 +1,354 @@
+"""The bad-input matrix's machinery: the row type, the fixtures every row runs against, the row runner and
+the README table (shared by ``test_bad_inputs.py`` and its siblings ``test_bad_inputs_*.py``).
+
+A row's ``argv`` is a command line whose ``{name}`` fields are the fixture paths built once per module
+(``build_paths``) plus ``{work}``, a fresh folder per row where outputs go. ``expect`` lists substrings of
+the one-line message: first what it names (file, option, value), then the fix it suggests. For every
+failing row the file listing (names, sizes, mtimes, hidden temps included) of ``{work}`` and of every
+module fixture must be unchanged. Rows with code 0 must WORK.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import shutil
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+HERE = Path(__file__).resolve().parent
+README = HERE / "README.md"
+PLANES = list(range(0, 17, 2))
+SUBSET = [0, 8, 16]  # the planes the bad-source variants carry (rows pass --planes 0,8,16)
+TINY = [4, 8, 8]
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    input: str  # what is wrong, in words (README)
+    argv: str  # command line after `blurlatent`, with {placeholders}
+    code: int  # 2 usage error, 1 runtime failure, 0 must work
+    expect: tuple[str, ...]  # in the message: the thing named, then the fix
+    setup: str | None = None  # a function of SETUPS that puts something into {work} first
+    makes: tuple[str, tuple[int, ...]] | None = None  # code-0 rows: (output path, its array shape)
+
+
+PREP = "--planes 0,8,16 --crop 32 --workers 1 --channels w1"
+TRAIN = "--device cpu --epochs 1 --widths 4,8,8 --batch-size 4 --amp off"
+PAIR = "{bad}/sharp.tif {bad}/blurry.tif"
+BLUR = "-c {ckpt} --alpha 0.5 -o {work}/out.tif --device cpu"
+DEBLUR = "-c {ckpt} --alpha 0.5 -o {work}/out.tif --device cpu"
+EVAL = "-c {ckpt} --out {work}/report --device cpu"
+SYNTH = "--fields 1 --planes 16 --size 32x32 --channels w1 --workers 1"
+
+# --- per-row setups: what a row needs in {work} before it runs --------------------------------------
+
+
+def user_folder(work: Path, paths: dict) -> None:
+    (work / "out").mkdir()
+    (work / "out" / "notes.txt").write_text("the user's own notes\n")
+
+
+def existing_out(work: Path, paths: dict) -> None:
+    shutil.copy(paths["bad"] / "sharp.tif", work / "out.tif")
+
+
+def store_copy(work: Path, paths: dict) -> None:
+    shutil.copytree(paths["store"], work / "store")
+
+
+def run_folder(work: Path, paths: dict) -> None:
+    (work / "run").mkdir()
+    (work / "run" / "metrics.jsonl").write_text('{"epoch": 1}\n')
+
+
+def unstarted_run(work: Path, paths: dict) -> None:
+    (work / "run").mkdir()
+    # what a run writes before its first checkpoint: its marker (an empty metrics.jsonl) and its config
+    (work / "run" / "metrics.jsonl").write_text("")
+    (work / "run" / "config.yaml").write_text("seed: 0\n")
+
+
+def report_folder(work: Path, paths: dict) -> None:
+    (work / "report").mkdir()
+    (work / "report" / "report.json").write_text("{}\n")
+
+
+def demo_folder(work: Path, paths: dict) -> None:
+    (work / "demo").mkdir()
+    (work / "demo" / "demo.json").write_text("{}\n")
+
+
+def read_only(work: Path, paths: dict) -> None:
+    if os.geteuid() == 0:
+        pytest.skip(
+            "running as root: folder permissions do not stop root; the *-under-file rows cover unwritable targets"
+        )
+    (work / "ro").mkdir()
+    (work / "ro").chmod(0o555)
+
+
+SETUPS = {
+    "user_folder": user_folder,
+    "existing_out": existing_out,
+    "store_copy": store_copy,
+    "run_folder": run_folder,
+    "unstarted_run": unstarted_run,
+    "report_folder": report_folder,
+    "demo_folder": demo_folder,
+    "read_only": read_only,
+}
+
+
+# --- module fixtures: good data once, and every bad input beside it ----------------------------------
+
+
+def write_tif(path: Path, array) -> None:
+    import tifffile
+
+    tifffile.imwrite(path, array)
+
+
+def field_file(folder: Path, plane: int, field: str) -> Path:
+    return next((folder / f"BBBC006_v1_images_z_{plane:02d}").glob(f"*_{field}_w1*.tif"))
+
+
+def source_variant(src: Path, dst: Path, plane: int, field: str, mutate) -> None:
+    """A copy of planes 0, 8, 16 of ``src`` with one file of ``field`` at ``plane`` replaced."""
+    for p in SUBSET:
+        shutil.copytree(src / f"BBBC006_v1_images_z_{p:02d}", dst / f"BBBC006_v1_images_z_{p:02d}")
+    mutate(field_file(dst, plane, field))
+
+
+def zip_planes(src: Path, dst: Path, drop: str | None = None) -> None:
+    dst.mkdir()
+    for p in SUBSET:
+        folder = src / f"BBBC006_v1_images_z_{p:02d}"
+        with zipfile.ZipFile(dst / f"{folder.name}.zip", "w") as archive:
+            for file in sorted(folder.iterdir()):
+                if drop and p == 8 and drop in file.name:
+                    continue  # the member a broken download lost
+                archive.write(file, f"{folder.name}/{file.name}")
+
+
+class Plant:
+    """Unpickling this opens (creates) a file: the stand-in for code hidden in a checkpoint."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def build_paths(tmp_path_factory) -> dict:
+    """Good data and every bad input beside it, built once per matrix module."""
+    import tifffile
+    import torch
+    from PIL import Image
+
+    from blurlatent.checkpoint import save_checkpoint
+    from blurlatent.config import ModelConfig
+    from blurlatent.model import Autoencoder
+    from blurlatent.prepare import prepare
+    from blurlatent.synth import synthesize
+
+    root = tmp_path_factory.mktemp("matrix")
+    src = root / "bbbc"
+    synthesize(src, fields=6, channels=["w1"], planes=PLANES, size=(64, 48), seed=3, workers=1)
+    prepare(src, root / "store", channels=["w1"], planes=PLANES, crop=32, workers=1)
+    prepare(src, root / "store_no16", channels=["w1"], planes=[0, 2, 4, 6, 8], crop=32, workers=1)
+    shutil.copytree(root / "store", root / "store_damaged")
+    array = (root / "store_damaged" / "w1_train.npy").read_bytes()
+    (root / "store_damaged" / "w1_train.npy").write_bytes(array[: len(array) // 2])  # a disk that filled up
+
+    torch.manual_seed(0)
+    ckpt = root / "tiny.pt"
+    config = {"model": {"widths": TINY}, "data": {"normalize": "minmax"}}
+    state = Autoencoder(ModelConfig(widths=TINY)).state_dict()
+    save_checkpoint(ckpt, {"config": config, "model": state, "epoch": 0})
+    save_checkpoint(
+        root / "tiny_shape.pt",
+        {"config": config, "model": Autoencoder(ModelConfig(widths=[4, 8, 16])).state_dict(), "epoch": 0},
+    )
+    data = ckpt.read_bytes()
+    (root / "tiny_trunc.pt").write_bytes(data[: len(data) // 2])
+    torch.save(
+        {"format_version": 1, "config": config, "model": state, "note": Plant(str(root / "planted.txt"))},
+        root / "tiny_pickle.pt",
+    )
+    torch.save(state, root / "tiny_bare.pt")
+
+    bad = root / "bad"
+    bad.mkdir()
+    (bad / "empty").mkdir()
+    (bad / "text.tif").write_text("not an image\n")
+    rng = np.random.default_rng(0)
+    good = (100 + 900 * rng.random((48, 64))).astype(np.uint16)
+    write_tif(bad / "sharp.tif", good)
+    write_tif(bad / "blurry.tif", good[::-1].copy())
+    write_tif(bad / "small.tif", good[:40])
+    write_tif(bad / "odd_a.tif", good[:45, :61])
+    write_tif(bad / "odd_b.tif", good[3:48, 2:63])
+    write_tif(bad / "rgb.tif", np.stack([good // 16] * 3, axis=-1).astype(np.uint8))
+    Image.fromarray(np.stack([good // 16] * 3, axis=-1).astype(np.uint8), "RGB").save(bad / "rgb.png")
+    tifffile.imwrite(bad / "pages.tif", np.stack([good] * 3), photometric="minisblack")  # 3 channels as 3 pages
+    nan = good.astype(np.float32)
+    nan[5, 7] = np.nan
+    write_tif(bad / "nan.tif", nan)
+    write_tif(bad / "px1.tif", np.ones((1, 1), np.uint16))
+    full = (bad / "sharp.tif").read_bytes()
+    (bad / "trunc.tif").write_bytes(full[: len(full) // 3])
+    (bad / "unknown_key.yaml").write_text("optim:\n  lrate: 0.1\n")
+    (bad / "wrong_type.yaml").write_text("optim:\n  epochs: ten\n")
+    (bad / "not_yaml.yaml").write_text("optim: [1, 2\n  epochs: : 3\n")
+    (bad / "plane20.yaml").write_text("data:\n  triplets: [[0, 8, 20]]\n")
+
+    def truncate(f):
+        f.write_bytes(f.read_bytes()[:300])
+
+    source_variant(src, bad / "src_text", 8, "a02_s1", lambda f: f.write_text("<html>quota exceeded</html>"))
+    source_variant(src, bad / "src_trunc", 8, "a02_s1", truncate)
+    source_variant(
+        src,
+        bad / "src_rgb",
+        8,
+        "a02_s1",
+        lambda f: tifffile.imwrite(f, np.stack([good // 16] * 3, -1).astype(np.uint8)),
+    )
+    source_variant(src, bad / "src_nan", 8, "a02_s1", lambda f: tifffile.imwrite(f, nan))
+    source_variant(src, bad / "src_1x1", 0, "a01_s1", lambda f: tifffile.imwrite(f, np.ones((1, 1), np.uint16)))
+    source_variant(src, bad / "src_size", 8, "a02_s1", lambda f: tifffile.imwrite(f, good[:40]))
+    zip_planes(src, bad / "zip_missing", drop="_a01_s1_w1")
+    (bad / "zip_wrong").mkdir()
+    for p in SUBSET:
+        with zipfile.ZipFile(bad / "zip_wrong" / f"BBBC006_v1_images_z_{p:02d}.zip", "w") as archive:
+            archive.writestr("README.txt", "not the microscopy images")
+            archive.writestr(f"BBBC006_v1_images_z_{p:02d}/image_{p:04d}.tif", full)
+    zip_planes(src, bad / "zip_corrupt")
+    (bad / "zip_corrupt" / "BBBC006_v1_images_z_00.zip").write_bytes(b"PK\x03\x04 truncated download")
+
+    return {
+        "root": root,
+        "src": src,
+        "store": root / "store",
+        "store_no16": root / "store_no16",
+        "store_damaged": root / "store_damaged",
+        "ckpt": ckpt,
+        "ckpt_shape": root / "tiny_shape.pt",
+        "ckpt_trunc": root / "tiny_trunc.pt",
+        "ckpt_pickle": root / "tiny_pickle.pt",
+        "ckpt_bare": root / "tiny_bare.pt",
+        "bad": bad,
+    }
+
+
+def listing(*folders: Path) -> dict[str, tuple[int, int]]:
+    """Every file and folder under ``folders``, hidden temps included: path → (size, mtime_ns)."""
+    seen = {}
+    for folder in folders:
+        for dirpath, dirnames, filenames in os.walk(folder):
+            for name in dirnames + filenames:
+                p = Path(dirpath) / name
+                st = p.lstat()
+                seen[str(p)] = (st.st_size if name in filenames else 0, st.st_mtime_ns if name in filenames else 0)
+    return seen
+
+
+def argv_of(case: Case, fields: dict) -> list[str]:
+    # split before formatting, so a path with spaces stays one argument
+    return [token.format(**fields) for token in case.argv.split()]
+
+
+def run_case(case: Case, paths: dict, tmp_path: Path, monkeypatch) -> None:
+    """Run one row through the command line in-process and check its code, one-line message and that nothing changed."""
+    from typer.testing import CliRunner
+
+    from blurlatent.cli import app
+
+    work = tmp_path / "work"
+    work.mkdir()
+    cwd = tmp_path / "cwd"  # every path below is absolute: nothing may land in the working folder
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    fields = {**{k: str(v) for k, v in paths.items()}, "work": str(work)}
+    if case.setup:
+        SETUPS[case.setup](work, paths)
+    before = listing(work, paths["root"])
+
+    result = CliRunner().invoke(app, argv_of(case, fields))
+    output = result.output
+    assert "Traceback" not in output, output
+    assert not any(cwd.iterdir()), f"wrote into the working folder: {sorted(p.name for p in cwd.iterdir())}"
+
+    if case.code == 0:
+        assert result.exit_code == 0, output
+        import tifffile
+
+        target, shape = case.makes
+        assert tifffile.imread(target.format(**fields)).shape == shape
+        return
+
+    assert result.exit_code == case.code, output
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert len(lines) == 1, f"expected one line, got {len(lines)}:\n{output}"
+    assert lines[0].startswith("error:"), output
+    try:  # typer's CliRunner keeps stderr apart (click >= 8.2 semantics); older click mixes it unless told
+        stderr = result.stderr
+    except ValueError:
+        stderr = None
+    if stderr is not None:
+        assert lines[0] in stderr, "the error belongs on stderr"
+    for needle in case.expect:
+        assert needle.format(**fields) in lines[0], f"{needle!r} not in: {lines[0]}"
+    after = listing(work, paths["root"])
+    assert after == before, (
+        f"files changed: added {sorted(set(after) - set(before))}, removed {sorted(set(before) - set(after))}, "
+        f"modified {sorted(k for k in set(after) & set(before) if after[k] != before[k])}"
+    )
+
+
+
+
+# --- the README table, generated from CASES ------------------------------------------------------------
+
+BEGIN, END = "<!-- matrix:begin (generated by `python tests/test_bad_inputs.py`) -->", "<!-- matrix:end -->"
+
+
+def all_cases() -> list[Case]:
+    """The rows of every matrix module (``test_bad_inputs*.py``), in file order."""
+    cases = []
+    for path in sorted(HERE.glob("test_bad_inputs*.py")):
+        cases += importlib.import_module(path.stem).CASES
+    return cases
+
+
+def readme_table() -> str:
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|")
+
+    rows = ["| input | command | expected message contains | exit |", "|---|---|---|---|"]
+    for c in all_cases():
+        message = " … ".join(f"`{e}`" for e in c.expect) if c.code else "works: writes the output at the input's size"
+        rows.append(f"| {cell(c.input)} | `blurlatent {cell(c.argv)}` | {cell(message)} | {c.code} |")
+    return "\n".join(rows)
+
+
+def readme_section(text: str) -> str:
+    return text.split(BEGIN, 1)[1].split(END, 1)[0].strip() if BEGIN in text and END in text else ""
+
+
+def write_readme() -> None:
+    text = README.read_text() if README.is_file() else ""
+    section = f"{BEGIN}\n{readme_table()}\n{END}"
+    if BEGIN in text and END in text:
+        head, rest = text.split(BEGIN, 1)
+        text = head + section + rest.split(END, 1)[1]
+    else:
+        text = text.rstrip() + ("\n\n" if text else "") + section + "\n"
+    README.write_text(text)
