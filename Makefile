@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 
 $(BIN)/blurlatent: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e '.[test,napari,export]'
 	touch $(BIN)/blurlatent
 
 venv: $(BIN)/blurlatent

@@ -2,6 +2,7 @@
 
     python benchmarks/bench_infer.py                     # CPU, 2 threads, fp32 (+ bf16 with --precisions fp32,bf16)
     python benchmarks/bench_infer.py --device cuda --precisions fp32,bf16
+    python benchmarks/bench_infer.py --onnx --no-cli      # + onnxruntime on the exported network (blurlatent[export])
 
 Prints, per precision (and, on CPU, for a Predictor without BatchNorm folding and one whose
 network runs NCHW instead of channels_last), the in-process median over --runs calls of ``blurlatent.deblur``
@@ -130,6 +131,9 @@ def main() -> None:
     parser.add_argument("--bf16-runs", type=int, default=1, help="bf16/fp16 are slow on CPUs without AMX: fewer runs")
     parser.add_argument("--no-cli", action="store_true", help="skip the end-to-end command line timing")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--onnx", action="store_true",
+                        help="also time the network `blurlatent export` writes in onnxruntime vs torch (CPU, fp32)")
+    parser.add_argument("--onnx-runs", type=int, default=30, help="interleaved torch/onnxruntime pairs for --onnx")
     args = parser.parse_args()
 
     t0 = time.perf_counter()
@@ -204,6 +208,9 @@ def main() -> None:
         for r in results["runs"].values():
             r["gflop_per_s"] = round(gflop / r["median_s"], 1)
 
+        if args.onnx:
+            results["onnx"] = bench_onnx(ckpt, ua, ub, reference, args.onnx_runs, args.threads, tmp)
+
         if not args.no_cli:
             import tifffile
 
@@ -232,6 +239,53 @@ def main() -> None:
     print(json.dumps(results, indent=2))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
+
+
+def bench_onnx(ckpt: Path, ua: np.ndarray, ub: np.ndarray, reference: np.ndarray, runs: int, threads: int,
+               folder: Path) -> dict:
+    """The model path of one deblur (padding, E twice, Eq. 3, G; [0, 1] arrays in and out) in torch
+    (``Predictor.combine``) and in onnxruntime running the network ``blurlatent export`` writes, on
+    ``threads`` CPU threads at fp32, timed in ``runs`` interleaved pairs; and how far onnxruntime's output is
+    from torch's. On a shared machine the "quiet" pairs (both calls together within 1.3x of the fastest
+    pair) say what each does on cores of its own; the medians over all pairs, what each does under load."""
+    import onnxruntime
+    import torch
+
+    from blurlatent.export import TASKS, LatentNet, load_exportable, write_weights
+
+    predictor, _ = load_exportable(ckpt)
+    net = LatentNet(copy.deepcopy(predictor.model).to(memory_format=torch.contiguous_format), "deblur", 0.5).eval()
+    example = tuple(torch.rand(2, 1, 64, 96) for _ in range(2))
+    t = time.perf_counter()
+    _, onnx_path, opset = write_weights(net, example, TASKS["deblur"], folder)
+    export_s = time.perf_counter() - t
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    session = onnxruntime.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+    feed = {"blurriest": ua[None].astype(np.float32), "less_blurry": ub[None].astype(np.float32)}
+    run_torch = lambda: predictor.combine(ua, ub, [0.5], "deblur")  # noqa: E731 (channels_last, BatchNorm folded)
+    run_onnx = lambda: session.run(None, feed)[0]  # noqa: E731
+    out = run_onnx()  # warm-up of both
+    run_torch()
+    times = {"torch": [], "onnxruntime": []}
+    for _ in range(runs):
+        for name, call in (("torch", run_torch), ("onnxruntime", run_onnx)):
+            t = time.perf_counter()
+            call()
+            times[name].append(time.perf_counter() - t)
+    medians = {name: statistics.median(v) for name, v in times.items()}
+    sums = [a + b for a, b in zip(times["torch"], times["onnxruntime"])]
+    quiet = [i for i, total in enumerate(sums) if total <= 1.3 * min(sums)]
+    return {
+        "quiet_pairs": len(quiet),
+        "quiet_median_s": {name: round(statistics.median(v[i] for i in quiet), 4) for name, v in times.items()},
+        "best_s": {name: round(min(v), 4) for name, v in times.items()},
+        "opset": opset, "export_s": round(export_s, 2), "onnxruntime": onnxruntime.__version__,
+        "model_path_median_s": {name: round(m, 4) for name, m in medians.items()},
+        "times_s": {name: [round(x, 4) for x in v] for name, v in times.items()},
+        "onnxruntime_speedup": round(medians["torch"] / medians["onnxruntime"], 3),
+        "max_abs_diff_onnx_vs_torch": float(np.abs(out[0, 0] - reference).max()),
+    }
 
 
 def _cpu_name() -> str:

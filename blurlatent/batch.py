@@ -1,7 +1,10 @@
 """File and folder jobs for blur and deblur: reading pairs, pairing folders, naming and writing outputs.
 
-Every output path is checked before anything is written, so an existing file (without ``force``) stops
-a job with nothing written; every write is atomic (``files``). The images go through one ``Predictor``.
+Every output path is checked before the model is loaded (``files.check_outputs``): an existing file
+(without ``force``), an output that is an input (even with ``force``), two levels that would share a file
+name, or a PNG of pixels PNG cannot hold stop a job with nothing written. The files of one job are
+written all or nothing (``files.staged_files``): a pair that fails in folder mode leaves no output of any
+pair, so the corrected rerun needs no ``force``. The images go through one ``Predictor``.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import numpy as np
 from .bbbc006 import parse_bbbc_name, plane_from_path
 from .config import InferenceConfig
 from .errors import UsageError
-from .files import check_writable
+from .files import check_outputs, staged_files
 from .imageio import IMAGE_SUFFIXES, read_image, write_image
 from .inference import Predictor
 from .latent import alpha_from_planes, check_blur_alpha, check_deblur_alpha, steps_to_alphas
@@ -30,26 +33,49 @@ def read_pair(path_a, path_b) -> tuple[np.ndarray, np.ndarray]:
     return a, b
 
 
+def level_names(alphas: Sequence[float]) -> list[str]:
+    """One file-name tag per α, ``a0.250``: three decimals, more when two levels would share a tag (0.1 and
+    0.1004 → ``a0.1000``, ``a0.1004``). UsageError for a level given twice."""
+    for digits in range(3, 18):
+        names = [f"a{a:.{digits}f}" for a in alphas]
+        if len(set(names)) == len(names):
+            return names
+    names = [f"a{a!r}" for a in alphas]
+    if len(set(names)) == len(names):
+        return names
+    twice = next(a for a in alphas if list(alphas).count(a) > 1)
+    raise UsageError(f"alpha {twice:g} is given twice and each level gets its own file; give each level once")
+
+
 def level_paths(out, alphas: Sequence[float]) -> list[Path]:
     """Where K levels go: one (multi-page) TIFF, or numbered PNGs ``stem_a0.250.png`` for a .png with K > 1."""
     out = Path(out)
     if out.suffix.lower() not in (".tif", ".tiff", ".png"):
         raise UsageError(f"{out}: output must end in .tif, .tiff or .png")
     if out.suffix.lower() == ".png" and len(alphas) > 1:
-        return [out.with_name(f"{out.stem}_a{a:.3f}.png") for a in alphas]
+        return [out.with_name(f"{out.stem}_{name}.png") for name in level_names(alphas)]
     return [out]
 
 
+def check_png(paths: Sequence[Path], dtype) -> None:
+    """UsageError when a .png output would get pixels PNG cannot hold (it holds 8- and 16-bit unsigned)."""
+    png = next((p for p in paths if p.suffix.lower() == ".png"), None)
+    if png is not None and np.dtype(dtype) not in (np.uint8, np.uint16):
+        raise UsageError(f"{png}: PNG holds 8- or 16-bit unsigned pixels, not {np.dtype(dtype)}; write a .tif, or "
+                         "pass out_dtype uint16")
+
+
 def write_levels(out, levels: np.ndarray, alphas: Sequence[float], force: bool = False) -> list[Path]:
-    """Write [K, H, W] levels as ``level_paths`` says (K pages in one TIFF); returns the paths written."""
+    """Write [K, H, W] levels as ``level_paths`` says (K pages in one TIFF), all or nothing; returns the paths."""
     paths = level_paths(out, alphas)
-    for p in paths:
-        check_writable(p, force)
-    if len(paths) == 1:
-        write_image(paths[0], levels[0] if len(levels) == 1 else levels, force=force)
-    else:
-        for p, level in zip(paths, levels):
-            write_image(p, level, force=force)
+    check_outputs(paths, force)
+    check_png(paths, levels.dtype)
+    with staged_files() as stage:
+        if len(paths) == 1:
+            write_image(stage(paths[0]), levels[0] if len(levels) == 1 else levels)
+        else:
+            for p, level in zip(paths, levels):
+                write_image(stage(p), level)
     return paths
 
 
@@ -96,11 +122,19 @@ def pair_folders(sharp_dir, blurry_dir) -> tuple[list[tuple[str, Path, Path]], l
 
 
 def folder_outputs(out_dir, pairs, alphas: Sequence[float], suffix: str = ".tif") -> list[list[Path]]:
-    """Per pair, one file per level: ``OUT/{field}_a{alpha:.3f}.tif``."""
+    """Per pair, one file per level: ``OUT/{field}_a0.250.tif`` (``level_names``)."""
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"{out_dir}: exists and is not a folder; folder mode writes into a folder")
-    return [[out_dir / f"{name}_a{a:.3f}{suffix}" for a in alphas] for name, _, _ in pairs]
+    names = level_names(alphas)
+    return [[out_dir / f"{name}_{tag}{suffix}" for tag in names] for name, _, _ in pairs]
+
+
+def check_folder_outputs(out_dir, pairs, alphas: Sequence[float], force: bool) -> list[list[Path]]:
+    """``folder_outputs``, each checked (``files.check_outputs``: none may be an input, or exist without ``force``)."""
+    outputs = folder_outputs(out_dir, pairs, alphas)
+    check_outputs([p for paths in outputs for p in paths], force, [f for _, a, b in pairs for f in (a, b)])
+    return outputs
 
 
 def blur_folder(predictor: Predictor, pairs: Sequence[tuple[str, Path, Path]], alphas: Sequence[float], out_dir, *,
@@ -108,25 +142,24 @@ def blur_folder(predictor: Predictor, pairs: Sequence[tuple[str, Path, Path]], a
                 progress: Callable[[int], None] | None = None) -> list[Path]:
     """``predictor.blur`` every pair from ``pair_folders`` at every α, writing ``folder_outputs``; returns the paths.
 
-    Every output path is checked before anything is written, so an existing file (without ``force``)
-    stops the run with nothing written. ``progress(n)`` is called after each batch of n pairs.
+    All or nothing: every output path is checked before anything is written, and the images are kept in
+    temps until every pair is done, so a pair that fails (or Ctrl-C) leaves no output of any pair.
+    ``progress(n)`` is called after each batch of n pairs.
     """
     alphas = [check_blur_alpha(a, extrapolate) for a in alphas]
-    outputs = folder_outputs(out_dir, pairs, alphas)
-    for paths in outputs:
-        for p in paths:
-            check_writable(p, force)
+    outputs = check_folder_outputs(out_dir, pairs, alphas, force)
     written = []
-    for batch in same_shape_batches(list(zip(pairs, outputs)), predictor.config.batch_size):
-        (_, sharp0, blurry0), _ = batch[0][1]
-        levels = predictor.run_pairs([im[0] for im, _ in batch], [im[1] for im, _ in batch], alphas, "blur",
-                                     names=(str(sharp0), str(blurry0)))
-        for (_, (_, paths)), stack in zip(batch, levels):
-            for p, level in zip(paths, stack):
-                write_image(p, level, force=force)
-                written.append(p)
-        if progress is not None:
-            progress(len(batch))
+    with staged_files() as stage:
+        for batch in same_shape_batches(list(zip(pairs, outputs)), predictor.config.batch_size):
+            (_, sharp0, blurry0), _ = batch[0][1]
+            levels = predictor.run_pairs([im[0] for im, _ in batch], [im[1] for im, _ in batch], alphas, "blur",
+                                         names=(str(sharp0), str(blurry0)))
+            for (_, (_, paths)), stack in zip(batch, levels):
+                for p, level in zip(paths, stack):
+                    write_image(stage(p), level)
+                    written.append(p)
+            if progress is not None:
+                progress(len(batch))
     return written
 
 
@@ -185,11 +218,13 @@ def run_files(checkpoint, config: InferenceConfig, first: Path, second: Path, al
               rule: str, force: bool = False, extrapolate: bool = False) -> list[Path]:
     """Blur (``rule="blur"``: first = sharp) or deblur (first = blurriest) two files into ``output``.
 
-    Inputs and every output path are checked before the model is loaded; returns the paths written.
+    Inputs and every output path (not an input, not existing without ``force``, a pixel type the format
+    holds) are checked before the model is loaded; returns the paths written.
     """
     a, b = read_pair(first, second)
-    for p in level_paths(output, alphas):
-        check_writable(p, force)
+    paths = level_paths(output, alphas)
+    check_outputs(paths, force, [first, second])
+    check_png(paths, config.out_dtype or np.result_type(a.dtype, b.dtype))
     predictor = Predictor.from_checkpoint(checkpoint, config)
     if rule == "blur":
         levels = predictor.blur(a, b, list(alphas), extrapolate=extrapolate)
@@ -202,9 +237,7 @@ def blur_folders(checkpoint, config: InferenceConfig, sharp_dir: Path, blurry_di
                  output: Path, force: bool = False, extrapolate: bool = False, progress_enabled: bool = True):
     """Blur every pair of two folders into the folder ``output``: (paths written, pairs, unpaired files)."""
     pairs, unpaired = pair_folders(sharp_dir, blurry_dir)
-    for paths in folder_outputs(output, pairs, alphas):
-        for p in paths:
-            check_writable(p, force)
+    check_folder_outputs(output, pairs, alphas, force)
     predictor = Predictor.from_checkpoint(checkpoint, config)
     with progress_bar("blur", len(pairs), progress_enabled) as advance:
         written = blur_folder(predictor, pairs, alphas, output, force=force, extrapolate=extrapolate, progress=advance)

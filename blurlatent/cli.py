@@ -40,6 +40,7 @@ def _root(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress details."),
 ):
     state["debug"] = debug
+    state.pop("flags", None)  # one command's flag names (train --gpus) must not leak into the next in-process call
     from rich.logging import RichHandler
 
     logging.basicConfig(
@@ -59,6 +60,23 @@ def split_list(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
 
+def at_least(value: Optional[int], low: int, what: str) -> Optional[int]:
+    """An option callback: ``value`` unless it is below ``low`` (a parse error naming the option, exit 2)."""
+    if value is not None and value < low:
+        raise typer.BadParameter(f"{value}: give {low} or more {what}")
+    return value
+
+
+def int_list(text: str, what: str) -> list[int]:
+    """``8,16,32`` → [8, 16, 32]; UsageError naming ``what`` (a parameter, shown as its flag) otherwise."""
+    from .errors import UsageError
+
+    try:
+        return [int(t) for t in split_list(text)]
+    except ValueError:
+        raise UsageError(f"{what} {text}: give comma-separated whole numbers, e.g. 8,16,32") from None
+
+
 # === data: synth, prepare ===================================================================
 
 
@@ -71,7 +89,8 @@ def synth_cli(
     planes: str = typer.Option("0:33", "--planes", help="Planes START:STOP[:STEP], stop inclusive; z16 is in focus."),
     size: str = typer.Option("696x520", "--size", help="Image size WIDTHxHEIGHT."),
     seed: int = typer.Option(0, "--seed", help="Random seed; the same seed gives the same images."),
-    workers: int = typer.Option(2, "--workers", help="Processes rendering fields in parallel."),
+    workers: int = typer.Option(2, "--workers", callback=lambda v: at_least(v, 0, "processes"),
+                                 help="Processes rendering fields in parallel."),
     force: bool = typer.Option(False, "--force", help="Replace an existing synth output folder."),
 ):
     """Write synthetic widefield z-stacks (nuclei and actin, defocus, camera noise) in the BBBC006v1 layout."""
@@ -105,7 +124,8 @@ def prepare_cli(
         help="16→8 bit: minmax (per image, the paper), stack (one scale per field from the in-focus plane) or "
              "percentile."),
     test_crops: str = typer.Option("center", "--test-crops", help="Test crops: center (one) or ten (as train)."),
-    workers: int = typer.Option(2, "--workers", help="Decoding processes."),
+    workers: int = typer.Option(2, "--workers", callback=lambda v: at_least(v, 0, "processes"),
+                                 help="Decoding processes."),
     strict: bool = typer.Option(False, "--strict", help="Fail on incomplete fields instead of skipping them."),
     force: bool = typer.Option(False, "--force", help="Replace an existing store made from other inputs or options."),
 ):
@@ -159,7 +179,8 @@ def train_cli(
         help="Processes for DDP (same as --gpus; use with --device cpu for gloo)."),
     sync_bn: bool = typer.Option(False, "--sync-bn", help="Synchronize BatchNorm statistics across GPUs."),
     resume: Optional[Path] = typer.Option(None, "--resume",
-        help="Continue the run in this folder exactly from its last.pt."),
+        help="Continue the run in this folder exactly from its last.pt (from any working folder)."),
+    store_option: Optional[Path] = typer.Option(None, "--store", help="Same as STORE; with --resume: where it is now."),
     widths: Optional[str] = typer.Option(None, "--widths",
         help="Encoder widths, e.g. 64,128,256,512,1024 (the paper) or 8,16,32 for a quick run."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (weights and batch order)."),
@@ -178,7 +199,7 @@ def train_cli(
     """
     from .config import TrainConfig, load_yaml, override
     from .errors import UsageError
-    from .run import resume_config
+    from .run import resume_config, store_argument
     from .train import train
 
     if gpus is not None and nproc is not None and gpus != nproc:
@@ -188,12 +209,12 @@ def train_cli(
     if gpus is not None and device is None:
         device = "cuda"
     changes = {
-        "data.store": str(store) if store is not None else None, "data.channel": channel, "reg": reg,
+        "data.store": store_argument(store, store_option), "data.channel": channel, "reg": reg,
         "init": str(init) if init is not None else None, "from_scratch": from_scratch or None,
         "optim.epochs": epochs, "optim.batch": batch_size, "optim.lr": lr, "device": device,
         "nproc": gpus if gpus is not None else nproc, "sync_bn": sync_bn or None, "seed": seed, "workers": workers,
         "amp": amp, "channels_last": channels_last,
-        "model.widths": [int(w) for w in split_list(widths)] if widths else None,
+        "model.widths": int_list(widths, "model widths") if widths else None,
     }
     if resume is not None:
         if config is not None:
@@ -210,8 +231,7 @@ def train_cli(
         raise typer.Exit(130)
     if result is not None:
         console.print(f"[green]train[/green] {result.out}: {result.epochs} epochs, best validation loss "
-                      f"{result.best_val:.5f} "
-                      f"at epoch {result.best_epoch} → {result.out / 'best.pt'}", highlight=False)
+                      f"{result.best_val:.5f} at epoch {result.best_epoch} → {result.out / 'best.pt'}", highlight=False)
 
 
 # === inference: blur, deblur =================================================================
@@ -253,7 +273,8 @@ def blur(
         help="N evenly spaced levels alpha = 1/(N+1) .. N/(N+1) (7: the paper's Fig. 2)."),
     output: Path = typer.Option(..., "--output", "-o",
         help="Output .tif (several levels: one page each) or .png (numbered files); a folder in folder mode."),
-    sharp_dir: Optional[Path] = typer.Option(None, "--sharp-dir", help="Folder mode: folder of sharper images."),
+    sharp_dir: Optional[Path] = typer.Option(None, "--sharp-dir", help="Folder mode: folder of sharper images. "
+        "All or nothing: if any pair fails, no output is written, so the rerun needs no --force."),
     blurry_dir: Optional[Path] = typer.Option(None, "--blurry-dir",
         help="Folder mode: folder of blurrier images, paired by BBBC006 field or file name."),
     extrapolate: bool = typer.Option(False, "--extrapolate", help="Allow alpha outside [0, 1]."),
@@ -388,6 +409,32 @@ def demo(
     if not result.passed:
         screen.print("[yellow]The demo ran, but not every check passed (see above); "
                      "the numbers are real, not hidden.[/yellow]")
+
+
+# === export ==================================================================================
+ExportTaskChoice = enum.Enum("ExportTaskChoice", {"deblur": "deblur", "blur": "blur"}, type=str)
+
+
+@app.command("export")
+@handle_errors
+def export_cli(
+    checkpoint: Path = typer.Argument(..., help="A checkpoint written by `blurlatent train` (runs/NAME/best.pt)."),
+    output: Path = typer.Option(..., "--output", "-o", help="The bioimage.io model package to write (.zip)."),
+    alpha: Optional[float] = typer.Option(None, "--alpha", "-a", help="The package's fixed alpha (blur: 1 = sharp)."),
+    planes: Optional[Tuple[float, float]] = typer.Option(None, "--planes", help="deblur: alpha from planes, e.g. 0 8."),
+    target: float = typer.Option(16.0, "--target", help="deblur: the in-focus plane to recover (BBBC006: 16)."),
+    task: ExportTaskChoice = typer.Option("deblur", "--task", help="deblur or blur (inputs sharp, blurry)."),
+    author: Optional[List[str]] = typer.Option(None, "--author", help="Who trained the model; repeat for several."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing package."),
+):
+    """Export a checkpoint as a bioimage.io model package (TorchScript + ONNX); needs blurlatent\\[export]."""
+    try:
+        from .export import export_package  # torch, bioimageio, onnx: not for --help
+    except ModuleNotFoundError as exc:
+        from .errors import UsageError
+        raise UsageError(f"export needs blurlatent[export] ({exc.name} is missing): pip install 'blurlatent[export]'")
+    typer.echo(export_package(checkpoint, output, task=_value(task), alpha=alpha, planes=planes, target=target,
+                              authors=author or (), force=force).summary())
 
 
 def main() -> None:

@@ -50,6 +50,7 @@ FLAGS = {
     "alpha or planes": "--alpha or --planes", "init": "--init", "channel": "--channel", "data.channel": "--channel",
     "fields": "--fields", "channels": "--channels", "size": "--size", "crop": "--crop", "split": "--split",
     "test_crops": "--test-crops", "resume": "--resume", "out": "--out", "sync_bn": "--sync-bn", "workers": "--workers",
+    "task": "--task",
 }
 # ... and parameters named inside a message's fix ("pass extrapolate=True", "choose channels that exist").
 IN_MESSAGE = {
@@ -57,9 +58,13 @@ IN_MESSAGE = {
     "strict=True": "--strict", "resume=True": "--resume", "or from_scratch": "or --from-scratch",
     "give init": "give --init", "choose channels": "choose --channels", "choose planes": "choose --planes",
     "choose crop": "choose --crop", "prepare with planes": "prepare with --planes", "another crop": "another --crop",
-    "model widths": "--widths", "lower the learning rate": "lower --lr", "new out folder": "new --out folder",
+    "fewer model widths": "fewer --widths", "matching model widths": "matching --widths",
+    "smaller model widths": "smaller --widths", "new run with init": "new run with --init",
+    "use amp bf16": "use --amp bf16", "lower the learning rate": "lower --lr", "new out folder": "new --out folder",
     "use device cpu": "use --device cpu", "optim.lr": "--lr", "optim.batch": "--batch-size",
+    "with store=PATH": "with --store PATH", "pass out_dtype": "pass --out-dtype",
     "model.widths": "--widths", "data.store": "STORE", "data.channel": "--channel", "optim.epochs": "--epochs",
+    "task blur takes alpha": "--task blur takes --alpha", "task deblur": "--task deblur",
 }
 
 

@@ -2,13 +2,15 @@
 
 Options are ``Literal`` types (``choices(Reg)`` lists them for ``--help`` and messages); ``from_dict``
 builds a config from YAML or a checkpoint, refusing unknown keys, wrong types and values outside the
-choices, naming the key. Range checks that need no files live in each class's ``check()``.
-Importing this module does not import torch.
+choices, naming the key. Range checks that need no files live in each class's ``check()`` (every
+numeric field: finite, in range). ``load_yaml`` refuses duplicate keys and aliases (``StrictLoader``) and
+checks ranges, naming the file. Importing this module does not import torch.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -19,7 +21,7 @@ import yaml
 
 from .bbbc006 import PAPER_TRIPLETS
 from .errors import UsageError
-from .files import atomic_write_bytes, json_safe
+from .files import atomic_write_bytes, json_safe, refuse_special_file
 
 T = TypeVar("T")
 
@@ -31,6 +33,11 @@ Precision = Literal["auto", "fp32", "bf16", "fp16"]
 OutDtype = Literal["uint8", "uint16", "float32"]
 
 PAPER_WIDTHS = (64, 128, 256, 512, 1024)
+# Sane bounds a config or checkpoint must keep (the paper: widths up to 1024, depth 5); past them a config
+# is a typo or a crafted file, and building the model would exhaust memory before any other check.
+MAX_WIDTH = 65536
+MAX_DEPTH = 16
+MAX_SEED = 2**32 - 1  # numpy's seed range
 # Keys of a run's config that may change on --resume without changing what the run means.
 RESUMABLE_CHANGES = ("optim.epochs", "device", "nproc", "workers", "strip_every", "amp", "channels_last")
 
@@ -58,10 +65,18 @@ class ModelConfig:
         return len(self.widths)
 
     def check(self) -> "ModelConfig":
-        if not self.widths or any(w < 1 for w in self.widths):
-            raise UsageError(f"model widths {self.widths}: give positive layer widths, e.g. 64,128,256,512,1024")
-        if self.in_channels < 1:
-            raise UsageError(f"model in_channels {self.in_channels}: must be at least 1")
+        if not self.widths or any(not 1 <= w <= MAX_WIDTH for w in self.widths):
+            raise UsageError(f"model widths {self.widths}: give layer widths from 1 to {MAX_WIDTH}, "
+                             "e.g. 64,128,256,512,1024")
+        if self.depth > MAX_DEPTH:
+            raise UsageError(f"model widths {self.widths}: {self.depth} layers, at most {MAX_DEPTH} "
+                             "(inputs must be divisible by 2**depth)")
+        if self.in_channels != 1:
+            raise UsageError(f"model in_channels {self.in_channels}: blurlatent's images are one grayscale channel; "
+                             "use 1")
+        if not 0.0 <= self.negative_slope <= 1.0:  # False for NaN too
+            raise UsageError(f"model negative_slope {self.negative_slope}: the LeakyReLU slope must lie in [0, 1] "
+                             "(the paper's 0.01)")
         return self
 
 
@@ -75,13 +90,13 @@ class DataConfig:
     normalize: Normalization = "minmax"  # copied from the store's manifest; inference scales images the same way
 
     def check(self) -> "DataConfig":
-        if not 0.0 <= self.alpha <= 1.0:
-            raise UsageError(f"alpha {self.alpha}: must lie in [0, 1]")
+        if not 0.0 <= self.alpha <= 1.0:  # False for NaN too
+            raise UsageError(f"alpha {self.alpha}: must be a number in [0, 1]")
         if not self.triplets:
             raise UsageError("data.triplets is empty: list (left, target, right) planes, e.g. [[0, 8, 16]]")
         for t in self.triplets:
-            if not (t[0] < t[1] < t[2]):
-                raise UsageError(f"triplet {list(t)}: planes must be ordered left < target < right")
+            if not (0 <= t[0] < t[1] < t[2]):
+                raise UsageError(f"triplet {list(t)}: planes must be ordered 0 <= left < target < right")
         return self
 
 
@@ -97,8 +112,11 @@ class OptimConfig:
         for name, value in (("epochs", self.epochs), ("batch size", self.batch), ("optim.step", self.step)):
             if value < 1:
                 raise UsageError(f"{name} {value}: must be at least 1")
-        if not self.lr > 0:
-            raise UsageError(f"learning rate {self.lr}: must be > 0")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise UsageError(f"learning rate {self.lr}: must be a finite number > 0, e.g. 1e-4")
+        if not 0.0 < self.gamma <= 1.0:  # False for NaN too
+            raise UsageError(f"optim.gamma {self.gamma}: the learning-rate decay factor must lie in (0, 1] "
+                             "(the paper's 0.5; 1 keeps it constant)")
         return self
 
 
@@ -121,15 +139,28 @@ class TrainConfig:
     strip_every: int = 5  # PNG strip every N epochs (and at the last); 0 turns strips off
     check_every: Optional[int] = None  # steps between NaN/Ctrl-C checks; None: 1 on CPU, 20 on GPU (each check syncs)
 
-    def check(self) -> "TrainConfig":
-        """Range and choice checks that need no files (the store and --init are checked by ``train``)."""
+    def check_ranges(self) -> "TrainConfig":
+        """Every value on its own: choices and numeric ranges (what a YAML file alone can get wrong)."""
         check_choice(Reg, self.reg, "reg")
         check_choice(Amp, self.amp, "amp")
         self.model.check()
         self.data.check()
         self.optim.check()
+        if not 0 <= self.seed <= MAX_SEED:
+            raise UsageError(f"seed {self.seed}: must be an integer from 0 to {MAX_SEED}")
         if self.nproc < 1:
             raise UsageError(f"nproc {self.nproc}: must be at least 1")
+        if self.workers is not None and self.workers < 0:
+            raise UsageError(f"workers {self.workers}: give 0 (load in the training process) or more loader processes")
+        if self.strip_every < 0:
+            raise UsageError(f"strip_every {self.strip_every}: give epochs between strips, or 0 for none")
+        if self.check_every is not None and self.check_every < 1:
+            raise UsageError(f"check_every {self.check_every}: must be at least 1 step (or unset for the default)")
+        return self
+
+    def check(self) -> "TrainConfig":
+        """Range and choice checks that need no files (the store and --init are checked by ``train``)."""
+        self.check_ranges()
         if self.reg == "strong" and not self.init and not self.from_scratch:
             raise UsageError("reg strong fine-tunes a weak model: give init (a weak run's best.pt), or from_scratch to "
                              "start from random weights")
@@ -252,15 +283,62 @@ def _coerce(hint, value, source: str, key: str):
     return value
 
 
-def load_yaml(cls: type[T], path: str | Path) -> T:
+class YamlRefused(yaml.YAMLError):
+    """Valid YAML that blurlatent refuses: a duplicate key or an alias."""
+
+
+class StrictLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses duplicate keys (PyYAML keeps the last one and silently drops a whole
+    block) and aliases (``*name``: a few lines of nested aliases expand to billions of values)."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise YamlRefused(f"line {event.start_mark.line + 1}: YAML alias *{event.anchor} refused "
+                              "(aliases can expand without bound); write the values out")
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if not isinstance(key, typing.Hashable):
+                continue  # SafeLoader refuses it with its own message
+            if key in seen:
+                raise YamlRefused(f"line {key_node.start_mark.line + 1}: duplicate key {key!r} "
+                                  "(the earlier one would be dropped); keep one")
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def read_yaml(path: str | Path):
+    """The plain data in YAML file ``path`` (StrictLoader). Raises UsageError naming the file."""
     path = Path(path)
+    refuse_special_file(path, "pass a YAML config file")  # a FIFO would block the read forever
     if not path.is_file():
         raise UsageError(f"{path}: config file not found; pass an existing YAML file")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        return yaml.load(path.read_text(), Loader=StrictLoader)
+    except YamlRefused as exc:
+        raise UsageError(f"{path}: {exc}") from None
     except yaml.YAMLError as exc:
-        raise UsageError(f"{path}: not valid YAML ({str(exc).splitlines()[0]}); fix the syntax") from None
-    return from_dict(cls, data, str(path))
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UsageError(f"{path}: not valid YAML ({first}); fix the syntax") from None
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise UsageError(f"{path}: not a YAML text file ({type(exc).__name__}); pass a YAML config") from None
+
+
+def load_yaml(cls: type[T], path: str | Path) -> T:
+    """Config ``cls`` from YAML file ``path``: keys, types, choices and ranges checked (``check_ranges``, else
+    ``check``), errors naming the file."""
+    cfg = from_dict(cls, read_yaml(path) or {}, str(path))
+    check = getattr(cfg, "check_ranges", None) or getattr(cfg, "check", None)
+    if check is not None:
+        try:
+            check()
+        except UsageError as exc:
+            raise UsageError(f"{path}: {exc}") from None
+    return cfg
 
 
 def save_yaml(cfg, path: str | Path) -> None:
@@ -279,5 +357,6 @@ def override(cfg: T, updates: dict[str, Any]) -> T:
             node = node[part]
         if leaf not in node:
             raise UsageError(f"unknown config key {dotted!r}")
-        node[leaf] = json_safe(value)
+        # a float stays itself: json_safe would make --lr inf a None ("expected a number, got None")
+        node[leaf] = value if isinstance(value, float) else json_safe(value)
     return from_dict(type(cfg), data, source="")

@@ -13,6 +13,7 @@ are checked to be ordered. When a run does not get there, the summary says so.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import shutil
@@ -28,15 +29,20 @@ from .crops import split_counts
 from .device import assign_device
 from .evaluate import evaluate
 from .figures import save_grid
-from .files import check_output_folder, write_json
+from .files import write_json
 from .imageio import write_image
 from .inference import Predictor
 from .intensity import intensity_range, to_unit
 from .latent import alpha_from_planes
 from .metrics import psnr, ssim
+from .outputs import MARKER, check_output_folder, claim_output_folder, remove_owned, strangers, write_marker
 from .prepare import check_options, prepare
+from .prepare import foreign_entry as prepare_legacy
+from .report import foreign_entry as report_legacy
+from .run import legacy_entry as run_legacy
 from .store import Store
 from .synth import check_synth_options, synthesize
+from .synth import foreign_entry as synth_legacy
 from .train import train
 
 log = logging.getLogger(__name__)
@@ -49,6 +55,11 @@ BLURRIEST, LESS_BLURRY = 0, 8  # the deblur pair; the target is the in-focus pla
 # everything a demo writes into its folder, and the hidden temps of those (a killed run leaves them)
 DEMO_ENTRIES = ("synthetic", "prepared", "run", "report", "blur_levels.tif", "deblurred.tif", "demo.png", DEMO_MARKER)
 DEMO_TEMP = re.compile(r"^\.(" + "|".join(re.escape(name) for name in DEMO_ENTRIES) + r")\..*\.tmp$")
+# its output marker (``outputs``): the files it writes, and the folders other commands write (each signed)
+COMMAND, WHAT, OPTION = "demo", "a blurlatent demo folder", "an empty or new out folder"
+DEMO_FILES = ("blur_levels.tif", "deblurred.tif", "demo.png", DEMO_MARKER)
+NESTED = {"synthetic": "synth", "prepared": "prepare", "run": "train", "report": "evaluate"}
+LEGACY = {"synth": synth_legacy, "prepare": prepare_legacy, "train": run_legacy, "evaluate": report_legacy}
 
 FULL = DemoSettings(fields=30, size=(348, 260), crop=64, widths=[16, 32, 64, 128], epochs=30, batch=16)
 FAST = DemoSettings(fields=12, size=(256, 192), crop=64, widths=[16, 32, 64, 128], epochs=12, batch=16)
@@ -103,23 +114,41 @@ def check_demo(out: Path, settings: DemoSettings, device: str, seed: int, force:
     split_counts(settings.fields, options.split)
     config = train_config(out, settings, device, seed).check()
     assign_device(device)  # a device that does not exist fails now
-    if check_output_folder(out, force, foreign_entry, "a blurlatent demo folder", "an empty or new out folder"):
-        shutil.rmtree(out)
+    check_output_folder(out, COMMAND, force, WHAT, foreign_entry, option=OPTION)  # again, locked, in run_demo
     return config
 
 
-def foreign_entry(out: Path) -> str | None:
-    """None when ``out`` provably holds an earlier demo, else the entry that shows it does not.
+def clear(out: Path) -> None:
+    """Remove an earlier demo from ``out`` (``check_output_folder`` proved it holds nothing else)."""
+    if (out / MARKER).exists():
+        remove_owned(out)
+    else:  # a demo of a version before markers: every entry passed ``foreign_entry``
+        shutil.rmtree(out)
 
-    Proof: nothing but what a demo writes (and temps of it), including its ``demo.json`` or, for a demo
-    stopped before its end, its ``synthetic/`` data (the first thing it writes).
+
+def foreign_entry(out: Path) -> str | None:
+    """The migration path for a demo folder without an output marker (``outputs``; written before markers
+    existed): None when ``out`` provably holds an earlier demo, else the entry that shows it does not.
+
+    Proof: nothing but what a demo writes (and temps of it), each step's folder provably that step's, and
+    its ``demo.json`` (with the checks it measured) or, for a demo stopped before its end, its ``synthetic/``
+    data (the first thing it writes).
     """
     entries = sorted(out.iterdir())
     stranger = next((e.name for e in entries if e.name not in DEMO_ENTRIES and not DEMO_TEMP.match(e.name)), None)
     if stranger is not None:
         return stranger
-    if not ((out / DEMO_MARKER).is_file() or (out / "synthetic").is_dir()):
-        return entries[0].name
+    for name, command in NESTED.items():
+        if (out / name).is_dir() and not (out / name).is_symlink():
+            found = strangers(out / name, command, LEGACY[command])
+            if found:
+                return f"{name}/{found[0]}"
+    try:
+        finished = "checks" in json.loads((out / DEMO_MARKER).read_text())
+    except (OSError, ValueError, TypeError):
+        finished = False
+    if not (finished or (out / "synthetic").is_dir()):
+        return DEMO_MARKER if (out / DEMO_MARKER).exists() else entries[0].name
     return None
 
 
@@ -206,7 +235,17 @@ def run_demo(out: str | Path = "demo", fast: bool = False, device: str = "auto",
     settings = FAST if fast else FULL
     out = Path(out)
     config = check_demo(out, settings, device, seed, force)
-    out.mkdir(parents=True, exist_ok=True)
+    with claim_output_folder(out, COMMAND, force, WHAT, foreign_entry, option=OPTION) as replacing:
+        if replacing:
+            clear(out)
+        out.mkdir(parents=True, exist_ok=True)
+        write_marker(out, COMMAND, DEMO_FILES, nested=NESTED)  # before anything else is written
+        return run_steps(out, settings, config, fast, device, progress, seed, started)
+
+
+def run_steps(out: Path, settings: DemoSettings, config: TrainConfig, fast: bool, device: str, progress: bool,
+              seed: int, started: float) -> DemoResult:
+    """``run_demo`` once its folder is claimed: every step, then ``demo.json``."""
     store = make_store(out, settings, seed, progress)
     train(config, out / "run", progress=progress)
     checkpoint = out / "run" / "best.pt"

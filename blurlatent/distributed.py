@@ -108,24 +108,25 @@ def all_sum(values: list[float], info: DistInfo, device: torch.device) -> list[f
 
 @contextlib.contextmanager
 def stop_flag():
-    """Yields ``{"stop": False}``; Ctrl-C sets it (the loop finishes its step, the ranks agree, rank 0 saves,
-    all stop), a second Ctrl-C raises KeyboardInterrupt at once. Outside the main thread no handler can be
-    set: the flag stays False."""
+    """Yields ``{"stop": False}``; Ctrl-C or SIGTERM sets it (the loop finishes its step, the ranks agree, rank 0
+    saves, all stop), a second Ctrl-C raises KeyboardInterrupt at once (a repeated SIGTERM does not: a scheduler
+    may signal the launcher and every rank). Outside the main thread no handler can be set: the flag stays False."""
     flag = {"stop": False}
     if threading.current_thread() is not threading.main_thread():
         yield flag
         return
 
-    def on_sigint(signum, frame):
-        if flag["stop"]:  # second Ctrl-C: stop hard
+    def on_signal(signum, frame):
+        if flag["stop"] and signum == signal.SIGINT:  # second Ctrl-C: stop hard
             raise KeyboardInterrupt
         flag["stop"] = True
 
-    previous = signal.signal(signal.SIGINT, on_sigint)
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield flag
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 def first_bad_and_stop(bad: torch.Tensor, stop: bool, info: DistInfo) -> tuple[float, bool]:
@@ -190,8 +191,15 @@ def spawn(worker: Callable, nproc: int, args: tuple) -> Any:
 
 def _join(procs) -> None:
     # Ctrl-C reaches every rank; the ranks agree on a step, rank 0 saves, all exit. The parent just waits.
+    # SIGTERM may reach only the parent (`kill PID`): it passes it on to the ranks, which stop the same way.
+    def forward(signum, frame):
+        for p in procs.processes:
+            if p.is_alive():
+                os.kill(p.pid, signal.SIGTERM)
+
     main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main_thread else None
+    previous_term = signal.signal(signal.SIGTERM, forward) if main_thread else None
     try:
         while True:
             try:
@@ -204,6 +212,7 @@ def _join(procs) -> None:
     finally:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
+            signal.signal(signal.SIGTERM, previous_term if previous_term is not None else signal.SIG_DFL)
 
 
 def _raise_reported(errors) -> None:

@@ -32,9 +32,10 @@ from .config import InferenceConfig
 from .device import assign_device
 from .errors import UsageError
 from .figures import Examples, LatentSamples
-from .files import sha256_file
+from .files import MB, disk_space, sha256_file, terminate_as_interrupt
 from .inference import Predictor, checkpoint_normalization
 from .latent import alpha_from_planes, interpolate_latents
+from .outputs import FolderLock
 from .progress import progress_bar
 from .report import CheckpointInfo, FidInfo, Report, ReportConfig, check_report_folder, write_report_folder
 from .scores import ColumnScorer, best_columns, fid_values
@@ -43,6 +44,7 @@ from .store import Store
 log = logging.getLogger(__name__)
 
 INCEPTION = "pytorch-fid InceptionV3 pool3 (2048-d)"
+EMPTY_CROP_MAX = 8  # an in-focus test crop whose maximum is at most this (of 255) holds no cells
 
 
 # --- which planes -----------------------------------------------------------------------------------
@@ -157,16 +159,21 @@ def load_predictor(path: Path, name: str, device: Any, batch_size: int = 8) -> t
     return predictor, info
 
 
-def load_models(checkpoints: Sequence[str | Path], device: Any, batch_size: int,
-                store_normalize: Optional[str]) -> tuple[list[Predictor], list[CheckpointInfo]]:
+def load_models(checkpoints: Sequence[str | Path], device: Any, batch_size: int, store_normalize: Optional[str],
+                channel: Optional[str] = None) -> tuple[list[Predictor], list[CheckpointInfo]]:
     """``load_predictor`` for each checkpoint, under ``column_names``; warns when a checkpoint was trained on
-    data normalized otherwise than the store."""
+    data normalized otherwise than the store, or on another channel than ``channel``."""
     paths = [Path(c) for c in checkpoints]
     loaded = [load_predictor(path, name, device, batch_size) for path, name in zip(paths, column_names(paths))]
     for _, info in loaded:
         if info.normalize is not None and store_normalize is not None and info.normalize != store_normalize:
             log.warning("%s was trained on %r-normalized data but the store is %r; numbers may not transfer",
                         info.path, info.normalize, store_normalize)
+        trained = (info.config.get("data") or {}).get("channel")
+        if channel is not None and trained is not None and trained != channel:
+            log.warning("%s was trained on channel %s but is evaluated on %s (nuclei and cell structure look "
+                        "different); numbers may not transfer: evaluate --channel %s to match", info.path, trained,
+                        channel, trained)
     return [p for p, _ in loaded], [i for _, i in loaded]
 
 
@@ -342,9 +349,21 @@ def run_batches(ev: Evaluation, predictors: Sequence[Predictor], data: np.ndarra
                 advance()
 
 
+def warn_empty_crops(data: np.ndarray, target: int) -> None:
+    """Warn when most test centre crops are nearly empty at the in-focus plane (axis-1 index ``target``): blurred
+    or not, empty crops look alike, so every column, baselines included, gets about the same score."""
+    peaks = np.asarray(data[:, target]).max(axis=(-2, -1))
+    empty = int((peaks <= EMPTY_CROP_MAX).sum())
+    if empty * 2 >= len(peaks):
+        log.warning("%d of %d test centre crops are nearly empty (in-focus maximum <= %d/255): every column, "
+                    "baselines included, gets about the same score, which says nothing about the models; "
+                    "evaluate whole test fields instead (--whole)", empty, len(peaks), EMPTY_CROP_MAX)
+
+
 def _open(store, channel: str, whole: bool) -> tuple[Store, np.ndarray, np.ndarray]:
     """(store, test array, train array); UsageError for a bad store or channel or an empty test split."""
     store = store if isinstance(store, Store) else Store(store)
+    store.verify([channel])  # a damaged or changed array, before anything trusts it
     data = store.full_test(channel) if whole else store.array(channel, "test")
     if len(data) == 0:
         raise UsageError(f"{store.path}: the test split of channel {channel} is empty; "
@@ -384,24 +403,30 @@ def evaluate(
         raise UsageError("checkpoints: give at least one checkpoint file (one report column each)")
     if batch_size < 1:
         raise UsageError(f"batch_size {batch_size}: must be at least 1")
-    check_report_folder(out, force)
-    store, data, train = _open(store, channel, whole)
-    plan = plan_planes(store.planes)
-    dev = assign_device(device)
-    store_norm = store.manifest.get("normalize", store.manifest.get("normalization"))
-    predictors, infos = load_models(checkpoints, dev, batch_size, store_norm)
-    names = field_labels(store, channel, len(data))
-    extractor, fid_note = feature_network(feature_extractor, fid_weights, dev)
-    fits, baseline_note = fit_train_baselines(train, plan, store, progress)
-    models = [ColumnScorer(info.name, "model", ("blur", "deblur", "latent")) for info in infos]
-    ev = Evaluation(plan, plane_indices(store, plan), models, fits, extractor, dev, Examples(examples))
-    run_batches(ev, predictors, data, names, batch_size, progress)
-    fid = FidInfo(available=fid_note is None, note=fid_note,
-                  extractor="custom" if feature_extractor is not None else INCEPTION,
-                  weights=None if feature_extractor is not None or fid_note else str(M.find_fid_weights(fid_weights)))
-    config = ReportConfig(store=str(store.path), channel=channel, whole=whole, device=str(dev), batch_size=batch_size,
-                          plan=plan, fields=len(names), image_size=tuple(data.shape[-2:]), store_normalize=store_norm,
-                          fid=fid, baselines=fits, baseline_note=baseline_note)
-    report = ev.report(config, infos, fid_note)
-    write_report_folder(out, report, ev.examples, ev.latents, force)
-    return report
+    check_report_folder(out, force, [p for p in (store, *checkpoints) if isinstance(p, (str, Path))])
+    with disk_space(out), FolderLock(out, "evaluate"):  # one writer per report folder, until it is written
+        store, data, train = _open(store, channel, whole)
+        plan = plan_planes(store.planes)
+        dev = assign_device(device)
+        store_norm = store.manifest.get("normalize", store.manifest.get("normalization"))
+        predictors, infos = load_models(checkpoints, dev, batch_size, store_norm, channel)
+        names = field_labels(store, channel, len(data))
+        extractor, fid_note = feature_network(feature_extractor, fid_weights, dev)
+        fits, baseline_note = fit_train_baselines(train, plan, store, progress)
+        models = [ColumnScorer(info.name, "model", ("blur", "deblur", "latent")) for info in infos]
+        ev = Evaluation(plan, plane_indices(store, plan), models, fits, extractor, dev, Examples(examples))
+        with terminate_as_interrupt():  # SIGTERM: stopped like Ctrl-C
+            run_batches(ev, predictors, data, names, batch_size, progress)
+        if not whole:  # said with the scores, once they exist
+            warn_empty_crops(data, store.plane_index(plan.target))
+        weights = None if feature_extractor is not None or fid_note else str(M.find_fid_weights(fid_weights))
+        fid = FidInfo(available=fid_note is None, note=fid_note,
+                      extractor="custom" if feature_extractor is not None else INCEPTION, weights=weights)
+        config = ReportConfig(store=str(store.path), channel=channel, whole=whole, device=str(dev),
+                              batch_size=batch_size, plan=plan, fields=len(names), image_size=tuple(data.shape[-2:]),
+                              store_normalize=store_norm, fid=fid, baselines=fits, baseline_note=baseline_note)
+        report = ev.report(config, infos, fid_note)
+        kept = sum(image.size for images in ev.examples.images.values() for image in images)  # figures' px, 1 B each
+        with terminate_as_interrupt(), disk_space(out, 2 * MB + kept):  # a full disk: one line; the temp is removed
+            write_report_folder(out, report, ev.examples, ev.latents, force)
+        return report

@@ -1,34 +1,63 @@
-"""Files and folders we write: atomic writes, THE output policy, hashes and JSON.
+"""Files and folders we write: atomic writes, THE output policy for files, hashes and JSON.
 
 Every writer builds its output under a hidden temp name beside it and renames it into place, so an
 interrupted run never leaves a half-written file; no existing output is replaced unless ``force`` is
-given, and a folder this tool did not write is never replaced at all.
+given, an input is never overwritten (``check_outputs``), and many files are written all or nothing
+(``staged_files``). Output folders (which one a command may replace, locks) follow ``outputs``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import glob
 import hashlib
 import json
 import os
+import re
 import shutil
+import signal
 import socket
+import stat
 import tempfile
+import threading
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
-from .errors import UsageError
+from .errors import RuntimeFailure, UsageError
 
 
-def check_writable(path: Path, force: bool) -> None:
-    """Refuse to replace an existing file (unless ``force``) or to write where no file can be created."""
-    path = Path(path)
-    if path.exists() and not force:
-        raise UsageError(f"{path}: already exists; pass --force to overwrite it or choose another output")
-    if path.exists() and path.is_dir():
-        raise UsageError(f"{path}: is a folder, expected a file path; choose a file name")
-    check_output_location(path)
+def check_writable(path: str | Path, force: bool, inputs: Sequence[str | Path] = ()) -> None:
+    """Refuse to replace an existing file (unless ``force``) or to write where no file can be created; a
+    dangling symbolic link counts as existing. An output that is one of ``inputs`` (also through a symbolic
+    or hard link) is refused even with ``force``."""
+    check_outputs([path], force, inputs)
+
+
+def check_outputs(paths: Sequence[str | Path], force: bool, inputs: Sequence[str | Path] = ()) -> None:
+    """``check_writable`` for many outputs at once (each input is looked at once; two outputs may not share
+    a path). Raises UsageError naming the first output at fault."""
+    ids = {}
+    for source in inputs:
+        with contextlib.suppress(OSError):
+            st = os.stat(source)
+            ids[(st.st_dev, st.st_ino)] = source
+    seen = set()
+    for path in map(Path, paths):
+        if path in seen:
+            raise UsageError(f"{path}: two outputs would be written to this path; give each output its own name")
+        seen.add(path)
+        with contextlib.suppress(OSError):
+            st = os.stat(path)
+            if (st.st_dev, st.st_ino) in ids:
+                raise UsageError(f"{path}: is the input {ids[st.st_dev, st.st_ino]}; choose another output (an input "
+                                 "is never overwritten, even with --force)")
+        if os.path.lexists(path) and not force:
+            link = f" (a symbolic link to {os.readlink(path)})" if path.is_symlink() else ""
+            raise UsageError(f"{path}: already exists{link}; pass --force to overwrite it or choose another output")
+        if path.is_dir():
+            raise UsageError(f"{path}: is a folder, expected a file path; choose a file name")
+        check_output_location(path)
 
 
 def check_output_location(path: str | Path) -> None:
@@ -45,30 +74,6 @@ def check_output_location(path: str | Path) -> None:
     if not os.access(ancestor, os.W_OK | os.X_OK):
         raise UsageError(f"{ancestor}: folder is not writable; choose another output location")
 
-
-
-def check_output_folder(out: str | Path, force: bool, foreign: "Callable[[Path], str | None]", what: str,
-                        option: str = "another output folder") -> bool:
-    """Check that a command may write the folder ``out``; True when an existing non-empty one gets replaced.
-
-    ``foreign(out)`` names something in ``out`` this command did not write (or returns None): such a
-    folder is never replaced, even with ``force`` — ``--force`` on a mistyped path must not wipe a
-    user's data — so its message does not suggest ``--force``. An earlier output of the same command
-    (``what``, e.g. "a prepared store") is replaced only with ``force``. Raises UsageError otherwise.
-    """
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"{out}: exists and is a file; choose a folder name")
-    check_output_location(out)
-    if not out.is_dir() or not any(out.iterdir()):
-        return False
-    stranger = foreign(out)
-    if stranger is not None:
-        raise UsageError(f"{out}: is not {what} (it holds {stranger!r}); choose {option}, nothing there is replaced "
-                         "even with --force")
-    if not force:
-        raise UsageError(f"{out}: already exists and holds {what}; pass --force to replace it or choose {option}")
-    return True
 
 # --- temp files and folders -------------------------------------------------------------------
 # Every writer builds its output under a hidden temp name beside it and renames it into place. The
@@ -147,12 +152,7 @@ def atomic_path(path: str | Path, force: bool = True) -> Iterator[Path]:
     """Yield a temp path next to ``path``; on success it replaces ``path``, on any error it is deleted."""
     path = Path(path)
     check_writable(path, force)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(path.parent, path.name)
-    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path.name), suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    tmp_path.chmod(0o666 & ~_umask())  # mkstemp makes it private; the result is an ordinary file
+    tmp_path = temp_file(path)
     try:
         yield tmp_path
         os.replace(tmp_path, path)
@@ -161,9 +161,51 @@ def atomic_path(path: str | Path, force: bool = True) -> Iterator[Path]:
             tmp_path.unlink()
 
 
+def temp_file(path: Path) -> Path:
+    """A new empty temp file beside ``path`` (parents created, stale temps of killed runs removed)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(path.parent, path.name)
+    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path.name), suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    Path(tmp).chmod(0o666 & ~_umask())  # mkstemp makes it private; the result is an ordinary file
+    return Path(tmp)
+
+
 def atomic_write_bytes(path: str | Path, data: bytes, force: bool = True) -> None:
     with atomic_path(path, force) as tmp:
         tmp.write_bytes(data)
+
+
+@contextlib.contextmanager
+def staged_files() -> Iterator[Callable[[Path], Path]]:
+    """All or nothing for many files: ``stage(path)`` gives a path of the same name inside a temp folder beside
+    ``path`` to write; when the block ends without error each such file replaces its ``path``, else every temp,
+    and every folder the outputs needed, is removed."""
+    staged: list[tuple[Path, Path]] = []
+    created: list[Path] = []
+
+    def stage(path: Path) -> Path:
+        path, folder = Path(path), Path(path).absolute().parent
+        while not folder.exists():
+            created.append(folder)
+            folder = folder.parent
+        path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temps(path.parent, path.name)
+        tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(path.name), suffix=".tmp", dir=path.parent))
+        staged.append((tmp / path.name, path))
+        return staged[-1][0]
+
+    try:
+        yield stage
+        for tmp, path in staged:
+            os.replace(tmp, path)
+        created.clear()
+    finally:
+        for tmp, _ in staged:
+            shutil.rmtree(tmp.parent, ignore_errors=True)
+        for folder in sorted(set(created), key=lambda f: len(f.parts), reverse=True):
+            with contextlib.suppress(OSError):
+                folder.rmdir()
 
 
 
@@ -196,3 +238,117 @@ def json_safe(value: Any) -> Any:
 def write_json(path: str | Path, data: Any, force: bool = True) -> None:
     """``data`` (made JSON-safe) as indented JSON, atomically."""
     atomic_write_bytes(path, json.dumps(json_safe(data), indent=1).encode(), force=force)
+
+
+# --- robustness: full disks, special files, SIGTERM (issue 11) ------------------------------------------------
+# A full disk must end a command with one line naming what it was writing, not SIGBUS (memory-mapped writes
+# into a sparse file) or "[Errno 28]"/torch's "unexpected pos"; every writer's own cleanup removes its temp.
+
+MB = 1 << 20
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+_TEMP_NAME = re.compile(r"^\.(?P<name>.+?)\.\d+@[^/]*\.tmp$")  # _temp_prefix(name) + mkstemp's part + ".tmp"
+_SPECIAL = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+            (stat.S_ISBLK, "a block device"))
+
+
+def free_bytes(path: str | Path) -> int:
+    """Bytes still writable (by an ordinary user) on the filesystem that holds, or will hold, ``path``."""
+    folder = Path(path).absolute()
+    while not folder.is_dir() and folder != folder.parent:
+        folder = folder.parent
+    st = os.statvfs(folder)
+    return st.f_bavail * st.f_frsize
+
+
+def output_name(path: str | Path) -> Path:
+    """The output the user named for ``path``, which may lie inside a writer's temp (``.NAME.<pid>@<host>.x.tmp``)."""
+    path = Path(path)
+    for i, part in enumerate(path.parts):
+        if (match := _TEMP_NAME.match(part)) is not None:
+            return Path(*path.parts[:i], match["name"])
+    return path
+
+
+def disk_full(path: str | Path, need: int) -> RuntimeFailure:
+    """The one message for a full disk: the output at fault, what it needs (when known) and what is free."""
+    needs = f"needs ~{max(need, MB // 10) / MB:.1f} MB, " if need > 0 else ""
+    return RuntimeFailure(f"disk full writing {output_name(path)} ({needs}{free_bytes(path) / MB:.1f} MB free); "
+                          "free some space or choose another output location")
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """True when ``exc``, or an exception it was raised from or while handling, is ENOSPC/EDQUOT — or torch's
+    file writer failed (it drops the errno: "unexpected pos …", "PytorchStreamWriter failed writing")."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in DISK_FULL:
+            return True
+        if isinstance(exc, RuntimeError) and ("inline_container" in str(exc) or "PytorchStreamWriter" in str(exc)):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+@contextlib.contextmanager
+def disk_space(path: str | Path, need: int = 0) -> Iterator[None]:
+    """Refuse up front (RuntimeFailure "disk full writing PATH …") when the filesystem of ``path`` has less
+    than ``need`` bytes free, and turn a disk that fills while the block writes into the same one line."""
+    if need > 0 and free_bytes(path) < need:
+        raise disk_full(path, need)
+    try:
+        yield
+    except (UsageError, RuntimeFailure):
+        raise
+    except Exception as exc:
+        if is_disk_full(exc):
+            raise disk_full(path, need) from exc
+        raise
+
+
+def reserve_space(path: str | Path) -> None:
+    """Allocate every block of the existing file ``path`` now, so writing it through a memory map cannot meet a
+    full disk later (the kernel's answer to that is SIGBUS, which kills the process): ENOSPC is raised here."""
+    if not hasattr(os, "posix_fallocate"):
+        return
+    fd = os.open(path, os.O_RDWR)
+    try:
+        size = os.fstat(fd).st_size
+        if size:
+            os.posix_fallocate(fd, 0, size)
+    except OSError as exc:
+        if exc.errno not in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+            raise
+    finally:
+        os.close(fd)
+
+
+def refuse_special_file(path: str | Path, fix: str) -> None:
+    """UsageError when ``path`` exists but is a FIFO, socket or device: reading one blocks or never ends.
+    Symlinks are followed; a missing path or a folder is left to the caller's own message."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return
+    kind = next((name for test, name in _SPECIAL if test(mode)), None)
+    if kind is not None:
+        raise UsageError(f"{path}: is {kind}, not a regular file (reading it could block forever); {fix}")
+
+
+@contextlib.contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """While the block runs, SIGTERM (``kill``, a scheduler's stop) raises KeyboardInterrupt like Ctrl-C, so the
+    same cleanup runs: temps removed, worker pools ended. Only in the main thread, and only where SIGTERM still
+    has its default action (a handler someone else installed is left alone)."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
+        yield
+        return
+
+    def on_term(signum, frame):
+        raise KeyboardInterrupt("terminated (SIGTERM)")
+
+    signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)

@@ -14,9 +14,13 @@ from pathlib import Path
 import numpy as np
 
 from .errors import UsageError
-from .files import atomic_path
+from .files import atomic_path, disk_space, refuse_special_file, terminate_as_interrupt
 
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png")
+# A zip member is refused before it is inflated when it claims more than MAX_MEMBER_BYTES, or more than
+# BOMB_MIN_BYTES at a compression ratio above BOMB_RATIO (a 16-bit microscope plane compresses ~1.5:1;
+# 100 MB of zeros deflates ~1000:1): zipfile inflates up to the member's declared size, all into memory.
+MAX_MEMBER_BYTES, BOMB_MIN_BYTES, BOMB_RATIO = 1 << 30, 64 << 20, 100
 
 
 def decode_image(data: bytes, source: str) -> np.ndarray:
@@ -25,10 +29,15 @@ def decode_image(data: bytes, source: str) -> np.ndarray:
         import tifffile
 
         try:
-            array = tifffile.imread(io.BytesIO(data))
+            with tifffile.TiffFile(io.BytesIO(data)) as tif:
+                shapes = [tuple(s.shape) for s in tif.series]
+                array = tif.asarray() if len(shapes) == 1 else None
         except Exception as exc:  # tifffile raises many types for truncated/corrupt files
             raise UsageError(f"{source}: cannot decode TIFF ({type(exc).__name__}: {exc}); re-copy or re-export the "
                              "file") from None
+        if array is None:  # tifffile would read the first series and silently drop the others
+            raise UsageError(f"{source}: TIFF holds {len(shapes)} image series {shapes[:4]}, expected one grayscale "
+                             "plane; save each series to its own file")
     elif data[:8] == b"\x89PNG\r\n\x1a\n":
         from PIL import Image
 
@@ -78,13 +87,16 @@ def read_image(path: str | Path) -> np.ndarray:
         raise UsageError(f"{path}: file not found; check the path")
     if path.is_dir():
         raise UsageError(f"{path}: is a folder; pass an image file (.tif/.tiff/.png)")
+    refuse_special_file(path, "pass an image file (.tif/.tiff/.png)")
     return decode_image(path.read_bytes(), str(path))
 
 
 def write_image(path: str | Path, array: np.ndarray, force: bool = False, compression: str | None = "zlib") -> None:
-    """Write a 2-D array (or a [pages, H, W] stack to a multi-page TIFF) atomically; PNG for ``.png`` paths."""
+    """Write a 2-D array (or a [pages, H, W] stack to a multi-page TIFF) atomically; PNG for ``.png`` paths.
+    A full disk is one RuntimeFailure naming ``path`` (checked first for the uncompressed size); SIGTERM
+    stops it like Ctrl-C; either way no temp file is left."""
     path = Path(path)
-    with atomic_path(path, force) as tmp:
+    with terminate_as_interrupt(), disk_space(path, np.asarray(array).nbytes + 65536), atomic_path(path, force) as tmp:
         if path.suffix.lower() == ".png":
             from PIL import Image
 
@@ -111,15 +123,27 @@ def read_zip_member(path: str | Path, member: str) -> bytes:
     try:
         handle = _ZIPS.get(key)
         if handle is None:
+            refuse_special_file(path, "pass the downloaded .zip file")
             handle = _ZIPS[key] = zipfile.ZipFile(path)
+        check_member_size(handle.getinfo(member), label)
         return handle.read(member)
     except (zipfile.BadZipFile, zlib.error, OSError, EOFError, KeyError) as exc:
         raise UsageError(f"{label}: cannot read zip member ({exc}); "
                          "re-download the zip or check it was not moved") from None
 
 
+def check_member_size(info: zipfile.ZipInfo, label: str) -> None:
+    """UsageError, before anything is inflated, for a member that claims an absurd size or compression ratio."""
+    ratio = info.file_size / max(info.compress_size, 1)
+    if info.file_size > MAX_MEMBER_BYTES or (info.file_size > BOMB_MIN_BYTES and ratio > BOMB_RATIO):
+        raise UsageError(f"{label}: zip member would inflate to {info.file_size / (1 << 20):.0f} MB from "
+                         f"{info.compress_size / 1024:.0f} KB (ratio {ratio:.0f}:1), refused as a possible zip bomb; "
+                         "re-download the zip from its original source")
+
+
 def zip_listing(path: str | Path) -> list[zipfile.ZipInfo]:
     """The file entries (not folders) of the zip ``path``, by name. Raises UsageError naming the zip."""
+    refuse_special_file(path, "pass the downloaded .zip file")
     try:
         with zipfile.ZipFile(path) as archive:
             infos = [i for i in archive.infolist() if not i.is_dir()]

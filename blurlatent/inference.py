@@ -21,7 +21,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -41,6 +41,8 @@ from .tiling import crop_to, pad_to_multiple, plan_tiles, receptive_radius
 RULES = {"blur": interpolate_latents, "deblur": extrapolate_sharp}
 # Which input of a pair is nearer focus, so it sets the ``stack`` scale and, for deblur, the output scale.
 NEAR_FOCUS = {"blur": 0, "deblur": 1}
+# ``progress(done, total)``: called after each tile; an exception it raises (a cancel) stops the run there.
+Progress = Optional[Callable[[int, int], None]]
 
 
 def fuse_batchnorm(model: nn.Module) -> nn.Module:
@@ -139,12 +141,14 @@ class Predictor:
             y = self._run(self.model.decode, zt.contiguous(memory_format=torch.channels_last))[:, 0].cpu().numpy()
         return y if hw is None else crop_to(y, hw)
 
-    def combine(self, first: np.ndarray, second: np.ndarray, alphas: Sequence[float], rule: str) -> np.ndarray:
+    def combine(self, first: np.ndarray, second: np.ndarray, alphas: Sequence[float], rule: str,
+                progress: Progress = None) -> np.ndarray:
         """G(rule(E(first), E(second), α)) for each α, on float [N, H, W] pairs in [0, 1], any size.
 
         ``rule``: "blur" (Eq. 2, first = sharper) or "deblur" (Eq. 3, first = blurriest). Returns float32
         [N, K, H, W] in [0, 1]. Inputs are padded and, when large, tiled (see ``tiling``); latents are
-        combined in float32 even under reduced precision.
+        combined in float32 even under reduced precision. ``progress(done, total)`` is called after each
+        tile (total = the number of tiles, 1 for a whole image); whatever it raises propagates.
         """
         if rule not in RULES:
             raise UsageError(f"rule {rule!r} is not one of {', '.join(RULES)}")
@@ -157,13 +161,15 @@ class Predictor:
         out = np.zeros((n, k) + pair.shape[-2:], dtype=np.float32)
         wsum = np.zeros(pair.shape[-2:], dtype=np.float32) if plan[0][2] is not None else None
         with torch.inference_mode():
-            for rows, cols, weight in plan:
+            for done, (rows, cols, weight) in enumerate(plan, 1):
                 y = self._combine_tile(pair[:, :, rows, cols], alphas, RULES[rule])
                 if weight is None:
                     out[:, :, rows, cols] = y
                 else:
                     out[:, :, rows, cols] += y * weight
                     wsum[rows, cols] += weight
+                if progress is not None:
+                    progress(done, len(plan))
         if wsum is not None:
             out /= wsum
         return crop_to(out, hw)
@@ -179,24 +185,27 @@ class Predictor:
 
     # --- images in their own scale ------------------------------------------------------------------
 
-    def blur(self, sharp: np.ndarray, blurry: np.ndarray, alpha, *, extrapolate: bool = False) -> np.ndarray:
+    def blur(self, sharp: np.ndarray, blurry: np.ndarray, alpha, *, extrapolate: bool = False,
+             progress: Progress = None) -> np.ndarray:
         """G(α E(sharp) + (1 − α) E(blurry)) (Eq. 2): [H, W] for a scalar α, [K, H, W] for K levels."""
         alphas = [check_blur_alpha(a, extrapolate) for a in np.atleast_1d(alpha).tolist()]
-        out = self.run_pairs([sharp], [blurry], alphas, "blur", names=("sharp", "blurry"))[0]
+        out = self.run_pairs([sharp], [blurry], alphas, "blur", names=("sharp", "blurry"), progress=progress)[0]
         return out[0] if np.ndim(alpha) == 0 else out
 
-    def deblur(self, blurriest: np.ndarray, less_blurry: np.ndarray, alpha) -> np.ndarray:
+    def deblur(self, blurriest: np.ndarray, less_blurry: np.ndarray, alpha, *, progress: Progress = None) -> np.ndarray:
         """Eq. 3: G(E(less_blurry)/(1 − α) − α/(1 − α)·E(blurriest)): [H, W] or [K, H, W]."""
         alphas = [check_deblur_alpha(a) for a in np.atleast_1d(alpha).tolist()]
-        out = self.run_pairs([blurriest], [less_blurry], alphas, "deblur", names=("blurriest", "less_blurry"))[0]
+        out = self.run_pairs([blurriest], [less_blurry], alphas, "deblur", names=("blurriest", "less_blurry"),
+                             progress=progress)[0]
         return out[0] if np.ndim(alpha) == 0 else out
 
     def run_pairs(self, firsts: Sequence[np.ndarray], seconds: Sequence[np.ndarray], alphas: Sequence[float],
-                  rule: str, names: tuple[str, str] = ("first", "second")) -> np.ndarray:
+                  rule: str, names: tuple[str, str] = ("first", "second"), progress: Progress = None) -> np.ndarray:
         """N pairs of one shape → [N, K, H, W] in the inputs' scale (see ``intensity``) and dtype.
 
         Blur levels get the α-weighted mix of the two inputs' scales; deblurred images the less-blurry
-        input's. Raises UsageError for empty α, non-2-D, non-finite or mismatched inputs.
+        input's. Raises UsageError for empty α, non-2-D, non-finite or mismatched inputs. ``progress``: see
+        ``combine``.
         """
         if not alphas:
             raise UsageError("alpha: give at least one value")
@@ -208,7 +217,7 @@ class Predictor:
         scales = [self.pair_scales(a, b, rule) for a, b in zip(firsts, seconds)]
         ua = np.stack([to_unit(a, s.lo, s.hi) for a, (s, _) in zip(firsts, scales)])
         ub = np.stack([to_unit(b, s.lo, s.hi) for b, (_, s) in zip(seconds, scales)])
-        unit = self.combine(ua, ub, alphas, rule)
+        unit = self.combine(ua, ub, alphas, rule, progress)
         results = []
         for i, (sa, sb) in enumerate(scales):
             dtype = np.dtype(self.config.out_dtype or np.result_type(firsts[i].dtype, seconds[i].dtype))

@@ -12,11 +12,14 @@ member CRCs) and every option, so a rerun on unchanged input returns at once ("u
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import json
 import logging
+import os
 import re
 import shutil
+import signal
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -31,15 +34,17 @@ from .config import Normalization, check_choice
 from .crops import Box, assign_splits, crop_boxes, cut, split_counts
 from .discover import Inventory, Source, check_inventory, complete_fields, decode_source, discover
 from .errors import UsageError
-from .files import check_output_folder, make_temp_dir, replace_folder
+from .files import disk_space, make_temp_dir, replace_folder, reserve_space, terminate_as_interrupt
 from .imageio import close_zips
 from .intensity import PERCENTILES, plane_ranges, to_unit
+from .outputs import claim_output_folder, write_marker
 from .progress import progress_bar
 from .store import MANIFEST, SPLITS, STORE_FORMAT_VERSION, Store, write_manifest
 
 log = logging.getLogger(__name__)
 
 TOOL = "blurlatent prepare"
+COMMAND = "prepare"  # its output marker's signature (``outputs``)
 TEST_CROPS = ("center", "ten")
 # every file prepare writes: the manifest and <channel>_<split>.npy arrays
 STORE_ENTRY = re.compile(r"^(manifest\.json|w\d+_(train|val|test|test_full)\.npy)$")
@@ -92,8 +97,8 @@ def parse_split(text: str) -> tuple[float, float, float]:
         parts = tuple(float(v) for v in str(text).split(":"))
     except ValueError:
         parts = ()
-    if len(parts) != 3 or min(parts) < 0 or sum(parts) <= 0:
-        raise UsageError(f"split {text!r} is not TRAIN:VAL:TEST with non-negative numbers; use e.g. 70:10:20")
+    if len(parts) != 3 or not all(0 <= p < float("inf") for p in parts) or sum(parts) <= 0:  # NaN fails 0 <= p
+        raise UsageError(f"split {text!r} is not TRAIN:VAL:TEST with finite non-negative numbers; use e.g. 70:10:20")
     return parts  # type: ignore[return-value]
 
 
@@ -174,13 +179,28 @@ def process_field(job: FieldJob) -> dict[str, list[tuple[float, float]]]:
     return out
 
 
+def quiet_worker() -> None:
+    """A pool worker leaves Ctrl-C to the parent, which stops the pool (in-flight fields finish, the rest are
+    cancelled, the workers exit); SIGTERM ends it at once (the pool's own way to end a worker, so the parent's
+    handler is not inherited); and it dies with the parent even on SIGKILL (Linux): no orphans."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    parent = os.getppid()
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except Exception:  # not Linux: no prctl
+        return
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+
 def run_fields(jobs: list[FieldJob], workers: int) -> Iterator[dict[str, list[tuple[float, float]]]]:
     """process_field over ``jobs`` in order: inline for one worker, else a process pool (decoding holds the GIL)."""
     if workers <= 1 or len(jobs) <= 1:
         for job in jobs:
             yield process_field(job)
         return
-    pool = ProcessPoolExecutor(min(workers, len(jobs)))
+    pool = ProcessPoolExecutor(min(workers, len(jobs)), initializer=quiet_worker)
     try:
         # bounded look-ahead keeps memory flat on the full 768-field set
         pending = [pool.submit(process_field, job) for job in jobs[: 4 * workers]]
@@ -239,15 +259,22 @@ def image_shape(inventory: Inventory, options: PrepareOptions, first: tuple[str,
     return height, width
 
 
-def allocate(tmp: Path, plan: StorePlan) -> None:
-    """Create the store's arrays at their final size; workers fill their own rows."""
-    options, (height, width) = plan.options, plan.shape
-    for c in options.channels:
+def array_shapes(plan: StorePlan) -> dict[str, tuple[int, ...]]:
+    """File name → uint8 shape of every array of the store."""
+    o, shapes = plan.options, {}
+    for c in o.channels:
         for s in SPLITS:
-            shape = (plan.crops(s), len(options.planes), options.crop, options.crop)
-            np.lib.format.open_memmap(tmp / f"{c}_{s}.npy", mode="w+", dtype=np.uint8, shape=shape).flush()
-        full_shape = (len(plan.splits["test"]), len(options.planes), height, width)
-        np.lib.format.open_memmap(tmp / f"{c}_test_full.npy", mode="w+", dtype=np.uint8, shape=full_shape).flush()
+            shapes[f"{c}_{s}.npy"] = (plan.crops(s), len(o.planes), o.crop, o.crop)
+        shapes[f"{c}_test_full.npy"] = (len(plan.splits["test"]), len(o.planes), *plan.shape)
+    return shapes
+
+
+def allocate(tmp: Path, plan: StorePlan) -> None:
+    """Create the store's arrays at their final size, every block allocated now (``files.reserve_space``: a
+    full disk is an error here, not SIGBUS in a worker writing through its memory map); workers fill their rows."""
+    for name, shape in array_shapes(plan).items():
+        np.lib.format.open_memmap(tmp / name, mode="w+", dtype=np.uint8, shape=shape).flush()
+        reserve_space(tmp / name)
 
 
 def field_jobs(tmp: Path, plan: StorePlan, complete: Sequence[tuple[str, int]]) -> list[FieldJob]:
@@ -302,17 +329,22 @@ def build_manifest(src: Path, plan: StorePlan, digest: str, counts: dict[str, in
 
 def write(out: Path, src: Path, plan: StorePlan, digest: str, counts, complete, skipped, workers: int,
           progress: bool) -> None:
-    """Build the store in a temp folder beside ``out`` and rename it into place."""
-    tmp = make_temp_dir(out)
-    try:
-        allocate(tmp, plan)
-        records = fill(field_jobs(tmp, plan, complete), workers, progress)
-        write_manifest(tmp, build_manifest(src, plan, digest, counts, complete, records, skipped))
-        replace_folder(tmp, out)
-    finally:
-        close_zips()
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+    """Build the store in a temp folder beside ``out`` and rename it into place. A full disk (checked first) is
+    one RuntimeFailure naming ``out``; SIGTERM stops it like Ctrl-C; either way the temp folder is removed."""
+    records_bytes = 512 * len(complete) * len(plan.options.planes) * len(plan.options.channels)  # the manifest
+    need = sum(int(np.prod(shape)) + 128 for shape in array_shapes(plan).values()) + records_bytes + 65536
+    with terminate_as_interrupt(), disk_space(out, need):
+        tmp = make_temp_dir(out)
+        try:
+            allocate(tmp, plan)
+            records = fill(field_jobs(tmp, plan, complete), workers, progress)
+            write_manifest(tmp, build_manifest(src, plan, digest, counts, complete, records, skipped))
+            write_marker(tmp, COMMAND)
+            replace_folder(tmp, out)
+        finally:
+            close_zips()
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
 
 
 # --- the command ---------------------------------------------------------------------------------
@@ -358,45 +390,43 @@ def prepare(
     complete, skipped = complete_fields(inventory, src, options.planes, options.channels, strict)
     counts = split_counts(len(complete), options.split)
     digest = fingerprint(options, inventory)
-    if is_up_to_date(out, digest):
+    if is_up_to_date(out, digest, force):
         crops_now = {s: int(Store(out).array(options.channels[0], s).shape[0]) for s in SPLITS}
         return PrepareResult(out, True, counts, crops_now, skipped, time.perf_counter() - start)
-    check_output(out, force)
-    height, width = image_shape(inventory, options, complete[0])
-    plan = StorePlan(options, inventory, assign_splits(complete, counts),
-                     crop_boxes(height, width, options.crop, options.test_crops), (height, width))
-    write(out, src, plan, digest, counts, complete, skipped, workers, progress)
+    with disk_space(out), claim_output_folder(out, COMMAND, force, "a prepared store", foreign_entry, [src]):
+        height, width = image_shape(inventory, options, complete[0])
+        plan = StorePlan(options, inventory, assign_splits(complete, counts),
+                         crop_boxes(height, width, options.crop, options.test_crops), (height, width))
+        write(out, src, plan, digest, counts, complete, skipped, workers, progress)
     crops_out = {s: plan.crops(s) for s in SPLITS}
     return PrepareResult(out, False, counts, crops_out, skipped, time.perf_counter() - start)
 
 
-def is_up_to_date(out: Path, digest: str) -> bool:
-    """True when ``out`` is a complete store made with the same fingerprint (arrays checked by header and
-    size, not by sha256: a rerun on unchanged input must return at once)."""
+def is_up_to_date(out: Path, digest: str, force: bool = False) -> bool:
+    """True when ``out`` is a store of the same fingerprint whose arrays pass ``Store.verify`` (cheap when unchanged).
+    A damaged one raises verify's UsageError (naming the file; the fix is force), or with ``force`` is rebuilt."""
     manifest = out / MANIFEST
     if not manifest.is_file():
         return False
     try:
         recorded = json.loads(manifest.read_text())
-    except (OSError, json.JSONDecodeError):
+    except (OSError, ValueError):  # unreadable, not UTF-8, not JSON
         return False
-    if recorded.get("fingerprint") != digest or recorded.get("format_version") != STORE_FORMAT_VERSION:
+    if not isinstance(recorded, dict) or recorded.get("fingerprint") != digest or \
+            recorded.get("format_version") != STORE_FORMAT_VERSION:
         return False
-    for name in recorded.get("checksums", {}):
-        try:  # cheap (header and size, not the sha256): catches a missing or truncated array
-            np.load(out / name, mmap_mode="r")
-        except (OSError, ValueError):
+    try:
+        Store(out).verify()
+    except UsageError:
+        if force:
             return False
+        raise
     return True
 
 
-def check_output(out: Path, force: bool) -> None:
-    """The output policy (``files.check_output_folder``) for a store folder. Raises UsageError."""
-    check_output_folder(out, force, foreign_entry, "a prepared store")
-
-
 def foreign_entry(out: Path) -> str | None:
-    """None when ``out`` provably holds an earlier store of prepare, else the entry that shows it does not.
+    """The migration path for a store without an output marker (``outputs``; written before markers existed):
+    None when ``out`` provably holds an earlier store of prepare, else the entry that shows it does not.
 
     Proof: a ``manifest.json`` and nothing but the arrays prepare writes beside it, and a manifest whose
     tool is prepare (a damaged, unreadable manifest among store arrays still counts: the store's own

@@ -9,13 +9,15 @@ checkpoints, one ``scores.ColumnResult`` per model or baseline (its summary, one
 
 from __future__ import annotations
 
+import json
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
 from .figures import write_report_figures
-from .files import check_output_folder, json_safe, make_temp_dir, replace_folder, write_json
+from .files import json_safe, make_temp_dir, replace_folder, write_json
+from .outputs import check_output_folder, write_marker
 from .scores import ROWS, ColumnResult, Row
 
 if TYPE_CHECKING:  # evaluate and baselines import this module; these are only types here
@@ -269,11 +271,18 @@ def markdown(report: Report) -> str:
 
 REPORT_FILES = ("report.json", "report.md")
 FIGURES_DIR = "figures"
+COMMAND = "evaluate"  # the report folder's output marker signature (``outputs``)
 
 
 def foreign_entry(out: Path) -> str | None:
-    """The first thing in the folder ``out`` that ``evaluate`` did not write (None when it holds only
-    report.json, report.md and figures/*.png)."""
+    """The migration path for a report folder without an output marker (``outputs``; written before markers
+    existed): the first thing in ``out`` that ``evaluate`` did not write, None when it holds only report.json
+    (a JSON object with a format_version), report.md and figures/*.png."""
+    try:
+        if "format_version" not in json.loads((Path(out) / "report.json").read_text()):
+            return "report.json"
+    except (OSError, ValueError, TypeError):
+        return "report.json" if (Path(out) / "report.json").exists() else sorted(Path(out).iterdir())[0].name
     for entry in sorted(Path(out).iterdir()):
         if entry.name in REPORT_FILES and entry.is_file() and not entry.is_symlink():
             continue
@@ -286,13 +295,13 @@ def foreign_entry(out: Path) -> str | None:
     return None
 
 
-def check_report_folder(out: str | Path, force: bool) -> bool:
-    """``files.check_output_folder`` for a report: True when an earlier report at ``out`` gets replaced.
+def check_report_folder(out: str | Path, force: bool, inputs=()) -> bool:
+    """``outputs.check_output_folder`` for a report: True when an earlier report at ``out`` gets replaced.
 
-    Raises UsageError when ``out`` is a file, an earlier report without ``force``, or a folder holding
-    anything a report does not (never replaced, even with ``force``).
+    Raises UsageError when ``out`` is a file, an earlier report without ``force``, a folder holding
+    anything a report does not (never replaced, even with ``force``), or is or holds one of ``inputs``.
     """
-    return check_output_folder(out, force, foreign_entry, "a blurlatent report")
+    return check_output_folder(out, COMMAND, force, "a blurlatent report", legacy=foreign_entry, inputs=inputs)
 
 
 def write_report_folder(out: str | Path, report: Report, examples: "Examples", latents: "LatentSamples",
@@ -310,6 +319,7 @@ def write_report_folder(out: str | Path, report: Report, examples: "Examples", l
         report.figures = [f"{FIGURES_DIR}/{name}" for name in write_report_figures(figdir, report, examples, latents)]
         write_json(tmp / "report.json", report.to_dict())
         (tmp / "report.md").write_text(markdown(report))
+        write_marker(tmp, COMMAND)
         check_report_folder(out, force)
         replace_folder(tmp, out)
     finally:

@@ -10,12 +10,19 @@ Layout of a store folder (``prepare`` fills the arrays in place and calls ``writ
 ``manifest.json`` holds: format_version, tool version, planes (list of z), channels, crop size,
 split ratios, normalization (method, percentiles, and for ``stack`` the reference plane nearest focus),
 per-field records (name, split, source file per plane and its scale lo/hi: with ``stack`` one scale
-shared by every plane of the field), crop boxes, and a sha256 per array file.
+shared by every plane of the field), crop boxes, and per array file its sha256 (``checksums``), a hash of
+16 blocks spread over it (``samples``) and its size and mtime (``stamps``): ``Store.verify`` trusts an
+array whose size, mtime and sampled blocks are as written, and reads the whole file only when its mtime
+differs (a copy, or a change).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
+import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -24,9 +31,12 @@ from .errors import UsageError
 from .files import sha256_file
 from .imageio import read_source
 
+log = logging.getLogger(__name__)
+
 STORE_FORMAT_VERSION = 1
 SPLITS = ("train", "val", "test")
 MANIFEST = "manifest.json"
+SAMPLE_BLOCKS, SAMPLE_BYTES = 16, 4096
 
 
 class Store:
@@ -45,12 +55,16 @@ class Store:
                              f"run `blurlatent prepare SRC/ {self.path}` first")
         try:
             self.manifest = json.loads(manifest.read_text())
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise UsageError(f"{manifest}: corrupt manifest ({exc}); rerun prepare with force=True") from None
+        if not isinstance(self.manifest, dict):
+            raise UsageError(f"{manifest}: corrupt manifest (a JSON {type(self.manifest).__name__}, not an object); "
+                             "rerun prepare with force=True")
         version = self.manifest.get("format_version")
         if version != STORE_FORMAT_VERSION:
             raise UsageError(f"{manifest}: store format {version}, this blurlatent reads {STORE_FORMAT_VERSION}; "
                              "rerun prepare")
+        check_manifest(self.manifest, manifest)
 
     @property
     def planes(self) -> list[int]:
@@ -81,6 +95,36 @@ class Store:
             raise UsageError(f"{self.path}: channel {channel!r} is not in this store (channels {self.channels}); "
                              "use one of them or prepare it")
 
+    def verify(self, channels: list[str] | None = None) -> None:
+        """Check the arrays of ``channels`` (default: all) against what ``write_manifest`` recorded, before
+        anything trusts them. Cheap when nothing changed (size, mtime and 16 sampled blocks); when an array's
+        mtime differs (a copied store, or a changed file) its sha256 decides. Stores without stamps (older
+        blurlatent) get the header-and-size check only. Raises UsageError naming the file and the fix."""
+        stamps, samples = self.manifest.get("stamps") or {}, self.manifest.get("samples") or {}
+        for name, digest in sorted((self.manifest.get("checksums") or {}).items()):
+            if channels is not None and name.split("_", 1)[0] not in channels:
+                continue
+            file = self.path / name
+            try:
+                st = os.stat(file)
+            except OSError:
+                raise damaged(file, "missing") from None
+            if not stat.S_ISREG(st.st_mode):
+                raise damaged(file, "not a regular file")
+            if name not in stamps:
+                self.array(*name[:-4].split("_", 1))  # header and size
+                continue
+            size, mtime = stamps[name]
+            if st.st_size != size:
+                raise damaged(file, f"{st.st_size} bytes, prepare wrote {size}")
+            if st.st_mtime_ns == mtime:
+                if name in samples and samples[name] != sampled_digest(file):
+                    raise damaged(file, "its bytes differ from what prepare wrote")
+                continue
+            log.info("%s: modified or copied since prepare (mtime differs); checking its sha256", file)
+            if sha256_file(file) != digest:
+                raise damaged(file, f"sha256 differs from {MANIFEST}")
+
     def array(self, channel: str, split: str) -> np.ndarray:
         """uint8 [crops, planes, H, W], memory-mapped."""
         self.check_channel(channel)
@@ -88,11 +132,16 @@ class Store:
             raise UsageError(f"unknown split {split!r}; use train, val or test")
         file = self.path / f"{channel}_{split}.npy"
         try:
-            return np.load(file, mmap_mode="r")
+            array = np.load(file, mmap_mode="r")
         except (OSError, ValueError) as exc:  # missing, truncated (mmap past the end) or not an .npy at all
             reason = " ".join(str(exc).split()) or type(exc).__name__
             raise UsageError(f"{file}: store array is missing or damaged ({reason}); "
                              "rerun `blurlatent prepare` with force=True") from None
+        if array.dtype != np.uint8 or array.ndim != 4 or array.shape[1] != len(self.planes):
+            # float data could carry NaN into training; prepare writes uint8 [crops, planes, H, W] only
+            raise UsageError(f"{file}: store array is {array.dtype} {list(array.shape)}, not uint8 [crops, "
+                             f"{len(self.planes)} planes, H, W]; rerun `blurlatent prepare` with force=True")
+        return array
 
     def full_test(self, channel: str) -> np.ndarray:
         """uint8 [fields, planes, H0, W0]: whole test fields, for whole-image evaluation."""
@@ -119,6 +168,43 @@ class Store:
         return [tuple(self.plane_index(p) for p in t) for t in triplets]
 
 
+def damaged(file: Path, reason: str) -> UsageError:
+    return UsageError(f"{file}: store array is missing or damaged ({reason}); "
+                      "rerun `blurlatent prepare` with force=True to rebuild the store")
+
+
+def sampled_digest(file: Path) -> str:
+    """sha256 of the size and ``SAMPLE_BLOCKS`` blocks of ``SAMPLE_BYTES`` spread evenly over ``file``, the
+    first (the .npy header) and the last included: 64 KiB read whatever the file's size."""
+    size = os.path.getsize(file)
+    digest = hashlib.sha256(str(size).encode())
+    with open(file, "rb") as handle:
+        for i in range(SAMPLE_BLOCKS):
+            handle.seek(max(0, size - SAMPLE_BYTES) * i // (SAMPLE_BLOCKS - 1))
+            digest.update(handle.read(SAMPLE_BYTES))
+    return digest.hexdigest()
+
+
+def check_manifest(manifest: dict, source: Path) -> None:
+    """UsageError naming ``source`` unless the keys every reader relies on are there with the right types:
+    planes (ints) and channels (strings), both non-empty, and fields (records with a split and a channel)."""
+    def listed(key, test, empty_ok=False) -> bool:
+        value = manifest.get(key)
+        return isinstance(value, list) and (empty_ok or bool(value)) and all(test(v) for v in value)
+
+    def record(r) -> bool:
+        return isinstance(r, dict) and isinstance(r.get("split"), str) and isinstance(r.get("channel"), str)
+
+    problems = [key for key, ok in (
+        ("planes", listed("planes", lambda p: isinstance(p, int) and not isinstance(p, bool))),
+        ("channels", listed("channels", lambda c: isinstance(c, str))),
+        ("fields", listed("fields", record, empty_ok=True)),
+    ) if not ok]
+    if problems:
+        raise UsageError(f"{source}: damaged manifest: {', '.join(problems)} missing or malformed; "
+                         "rerun `blurlatent prepare` with force=True")
+
+
 def write_store(path: Path, manifest: dict, arrays: dict[str, np.ndarray]) -> None:
     """Write arrays and manifest into ``path`` (a fresh temp folder the caller renames into place)."""
     path.mkdir(parents=True, exist_ok=True)
@@ -130,8 +216,12 @@ def write_store(path: Path, manifest: dict, arrays: dict[str, np.ndarray]) -> No
 def write_manifest(path: Path, manifest: dict) -> dict:
     """Checksum every ``*.npy`` already in ``path`` and write ``manifest.json`` (for writers that fill
     ``np.lib.format.open_memmap`` arrays in place rather than hand whole arrays to ``write_store``)."""
-    checksums = {file.name: sha256_file(file) for file in sorted(path.glob("*.npy"))}
-    manifest = dict(manifest, format_version=STORE_FORMAT_VERSION, checksums=checksums)
+    files = sorted(path.glob("*.npy"))
+    checksums = {file.name: sha256_file(file) for file in files}
+    samples = {file.name: sampled_digest(file) for file in files}
+    stamps = {file.name: [(st := file.stat()).st_size, st.st_mtime_ns] for file in files}
+    manifest = dict(manifest, format_version=STORE_FORMAT_VERSION, checksums=checksums, samples=samples,
+                    stamps=stamps)
     (path / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
     return manifest
 

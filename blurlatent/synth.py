@@ -37,7 +37,7 @@ import tifffile
 
 from .bbbc006 import BBBC_PLANE_DIR, IN_FOCUS_PLANE, N_PLANES, PLANE_STEP_UM, PLATE_PREFIX
 from .errors import UsageError
-from .files import check_output_folder, make_temp_dir, replace_folder
+from .files import make_temp_dir, replace_folder
 from .optics import (
     BETA_PX_PER_UM,
     CAMERA_OFFSET,
@@ -52,6 +52,7 @@ from .optics import (
     equivalent_sigma_px,
     plane_distance_um,
 )
+from .outputs import claim_output_folder, write_marker
 from .progress import progress_bar
 from .scene import cells_for_size, make_cells, render_scene
 
@@ -63,6 +64,7 @@ ROWS = "abcdefghijklmnop"
 N_FIELDS_MAX = len(ROWS) * 24 * 2  # 384 wells x 2 sites
 RECORD = "synth.json"  # written last: its presence marks a finished synth output
 TOOL = "blurlatent synth"
+COMMAND = "synth"  # its output marker's signature (``outputs``)
 
 
 def plane_folder(plane: int) -> str:
@@ -296,29 +298,26 @@ def synthesize(
     start = time.perf_counter()
     out = Path(out)
     channels, planes = check_synth_options(fields, channels, planes, size, seed)
-    check_output(out, force)
-    tmp = make_temp_dir(out)
-    try:
-        for plane in planes:
-            (tmp / plane_folder(plane)).mkdir()
-        tasks = [FieldTask(str(tmp), seed, i, tuple(size), tuple(planes), tuple(channels)) for i in range(fields)]
-        workers = max(1, min(workers or min(2, os.cpu_count() or 1), fields))
-        truths = write_fields(tasks, workers, progress)
-        (tmp / RECORD).write_text(json.dumps(synth_record(seed, size, planes, channels, truths), indent=1))
-        replace_folder(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+    with claim_output_folder(out, COMMAND, force, "a synth output", legacy=foreign_entry):
+        tmp = make_temp_dir(out)
+        try:
+            for plane in planes:
+                (tmp / plane_folder(plane)).mkdir()
+            tasks = [FieldTask(str(tmp), seed, i, tuple(size), tuple(planes), tuple(channels)) for i in range(fields)]
+            workers = max(1, min(workers or min(2, os.cpu_count() or 1), fields))
+            truths = write_fields(tasks, workers, progress)
+            (tmp / RECORD).write_text(json.dumps(synth_record(seed, size, planes, channels, truths), indent=1))
+            write_marker(tmp, COMMAND)
+            replace_folder(tmp, out)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
     return SynthResult(out, fields, planes, channels, fields * len(planes) * len(channels), time.perf_counter() - start)
 
 
-def check_output(out: Path, force: bool) -> None:
-    """The output policy (``files.check_output_folder``) for a synth output folder. Raises UsageError."""
-    check_output_folder(out, force, foreign_entry, "a synth output")
-
-
 def foreign_entry(out: Path) -> str | None:
-    """None when ``out`` provably holds an earlier synth output, else the entry that shows it does not.
+    """The migration path for a folder without an output marker (written before markers existed): None when
+    ``out`` provably holds an earlier synth output, else the entry that shows it does not (``outputs``).
 
     Proof: a ``synth.json`` written by synth (it is written last, inside the temp folder) and nothing
     but BBBC006 plane folders beside it. A real download (plane folders, no ``synth.json``) is foreign.

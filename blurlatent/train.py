@@ -20,6 +20,7 @@ size *per process*: the effective batch is ``batch × world size``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import random
@@ -34,18 +35,19 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from . import distributed
-from .checkpoint import load_checkpoint, load_init, load_weights, restore_rng, rng_state, save_checkpoint, state_digest
+from .checkpoint import check_fits, load_checkpoint, load_init, restore_run, rng_state, state_digest
 from .config import TrainConfig, from_dict, save_yaml, to_dict
 from .data import EpochBatches, default_workers, make_loader, to_device, triplet_dataset, val_batches
 from .device import assign_device, train_precision
 from .distributed import DistInfo
 from .errors import RuntimeFailure, UsageError
 from .figures import save_grid
+from .files import disk_space, terminate_as_interrupt
 from .inference import Predictor
 from .losses import LossModule, loss_terms, term_names
 from .model import Autoencoder
 from .progress import EpochProgress
-from .run import append_metrics, check_resume_config, discard_unstarted, open_run_folder, trim_metrics
+from .run import check_resume_config, run_folder, save_epoch, trim_metrics
 from .store import Store
 
 log = logging.getLogger(__name__)
@@ -74,10 +76,12 @@ def resolve_config(config: TrainConfig, check_init: bool = True) -> TrainConfig:
     Raises UsageError naming the parameter at fault.
     """
     config.check()
+    check_fits(config.model, None, torch.device("cpu"))  # absurd widths, before the folder: the model is built here
     if check_init and config.init:
-        load_init(config.init, config.model)  # a missing, truncated, unsafe or other-shape init fails here
+        load_init(config.init, config.model)  # a missing, truncated, unsafe, broken or other-shape init fails here
     if not config.data.store:
         raise UsageError("no store given: set data.store to a folder from `blurlatent prepare`")
+    config.data.store = str(Path(config.data.store).absolute())  # saved absolute: resume works from anywhere
     store = Store(config.data.store)
     if config.data.channel not in store.channels:
         raise UsageError(f"data.channel {config.data.channel}: not in {config.data.store} (channels {store.channels}); "
@@ -85,6 +89,7 @@ def resolve_config(config: TrainConfig, check_init: bool = True) -> TrainConfig:
     for t in config.data.triplets:
         for p in t:
             store.plane_index(p)
+    store.verify([config.data.channel])  # a damaged or changed array, before anything trusts it
     crop = int(store.array(config.data.channel, "train").shape[-1])
     multiple = 2 ** config.model.depth
     if crop % multiple:
@@ -127,13 +132,8 @@ def train(config: TrainConfig, out: str | Path, resume: bool = False, progress: 
     if config.nproc == 1:
         return _run(config, out, resume, progress, force, DistInfo(), None, on_step)
     distributed.check_processes(config.nproc, config.device, config.sync_bn)
-    created = open_run_folder(out, resume, force)  # once, before the ranks start
-    try:
+    with run_folder(out, resume, force, config.init):  # once, before the ranks start; locked until they end
         return distributed.spawn(_rank_main, config.nproc, (to_dict(config), str(out), resume, progress))
-    except BaseException:
-        if not resume:
-            discard_unstarted(out, created)
-        raise
 
 
 def _rank_main(rank: int, world: int, init_method: str, config_dict: dict, out: str, resume: bool,
@@ -147,22 +147,18 @@ def _rank_main(rank: int, world: int, init_method: str, config_dict: dict, out: 
 def _run(config: TrainConfig, out: Path, resume: bool, progress: bool, force: bool, info: DistInfo,
          init_method: str | None, on_step, prepared: bool = False) -> TrainResult | None:
     """One process's whole run; removes what it wrote when it fails before its first checkpoint."""
-    owned, created = False, None
-    try:
-        device = _setup_device(config, info, init_method)
-        amp_dtype, channels_last = train_precision(config.amp, config.channels_last, device)
-        if info.main and not prepared:
-            created = open_run_folder(out, resume, force)
-            owned = not resume
-        distributed.barrier(info)
-        trainer = _Trainer(config, out, info, device, amp_dtype, channels_last, resume)
-        return trainer.fit(progress, on_step)
-    except BaseException:
-        if owned:
-            discard_unstarted(out, created)
-        raise
-    finally:
-        distributed.close_process(info)
+    # SIGTERM stops it like Ctrl-C; a full disk anywhere in the run is one line naming the run folder
+    with contextlib.ExitStack() as folder, terminate_as_interrupt(), disk_space(out):
+        try:
+            device = _setup_device(config, info, init_method)
+            amp_dtype, channels_last = train_precision(config.amp, config.channels_last, device)
+            if info.main and not prepared:  # opened and locked once the device is known to work
+                folder.enter_context(run_folder(out, resume, force, config.init))
+            distributed.barrier(info)
+            trainer = _Trainer(config, out, info, device, amp_dtype, channels_last, resume)
+            return trainer.fit(progress, on_step)
+        finally:
+            distributed.close_process(info)
 
 
 def _setup_device(config: TrainConfig, info: DistInfo, init_method: str | None) -> torch.device:
@@ -192,6 +188,7 @@ class _Trainer:
         self._setup_model(resume)
         self.start_epoch, self.start_step, self.best_val, self.best_epoch, self.partial = 0, 0, math.inf, 0, None
         self.metrics: dict = {}
+        self.resumed = resume
         if resume:
             self._restore()
         if info.main:
@@ -225,9 +222,10 @@ class _Trainer:
         torch.manual_seed(c.seed)
         np.random.seed(c.seed)
         random.seed(c.seed)
+        check_fits(c.model, None, self.device, copies=4)  # weights, gradients and Adam's two moments
         model = Autoencoder(c.model)
         if c.init and not resume:
-            load_weights(model, load_init(c.init, c.model)["model"], str(c.init))
+            load_init(c.init, c.model, into=model)
         model.to(self.device)
         if self.channels_last:
             model.to(memory_format=torch.channels_last)
@@ -243,15 +241,8 @@ class _Trainer:
         last = self.out / "last.pt"
         ckpt = load_checkpoint(last, map_location=self.device)
         check_resume_config(ckpt["config"], self.config, self.out)
-        load_weights(self.model, ckpt["model"], str(last))
-        self.optimizer.load_state_dict(ckpt["optimizer"])
-        self.scheduler.load_state_dict(ckpt["scheduler"])
-        if ckpt.get("scaler"):
-            self.scaler.load_state_dict(ckpt["scaler"])
-        self.start_epoch, self.start_step = int(ckpt["epoch"]), int(ckpt.get("step", 0))
-        self.best_val, self.best_epoch = float(ckpt.get("best_val", math.inf)), int(ckpt.get("best_epoch", 0))
-        self.partial = ckpt.get("partial")
-        restore_rng(ckpt["rng"], self.device)
+        (self.start_epoch, self.start_step, self.best_val, self.best_epoch, self.partial) = restore_run(
+            ckpt, self.model, self.optimizer, self.scheduler, self.scaler, self.device, str(last))
         if self.info.main:
             last_line = ckpt.get("metrics") if self.start_step == 0 else None
             trim_metrics(self.out / "metrics.jsonl", self.start_epoch, last_line)
@@ -319,24 +310,38 @@ class _Trainer:
         """The ranks agree on a non-finite loss (RuntimeFailure) and on Ctrl-C (save, KeyboardInterrupt)."""
         bad_step, stopping = distributed.first_bad_and_stop(bad, stop["stop"], self.info)
         if math.isfinite(bad_step):
-            last = self.out / "last.pt"
-            kept = f"the last good checkpoint {last} (after epoch {epoch}) is kept" if last.exists() else \
-                "no checkpoint was written yet"
-            raise RuntimeFailure(f"non-finite loss at epoch {epoch + 1}, step {int(bad_step)}; {kept}; "
-                                 "lower the learning rate or check the store for bad crops")
+            raise RuntimeFailure(self._nan_cause(epoch, int(bad_step)))
         s = sums.tolist()
         bar.update(step, s[0] / max(s[-1], 1), s[-1] * self.info.world / seconds)
         if not stopping:
             return
         if self.info.main:
             partial = {"sums": sums.tolist(), "seconds": seconds}
-            save_checkpoint(self.out / "last.pt", self._payload(epoch, step, self.metrics, partial))
+            save_epoch(self.out, self._payload(epoch, step, self.metrics, partial))
         distributed.barrier(self.info)  # no rank exits while rank 0 is still writing
         message = (f"interrupted at epoch {epoch + 1}, step {step}; {self.out / 'last.pt'} saved; "
                    f"continue with: blurlatent train --resume {self.out}")
         if self.info.main:
             log.info(message)  # the CLI prints the exception's message
         raise KeyboardInterrupt(message)
+
+    def _nan_cause(self, epoch: int, step: int) -> str:
+        """Why the loss went non-finite: the batches are uint8 crops, finite by construction (``Store.array``
+        refuses other arrays), so the starting weights give non-finite outputs (the run's first step, before
+        any update: not the learning rate), or training diverged."""
+        c, last = self.config, self.out / "last.pt"
+        kept = f"the last good checkpoint {last} (after epoch {epoch}) is kept" if last.exists() else \
+            "no checkpoint was written yet"
+        done = (epoch - self.start_epoch) * self.batches.total() + step - 1 - self.start_step
+        where = f"non-finite loss at epoch {epoch + 1}, step {step}"
+        if done > 0:
+            return f"{where}, after {done} finite step(s): training diverged; {kept}; lower the learning rate"
+        start = f"the resumed weights of {last}" if self.resumed else f"the init weights of {c.init}" if c.init else \
+            f"the fresh weights of model widths {c.model.widths}"
+        fix = "fp16 autocast overflows: use amp bf16 or off" if self.amp_dtype is torch.float16 else \
+            "use another checkpoint" if self.resumed or c.init else "report a bug with this config"
+        return (f"{where}: the run's first step, before any weight update, on finite uint8 crops (not the learning "
+                f"rate): {start} give non-finite outputs; {kept}; {fix}")
 
     def _end_epoch(self, epoch: int, sums: torch.Tensor, seconds: float, bar) -> None:
         """Validate, step the schedule, and on rank 0 save checkpoints, the metrics line and the strip."""
@@ -393,17 +398,12 @@ class _Trainer:
             "best_val": self.best_val,
             "best_epoch": self.best_epoch,
             "partial": partial,
+            "store": {"path": str(self.store.path), "fingerprint": self.store.manifest.get("fingerprint")},
             "runtime": self.runtime,
         }
 
     def _save(self, epochs_done: int, is_best: bool) -> None:
-        # Checkpoint first: a kill between the two leaves a resumable run whose missing metrics line the
-        # resume restores from the checkpoint (the reverse order left none to resume).
-        payload = self._payload(epochs_done, 0, self.metrics)
-        save_checkpoint(self.out / "last.pt", payload)
-        if is_best:
-            save_checkpoint(self.out / "best.pt", payload)
-        append_metrics(self.out, self.metrics)
+        save_epoch(self.out, self._payload(epochs_done, 0, self.metrics), is_best, self.metrics)  # checkpoint first
         every = self.config.strip_every
         if every and (epochs_done % every == 0 or epochs_done == self.config.optim.epochs):
             save_strip(self.model, self.store, self.config, self.out / "strips" / f"epoch_{epochs_done:03d}.png")

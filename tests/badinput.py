@@ -75,13 +75,13 @@ def unstarted_run(work: Path, paths: dict) -> None:
 
 
 def report_folder(work: Path, paths: dict) -> None:
-    (work / "report").mkdir()
-    (work / "report" / "report.json").write_text("{}\n")
+    (work / "report").mkdir()  # a report of a version before output markers (its report.json has a format_version)
+    (work / "report" / "report.json").write_text('{"format_version": 1}\n')
 
 
 def demo_folder(work: Path, paths: dict) -> None:
-    (work / "demo").mkdir()
-    (work / "demo" / "demo.json").write_text("{}\n")
+    (work / "demo").mkdir()  # a demo of a version before output markers (its demo.json holds the checks)
+    (work / "demo" / "demo.json").write_text('{"checks": {}}\n')
 
 
 def read_only(work: Path, paths: dict) -> None:
@@ -93,6 +93,142 @@ def read_only(work: Path, paths: dict) -> None:
     (work / "ro").chmod(0o555)
 
 
+# --- outputs (issue 11): inputs behind links, folders that only look like ours, all-or-nothing folder mode ---
+
+
+def input_links(work: Path, paths: dict) -> None:
+    """in.tif, a hard link and a symbolic link to it, and a symbolic link to nothing."""
+    shutil.copy(paths["bad"] / "sharp.tif", work / "in.tif")
+    os.link(work / "in.tif", work / "hard.tif")
+    (work / "soft.tif").symlink_to(work / "in.tif")
+    (work / "dangling.tif").symlink_to(work / "missing.tif")
+
+
+def pairs_bad_last(work: Path, paths: dict) -> None:
+    """Folder mode: pairs a and m are fine, pair z (sorted last) has images of two sizes."""
+    for name, blurry in (("a", "blurry.tif"), ("m", "blurry.tif"), ("z", "small.tif")):
+        (work / "s").mkdir(exist_ok=True)
+        (work / "b").mkdir(exist_ok=True)
+        shutil.copy(paths["bad"] / "sharp.tif", work / "s" / f"{name}.tif")
+        shutil.copy(paths["bad"] / blurry, work / "b" / f"{name}.tif")
+
+
+def pairs_named_like_outputs(work: Path, paths: dict) -> None:
+    """Folder mode: field a's output name a_a0.500.tif is also an input file of field a_a0.500."""
+    for folder, source in (("s", "sharp.tif"), ("b", "blurry.tif")):
+        (work / folder).mkdir()
+        for name in ("a.tif", "a_a0.500.tif"):
+            shutil.copy(paths["bad"] / source, work / folder / name)
+
+
+def int32_pair(work: Path, paths: dict) -> None:
+    import tifffile
+
+    image = tifffile.imread(paths["bad"] / "sharp.tif").astype(np.int32)
+    tifffile.imwrite(work / "a.tif", image)
+    tifffile.imwrite(work / "b.tif", image[::-1].copy())
+
+
+def manifest_lookalike(work: Path, paths: dict) -> None:
+    (work / "store").mkdir()  # issue 11, data loss 2: someone's manifest.json beside their README
+    (work / "store" / "manifest.json").write_text("{}\n")
+    (work / "store" / "README.md").write_text("keep\n")
+
+
+def report_lookalike(work: Path, paths: dict) -> None:
+    (work / "report").mkdir()  # report.json and report.md, but not a report's (no format_version)
+    (work / "report" / "report.json").write_text("{}\n")
+    (work / "report" / "report.md").write_text("my own report\n")
+
+
+def report_with_notes(work: Path, paths: dict) -> None:
+    report_folder(work, paths)  # issue 11, data loss 3: an earlier report with the user's notes in it
+    (work / "report" / "notes.md").write_text("keep\n")
+
+
+def user_config(work: Path, paths: dict) -> None:
+    (work / "run").mkdir()  # issue 11, data loss 4: a user's own config.yaml, not a run
+    (work / "run" / "config.yaml").write_text("seed: 1\n")
+
+
+def user_config_metrics(work: Path, paths: dict) -> None:
+    user_config(work, paths)  # ... beside an empty metrics.jsonl: still not provably a run
+    (work / "run" / "metrics.jsonl").write_text("")
+
+
+def finished_run(work: Path, paths: dict) -> None:
+    run_folder(work, paths)  # a run of a version before output markers, with its checkpoints
+    for name in ("last.pt", "best.pt"):
+        shutil.copy(paths["ckpt"], work / "run" / name)
+
+
+def demo_user_data(work: Path, paths: dict) -> None:
+    demo_folder(work, paths)  # issue 11, data loss 1: an earlier demo whose synthetic/ holds the user's file
+    (work / "demo" / "synthetic").mkdir()
+    (work / "demo" / "synthetic" / "mine.txt").write_text("keep\n")
+
+
+# --- robustness (issue 11): special files, crafted TIFFs and zips, a store changed after prepare ----------------
+
+
+def fifos(work: Path, paths: dict) -> None:
+    """fifo.tif, fifo.pt and fifo.yaml: named pipes. A reader that blocks on one (the bug) is set free after
+    5 s by a writer that opens and closes it, so the row fails on its message instead of hanging the run."""
+    import threading
+
+    names = [work / name for name in ("fifo.tif", "fifo.pt", "fifo.yaml")]
+    for fifo in names:
+        os.mkfifo(fifo)
+
+    def release():
+        for fifo in names:
+            try:
+                os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+            except OSError:  # nobody reading it: the command refused it, as it should
+                pass
+
+    timer = threading.Timer(5.0, release)
+    timer.daemon = True
+    timer.start()
+
+
+def two_series(work: Path, paths: dict) -> None:
+    import tifffile
+
+    image = tifffile.imread(paths["bad"] / "sharp.tif")
+    with tifffile.TiffWriter(work / "two_series.tif") as tif:
+        tif.write(image)
+        tif.write(image[:16, :16])  # a second image (a thumbnail, another channel) tifffile would not read
+
+
+def zip_bomb(work: Path, paths: dict) -> None:
+    """{work}/zips: the plane zips of {src}, the a01_s1 w1 image of plane 0 replaced by 70 MiB of zeros (~70 KB
+    deflated): a member that inflates ~1000 times."""
+    zip_planes(paths["src"], work / "zips")
+    first = next((paths["src"] / "BBBC006_v1_images_z_00").glob("*_a01_s1_w1*.tif"))
+    plane0 = work / "zips" / "BBBC006_v1_images_z_00.zip"
+    with zipfile.ZipFile(plane0) as archive:
+        members = {i.filename: archive.read(i) for i in archive.infolist()}
+    with zipfile.ZipFile(plane0, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in members.items():
+            if first.name in name:
+                with archive.open(name, "w") as member:
+                    for _ in range(70):
+                        member.write(bytes(1 << 20))
+            else:
+                archive.writestr(name, data)
+
+
+def changed_store(work: Path, paths: dict) -> None:
+    """{work}/store: a copy of {store} with one byte of w1_train.npy changed (same size), as a bad disk or a stray
+    write would: its manifest still matches {src}, so prepare used to call it up to date."""
+    shutil.copytree(paths["store"], work / "store")
+    file = work / "store" / "w1_train.npy"
+    data = bytearray(file.read_bytes())
+    data[len(data) // 2 + 7] ^= 0xFF
+    file.write_bytes(bytes(data))
+
+
 SETUPS = {
     "user_folder": user_folder,
     "existing_out": existing_out,
@@ -102,6 +238,21 @@ SETUPS = {
     "report_folder": report_folder,
     "demo_folder": demo_folder,
     "read_only": read_only,
+    "input_links": input_links,
+    "pairs_bad_last": pairs_bad_last,
+    "pairs_named_like_outputs": pairs_named_like_outputs,
+    "int32_pair": int32_pair,
+    "manifest_lookalike": manifest_lookalike,
+    "report_lookalike": report_lookalike,
+    "report_with_notes": report_with_notes,
+    "user_config": user_config,
+    "user_config_metrics": user_config_metrics,
+    "finished_run": finished_run,
+    "demo_user_data": demo_user_data,
+    "fifos": fifos,
+    "two_series": two_series,
+    "zip_bomb": zip_bomb,
+    "changed_store": changed_store,
 }
 
 

@@ -32,6 +32,17 @@ def test_level_paths():
         batch.level_paths("out.jpg", [0.5])
 
 
+def test_level_names_stay_unique():
+    """0.1 and 0.1004 are one name at three decimals: issue 11 wrote one file and reported two."""
+    assert batch.level_paths("lv.png", [0.1, 0.1004]) == [Path("lv_a0.1000.png"), Path("lv_a0.1004.png")]
+    assert len(set(batch.level_names([0.1, np.nextafter(0.1, 1.0)]))) == 2  # neighbouring floats: two names
+    with pytest.raises(UsageError, match="alpha 0.3 is given twice"):
+        batch.level_paths("lv.png", [0.3, 0.5, 0.3])
+    assert batch.level_paths("lv.tif", [0.3, 0.3]) == [Path("lv.tif")]  # pages of one TIFF need no names
+    pairs = [("f", Path("s/f.tif"), Path("b/f.tif"))]
+    assert batch.folder_outputs("o", pairs, [0.1, 0.1004]) == [[Path("o/f_a0.1000.tif"), Path("o/f_a0.1004.tif")]]
+
+
 def test_blur_alphas_from_values_or_steps():
     assert batch.blur_alphas([0.25, 1.0], None) == [0.25, 1.0]
     assert batch.blur_alphas(None, 3) == pytest.approx([0.25, 0.5, 0.75])
@@ -93,6 +104,36 @@ def test_run_files_checks_outputs_before_loading_the_model(tmp_path):
     with pytest.raises(UsageError, match="out.tif: already exists"):
         batch.run_files(missing, InferenceConfig(device="cpu"), a, b, [0.5], tmp_path / "out.tif", "deblur")
     assert (tmp_path / "out.tif").read_bytes() == b"keep me"
+
+
+def test_run_files_refuses_inputs_and_png_pixel_types_before_loading_the_model(tmp_path):
+    a = write(tmp_path / "a.tif", np.ones((16, 16), np.float32))
+    b = write(tmp_path / "b.tif", np.ones((16, 16), np.float32))
+    missing = tmp_path / "missing.pt"  # loading it would fail: every output check must come first
+    with pytest.raises(UsageError, match="b.tif: is the input"):
+        batch.run_files(missing, InferenceConfig(device="cpu"), a, b, [0.5], b, "deblur", force=True)
+    with pytest.raises(UsageError, match="PNG holds 8- or 16-bit unsigned pixels, not float32; .* out_dtype uint16"):
+        batch.run_files(missing, InferenceConfig(device="cpu"), a, b, [0.5], tmp_path / "o.png", "blur")
+    with pytest.raises(UsageError, match="missing.pt"):  # uint16 output fits a PNG: the checks pass
+        batch.run_files(missing, InferenceConfig(device="cpu", out_dtype="uint16"), a, b, [0.5], tmp_path / "o.png",
+                        "blur")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.tif", "b.tif"]
+
+
+def test_blur_folder_is_all_or_nothing(tmp_path_factory, tmp_path):
+    """A pair that fails after others were done leaves no output of any pair: the rerun needs no force."""
+    predictor = load_model(tiny_checkpoint(tmp_path_factory), "cpu").with_options(batch_size=1)
+    image = np.random.default_rng(0).integers(100, 1000, (24, 32)).astype(np.uint16)
+    pairs = [(name, write(tmp_path / "s" / f"{name}.tif", image), write(tmp_path / "b" / f"{name}.tif", image))
+             for name in ("a", "m", "z")]
+    write(pairs[2][2], image[:20])  # the last pair's images differ in size
+    with pytest.raises(UsageError, match="z.tif: image is 32x20"):
+        batch.blur_folder(predictor, pairs, [0.5], tmp_path / "out" / "deep")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b", "s"]  # no output, temp or folder made for them
+    write(pairs[2][2], image)
+    written = batch.blur_folder(predictor, pairs, [0.5], tmp_path / "out" / "deep")
+    assert [p.name for p in written] == ["a_a0.500.tif", "m_a0.500.tif", "z_a0.500.tif"]
+    assert all(p.is_file() for p in written)
 
 
 def test_blur_folder_reports_progress_and_matches_single_pairs(tmp_path_factory, tmp_path):

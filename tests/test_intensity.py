@@ -11,12 +11,14 @@ import torch
 from infer_model import pair, tiny_checkpoint
 from scipy.ndimage import gaussian_filter
 
+from blurlatent.errors import UsageError
 from blurlatent.inference import blur, deblur, load_model
 from blurlatent.intensity import (
     Scale,
     background,
     from_unit,
     intensity_range,
+    plane_ranges,
     to_input_scale,
     to_unit,
     total_above_background,
@@ -96,3 +98,73 @@ def test_integer_output_clipped_with_warning(caplog):
     assert any("clipped" in r.message for r in caplog.records)
     as_float = to_input_scale(unit, scale, "conserve", np.float32)
     assert as_float.max() == pytest.approx(200 * 480 / 16)
+
+
+# --- extreme but finite inputs: normalized in float64, never NaN ---------------------------------------------
+
+
+def test_to_unit_extremes_oracle():
+    """Exact answers: the ends of the float32 range, and float64 values near the smallest normal number."""
+    big = np.array([[-3e38, 0.0], [1.5e38, 3e38]], np.float32)
+    lo, hi = intensity_range(big)
+    expected = (big.astype(np.float64) - float(big.min())) / (float(big.max()) - float(big.min()))
+    np.testing.assert_array_equal(to_unit(big, lo, hi), expected.astype(np.float32))
+    tiny = np.array([[1e-307, 1.5e-307], [2e-307, 1.25e-307]])
+    assert intensity_range(tiny) == (1e-307, 2e-307)
+    np.testing.assert_allclose(to_unit(tiny, 1e-307, 2e-307), [[0, 0.5], [1, 0.25]], atol=1e-7)
+    assert background(tiny * 1.0) == pytest.approx(background(tiny * 1e307) * 1e-307, rel=1e-6)
+    for image in (big, tiny):
+        assert np.isfinite(background(image)) and np.isfinite(total_above_background(image))
+
+
+def test_to_unit_bitwise_equal_to_float32_for_integer_images():
+    """The float64 path changes nothing for 8/16-bit data (prepare's stores stay byte for byte the same)."""
+    image = np.random.default_rng(0).integers(0, 65536, (64, 64)).astype(np.uint16)
+    lo, hi = intensity_range(image)
+    reference = np.clip((image.astype(np.float32) - np.float32(lo)) / np.float32(hi - lo), 0, 1)
+    np.testing.assert_array_equal(to_unit(image, lo, hi), reference)
+
+
+EXTREMES = [  # (intensity, dtype, k = 2**exponent, amplitude): inputs k * amplitude * [-1, 1]
+    ("minmax", np.float32, 127, 1.75),  # up to ±3e38, the edge of float32
+    ("conserve", np.float32, 127, 1.2),  # ±2e38: conserve raises peaks, which must stay inside float32
+    ("minmax", np.float64, -1020, 1.0),  # ~1e-307, near the smallest normal float64
+    ("conserve", np.float64, -1020, 1.0),
+]
+
+
+@pytest.mark.parametrize("intensity, dtype, exponent, amplitude", EXTREMES)
+def test_extreme_inputs_scale_equivariant_oracle(predictor, intensity, dtype, exponent, amplitude):
+    """Oracle: normalization removes scale, so blur(k·s, k·b) = k·blur(s, b) and likewise for deblur, for
+    k = 2**exponent (exact in floating point). Before float64 normalization these gave NaN images."""
+    sharp, blurry = pair(13)
+    s, b = (amplitude * (2 * sharp - 1)).astype(dtype), (amplitude * (1.6 * blurry - 0.7)).astype(dtype)
+    k = 2.0**exponent
+    ks, kb = (np.ldexp(x, exponent).astype(dtype) for x in (s, b))
+    assert np.abs(ks).max() > 8e37 or np.abs(ks).max() < 1e-306
+    for got, ref in ((blur(predictor, ks, kb, [1.0, 0.5], intensity=intensity),
+                      blur(predictor, s, b, [1.0, 0.5], intensity=intensity)),
+                     (deblur(predictor, kb, ks, 0.5, intensity=intensity),
+                      deblur(predictor, b, s, 0.5, intensity=intensity))):
+        assert got.dtype == dtype and np.isfinite(got).all()
+        scale = float(np.abs(ref).max())
+        np.testing.assert_allclose(got.astype(np.float64) / k, ref, rtol=1e-5, atol=1e-6 * scale)
+
+
+def test_values_beyond_the_normalizable_range_refused_in_one_line():
+    huge = np.array([[0.0, 1.7e308], [-1e301, 5.0]])
+    for run in (lambda: intensity_range(huge), lambda: plane_ranges([np.ones((4, 4)), huge], "stack", 0)):
+        with pytest.raises(UsageError, match=r"image values reach 1.7e\+308, beyond ±1e\+300.*rescale the image"):
+            run()
+
+
+def test_float_output_clipped_to_its_range_not_infinite(caplog):
+    ref = np.zeros((40, 48), np.float32)
+    ref[:20, :24] = 3e38  # total above background 3e38 * 480
+    unit = np.zeros((40, 48))
+    unit[10:14, 10:14] = 1.0  # the same light in 16 pixels: 9e39 each, past float32
+    scale = Scale.of(ref, *intensity_range(ref), need_total=True)
+    with caplog.at_level(logging.WARNING, logger="blurlatent.intensity"):
+        out = to_input_scale(unit, scale, "conserve", np.float32)
+    assert np.isfinite(out).all() and out.max() == np.finfo(np.float32).max
+    assert any("outside the float32 range" in r.message for r in caplog.records)

@@ -1,6 +1,7 @@
-"""Interruptions (issue 7): a job killed with SIGKILL (a cluster's hard kill: no cleanup code runs) or
-stopped with Ctrl-C loses nothing, leaves no half-written output under the name the user gave, and a
-rerun or ``--resume`` ends exactly where an uninterrupted run ends.
+"""Interruptions (issues 7, 11): a job killed with SIGKILL (a cluster's hard kill: no cleanup code runs), or
+stopped with Ctrl-C or SIGTERM (``kill``, a scheduler's stop: treated like Ctrl-C), loses nothing, leaves no
+half-written output under the name the user gave and no process behind, and a rerun or ``--resume`` ends
+exactly where an uninterrupted run ends.
 
 The killed runs are real ``python -m blurlatent`` processes; reruns and references run in-process.
 Everything happens under ``tmp_path``: each command runs from an empty working folder, which must stay
@@ -113,6 +114,19 @@ def _kill_group(proc: subprocess.Popen) -> None:
     proc.wait()
 
 
+def _group(pgid: int) -> list[int]:
+    """The processes still in process group ``pgid`` (Linux /proc), zombies excluded."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            pids.append(int(stat.parent.name))
+    return pids
+
+
 def _epochs_logged(run: Path) -> int:
     metrics = run / "metrics.jsonl"
     return len(metrics.read_text().splitlines()) if metrics.is_file() else 0
@@ -149,7 +163,12 @@ def test_kill9_during_prepare_then_rerun_gives_the_identical_store(source, tmp_p
     _wait_for(lambda: any(work.glob(".store.*.tmp/*.npy")), proc)  # its arrays are being filled
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
+    deadline = time.monotonic() + 5
+    while _group(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    orphans = _group(proc.pid)
     _kill_group(proc)
+    assert not orphans, f"pool workers outlived their killed parent: {orphans}"
     assert proc.returncode == -signal.SIGKILL
     assert not (work / "store").exists(), "a killed prepare must not leave a store under the final name"
     assert _temps(work), "the killed run's temp folder should still be there (nothing can clean up after SIGKILL)"
@@ -160,7 +179,7 @@ def test_kill9_during_prepare_then_rerun_gives_the_identical_store(source, tmp_p
         json.loads((work / "store" / "manifest.json").read_text()),
         json.loads((expected / "manifest.json").read_text()),
     )
-    assert got == want
+    assert {k: v for k, v in got.items() if k != "stamps"} == {k: v for k, v in want.items() if k != "stamps"}
     assert sorted(p.name for p in (work / "store").iterdir()) == sorted(p.name for p in expected.iterdir())
     for name, digest in got["checksums"].items():
         assert file_sha256(work / "store" / name) == digest
@@ -179,6 +198,34 @@ def test_ctrl_c_during_prepare_exits_130_and_leaves_nothing(source, tmp_path):
     assert proc.returncode == 130, err
     assert "Traceback" not in out + err and len([line for line in err.splitlines() if line.strip()]) == 1, err
     assert not any(work.iterdir()), "an interrupted prepare must remove its temp folder"
+    assert not any(cwd.iterdir())
+
+
+@pytest.mark.parametrize("to", ["process", "group"])
+def test_sigterm_during_prepare_ends_its_pool_workers_and_leaves_nothing(source, tmp_path, to):
+    """``kill PID`` (the process only) or a scheduler's SIGTERM to the whole group, with two pool workers:
+    like Ctrl-C, exit 130 with one line, the temp folder removed and no worker left running."""
+    work, cwd = tmp_path / "work", tmp_path / "cwd"
+    work.mkdir()
+    proc = _start(["prepare", source, work / "store", "--channels", "w1", "--crop", "32", "--workers", "2"], cwd)
+    _wait_for(lambda: any(work.glob(".store.*.tmp/*.npy")), proc)
+    time.sleep(0.05)  # the workers are filling fields
+    (os.kill if to == "process" else os.killpg)(proc.pid, signal.SIGTERM)
+    try:
+        out, err = proc.communicate(timeout=30)  # orphaned workers would hold the pipes open
+    except subprocess.TimeoutExpired:
+        left = _group(proc.pid)
+        _kill_group(proc)
+        pytest.fail(f"still running 30 s after SIGTERM: processes {left}")
+    deadline = time.monotonic() + 5
+    while _group(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    left = _group(proc.pid)
+    _kill_group(proc)
+    assert not left, f"pool workers left running after SIGTERM: {left}"
+    assert proc.returncode == 130, (proc.returncode, err)
+    assert "Traceback" not in out + err and len([line for line in err.splitlines() if line.strip()]) == 1, err
+    assert not any(work.iterdir()), "a terminated prepare must remove its temp folder"
     assert not any(cwd.iterdir())
 
 
@@ -214,6 +261,28 @@ def test_ctrl_c_during_train_saves_a_resumable_checkpoint_and_exits_130(store, r
     assert len(lines) == 1 and f"--resume {run}" in lines[0], err  # one line that says how to continue
     saved = load_checkpoint(run / "last.pt")
     assert saved["partial"] is not None and saved["step"] >= 1, "Ctrl-C mid-epoch must save that epoch's progress"
+    assert not _temps(work)
+
+    result = _invoke(["train", "--resume", str(run)])
+    assert result.exit_code == 0, result.output
+    _assert_same_run(run, reference)
+    assert sorted(p.name for p in work.iterdir()) == ["run"]
+    assert not any(cwd.iterdir())
+
+
+def test_sigterm_during_train_saves_a_resumable_checkpoint_like_ctrl_c(store, reference, tmp_path):
+    work, cwd = tmp_path / "work", tmp_path / "cwd"
+    run = work / "run"
+    proc = _start(["train", store, "--out", run, *TRAIN_ARGS], cwd)
+    _wait_for(lambda: _epochs_logged(run) >= 1, proc)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, (proc.returncode, err)
+    assert "Traceback" not in out + err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and f"--resume {run}" in lines[0], err
+    saved = load_checkpoint(run / "last.pt")
+    assert saved["partial"] is not None and saved["step"] >= 1, "SIGTERM mid-epoch must save that epoch's progress"
     assert not _temps(work)
 
     result = _invoke(["train", "--resume", str(run)])

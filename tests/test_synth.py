@@ -11,6 +11,7 @@ from blurlatent import optics, synth
 from blurlatent.bbbc006 import parse_bbbc_name
 from blurlatent.cli import app
 from blurlatent.errors import UsageError
+from blurlatent.outputs import MARKER
 
 NAME = re.compile(
     r"^mcf-z-stacks-03212011_[a-p]\d{2}_s[12]_w[12][0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}\.tif$"
@@ -26,7 +27,7 @@ def test_layout_names_and_tiffs(tmp_path):
     out = tmp_path / "bbbc"
     synth.synthesize(out, fields=3, channels=["w1", "w2"], planes=[0, 16, 33], seed=1, **TINY)
     planes = ["BBBC006_v1_images_z_00", "BBBC006_v1_images_z_16", "BBBC006_v1_images_z_33"]
-    assert sorted(p.name for p in out.iterdir()) == [*planes, "synth.json"]
+    assert sorted(p.name for p in out.iterdir()) == [MARKER, *planes, "synth.json"]  # MARKER: outputs
     uuids = {}
     for plane in ("00", "16", "33"):
         names = sorted(p.name for p in (out / f"BBBC006_v1_images_z_{plane}").iterdir())
@@ -91,6 +92,7 @@ def test_force_never_replaces_a_download_or_a_folder_without_synths_record(tmp_p
     download = tmp_path / "BBBC006"
     synth.synthesize(download, fields=1, channels=["w1"], planes=[16], seed=0, **TINY)
     (download / "synth.json").unlink()
+    (download / MARKER).unlink()  # plane folders only, as downloaded
     before = sorted(p.relative_to(download) for p in download.rglob("*"))
     with pytest.raises(UsageError, match="is not a synth output"):
         synth.synthesize(download, fields=1, channels=["w1"], planes=[16], seed=0, force=True, **TINY)
