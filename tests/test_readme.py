@@ -138,14 +138,14 @@ def test_every_readme_command_runs(workspace, monkeypatch):
                 *TINY_TRAIN,
             ]
             done = subprocess.run(cmd, cwd=workspace, capture_output=True, text=True, timeout=300)
-            assert done.returncode == 0, f"{text}\n{done.stderr[-2000:]}"
+            assert done.returncode == 0, f"{text}\n{done.stderr[:3000]}\n…\n{done.stderr[-3000:]}"  # ranks' lines first
             ran += 1
             continue
         if words[0] == "python":
             done = subprocess.run(
                 [sys.executable, *words[1:]], cwd=workspace, capture_output=True, text=True, timeout=300
             )
-            assert done.returncode == 0, f"{text}\n{done.stderr[-2000:]}"
+            assert done.returncode == 0, f"{text}\n{done.stderr[:3000]}\n…\n{done.stderr[-3000:]}"  # ranks' lines first
             ran += 1
             continue
         assert words[0] == "blurlatent", f"README command with no rule in this test: {text}"
