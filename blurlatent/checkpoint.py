@@ -30,7 +30,7 @@ import os
 import pickle
 import random
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -256,14 +256,20 @@ def check_resumable(ckpt: dict[str, Any], source: str) -> None:
     if missing:
         raise UsageError(f"{source}: not resumable (no {', '.join(missing)}: not a run's last.pt); start a new run "
                          "with init instead")
-    stack = [ckpt["optimizer"]]
-    while stack:  # every tensor in the optimizer state (nested dicts and lists)
+    if any(t.is_floating_point() and not bool(torch.isfinite(t).all()) for t in tensors_in(ckpt["optimizer"])):
+        raise UsageError(f"{source}: the optimizer state holds NaN or infinite values (a diverged run); "
+                         "resume from an earlier copy or start a new run with init")
+
+
+def tensors_in(value: Any) -> Iterator[torch.Tensor]:
+    """Every tensor in ``value``: a tensor, or dicts, lists and tuples of them, nested (a checkpoint payload)."""
+    stack = [value]
+    while stack:  # a loop, not recursion: a hand-made file may nest deeper than Python's recursion limit
         item = stack.pop()
-        if isinstance(item, (dict, list, tuple)):
+        if isinstance(item, torch.Tensor):
+            yield item
+        elif isinstance(item, (dict, list, tuple)):
             stack.extend(item.values() if isinstance(item, dict) else item)
-        elif isinstance(item, torch.Tensor) and item.is_floating_point() and not bool(torch.isfinite(item).all()):
-            raise UsageError(f"{source}: the optimizer state holds NaN or infinite values (a diverged run); "
-                             "resume from an earlier copy or start a new run with init")
 
 
 def restore_run(ckpt: dict[str, Any], model, optimizer, scheduler, scaler, device: torch.device,

@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape  # messages hold paths and lists: [w1] must print, not vanish as markup
 
-from .cli_errors import OneLineGroup, console, handle_errors, state
+from .cli_errors import FlagNamesHandler, OneLineGroup, console, flag_message, handle_errors, state
 from .config import Intensity, OutDtype, Precision, choices
 
 # Enums made from config's Literal options, so --help lists the choices and typer refuses others.
@@ -41,12 +41,10 @@ def _root(
 ):
     state["debug"] = debug
     state.pop("flags", None)  # one command's flag names (train --gpus) must not leak into the next in-process call
-    from rich.logging import RichHandler
-
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(message)s",
-        handlers=[RichHandler(console=console, show_path=False)],
+        handlers=[FlagNamesHandler(console=console, show_path=False)],
         force=True,
     )
 
@@ -375,7 +373,8 @@ def evaluate_cli(
     for table in rich_tables(report):
         screen.print(table)
     if not report.config.fid.available:
-        console.print(f"[yellow]{escape(report.config.fid.note)}[/yellow]", highlight=False, soft_wrap=True)
+        note = flag_message(report.config.fid.note)
+        console.print(f"[yellow]{escape(note)}[/yellow]", highlight=False, soft_wrap=True)
     screen.print(f"report written to {out}/ (report.md, report.json, figures/)", highlight=False)
 
 

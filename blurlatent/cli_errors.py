@@ -9,9 +9,11 @@ small``); ``flag_message`` puts the command line's flag names in their place.
 from __future__ import annotations
 
 import functools
+import logging
 
 import typer
 from rich.console import Console
+from rich.logging import RichHandler
 from rich.markup import escape  # messages hold paths and lists: [w1] must print, not vanish as markup
 from typer.core import TyperGroup
 
@@ -65,7 +67,17 @@ IN_MESSAGE = {
     "with store=PATH": "with --store PATH", "pass out_dtype": "pass --out-dtype",
     "model.widths": "--widths", "data.store": "STORE", "data.channel": "--channel", "optim.epochs": "--epochs",
     "task blur takes alpha": "--task blur takes --alpha", "task deblur": "--task deblur",
+    "with channel=": "with --channel=", "whole=True": "--whole", "fid_weights=": "--fid-weights=",
 }
+
+
+class FlagNamesHandler(RichHandler):
+    """Library warnings name parameters too ("pass out_dtype=float32"): show the command line's flags.
+
+    Done where the line is rendered, not by changing the record, which other handlers also see."""
+
+    def render_message(self, record: logging.LogRecord, message: str):
+        return super().render_message(record, flag_message(message, state.get("flags")))
 
 
 def flag_message(text: str, flags: dict[str, str] | None = None) -> str:

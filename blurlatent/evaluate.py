@@ -172,7 +172,7 @@ def load_models(checkpoints: Sequence[str | Path], device: Any, batch_size: int,
         trained = (info.config.get("data") or {}).get("channel")
         if channel is not None and trained is not None and trained != channel:
             log.warning("%s was trained on channel %s but is evaluated on %s (nuclei and cell structure look "
-                        "different); numbers may not transfer: evaluate --channel %s to match", info.path, trained,
+                        "different); numbers may not transfer: evaluate with channel=%s to match", info.path, trained,
                         channel, trained)
     return [p for p, _ in loaded], [i for _, i in loaded]
 
@@ -357,7 +357,7 @@ def warn_empty_crops(data: np.ndarray, target: int) -> None:
     if empty * 2 >= len(peaks):
         log.warning("%d of %d test centre crops are nearly empty (in-focus maximum <= %d/255): every column, "
                     "baselines included, gets about the same score, which says nothing about the models; "
-                    "evaluate whole test fields instead (--whole)", empty, len(peaks), EMPTY_CROP_MAX)
+                    "evaluate whole test fields instead (whole=True)", empty, len(peaks), EMPTY_CROP_MAX)
 
 
 def _open(store, channel: str, whole: bool) -> tuple[Store, np.ndarray, np.ndarray]:

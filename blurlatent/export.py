@@ -125,10 +125,12 @@ def export_alpha(task: str, alpha: float | None, planes: tuple[float, float] | N
     return check_deblur_alpha(alphas[0])  # warns when 1/(1 − α) amplifies past latent.MAX_GAIN
 
 
-def check_out(out: Path, force: bool) -> None:
+def check_out(out: Path, force: bool, checkpoint: str | Path) -> None:
+    """UsageError unless ``out`` is a .zip that may be written: not existing (without ``force``), and never
+    the ``checkpoint`` itself (torch saves zip files: ``-o best.zip`` of a ``best.zip`` checkpoint)."""
     if out.suffix.lower() != ".zip":
         raise UsageError(f"{out}: a bioimage.io package is a .zip file; choose a name ending in .zip")
-    check_writable(out, force)
+    check_writable(out, force, [checkpoint])
 
 
 def load_exportable(checkpoint: str | Path) -> tuple[Predictor, dict]:
@@ -232,7 +234,7 @@ def export_package(checkpoint: str | Path, out: str | Path, *, task: str = "debl
     start = time.perf_counter()
     out = Path(out)
     alpha = export_alpha(task, alpha, planes, target)
-    check_out(out, force)
+    check_out(out, force, checkpoint)
     predictor, ckpt = load_exportable(checkpoint)
     spec = TASKS[task]
     work = make_temp_dir(out)

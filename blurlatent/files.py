@@ -51,12 +51,12 @@ def check_outputs(paths: Sequence[str | Path], force: bool, inputs: Sequence[str
             st = os.stat(path)
             if (st.st_dev, st.st_ino) in ids:
                 raise UsageError(f"{path}: is the input {ids[st.st_dev, st.st_ino]}; choose another output (an input "
-                                 "is never overwritten, even with --force)")
+                                 "is never overwritten, even with force=True)")
+        if path.is_dir():  # before "pass --force": force cannot make a folder a file
+            raise UsageError(f"{path}: is a folder, expected a file path; choose a file name")
         if os.path.lexists(path) and not force:
             link = f" (a symbolic link to {os.readlink(path)})" if path.is_symlink() else ""
-            raise UsageError(f"{path}: already exists{link}; pass --force to overwrite it or choose another output")
-        if path.is_dir():
-            raise UsageError(f"{path}: is a folder, expected a file path; choose a file name")
+            raise UsageError(f"{path}: already exists{link}; pass force=True to overwrite it or choose another output")
         check_output_location(path)
 
 
@@ -79,6 +79,10 @@ def check_output_location(path: str | Path) -> None:
 # Every writer builds its output under a hidden temp name beside it and renames it into place. The
 # name carries the writer's pid and host, so a later run can delete what a killed run (SIGKILL, power
 # loss: no cleanup code runs) left behind without touching a temp of a run still going.
+
+
+# what follows ".NAME" in a temp's name: _temp_prefix's ".<pid>@<host>.", then mkstemp's part (or "old") and ".tmp"
+TEMP_TAIL = r"\.\d+@[^/]*\.tmp"
 
 
 def _temp_prefix(name: str) -> str:
@@ -208,7 +212,6 @@ def staged_files() -> Iterator[Callable[[Path], Path]]:
                 folder.rmdir()
 
 
-
 def sha256_file(path: str | Path, chunk: int = 1 << 22) -> str:
     """sha256 of a file read in 4 MiB chunks (stores reach gigabytes; never read them whole)."""
     digest = hashlib.sha256()
@@ -246,7 +249,7 @@ def write_json(path: str | Path, data: Any, force: bool = True) -> None:
 
 MB = 1 << 20
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
-_TEMP_NAME = re.compile(r"^\.(?P<name>.+?)\.\d+@[^/]*\.tmp$")  # _temp_prefix(name) + mkstemp's part + ".tmp"
+_TEMP_NAME = re.compile(rf"^\.(?P<name>.+?){TEMP_TAIL}$")
 _SPECIAL = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
             (stat.S_ISBLK, "a block device"))
 

@@ -104,7 +104,7 @@ def write_image(path: str | Path, array: np.ndarray, force: bool = False, compre
         else:
             import tifffile
 
-            tifffile.imwrite(tmp, array, compression=compression)
+            tifffile.imwrite(tmp, array, compression=compression, photometric="minisblack")  # pages, never RGB
 
 
 

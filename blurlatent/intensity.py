@@ -177,7 +177,7 @@ def to_dtype(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
     margin = 0.5 if dtype.kind in "ui" else 0.0
     clipped = np.count_nonzero((values < float(info.min) - margin) | (values > float(info.max) + margin))
     if clipped > (0.001 * values.size if dtype.kind in "ui" else 0):
-        keep = "pass out_dtype=float32 (--out-dtype float32)" if dtype.kind in "ui" else "rescale the inputs"
+        keep = "pass out_dtype=float32" if dtype.kind in "ui" else "rescale the inputs"
         log.warning("%d pixels (%.2f %%) fell outside the %s range and were clipped; %s to keep them",
                     clipped, 100.0 * clipped / values.size, dtype, keep)
     if dtype.kind in "ui":

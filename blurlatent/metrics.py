@@ -329,7 +329,7 @@ def fid_fix_text(searched: list[Path]) -> str:
         f"FID unavailable: pytorch-fid's Inception weights {FID_WEIGHTS_NAME} were not found (looked at {where}) "
         f"and this tool never downloads. On a machine with internet run "
         f"`curl -L -o {FID_WEIGHTS_NAME} {FID_WEIGHTS_URL}`, "
-        f"copy the file here, then either pass --fid-weights /path/to/{FID_WEIGHTS_NAME} or place it at "
+        f"copy the file here, then either pass fid_weights=/path/to/{FID_WEIGHTS_NAME} or place it at "
         f"{hub / FID_WEIGHTS_NAME} (mkdir -p {hub})"
     )
 
@@ -360,7 +360,7 @@ def _check_sha256(path: Path) -> None:
     if not digest.startswith(FID_WEIGHTS_SHA256_PREFIX):
         raise FidUnavailable(
             f"FID unavailable: {path} is not pytorch-fid's {FID_WEIGHTS_NAME} (sha256 {digest[:8]}…, "
-            f"expected {FID_WEIGHTS_SHA256_PREFIX}…); download it again from {FID_WEIGHTS_URL} and pass --fid-weights"
+            f"expected {FID_WEIGHTS_SHA256_PREFIX}…); download it again from {FID_WEIGHTS_URL}; pass fid_weights=PATH"
         )
 
 
@@ -407,7 +407,7 @@ def inception_extractor(weights: str | Path | None = None, device="cpu", check_h
     except Exception as exc:
         raise FidUnavailable(
             f"FID unavailable: {path} could not be loaded as pytorch-fid's Inception ({type(exc).__name__}: "
-            f"{str(exc)[:120]}); download {FID_WEIGHTS_URL} again and pass --fid-weights"
+            f"{str(exc)[:120]}); download {FID_WEIGHTS_URL} again and pass fid_weights=PATH"
         ) from None
 
     def extract(batch: torch.Tensor) -> torch.Tensor:

@@ -32,7 +32,7 @@ from typing import Callable, Iterator, Sequence
 
 from . import __version__
 from .errors import UsageError
-from .files import check_output_location, write_json
+from .files import TEMP_TAIL, check_output_location, write_json
 
 try:
     import fcntl
@@ -42,7 +42,7 @@ except ImportError:  # Windows: no flock; folders are then not locked
 MARKER = ".blurlatent-output.json"
 TOOL = "blurlatent"
 # what a killed writer leaves beside an entry NAME: its temps (files: .NAME.<pid>@<host>.<x>.tmp) and its lock
-DEBRIS = re.compile(r"^\.(?P<name>.+?)(\.\d+@[^/]*\.tmp|\.lock)$")
+DEBRIS = re.compile(rf"^\.(?P<name>.+?)({TEMP_TAIL}|\.lock)$")
 Legacy = Callable[[Path], "str | None"]
 
 
@@ -160,7 +160,7 @@ def check_not_input(out: str | Path, inputs: Sequence[str | Path]) -> None:
             continue
         if os.path.samefile(out, source) or real in Path(source).resolve().parents:
             raise UsageError(f"{out}: is or holds the input {source}; choose another output folder (an input is "
-                             "never replaced, even with --force)")
+                             "never replaced, even with force=True)")
 
 
 def check_output_folder(out: str | Path, command: str, force: bool, what: str, legacy: Legacy | None = None,
@@ -182,14 +182,14 @@ def check_output_folder(out: str | Path, command: str, force: bool, what: str, l
     record = read_marker(out)
     if record and record.get("command") != command:
         raise UsageError(f"{out}: is not {what} (it holds the output of blurlatent {record.get('command')}); choose "
-                         f"{option}, nothing there is replaced even with --force")
+                         f"{option}, nothing there is replaced even with force=True")
     found = strangers(out, command, legacy)
     if found:
         names = ", ".join(repr(n) for n in found[:3]) + (f" and {len(found) - 3} more" if len(found) > 3 else "")
         raise UsageError(f"{out}: is not {what} (it holds {names}); choose {option}, nothing there is replaced even "
-                         "with --force")
+                         "with force=True")
     if not force:
-        raise UsageError(f"{out}: already exists and holds {what}; pass --force to replace it or choose {option}")
+        raise UsageError(f"{out}: already exists and holds {what}; pass force=True to replace it or choose {option}")
     return True
 
 
@@ -228,9 +228,13 @@ class FolderLock:
                 if os.fstat(fd).st_ino == os.stat(self.path).st_ino:
                     break
             os.close(fd)  # its holder released and removed it between our open and flock: lock the new one
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()} {socket.gethostname()} {self.command or '-'}\n".encode())
         self.fd = fd
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()} {socket.gethostname()} {self.command or '-'}\n".encode())
+        except BaseException:  # a full disk: give the lock back, or this process would hold it until it exits
+            self.release()
+            raise
         return self
 
     def release(self) -> None:

@@ -20,9 +20,7 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any, Iterator
 
-import torch
-
-from .checkpoint import check_resumable, load_checkpoint, save_checkpoint
+from .checkpoint import check_resumable, load_checkpoint, save_checkpoint, tensors_in
 from .config import RESUMABLE_CHANGES, TrainConfig, from_dict, override, to_dict
 from .errors import UsageError
 from .files import MB, disk_space
@@ -178,20 +176,9 @@ def save_epoch(out: Path, payload: dict, best: bool = False, metrics: dict | Non
 def save_run_checkpoint(path: Path, payload: dict) -> None:
     """``checkpoint.save_checkpoint`` after checking the disk holds it (its tensors' bytes and 1 MB of slack;
     the old file stays until the new one is whole); a full disk is one RuntimeFailure naming ``path``."""
-    need = sum(t.numel() * t.element_size() for t in _tensors(payload)) + MB
+    need = sum(t.numel() * t.element_size() for t in tensors_in(payload)) + MB
     with disk_space(path, need):
         save_checkpoint(path, payload)
-
-
-def _tensors(value):
-    if isinstance(value, torch.Tensor):
-        yield value
-    elif isinstance(value, dict):
-        for v in value.values():
-            yield from _tensors(v)
-    elif isinstance(value, (list, tuple)):
-        for v in value:
-            yield from _tensors(v)
 
 
 def metric_lines(path: Path) -> list[dict]:
@@ -202,8 +189,8 @@ def metric_lines(path: Path) -> list[dict]:
     for number, line in enumerate(lines, 1):
         try:
             row = json.loads(line)
-            rows.append({"epoch": int(row["epoch"]), **row})
-        except (ValueError, KeyError, TypeError):
+            rows.append({**row, "epoch": int(row["epoch"])})  # "epoch": "3" must compare as 3
+        except (ValueError, KeyError, TypeError, OverflowError):  # OverflowError: int(Infinity)
             if number == len(lines):
                 log.warning("%s: dropped a partial last line (the run was stopped while writing it)", path)
                 break

@@ -251,7 +251,7 @@ def test_evaluate_warns_when_the_checkpoint_was_trained_on_another_channel(tmp_p
         config = {"model": {"widths": [4, 8, 8]}, "data": {"normalize": "minmax", "channel": channel}}
         save_checkpoint(tmp_path / f"{channel}.pt", {"config": config, "model": state, "epoch": 0})
     text = run_evaluate(store, tmp_path / "w2.pt", tmp_path / "r2", caplog)
-    assert "w2.pt was trained on channel w2 but is evaluated on w1" in text and "--channel w2" in text, text
+    assert "w2.pt was trained on channel w2 but is evaluated on w1" in text and "channel=w2" in text, text
     assert "trained on channel" not in run_evaluate(store, tmp_path / "w1.pt", tmp_path / "r1", caplog)
 
 
@@ -262,6 +262,6 @@ def test_evaluate_warns_when_the_centre_crops_are_nearly_empty_and_suggests_whol
     empty = eval_store(tmp_path / "empty", test_max=3)
     text = run_evaluate(empty, ckpt, tmp_path / "r1", caplog)
     assert "3 of 3 test centre crops are nearly empty (in-focus maximum <= 8/255)" in text, text
-    assert "same score" in text and "--whole" in text
+    assert "same score" in text and "whole=True" in text  # the CLI shows it as --whole
     assert "nearly empty" not in run_evaluate(empty, ckpt, tmp_path / "r2", caplog, whole=True)
     assert "nearly empty" not in run_evaluate(eval_store(tmp_path / "full"), ckpt, tmp_path / "r3", caplog)

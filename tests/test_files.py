@@ -17,7 +17,7 @@ def test_an_input_is_never_an_output_even_through_links(tmp_path):
     os.link(source, tmp_path / "hard.tif")
     (tmp_path / "soft.tif").symlink_to(source)
     for out in ("in.tif", "hard.tif", "soft.tif"):
-        with pytest.raises(UsageError, match=rf"{out}: is the input .*in.tif; .*even with --force"):
+        with pytest.raises(UsageError, match=rf"{out}: is the input .*in.tif; .*even with force=True"):
             check_writable(tmp_path / out, True, inputs=[tmp_path / "other.tif", source])
     check_writable(tmp_path / "hard.tif", True, inputs=[tmp_path / "other.tif"])  # not an input: --force replaces it
     assert source.read_bytes() == b"the only copy"
@@ -26,7 +26,7 @@ def test_an_input_is_never_an_output_even_through_links(tmp_path):
 def test_a_dangling_link_exists_and_force_replaces_the_link_not_its_target(tmp_path):
     link = tmp_path / "out.tif"
     link.symlink_to(tmp_path / "missing.tif")
-    with pytest.raises(UsageError, match=r"out.tif: already exists \(a symbolic link to .*missing.tif\); pass --force"):
+    with pytest.raises(UsageError, match=r"out.tif: already exists \(a symbolic link to .*missing.tif\); pass force"):
         check_writable(link, False)
     atomic_write_bytes(link, b"new", force=True)
     assert not link.is_symlink() and link.read_bytes() == b"new" and not (tmp_path / "missing.tif").exists()
@@ -38,8 +38,9 @@ def test_outputs_are_checked_together(tmp_path):
         check_outputs([tmp_path / "a.tif", tmp_path / "a.tif"], False)
     with pytest.raises(UsageError, match="b.tif: already exists"):
         check_outputs([tmp_path / "a.tif", tmp_path / "b.tif"], False)
-    with pytest.raises(UsageError, match="is a folder"):
-        check_outputs([tmp_path], True)
+    for force in (False, True):  # not "pass --force" first, then "is a folder"
+        with pytest.raises(UsageError, match="is a folder, expected a file path"):
+            check_outputs([tmp_path], force)
     check_outputs([tmp_path / "a.tif", tmp_path / "b.tif"], True)
 
 

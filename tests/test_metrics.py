@@ -179,7 +179,7 @@ def test_fid_unavailable_gives_the_fix_and_never_downloads(tmp_path, monkeypatch
     with pytest.raises(M.FidUnavailable) as err:
         M.inception_extractor(None)
     msg = str(err.value)
-    assert M.FID_WEIGHTS_URL in msg and "--fid-weights" in msg and str(tmp_path / "hub" / "checkpoints") in msg
+    assert M.FID_WEIGHTS_URL in msg and "fid_weights=" in msg and str(tmp_path / "hub" / "checkpoints") in msg
     with pytest.raises(M.FidUnavailable, match="missing.pth"):
         M.inception_extractor(tmp_path / "missing.pth")
     # A file of the right name in the hub cache is found; a wrong file is refused by its hash, not used.

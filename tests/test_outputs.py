@@ -66,14 +66,14 @@ def test_strangers_name_everything_the_marker_does_not_list(tmp_path):
 def test_check_output_folder_replaces_only_an_earlier_output_of_the_same_command(tmp_path):
     out = make(tmp_path / "store", "w1_train.npy")
     write_marker(out, "prepare")
-    with pytest.raises(UsageError, match="already exists and holds a store; pass --force"):
+    with pytest.raises(UsageError, match="already exists and holds a store; pass force=True"):
         check_output_folder(out, "prepare", False, "a store")
     assert check_output_folder(out, "prepare", True, "a store") is True
-    with pytest.raises(UsageError, match="holds the output of blurlatent prepare.*even with --force"):
+    with pytest.raises(UsageError, match="holds the output of blurlatent prepare.*even with force=True"):
         check_output_folder(out, "synth", True, "a synth output")
     make(out, "a.txt", "b.txt", "c.txt", "d.txt")
     with pytest.raises(UsageError, match=r"\(it holds 'a.txt', 'b.txt', 'c.txt' and 1 more\); choose another output "
-                                         "folder, nothing there is replaced even with --force"):
+                                         "folder, nothing there is replaced even with force=True"):
         check_output_folder(out, "prepare", True, "a store")
     legacy = make(tmp_path / "old", "w1_train.npy")  # before markers: the command's own check decides
     with pytest.raises(UsageError, match="'w1_train.npy'"):
@@ -104,6 +104,21 @@ def test_a_second_lock_is_refused_naming_the_holder(tmp_path):
                 pass
         assert lock.path.exists()  # the refused writer left the holder's lock alone
     assert not (tmp_path / "a").exists()  # released: the lock file and the folders it made are gone
+
+
+def test_a_lock_that_cannot_be_written_is_given_back(tmp_path, monkeypatch):
+    """A full disk while writing the holder's pid: the error propagates and the flock is released, or this
+    process would refuse its own next writer until it exits."""
+    def full(fd, length):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "ftruncate", full)
+    with pytest.raises(OSError, match="No space left"):
+        FolderLock(tmp_path / "out", "train").acquire()
+    monkeypatch.undo()
+    assert not (tmp_path / ".out.lock").exists()
+    with FolderLock(tmp_path / "out", "train"):
+        pass
 
 
 def test_a_dead_writers_lock_is_taken_over(tmp_path):

@@ -222,7 +222,7 @@ def test_rerun_is_up_to_date_force_is_identical_other_options_need_force(source,
     redo = prepare(source, out, force=True, **{**FAST, "planes": PLANES[::-1]})  # same input, rebuilt
     assert redo.path == first.path
     assert json.loads((out / "manifest.json").read_text())["checksums"] == json.loads(manifest)["checksums"]
-    with pytest.raises(UsageError, match="--force"):
+    with pytest.raises(UsageError, match="force=True"):
         prepare(source, out, **{**FAST, "crop": 16})
     assert (out / "manifest.json").read_text() == manifest
     prepare(source, out, force=True, **{**FAST, "crop": 16})

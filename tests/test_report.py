@@ -70,7 +70,7 @@ def test_report_folder_policy(report, tmp_path):
     assert report.figures == ["figures/psnr_deblur_quality_vs_k.png"]
     assert json.loads((out / "report.json").read_text()) == report.to_dict()
     assert "![psnr_deblur_quality_vs_k](figures/psnr_deblur_quality_vs_k.png)" in (out / "report.md").read_text()
-    with pytest.raises(UsageError, match="already exists .*pass --force"):
+    with pytest.raises(UsageError, match="already exists .*pass force=True"):
         write_report_folder(out, report, Examples(0), LatentSamples(), force=False)
     (out / "report.md").write_text("old")
     write_report_folder(out, report, Examples(0), LatentSamples(), force=True)  # an earlier report: replaced

@@ -34,7 +34,7 @@ def test_a_folder_train_did_not_write_is_never_replaced(store, tmp_path):
     own.mkdir()
     (own / "config.yaml").write_text("seed: 0\n")  # a user's own config, no last.pt, no metrics.jsonl
     for force in (False, True):
-        with pytest.raises(UsageError, match="nothing there is replaced even with --force"):
+        with pytest.raises(UsageError, match="nothing there is replaced even with force=True"):
             train(tiny_config(store, epochs=1), own, progress=False, force=force)
     assert sorted(p.name for p in own.iterdir()) == ["config.yaml"]
     assert (own / "config.yaml").read_text() == "seed: 0\n"
@@ -45,9 +45,10 @@ def test_force_replaces_an_earlier_run_and_only_its_files(store, tmp_path):
     train(tiny_config(store, epochs=1), run, progress=False)
     with pytest.raises(UsageError) as exc:
         train(tiny_config(store, epochs=1), run, progress=False)
-    assert "holds a training run" in str(exc.value) and "--force" in str(exc.value) and "resume=True" in str(exc.value)
+    message = str(exc.value)
+    assert "holds a training run" in message and "force=True" in message and "resume=True" in message
     (run / "notes.txt").write_text("kept\n")  # the user's file in the run: the folder is no longer only the run's
-    with pytest.raises(UsageError, match="'notes.txt'.*nothing there is replaced even with --force"):
+    with pytest.raises(UsageError, match="'notes.txt'.*nothing there is replaced even with force=True"):
         train(tiny_config(store, epochs=2), run, progress=False, force=True)
     (run / "notes.txt").unlink()
     train(tiny_config(store, epochs=2), run, progress=False, force=True)
@@ -118,6 +119,20 @@ def test_a_damaged_metrics_line_before_the_last_is_named(store, tmp_path):
     path.write_text('{"epoch": 1}\nnot json\n{"epoch": 2}\n')
     with pytest.raises(UsageError, match=r"metrics.jsonl: line 2 is not a metrics record \('not json'\)"):
         trim_metrics(path, 2)
+
+
+def test_metrics_epochs_are_read_as_numbers(tmp_path):
+    """A hand-edited ``"epoch": "2"`` compares as 2 (it used to stay a string: TypeError, "internal error");
+    ``Infinity`` is an unreadable line, not an OverflowError."""
+    from blurlatent.run import metric_lines, trim_metrics
+
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"epoch": 1, "loss": 0.5}\n{"epoch": "2"}\n{"epoch": 3}\n')
+    trim_metrics(path, 2)
+    assert metric_lines(path) == [{"epoch": 1, "loss": 0.5}, {"epoch": 2}]
+    path.write_text('{"epoch": Infinity}\n{"epoch": 2}\n')
+    with pytest.raises(UsageError, match="line 1 is not a metrics record"):
+        metric_lines(path)
 
 
 def test_resume_works_from_any_working_folder(store, tmp_path, monkeypatch):

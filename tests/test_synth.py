@@ -76,7 +76,7 @@ def test_blur_grows_monotonically_on_both_sides_of_focus():
 def test_refuses_to_replace_without_force_and_foreign_folders_even_with_it(tmp_path):
     out = tmp_path / "s"
     synth.synthesize(out, fields=1, channels=["w1"], planes=[16], seed=0, **TINY)
-    with pytest.raises(UsageError, match="--force"):
+    with pytest.raises(UsageError, match="force=True"):
         synth.synthesize(out, fields=1, channels=["w1"], planes=[16], seed=0, **TINY)
     synth.synthesize(out, fields=1, channels=["w1"], planes=[15], seed=0, force=True, **TINY)
     assert [p.name for p in out.iterdir() if p.is_dir()] == ["BBBC006_v1_images_z_15"]
