@@ -52,7 +52,7 @@ FLAGS = {
     "alpha or planes": "--alpha or --planes", "init": "--init", "channel": "--channel", "data.channel": "--channel",
     "fields": "--fields", "channels": "--channels", "size": "--size", "crop": "--crop", "split": "--split",
     "test_crops": "--test-crops", "resume": "--resume", "out": "--out", "sync_bn": "--sync-bn", "workers": "--workers",
-    "task": "--task",
+    "task": "--task", "z": "--z", "series": "--series",
 }
 # ... and parameters named inside a message's fix ("pass extrapolate=True", "choose channels that exist").
 IN_MESSAGE = {
@@ -68,6 +68,7 @@ IN_MESSAGE = {
     "model.widths": "--widths", "data.store": "STORE", "data.channel": "--channel", "optim.epochs": "--epochs",
     "task blur takes alpha": "--task blur takes --alpha", "task deblur": "--task deblur",
     "with channel=": "with --channel=", "whole=True": "--whole", "fid_weights=": "--fid-weights=",
+    "pass channel=": "pass --channel ", "pass series=": "pass --series ", "pass z=": "pass --z ",
 }
 
 

@@ -83,12 +83,17 @@ def check_grayscale(array: np.ndarray, source: str) -> np.ndarray:
 def read_image(path: str | Path) -> np.ndarray:
     """Read a grayscale TIFF or PNG as a 2-D array in its own dtype. Raises UsageError naming the file."""
     path = Path(path)
+    check_image_path(path)
+    return decode_image(path.read_bytes(), str(path))
+
+
+def check_image_path(path: Path) -> None:
+    """UsageError naming ``path`` when it is missing, a folder, or a FIFO/socket/device."""
     if not path.exists():
         raise UsageError(f"{path}: file not found; check the path")
     if path.is_dir():
         raise UsageError(f"{path}: is a folder; pass an image file (.tif/.tiff/.png)")
     refuse_special_file(path, "pass an image file (.tif/.tiff/.png)")
-    return decode_image(path.read_bytes(), str(path))
 
 
 def write_image(path: str | Path, array: np.ndarray, force: bool = False, compression: str | None = "zlib") -> None:

@@ -12,16 +12,12 @@ member CRCs) and every option, so a rerun on unchanged input returns at once ("u
 
 from __future__ import annotations
 
-import ctypes
 import hashlib
 import json
 import logging
-import os
 import re
 import shutil
-import signal
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -40,6 +36,7 @@ from .intensity import PERCENTILES, plane_ranges, to_unit
 from .outputs import claim_output_folder, write_marker
 from .progress import progress_bar
 from .store import MANIFEST, SPLITS, STORE_FORMAT_VERSION, Store, write_manifest
+from .workers import ordered_map
 
 log = logging.getLogger(__name__)
 
@@ -179,40 +176,9 @@ def process_field(job: FieldJob) -> dict[str, list[tuple[float, float]]]:
     return out
 
 
-def quiet_worker() -> None:
-    """A pool worker leaves Ctrl-C to the parent, which stops the pool (in-flight fields finish, the rest are
-    cancelled, the workers exit); SIGTERM ends it at once (the pool's own way to end a worker, so the parent's
-    handler is not inherited); and it dies with the parent even on SIGKILL (Linux): no orphans."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    parent = os.getppid()
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except Exception:  # not Linux: no prctl
-        return
-    if os.getppid() != parent:  # the parent died before prctl took effect
-        os._exit(1)
-
-
 def run_fields(jobs: list[FieldJob], workers: int) -> Iterator[dict[str, list[tuple[float, float]]]]:
-    """process_field over ``jobs`` in order: inline for one worker, else a process pool (decoding holds the GIL)."""
-    if workers <= 1 or len(jobs) <= 1:
-        for job in jobs:
-            yield process_field(job)
-        return
-    pool = ProcessPoolExecutor(min(workers, len(jobs)), initializer=quiet_worker)
-    try:
-        # bounded look-ahead keeps memory flat on the full 768-field set
-        pending = [pool.submit(process_field, job) for job in jobs[: 4 * workers]]
-        next_job = len(pending)
-        while pending:
-            result = pending.pop(0).result()
-            if next_job < len(jobs):
-                pending.append(pool.submit(process_field, jobs[next_job]))
-                next_job += 1
-            yield result
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+    """process_field over ``jobs`` in order: inline for one worker, else worker processes (decoding holds the GIL)."""
+    return ordered_map(process_field, jobs, workers)
 
 
 def field_record(job: FieldJob, channel: str, lohi: Sequence[tuple[float, float]]) -> dict:

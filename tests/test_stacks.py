@@ -1,0 +1,128 @@
+"""stacks: z-stacks read from files tifffile itself wrote (multi-page, ImageJ, OME), ambiguity refused with one
+line naming the parameter, and metadata written back, checked by tifffile's own parser."""
+
+import numpy as np
+import pytest
+import tifffile
+
+from blurlatent.cli_errors import flag_message
+from blurlatent.errors import UsageError
+from blurlatent.stacks import read_stack, stack_plane, write_stack
+
+
+def ramp(*shape, dtype=np.uint16):
+    return np.arange(int(np.prod(shape)), dtype=np.int64).reshape(shape).astype(dtype)
+
+
+def test_multipage_tiff_is_a_zyx_stack_and_a_plane_is_z1(tmp_path):
+    data = ramp(5, 32, 32)
+    tifffile.imwrite(tmp_path / "z.tif", data, photometric="minisblack")
+    stack = read_stack(tmp_path / "z.tif")
+    assert stack.data.shape == (5, 32, 32) and np.array_equal(stack.data, data) and stack.data.dtype == np.uint16
+    assert stack.kind == "tiff" and stack.pixel_size == (None, None, None) and stack.channel is None
+    assert np.array_equal(stack_plane(stack, 3), data[3])
+    with pytest.raises(UsageError, match=r"z 5 is out of range: .*z.tif has 5 planes; pass z=0..4"):
+        stack_plane(stack, 5)
+    tifffile.imwrite(tmp_path / "p.tif", data[0])
+    assert read_stack(tmp_path / "p.tif").data.shape == (1, 32, 32)
+
+
+def test_imagej_hyperstack_needs_a_channel_and_keeps_resolution(tmp_path):
+    data = ramp(4, 2, 32, 32)  # ZCYX
+    labels = [f"z{z}c{c}" for z in range(4) for c in range(2)]
+    tifffile.imwrite(tmp_path / "h.tif", data, imagej=True, resolution=(1 / 0.5, 1 / 0.5),
+                     metadata={"axes": "ZCYX", "spacing": 2.0, "unit": "um", "Labels": labels})
+    with pytest.raises(UsageError, match=r"h.tif: holds 2 channels; pass channel=0..1$") as err:
+        read_stack(tmp_path / "h.tif")
+    assert flag_message(str(err.value)).endswith("pass --channel 0..1")
+    stack = read_stack(tmp_path / "h.tif", channel=1)
+    assert stack.kind == "imagej" and stack.axes == "ZCYX"
+    assert np.array_equal(stack.data, data[:, 1]) and stack.pixel_size == (0.5, 0.5, 2.0)
+    assert stack.labels == tuple(f"z{z}c1" for z in range(4))
+    assert np.array_equal(read_stack(tmp_path / "h.tif", channel="0").data, data[:, 0])  # as the CLI passes it
+    with pytest.raises(UsageError, match="channel 2 does not exist"):
+        read_stack(tmp_path / "h.tif", channel=2)
+
+
+def test_ome_tiff_pixel_size_read_exactly_and_written_back(tmp_path):
+    data = ramp(3, 2, 32, 32)
+    tifffile.imwrite(tmp_path / "in.ome.tif", data, ome=True,
+                     metadata={"axes": "ZCYX", "PhysicalSizeX": 0.645, "PhysicalSizeY": 0.645, "PhysicalSizeZ": 2.5,
+                               "PhysicalSizeZUnit": "nm", "Channel": {"Name": ["DAPI", "GFP"]}})
+    with pytest.raises(UsageError, match=r"holds 2 channels \(0: DAPI, 1: GFP\); pass channel=0..1 or a channel"):
+        read_stack(tmp_path / "in.ome.tif")
+    stack = read_stack(tmp_path / "in.ome.tif", channel="GFP")
+    assert stack.kind == "ome" and stack.channel == "GFP" and np.array_equal(stack.data, data[:, 1])
+    assert stack.pixel_size == (0.645, 0.645, 0.0025)  # nm converted to µm
+    out = tmp_path / "out.ome.tif"
+    write_stack(out, stack.data[:2].astype(np.float32), like=stack, labels=["alpha=0.000", "alpha=0.250"])
+    with tifffile.TiffFile(out) as tif:  # the independent reference: tifffile's own OME parser
+        assert tif.is_ome and tif.series[0].axes == "ZYX"
+        pixels = tifffile.xml2dict(tif.ome_metadata)["OME"]["Image"]
+        assert pixels["Pixels"]["PhysicalSizeX"] == 0.645 and pixels["Pixels"]["PhysicalSizeY"] == 0.645
+        assert pixels["Pixels"]["PhysicalSizeXUnit"] == "µm" and pixels["Pixels"]["Channel"]["Name"] == "GFP"
+        assert str(tmp_path / "in.ome.tif") in pixels["Description"]
+        assert "alpha=0.250" in tif.ome_metadata
+        assert np.array_equal(tif.asarray(), stack.data[:2].astype(np.float32))
+    back = read_stack(out)
+    assert back.pixel_size == (0.645, 0.645, 0.0025) and back.channel == "GFP"
+    assert back.labels == ("alpha=0.000", "alpha=0.250")
+
+
+def test_ome_name_always_gets_ome_metadata_and_imagej_in_gives_imagej_out(tmp_path):
+    write_stack(tmp_path / "plain.ome.tiff", ramp(32, 32))
+    with tifffile.TiffFile(tmp_path / "plain.ome.tiff") as tif:
+        assert tif.is_ome
+    tifffile.imwrite(tmp_path / "ij.tif", ramp(3, 32, 32), imagej=True, resolution=(1 / 0.25, 1 / 0.25),
+                     metadata={"axes": "ZYX", "spacing": 1.5, "unit": "um"})
+    like = read_stack(tmp_path / "ij.tif")
+    write_stack(tmp_path / "o.tif", like.data[:2].astype(np.float64), like=like, labels=["a", "b"])
+    with tifffile.TiffFile(tmp_path / "o.tif") as tif:
+        assert tif.is_imagej and not tif.is_ome and tif.series[0].dtype == np.float32
+        meta = tif.imagej_metadata
+        assert meta["unit"] == "um" and meta["spacing"] == 1.5 and meta["Labels"] == ["a", "b"]
+        num, den = tif.pages[0].tags["XResolution"].value
+        assert den / num == pytest.approx(0.25)
+    with pytest.raises(UsageError, match="already exists; pass force=True"):
+        write_stack(tmp_path / "o.tif", like.data, like=like)
+    with pytest.raises(UsageError, match="labels: 1 given for 3 planes"):
+        write_stack(tmp_path / "o2.tif", like.data, labels=["x"])
+
+
+def test_labels_written_to_a_plain_name_read_back(tmp_path):
+    write_stack(tmp_path / "levels.tif", ramp(3, 32, 32, dtype=np.float32), labels=["alpha=0", "alpha=0.5", "alpha=1"])
+    assert read_stack(tmp_path / "levels.tif").labels == ("alpha=0", "alpha=0.5", "alpha=1")
+
+
+def test_several_series_need_series(tmp_path):
+    with tifffile.TiffWriter(tmp_path / "two.tif") as tif:
+        tif.write(ramp(32, 32))
+        tif.write(ramp(2, 16, 16, dtype=np.uint8))
+    with pytest.raises(UsageError, match=r"two.tif: holds 2 image series; pass series=0..1 to choose one") as err:
+        read_stack(tmp_path / "two.tif")
+    assert "pass --series 0..1" in flag_message(str(err.value))
+    assert read_stack(tmp_path / "two.tif", series=1).data.shape == (2, 16, 16)
+    with pytest.raises(UsageError, match="series 2 does not exist"):
+        read_stack(tmp_path / "two.tif", series=2)
+
+
+def test_time_series_refused_unless_one_time_point(tmp_path):
+    tifffile.imwrite(tmp_path / "t.tif", ramp(3, 2, 32, 32), imagej=True, metadata={"axes": "TZYX"})
+    with pytest.raises(UsageError, match=r"t.tif: holds 3 time points \(axes TZYX"):
+        read_stack(tmp_path / "t.tif")
+    tifffile.imwrite(tmp_path / "t1.ome.tif", ramp(1, 4, 32, 32), ome=True, metadata={"axes": "TZYX"})
+    assert read_stack(tmp_path / "t1.ome.tif").data.shape == (4, 32, 32)
+
+
+def test_unreadable_files_are_one_line_naming_the_file(tmp_path):
+    (tmp_path / "bad.tif").write_bytes(b"II*\x00garbage")
+    with pytest.raises(UsageError, match="bad.tif: TIFF holds no readable image; re-copy"):
+        read_stack(tmp_path / "bad.tif")
+    (tmp_path / "text.tif").write_text("not an image")
+    with pytest.raises(UsageError, match="text.tif: cannot read TIFF"):
+        read_stack(tmp_path / "text.tif")
+    with pytest.raises(UsageError, match="missing.tif: file not found"):
+        read_stack(tmp_path / "missing.tif")
+    tifffile.imwrite(tmp_path / "rgb.tif", ramp(32, 32, 3, dtype=np.uint8), photometric="rgb")
+    with pytest.raises(UsageError, match="colour samples"):
+        read_stack(tmp_path / "rgb.tif")
