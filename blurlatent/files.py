@@ -180,6 +180,26 @@ def atomic_write_bytes(path: str | Path, data: bytes, force: bool = True) -> Non
         tmp.write_bytes(data)
 
 
+def missing_folders(folder: Path) -> list[Path]:
+    """``folder`` and its ancestors that do not exist yet, deepest first: what creating it would add, so a
+    failed command can take exactly those away again (``remove_empty_folders``)."""
+    missing, folder = [], Path(folder).absolute()
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    return missing
+
+
+def remove_empty_folders(folders: list[Path]) -> None:
+    """Remove ``folders`` (deepest first, from ``missing_folders``), stopping at the first that is not empty:
+    something put there meanwhile is not ours to delete."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            break
+
+
 @contextlib.contextmanager
 def staged_files() -> Iterator[Callable[[Path], Path]]:
     """All or nothing for many files: ``stage(path)`` gives a path of the same name inside a temp folder beside
@@ -189,10 +209,8 @@ def staged_files() -> Iterator[Callable[[Path], Path]]:
     created: list[Path] = []
 
     def stage(path: Path) -> Path:
-        path, folder = Path(path), Path(path).absolute().parent
-        while not folder.exists():
-            created.append(folder)
-            folder = folder.parent
+        path = Path(path)
+        created.extend(f for f in missing_folders(path.parent) if f not in created)
         path.parent.mkdir(parents=True, exist_ok=True)
         remove_stale_temps(path.parent, path.name)
         tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(path.name), suffix=".tmp", dir=path.parent))
@@ -207,8 +225,8 @@ def staged_files() -> Iterator[Callable[[Path], Path]]:
     finally:
         for tmp, _ in staged:
             shutil.rmtree(tmp.parent, ignore_errors=True)
-        for folder in sorted(set(created), key=lambda f: len(f.parts), reverse=True):
-            with contextlib.suppress(OSError):
+        for folder in sorted(created, key=lambda f: len(f.parts), reverse=True):
+            with contextlib.suppress(OSError):  # outputs in several folders: try each, deepest first
                 folder.rmdir()
 
 

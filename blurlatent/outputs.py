@@ -32,7 +32,7 @@ from typing import Callable, Iterator, Sequence
 
 from . import __version__
 from .errors import UsageError
-from .files import TEMP_TAIL, check_output_location, write_json
+from .files import TEMP_TAIL, check_output_location, missing_folders, remove_empty_folders, write_json
 
 try:
     import fcntl
@@ -206,10 +206,7 @@ class FolderLock:
 
     def acquire(self) -> "FolderLock":
         check_output_location(self.out)  # below a file, or in a folder we cannot write: the usual one line
-        folder = self.path.parent
-        while not folder.exists():  # writers create missing parents; remember them for release
-            self.created.append(folder)
-            folder = folder.parent
+        self.created = missing_folders(self.path.parent)  # writers create missing parents; removed on release
         self.path.parent.mkdir(parents=True, exist_ok=True)
         while True:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -246,11 +243,7 @@ class FolderLock:
         self._remove_created()
 
     def _remove_created(self) -> None:
-        for folder in self.created:  # deepest first; stops at the first that is not empty
-            try:
-                folder.rmdir()
-            except OSError:
-                break
+        remove_empty_folders(self.created)
         self.created = []
 
     def __enter__(self) -> "FolderLock":

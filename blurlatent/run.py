@@ -23,7 +23,7 @@ from typing import Any, Iterator
 from .checkpoint import check_resumable, load_checkpoint, save_checkpoint, tensors_in
 from .config import RESUMABLE_CHANGES, TrainConfig, from_dict, override, to_dict
 from .errors import UsageError
-from .files import MB, disk_space
+from .files import MB, disk_space, missing_folders, remove_empty_folders
 from .outputs import FolderLock, check_output_folder, read_marker, remove_owned, write_marker
 from .store import MANIFEST, Store
 
@@ -88,9 +88,9 @@ def require_checkpoint(run: Path) -> Path:
     raise UsageError(f"resume {run}: no last.pt there; {why}")
 
 
-def open_run_folder(out: Path, resume: bool, force: bool, init: str | Path | None = None) -> Path | None:
+def open_run_folder(out: Path, resume: bool, force: bool, init: str | Path | None = None) -> list[Path]:
     """Check (resume: ``last.pt`` is there) or create (a new run) the run folder ``out``; returns the
-    topmost folder this call created, for ``discard_unstarted`` (None: it existed).
+    folders this call created, deepest first, for ``discard_unstarted`` (empty: it existed).
 
     A new run replaces an earlier run only with ``force``, and then removes only what a run writes; a
     folder ``train`` did not write, or holding anything else, is never replaced (``outputs``), nor one that
@@ -100,15 +100,11 @@ def open_run_folder(out: Path, resume: bool, force: bool, init: str | Path | Non
         require_checkpoint(out)
         if read_marker(out) is None:
             mark_run(out)  # a run of a version before markers: sign it now
-        return None
+        return []
     option = "another run folder, or continue this run with resume=True"
     if check_output_folder(out, COMMAND, force, "a training run", legacy_entry, [init] if init else (), option):
         _remove_run_files(out)
-    created = None
-    if not out.exists():
-        created = out.absolute()
-        while not created.parent.exists():
-            created = created.parent
+    created = missing_folders(out)
     out.mkdir(parents=True, exist_ok=True)
     mark_run(out)  # the folder is a run's before anything else is written
     (out / "metrics.jsonl").touch()
@@ -116,7 +112,7 @@ def open_run_folder(out: Path, resume: bool, force: bool, init: str | Path | Non
 
 
 @contextlib.contextmanager
-def run_folder(out: Path, resume: bool, force: bool, init: str | Path | None = None) -> Iterator[Path | None]:
+def run_folder(out: Path, resume: bool, force: bool, init: str | Path | None = None) -> Iterator[list[Path]]:
     """``open_run_folder`` and hold the folder's lock for the block (``outputs.FolderLock``: a second writer
     is refused); a new run that fails before its first checkpoint leaves nothing (``discard_unstarted``)."""
     with FolderLock(out, COMMAND):
@@ -139,22 +135,14 @@ def _remove_run_files(out: Path) -> None:
         shutil.rmtree(out / name, ignore_errors=True)
 
 
-def discard_unstarted(out: Path, created: Path | None) -> None:
+def discard_unstarted(out: Path, created: list[Path]) -> None:
     """A run that fails before its first checkpoint leaves nothing to resume: remove what it wrote, and the
     folders it created (``created``, from ``open_run_folder``), so the corrected rerun needs no force.
     Runs with a ``last.pt`` are kept."""
     if (out / "last.pt").exists():
         return
     _remove_run_files(out)
-    folder = out.absolute()
-    while created is not None:
-        try:
-            folder.rmdir()
-        except OSError:  # not empty: something else was put there meanwhile, leave it
-            break
-        if folder == created:
-            break
-        folder = folder.parent
+    remove_empty_folders(created)
 
 
 def append_metrics(out: Path, metrics: dict) -> None:
