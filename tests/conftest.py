@@ -5,6 +5,7 @@ import os
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import pytest  # noqa: E402
+from badinput import build_paths  # noqa: E402
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -16,3 +17,10 @@ def _one_thread():
 
 
 TINY_WIDTHS = [4, 8, 8]
+
+
+@pytest.fixture(scope="module")
+def paths(tmp_path_factory):
+    """The bad-input matrix's good data and broken inputs (``badinput.build_paths``), built once per matrix
+    module; a module may override it to add its own files (test_bad_inputs_validation does)."""
+    return build_paths(tmp_path_factory)

@@ -27,7 +27,6 @@ from badinput import (
     TRAIN,
     Case,
     all_cases,
-    build_paths,
     readme_section,
     readme_table,
     run_case,
@@ -748,11 +747,6 @@ CASES = [
 ]
 
 
-
-
-@pytest.fixture(scope="module")
-def paths(tmp_path_factory):
-    return build_paths(tmp_path_factory)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])

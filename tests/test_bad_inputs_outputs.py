@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from badinput import EVAL, PAIR, PREP, SYNTH, TRAIN, Case, build_paths, listing, run_case
+from badinput import EVAL, PAIR, PREP, SYNTH, TRAIN, Case, listing, run_case
 from typer.testing import CliRunner
 
 from blurlatent.checkpoint import load_checkpoint
@@ -187,11 +187,6 @@ CASES = [
         setup="demo_user_data",
     ),
 ]
-
-
-@pytest.fixture(scope="module")
-def paths(tmp_path_factory):
-    return build_paths(tmp_path_factory)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])

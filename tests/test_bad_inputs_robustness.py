@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from badinput import BLUR, EVAL, PREP, TRAIN, Case, build_paths, run_case
+from badinput import BLUR, EVAL, PREP, TRAIN, Case, run_case
 from typer.testing import CliRunner
 
 import blurlatent.files as files
@@ -94,11 +94,6 @@ CASES = [
         setup="changed_store",
     ),
 ]
-
-
-@pytest.fixture(scope="module")
-def paths(tmp_path_factory):
-    return build_paths(tmp_path_factory)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
