@@ -114,6 +114,16 @@ def _kill_group(proc: subprocess.Popen) -> None:
     proc.wait()
 
 
+def _leftovers(proc: subprocess.Popen, wait: float = 5.0) -> list[int]:
+    """The processes of ``proc``'s group still alive after up to ``wait`` s (then killed, so none outlive the test)."""
+    deadline = time.monotonic() + wait
+    while _group(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    left = _group(proc.pid)
+    _kill_group(proc)
+    return left
+
+
 def _group(pgid: int) -> list[int]:
     """The processes still in process group ``pgid`` (Linux /proc), zombies excluded."""
     pids = []
@@ -163,11 +173,7 @@ def test_kill9_during_prepare_then_rerun_gives_the_identical_store(source, tmp_p
     _wait_for(lambda: any(work.glob(".store.*.tmp/*.npy")), proc)  # its arrays are being filled
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    deadline = time.monotonic() + 5
-    while _group(proc.pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    orphans = _group(proc.pid)
-    _kill_group(proc)
+    orphans = _leftovers(proc)
     assert not orphans, f"pool workers outlived their killed parent: {orphans}"
     assert proc.returncode == -signal.SIGKILL
     assert not (work / "store").exists(), "a killed prepare must not leave a store under the final name"
@@ -217,11 +223,7 @@ def test_sigterm_during_prepare_ends_its_pool_workers_and_leaves_nothing(source,
         left = _group(proc.pid)
         _kill_group(proc)
         pytest.fail(f"still running 30 s after SIGTERM: processes {left}")
-    deadline = time.monotonic() + 5
-    while _group(proc.pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    left = _group(proc.pid)
-    _kill_group(proc)
+    left = _leftovers(proc)
     assert not left, f"pool workers left running after SIGTERM: {left}"
     assert proc.returncode == 130, (proc.returncode, err)
     assert "Traceback" not in out + err and len([line for line in err.splitlines() if line.strip()]) == 1, err
