@@ -408,7 +408,7 @@ def evaluate(
         store, data, train = _open(store, channel, whole)
         plan = plan_planes(store.planes)
         dev = assign_device(device)
-        store_norm = store.manifest.get("normalize", store.manifest.get("normalization"))
+        store_norm = store.normalize
         predictors, infos = load_models(checkpoints, dev, batch_size, store_norm, channel)
         names = field_labels(store, channel, len(data))
         extractor, fid_note = feature_network(feature_extractor, fid_weights, dev)

@@ -95,13 +95,8 @@ def resolve_config(config: TrainConfig, check_init: bool = True) -> TrainConfig:
     if crop % multiple:
         raise UsageError(f"model widths {config.model.widths}: crop {crop} px is not divisible by 2**depth = "
                          f"{multiple}; use fewer model widths or prepare with another crop")
-    config.data.normalize = _store_normalization(store)
+    config.data.normalize = store.normalize
     return config
-
-
-def _store_normalization(store: Store) -> str:
-    norm = store.manifest.get("normalization", store.manifest.get("normalize", "minmax"))
-    return str(norm.get("method", "minmax") if isinstance(norm, dict) else norm)
 
 
 # --- the public entry point --------------------------------------------------------------------------------
