@@ -1,0 +1,23 @@
+"""The command line (Typer): ``blurlatent`` and its commands, one module per group.
+
+Errors: library code raises ``UsageError``/``ValueError``/``FileNotFoundError`` (exit 2) or
+``RuntimeFailure`` (exit 1); ``handle_errors`` turns them into one line on stderr, no traceback unless
+``--debug``. Heavy imports (torch) happen inside the commands so ``--help`` is instant.
+"""
+
+# ruff: noqa: I001  (the order of the command imports below is the order --help lists the commands)
+from __future__ import annotations
+
+# Each module registers its commands on ``app``; the import order is the order --help lists them.
+from .common import app
+from . import data, train, infer, reports  # noqa: F401
+
+__all__ = ["app", "main"]
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
