@@ -1,13 +1,16 @@
-# Two entry points that work on a fresh clone: `make demo` and `make test`.
+# Two entry points that work on a fresh clone: `make demo` and `make test`. Both install the exact tested set
+# (constraints.txt); pyproject.toml itself states version ranges.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: venv demo test clean
+EXTRAS := test,napari,export,tensorboard
 
-$(BIN)/blurlatent: pyproject.toml
+.PHONY: venv demo test clean constraints
+
+$(BIN)/blurlatent: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q -e '.[test,napari,export]'
+	$(BIN)/pip install -q -c constraints.txt -e '.[$(EXTRAS)]'
 	touch $(BIN)/blurlatent
 
 venv: $(BIN)/blurlatent
@@ -18,6 +21,11 @@ demo: venv
 test: venv
 	$(BIN)/ruff check blurlatent tests benchmarks examples
 	$(BIN)/python -m pytest -q
+
+# After testing an upgrade in .venv: pin what it holds now (blurlatent itself, installed editable, left out).
+constraints: venv
+	{ sed -n '/^#/p' constraints.txt; $(BIN)/pip freeze --exclude-editable; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
 
 clean:
 	rm -rf $(VENV) demo/ .pytest_cache

@@ -1,6 +1,7 @@
 """Whole-image deblurring latency of the paper-size model (widths 64..1024) on one 696x520 16-bit pair.
 
     python benchmarks/bench_infer.py                     # CPU, 2 threads, fp32 (+ bf16 with --precisions fp32,bf16)
+    python benchmarks/bench_infer.py --arch multiscale   # the multiscale net (its default widths; --widths, --skips)
     python benchmarks/bench_infer.py --device cuda --precisions fp32,bf16
     python benchmarks/bench_infer.py --onnx --no-cli      # + onnxruntime on the exported network (blurlatent[export])
 
@@ -51,17 +52,17 @@ def make_pair(shape=(520, 696)) -> tuple[np.ndarray, np.ndarray]:
     return blurriest, less_blurry
 
 
-def calibrated_checkpoint(path: Path, seed: int = 0) -> None:
+def calibrated_checkpoint(path: Path, seed: int = 0, model_config=None) -> None:
     import torch
     from scipy.ndimage import gaussian_filter
 
     from blurlatent.checkpoint import save_checkpoint
     from blurlatent.config import ModelConfig, to_dict
-    from blurlatent.model import Autoencoder
+    from blurlatent.model import build_autoencoder
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    model = Autoencoder(ModelConfig())
+    model = build_autoencoder(model_config or ModelConfig())
     for m in model.modules():
         if isinstance(m, torch.nn.BatchNorm2d):
             m.momentum = None  # cumulative average over the calibration batches
@@ -89,7 +90,9 @@ class ContiguousModel:
         return self.net.encode(x.contiguous())
 
     def decode(self, z):
-        return self.net.decode(z.contiguous())
+        from blurlatent.latent import map_scales
+
+        return self.net.decode(map_scales(lambda t: t.contiguous(), z))
 
 
 def nchw(predictor):
@@ -125,6 +128,9 @@ def count_macs(model, hw) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--arch", default="paper", help="paper or multiscale")
+    parser.add_argument("--widths", help="comma list (default: the arch's)")
+    parser.add_argument("--skips", default="coarse", help="multiscale only: coarse, all or gated")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (the target is 2 cores)")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--precisions", default="fp32", help="comma list of fp32, bf16, fp16, auto")
@@ -140,6 +146,7 @@ def main() -> None:
     import torch
 
     import blurlatent
+    from blurlatent.config import ModelConfig
     from blurlatent.intensity import intensity_range, to_unit
 
     import_s = time.perf_counter() - t0
@@ -161,8 +168,11 @@ def main() -> None:
     blurriest, less_blurry = make_pair()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        ckpt = tmp / "paper.pt"
-        calibrated_checkpoint(ckpt)
+        ckpt = tmp / f"{args.arch}.pt"
+        widths = [int(w) for w in args.widths.split(",")] if args.widths else None
+        model_config = ModelConfig(widths=widths, arch=args.arch, skips=args.skips).check()
+        results["model"] = {"arch": model_config.arch, "widths": model_config.widths, "skips": model_config.skips}
+        calibrated_checkpoint(ckpt, model_config=model_config)
         t = time.perf_counter()
         model = blurlatent.load_model(ckpt, args.device)  # an inference.Predictor
         results["load_model_s"] = round(time.perf_counter() - t, 3)

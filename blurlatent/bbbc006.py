@@ -62,9 +62,10 @@ def plane_from_path(path: str | Path) -> int | None:
     return None
 
 
-def parse_planes(text: str, limit: int = N_PLANES - 1) -> list[int]:
+def parse_planes(text: str, limit: int = N_PLANES - 1, lowest: int = 0) -> list[int]:
     """Planes from ``start:stop[:step]`` (stop INCLUSIVE: ``0:16:2`` is the paper's nine planes 0, 2, …, 16),
-    a comma list (``0,8,16``) or one number. Returns sorted unique ints in 0..``limit``.
+    a comma list (``0,8,16``) or one number. Returns sorted unique ints in ``lowest``..``limit`` (a negative
+    ``lowest`` allows planes relative to focus, ``-16:0:2``).
 
     Raises UsageError naming the text and the fix.
     """
@@ -85,9 +86,9 @@ def parse_planes(text: str, limit: int = N_PLANES - 1) -> list[int]:
         raise UsageError(f"planes {text!r} is not a plane range; {hint}") from None
     if not planes:
         raise UsageError(f"planes {text!r} selects no plane; {hint}")
-    bad = [p for p in planes if p < 0 or p > limit]
+    bad = [p for p in planes if p < lowest or p > limit]
     if bad:
-        raise UsageError(f"planes {text!r}: plane {bad[0]} is outside 0..{limit}; {hint}")
+        raise UsageError(f"planes {text!r}: plane {bad[0]} is outside {lowest}..{limit}; {hint}")
     return sorted(set(planes))
 
 

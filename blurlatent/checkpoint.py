@@ -5,7 +5,8 @@ A checkpoint is a dict::
     format_version   int (CHECKPOINT_FORMAT_VERSION)
     package_version  str
     torch_version    str
-    config           the resolved run config as plain data; config["model"] rebuilds the network,
+    config           the resolved run config as plain data; config["model"] rebuilds the network (its
+                     ``arch``, paper or multiscale, recorded since issue 13: absent means paper),
                      config["data"]["normalize"] says how images were scaled to [0, 1]
     model            state_dict of the unwrapped model
     optimizer, scheduler, scaler   state dicts (or None)
@@ -39,7 +40,7 @@ from . import __version__
 from .config import ModelConfig, from_dict, to_dict
 from .errors import UsageError
 from .files import atomic_path, json_safe, refuse_special_file
-from .model import Autoencoder
+from .model import build_autoencoder
 
 CHECKPOINT_FORMAT_VERSION = 1
 REQUIRED_KEYS = ("format_version", "config", "model")
@@ -147,9 +148,9 @@ def _check_values(name: str, tensor: torch.Tensor, source: str) -> None:
 
 
 def meta_state(model: ModelConfig) -> dict[str, torch.Tensor]:
-    """The state dict of ``Autoencoder(model)`` on the meta device: names, shapes, dtypes, no memory."""
+    """The state dict of ``build_autoencoder(model)`` on the meta device: names, shapes, dtypes, no memory."""
     with torch.device("meta"):
-        return Autoencoder(model).state_dict()
+        return build_autoencoder(model).state_dict()
 
 
 def model_bytes(model: ModelConfig, own: dict | None = None) -> int:
@@ -207,13 +208,14 @@ def _gb(n: int) -> str:
     return f"{n / 2**20:.3g} MB" if n < 2**29 else f"{n / 2**30:.3g} GB" if n < 2**39 else f"{n / 2**30:.0f} GB"
 
 
-def build_model(ckpt: dict[str, Any], source: str = "checkpoint") -> Autoencoder:
-    """The Autoencoder described by ``ckpt['config']['model']`` (of a checkpoint ``load_checkpoint`` checked,
-    memory included) with its weights, in eval mode. Built on the meta device and given the checkpoint's
-    tensors (as float32), so no time goes into a random initialization that the weights replace."""
+def build_model(ckpt: dict[str, Any], source: str = "checkpoint") -> torch.nn.Module:
+    """The autoencoder described by ``ckpt['config']['model']`` (its ``arch``; none recorded: the paper's), of a
+    checkpoint ``load_checkpoint`` checked (memory included), with its weights, in eval mode. Built on the meta
+    device and given the checkpoint's tensors (as float32), so no time goes into a random initialization that
+    the weights replace."""
     config = from_dict(ModelConfig, ckpt["config"]["model"], f"{source}: config.model")
     with torch.device("meta"):
-        model = Autoencoder(config)
+        model = build_autoencoder(config)
     own = model.state_dict()  # load_checkpoint's check_weights has matched names and shapes against it
     # fresh standard-stride copies, as load_state_dict into built parameters makes (train saves channels_last
     # strides, which would pick other conv kernels and change the output in the last bit)

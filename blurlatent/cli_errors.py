@@ -27,20 +27,31 @@ _ClickUsageError = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "
 
 
 class OneLineGroup(TyperGroup):
-    """Command-line parse errors of a command (a missing option, ``--alpha abc``, an unknown command) as
-    one line like every other error, instead of click's usage block and framed panel; still exit 2."""
+    """Command-line parse errors as one line like every other error, instead of click's usage block and framed
+    panel; still exit 2: a command's (a missing option, ``--alpha abc``) and the root's (an unknown command or
+    root option, a missing command)."""
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        try:  # parsing the root's own options: ``blurlatent --bogus``
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except _ClickUsageError as exc:
+            _parse_error(exc, info_name or "blurlatent")
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except _ClickUsageError as exc:
-            if type(exc).__name__ == "NoArgsIsHelpError":  # not an error: click prints the help
-                raise
-            where = exc.ctx.command_path if exc.ctx is not None else ctx.command_path
-            message = " ".join(exc.format_message().split())
-            console.print(f"[red]error:[/red] {escape(message)} (see: {escape(where)} --help)",
-                          highlight=False, soft_wrap=True)
-            raise typer.Exit(2) from None
+            _parse_error(exc, ctx.command_path)
+
+
+def _parse_error(exc, where: str):
+    """Print click's parse error as one line naming the command's --help; exit 2."""
+    if type(exc).__name__ == "NoArgsIsHelpError":  # not an error: click prints the help
+        raise exc
+    where = exc.ctx.command_path if exc.ctx is not None else where
+    message = " ".join(exc.format_message().split())
+    console.print(f"[red]error:[/red] {escape(message)} (see: {escape(where)} --help)", highlight=False, soft_wrap=True)
+    raise typer.Exit(2) from None
 
 
 # Library messages name parameters ("tile 8 is too small"); the command line names its flags instead.
@@ -52,10 +63,13 @@ FLAGS = {
     "alpha or planes": "--alpha or --planes", "init": "--init", "channel": "--channel", "data.channel": "--channel",
     "fields": "--fields", "channels": "--channels", "size": "--size", "crop": "--crop", "split": "--split",
     "test_crops": "--test-crops", "resume": "--resume", "out": "--out", "sync_bn": "--sync-bn", "workers": "--workers",
-    "task": "--task", "z": "--z", "series": "--series",
+    "task": "--task", "z": "--z", "series": "--series", "log": "--log", "focus": "--focus",
+    "na": "--na", "wavelength_um": "--wavelength", "z_step_um": "--z-step", "read_noise": "--read-noise",
+    "gain": "--gain", "background": "--background",
 }
 # ... and parameters named inside a message's fix ("pass extrapolate=True", "choose channels that exist").
 IN_MESSAGE = {
+    "leave focus out": "leave --focus out",
     "extrapolate=True": "--extrapolate", "force=True": "--force", "from_scratch=True": "--from-scratch",
     "strict=True": "--strict", "resume=True": "--resume", "or from_scratch": "or --from-scratch",
     "give init": "give --init", "choose channels": "choose --channels", "choose planes": "choose --planes",
@@ -69,6 +83,9 @@ IN_MESSAGE = {
     "task blur takes alpha": "--task blur takes --alpha", "task deblur": "--task deblur",
     "with channel=": "with --channel=", "whole=True": "--whole", "fid_weights=": "--fid-weights=",
     "pass channel=": "pass --channel ", "pass series=": "pass --series ", "pass z=": "pass --z ",
+    "so z=P1 P2": "so --z P1 P2", "and z=P1 P2": "and --z P1 P2", "without z=P1 P2": "without --z P1 P2",
+    "stack_dir, or blurriest_dir and less_blurry_dir": "--stack-dir, or --blurriest-dir and --less-blurry-dir",
+    "both blurriest_dir and less_blurry_dir": "both --blurriest-dir and --less-blurry-dir",
 }
 
 

@@ -26,20 +26,31 @@ from .files import atomic_write_bytes, json_safe, refuse_special_file
 T = TypeVar("T")
 
 Reg = Literal["none", "weak", "strong"]
+# paper: the paper's autoencoder (model.py); multiscale: a latent at every resolution (multiscale.py)
+Arch = Literal["paper", "multiscale"]
+# Which scales of a multiscale latent reach the decoder: every one, all but full resolution, or every one
+# through a learned per-scale gate (fine-scale latents mix almost like pixels: see multiscale.py)
+Skips = Literal["coarse", "all", "gated"]
 Amp = Literal["auto", "bf16", "fp16", "off"]
 Normalization = Literal["minmax", "stack", "percentile"]
 Intensity = Literal["conserve", "minmax"]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 OutDtype = Literal["uint8", "uint16", "float32"]
+Log = Literal["none", "tensorboard"]
+TestCrops = Literal["center", "ten"]  # prepare: one center crop per test field, or ten as in train
 
 PAPER_WIDTHS = (64, 128, 256, 512, 1024)
+# The multiscale net's default: full resolution and four stride-2 stages (see multiscale.py for its FLOPs)
+MULTISCALE_WIDTHS = (12, 24, 48, 96, 192)
+DEFAULT_WIDTHS = {"paper": PAPER_WIDTHS, "multiscale": MULTISCALE_WIDTHS}
+MAX_DEBLUR_WEIGHT = 100.0
 # Sane bounds a config or checkpoint must keep (the paper: widths up to 1024, depth 5); past them a config
 # is a typo or a crafted file, and building the model would exhaust memory before any other check.
 MAX_WIDTH = 65536
 MAX_DEPTH = 16
 MAX_SEED = 2**32 - 1  # numpy's seed range
 # Keys of a run's config that may change on --resume without changing what the run means.
-RESUMABLE_CHANGES = ("optim.epochs", "device", "nproc", "workers", "strip_every", "amp", "channels_last")
+RESUMABLE_CHANGES = ("optim.epochs", "device", "nproc", "workers", "strip_every", "amp", "channels_last", "log")
 
 
 def choices(option) -> tuple[str, ...]:
@@ -56,15 +67,27 @@ def check_choice(option, value, what: str) -> str:
 
 @dataclass
 class ModelConfig:
-    widths: list[int] = field(default_factory=lambda: list(PAPER_WIDTHS))
+    # None: the arch's default (DEFAULT_WIDTHS), filled in on construction, so a config always holds its widths
+    widths: Optional[list[int]] = None
     in_channels: int = 1
     negative_slope: float = 0.01  # torch's LeakyReLU default, as in the paper's code
+    arch: Arch = "paper"  # a checkpoint without it is the paper's model
+    skips: Skips = "coarse"  # multiscale only: which latent scales the decoder takes
+
+    def __post_init__(self):
+        if self.widths is None:
+            self.widths = list(DEFAULT_WIDTHS.get(self.arch, PAPER_WIDTHS))
 
     @property
     def depth(self) -> int:
         return len(self.widths)
 
     def check(self) -> "ModelConfig":
+        check_choice(Arch, self.arch, "model arch")
+        check_choice(Skips, self.skips, "model skips")
+        if self.arch == "multiscale" and not 2 <= len(self.widths or []) <= MAX_DEPTH:
+            raise UsageError(f"model widths {self.widths}: the multiscale arch needs 2 to {MAX_DEPTH} scales (full "
+                             "resolution, then one per stride-2 stage), e.g. 12,24,48,96,192")
         if not self.widths or any(not 1 <= w <= MAX_WIDTH for w in self.widths):
             raise UsageError(f"model widths {self.widths}: give layer widths from 1 to {MAX_WIDTH}, "
                              "e.g. 64,128,256,512,1024")
@@ -137,12 +160,16 @@ class TrainConfig:
     init: Optional[str] = None  # start from this checkpoint's weights (strong fine-tunes a weak run)
     from_scratch: bool = False  # allow reg=strong without init
     strip_every: int = 5  # PNG strip every N epochs (and at the last); 0 turns strips off
+    log: Log = "none"  # tensorboard: also write TensorBoard events (the blurlatent[tensorboard] extra)
     check_every: Optional[int] = None  # steps between NaN/Ctrl-C checks; None: 1 on CPU, 20 on GPU (each check syncs)
+    # weight of the deblur loss (losses.py): L1(G(Eq. 3(z_left, z_target)), x_right); 0 = off; adds to any reg
+    deblur_weight: float = 0.0
 
     def check_ranges(self) -> "TrainConfig":
         """Every value on its own: choices and numeric ranges (what a YAML file alone can get wrong)."""
         check_choice(Reg, self.reg, "reg")
         check_choice(Amp, self.amp, "amp")
+        check_choice(Log, self.log, "log")
         self.model.check()
         self.data.check()
         self.optim.check()
@@ -156,6 +183,12 @@ class TrainConfig:
             raise UsageError(f"strip_every {self.strip_every}: give epochs between strips, or 0 for none")
         if self.check_every is not None and self.check_every < 1:
             raise UsageError(f"check_every {self.check_every}: must be at least 1 step (or unset for the default)")
+        if not 0.0 <= self.deblur_weight <= MAX_DEBLUR_WEIGHT:  # False for NaN too
+            raise UsageError(f"deblur_weight {self.deblur_weight}: give a loss weight from 0 (off) to "
+                             f"{MAX_DEBLUR_WEIGHT:g}, e.g. 1")
+        if self.deblur_weight > 0 and self.data.alpha == 0.0:
+            raise UsageError("deblur_weight needs alpha > 0: with alpha 0 the target equals the left plane and Eq. 3 "
+                             "cannot reach the right one")
         return self
 
     def check(self) -> "TrainConfig":

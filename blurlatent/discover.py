@@ -1,5 +1,6 @@
 """Finding BBBC006 images on disk for ``prepare``: plane folders or the downloaded zips, fields matched
-across planes by (well, site, channel), never by file name (the UUID differs on every plane).
+across planes by (well, site, channel), never by file name (the UUID differs on every plane). A folder of
+one's own z-stacks (``ownstacks``) fills the same ``Inventory``: its sources are planes of stack files.
 
 Nothing here decodes an image; ``discover`` lists names, sizes and times (or zip CRCs), which also make
 the fingerprint that tells ``prepare`` whether a store is up to date.
@@ -7,16 +8,27 @@ the fingerprint that tells ``prepare`` whether a store is up to date.
 
 from __future__ import annotations
 
+import functools
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from .bbbc006 import BBBC_PLANE_DIR, FieldKey, format_planes, parse_bbbc_name
+from .bbbc006 import (
+    BBBC_PLANE_DIR,
+    CHANNELS,
+    IN_FOCUS_PLANE,
+    PAPER_PLANES,
+    FieldKey,
+    format_planes,
+    parse_bbbc_name,
+    parse_planes,
+)
 from .errors import UsageError
-from .imageio import read_source, zip_listing
+from .imageio import close_zips, read_source, zip_listing
+from .stacks import read_stack
 
 log = logging.getLogger(__name__)
 
@@ -25,12 +37,14 @@ MAX_SKIP_WARNINGS = 20  # incomplete fields warned about one by one; the rest ar
 
 @dataclass(frozen=True)
 class Source:
-    """One image: a file, or a member of a zip."""
+    """One image: a file, a member of a zip, or plane ``z`` of channel ``channel`` of a stack file."""
 
     plane: int
     key: FieldKey | None
     path: str  # file path, or the zip's path
     member: str | None = None  # member name inside the zip
+    z: int | None = None  # the plane in a stack file (``ownstacks``); None: the file is one plane
+    channel: int = 0  # the stack's channel (0 for a one-channel stack)
 
     @property
     def label(self) -> str:
@@ -39,7 +53,21 @@ class Source:
 
 def decode_source(source: Source) -> np.ndarray:
     """The 2-D image of one source (uint16 for BBBC006). Raises UsageError naming the file or member."""
+    if source.z is not None:
+        return stack_data(source.path, source.channel)[source.z]
     return read_source(source.path, source.member)
+
+
+@functools.lru_cache(maxsize=2)  # a field's planes are read one channel at a time: read each stack file once
+def stack_data(path: str, channel: int) -> np.ndarray:
+    """ZYX data of one channel of a stack file (``stacks.read_stack``). Raises UsageError naming the file."""
+    return read_stack(path, channel=channel).data
+
+
+def close_sources() -> None:
+    """Close the zips and forget the cached stacks this process read."""
+    close_zips()
+    stack_data.cache_clear()
 
 
 @dataclass
@@ -51,6 +79,22 @@ class Inventory:
     stamp: list  # (name, size, time-or-crc) rows: what the fingerprint hashes
     files: int = 0  # files in those planes
     ignored: int = 0  # ... of which without a BBBC006 name
+    layout: str = "bbbc006"  # or "stacks": one stack file per field (``ownstacks``)
+    focus: dict[str, int] = field(default_factory=dict)  # stacks: field name -> the stack's in-focus plane
+
+    def field_name(self, well: str, site: int) -> str:
+        """A field's name in the store: ``a01_s1`` for BBBC006, the file's name for a stack."""
+        return well if self.layout == "stacks" else f"{well}_s{site}"
+
+
+def bbbc_options(channels: Sequence[str] | None, planes: str | Sequence[int] | None,
+                 focus: str | int | None) -> tuple[list[str], list[int], dict]:
+    """(channels, planes, {}) for BBBC006 folders: defaults w1,w2 and the paper's planes. Raises UsageError."""
+    if focus is not None:
+        raise UsageError(f"focus {focus}: BBBC006 folders are in focus at plane {IN_FOCUS_PLANE} by definition; "
+                         "leave focus out (it is for a folder of z-stack files)")
+    planes = parse_planes(planes) if isinstance(planes, str) else PAPER_PLANES if planes is None else planes
+    return list(channels or CHANNELS), list(planes), {}
 
 
 def plane_locations(src: Path) -> dict[int, dict[str, Path]]:
@@ -160,14 +204,26 @@ def complete_fields(inventory: Inventory, src: Path, planes: Sequence[int], chan
             skipped.append(f"field {well}_s{site}: missing {'; '.join(missing)}")
         else:
             complete.append((well, site))
-    if skipped and strict:
-        raise UsageError(f"{src}: {skipped[0]} ({len(skipped)} incomplete field(s)); complete the data "
-                         "or drop strict=True to skip them")
-    for line in skipped[:MAX_SKIP_WARNINGS]:
-        log.warning("%s; skipped", line)
-    if len(skipped) > MAX_SKIP_WARNINGS:
-        log.warning("... and %d more incomplete fields skipped", len(skipped) - MAX_SKIP_WARNINGS)
+    report_skipped(src, skipped, strict, "incomplete field(s)", "complete the data")
     if not complete:
         raise UsageError(f"{src}: no field has all planes {format_planes(planes)} for {','.join(channels)}; "
                          "check planes and channels")
     return complete, skipped
+
+
+def bbbc_fields(src: Path, planes: Sequence[int], channels: Sequence[str],
+                strict: bool) -> tuple[Inventory, list[tuple[str, int]], list[str]]:
+    """``discover``, ``check_inventory`` and ``complete_fields`` in one: (inventory, complete fields, skip lines)."""
+    inventory = discover(src, planes, channels)
+    check_inventory(inventory, Path(src), planes, channels)
+    return (inventory, *complete_fields(inventory, Path(src), planes, channels, strict))
+
+
+def report_skipped(src: Path, skipped: list[str], strict: bool, what: str, fix: str) -> None:
+    """Warn one line per skipped field (the first ``MAX_SKIP_WARNINGS``); with ``strict`` raise UsageError instead."""
+    if skipped and strict:
+        raise UsageError(f"{src}: {skipped[0]} ({len(skipped)} {what}); {fix} or drop strict=True to skip them")
+    for line in skipped[:MAX_SKIP_WARNINGS]:
+        log.warning("%s; skipped", line)
+    if len(skipped) > MAX_SKIP_WARNINGS:
+        log.warning("... and %d more %s skipped", len(skipped) - MAX_SKIP_WARNINGS, what)

@@ -34,7 +34,7 @@ from .errors import UsageError
 from .figures import Examples, LatentSamples
 from .files import MB, disk_space, sha256_file, terminate_as_interrupt
 from .inference import Predictor, checkpoint_normalization
-from .latent import alpha_from_planes, interpolate_latents
+from .latent import alpha_from_planes, flatten_latent, interpolate_latents
 from .outputs import FolderLock
 from .progress import progress_bar
 from .report import CheckpointInfo, FidInfo, Report, ReportConfig, check_report_folder, write_report_folder
@@ -107,8 +107,10 @@ def plane_indices(store: Store, plan: PlanePlan) -> dict[int, int]:
 class ModelOutputs:
     """One batch through one model. Images float32 in [0, 1], the input's size.
 
-    z [B, P, C, h, w] (store plane order), recon [B, P, H, W], z_synth [B, N, C, h, w] and synth [B, N, H, W]
-    for plan.between, deblur [B, N, H, W] for the pairs (far, k), k in plan.between.
+    z [B, P, C, h, w] (store plane order; a multiscale latent flattened to [B, P, D], its scales concatenated,
+    so LDS and APD score the whole code: Eq. 2 commutes with the concatenation), recon [B, P, H, W],
+    z_synth [B, N, C, h, w] and synth [B, N, H, W] for plan.between, deblur [B, N, H, W] for the pairs (far, k),
+    k in plan.between.
     """
 
     z: np.ndarray
@@ -138,6 +140,7 @@ def model_outputs(predictor: Predictor, x: np.ndarray, plan: PlanePlan, index: d
     b, p, h, w = x.shape
     z = predictor.encode(x.reshape(b * p, h, w))
     recon = predictor.decode(z, (h, w)).reshape(b, p, h, w)
+    z = flatten_latent(z)  # a multiscale latent as one concatenated code per image: LDS/APD over all scales
     z = z.reshape(b, p, *z.shape[1:])
     zf, zt = z[:, index[plan.far]], z[:, index[plan.target]]
     alphas = [plan.synth_alpha(n) for n in plan.between]

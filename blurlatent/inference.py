@@ -34,7 +34,15 @@ from .device import assign_device, inference_autocast
 from .errors import UsageError
 from .imageio import check_grayscale
 from .intensity import Scale, check_normalization, plane_ranges, to_input_scale, to_unit
-from .latent import check_blur_alpha, check_deblur_alpha, extrapolate_sharp, interpolate_latents
+from .latent import (
+    alpha_from_planes,
+    check_blur_alpha,
+    check_deblur_alpha,
+    extrapolate_sharp,
+    interpolate_latents,
+    map_scales,
+)
+from .planes import array_pair
 from .tiling import crop_to, pad_to_multiple, plan_tiles, receptive_radius
 
 # rule name -> how the two latents combine: Eq. 2 (first = sharper) or Eq. 3 (first = blurriest)
@@ -98,6 +106,8 @@ class Predictor:
         self.source = source
         self.device = next(model.parameters()).device
         self.multiple = model.multiple
+        # how far an output pixel sees: the tiles' margin (the paper's net: tiling.receptive_radius)
+        self.radius = getattr(model, "radius", None) or receptive_radius(self.multiple)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, config: InferenceConfig | None = None, fuse: bool = True) -> "Predictor":
@@ -122,23 +132,30 @@ class Predictor:
         x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)).to(self.device)
         return x.unsqueeze(1).contiguous(memory_format=torch.channels_last)
 
-    def _run(self, fn, x: torch.Tensor) -> torch.Tensor:
-        """``fn`` over ``x`` in chunks of ``batch_size`` under the precision policy; float32 out."""
+    def _run(self, fn, x):
+        """``fn`` over ``x`` (a tensor or a list latent) in chunks of ``batch_size`` under the precision policy;
+        float32 out, a tensor or a list latent as ``fn`` returns."""
         step = self.config.batch_size
+        n = len(x[0]) if isinstance(x, (list, tuple)) else len(x)
         with inference_autocast(self.device, self.config.precision):
-            return torch.cat([fn(x[i:i + step]).float() for i in range(0, len(x), step)])
+            parts = [map_scales(lambda t: t.float(), fn(map_scales(lambda t: t[i:i + step], x)))
+                     for i in range(0, n, step)]
+        return map_scales(lambda *ts: torch.cat(ts), *parts)
 
-    def encode(self, unit: np.ndarray) -> np.ndarray:
-        """E(x) of float [N, H, W] images in [0, 1], reflect-padded to ``multiple``: float32 [N, C, h, w]."""
+    def encode(self, unit: np.ndarray):
+        """E(x) of float [N, H, W] images in [0, 1], reflect-padded to ``multiple``: float32 [N, C, h, w], or
+        for the multiscale arch a list of them, one per scale (fine to coarse)."""
         padded, _ = pad_to_multiple(np.asarray(unit, dtype=np.float32), self.multiple)
         with torch.inference_mode():
-            return self._run(self.model.encode, self._tensor(padded)).cpu().numpy()
+            return map_scales(lambda t: t.cpu().numpy(), self._run(self.model.encode, self._tensor(padded)))
 
-    def decode(self, z: np.ndarray, hw: tuple[int, int] | None = None) -> np.ndarray:
-        """G(z) of float [N, C, h, w] latents: float32 [N, H, W] in [0, 1], cropped to ``hw`` when given."""
+    def decode(self, z, hw: tuple[int, int] | None = None) -> np.ndarray:
+        """G(z) of float [N, C, h, w] latents (or a list of them): float32 [N, H, W] in [0, 1], cropped to
+        ``hw`` when given."""
         with torch.inference_mode():
-            zt = torch.from_numpy(np.ascontiguousarray(z, dtype=np.float32)).to(self.device)
-            y = self._run(self.model.decode, zt.contiguous(memory_format=torch.channels_last))[:, 0].cpu().numpy()
+            zt = map_scales(lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).to(self.device)
+                            .contiguous(memory_format=torch.channels_last), z)
+            y = self._run(self.model.decode, zt)[:, 0].cpu().numpy()
         return y if hw is None else crop_to(y, hw)
 
     def combine(self, first: np.ndarray, second: np.ndarray, alphas: Sequence[float], rule: str,
@@ -157,7 +174,7 @@ class Predictor:
             raise UsageError(f"inputs must be two [N, H, W] arrays of one shape, got {first.shape} and {second.shape}")
         n, k = first.shape[0], len(alphas)
         pair, hw = pad_to_multiple(np.stack([first, second], axis=1).astype(np.float32, copy=False), self.multiple)
-        plan = plan_tiles(pair.shape[-2:], self.multiple, receptive_radius(self.multiple), self.config.tile)
+        plan = plan_tiles(pair.shape[-2:], self.multiple, self.radius, self.config.tile)
         out = np.zeros((n, k) + pair.shape[-2:], dtype=np.float32)
         wsum = np.zeros(pair.shape[-2:], dtype=np.float32) if plan[0][2] is not None else None
         with torch.inference_mode():
@@ -178,9 +195,11 @@ class Predictor:
         """One [N, 2, h, w] tile → [N, K, h, w]: encode both inputs, combine per α, decode."""
         n, k = piece.shape[0], len(alphas)
         z = self._run(self.model.encode, self._tensor(piece.reshape(2 * n, *piece.shape[-2:])))
-        z = z.reshape(n, 2, *z.shape[1:])
-        codes = torch.stack([rule(z[:, 0], z[:, 1], a) for a in alphas], dim=1)  # [N, K, C, h', w']
-        codes = codes.reshape(n * k, *codes.shape[2:]).contiguous(memory_format=torch.channels_last)
+        z = map_scales(lambda t: t.reshape(n, 2, *t.shape[1:]), z)
+        first, second = map_scales(lambda t: t[:, 0], z), map_scales(lambda t: t[:, 1], z)
+        mixed = [rule(first, second, a) for a in alphas]  # K latents, each [N, C, h', w'] per scale
+        codes = map_scales(lambda *ts: torch.stack(ts, dim=1).reshape(n * k, *ts[0].shape[1:])
+                           .contiguous(memory_format=torch.channels_last), *mixed)  # [N·K, C, h', w'], α fastest
         return self._run(self.model.decode, codes).cpu().reshape(n, k, *piece.shape[-2:]).numpy()
 
     # --- images in their own scale ------------------------------------------------------------------
@@ -259,8 +278,9 @@ def as_predictor(model) -> Predictor:
     return model if isinstance(model, Predictor) else Predictor(model, getattr(model, "normalize", "minmax"))
 
 
-def blur(model, sharp: np.ndarray, blurry: np.ndarray, alpha, *, extrapolate: bool = False, intensity: str = "conserve",
-         tile: int | None = None, precision: str = "auto", batch_size: int = 4, out_dtype=None) -> np.ndarray:
+def blur(model, sharp: np.ndarray, blurry: np.ndarray | None = None, alpha=None, *, z=None, axes: str | None = None,
+         channel: int | None = None, extrapolate: bool = False, intensity: str = "conserve", tile: int | None = None,
+         precision: str = "auto", batch_size: int = 4, out_dtype=None) -> np.ndarray:
     """Synthesize defocus blur between two planes of one field (Eq. 2): G(α E(sharp) + (1 − α) E(blurry)).
 
     sharp, blurry: 2-D grayscale arrays of one shape (uint8, uint16 or float), any size. α = 1 gives the
@@ -270,14 +290,21 @@ def blur(model, sharp: np.ndarray, blurry: np.ndarray, alpha, *, extrapolate: bo
     Returns [H, W] (scalar α) or [K, H, W] (K levels) in the inputs' dtype (``out_dtype`` to change it)
     and intensity scale: ``conserve`` keeps the total signal above background at the α-weighted mean of
     the inputs' totals, ``minmax`` maps [0, 1] to the α-weighted mean of their normalization ranges.
-    Raises UsageError for α outside [0, 1] without ``extrapolate``, non-2-D or mismatched inputs.
+    A z-stack instead: ``blur(model, stack, alpha=..., z=(16, 0), axes="ZYX")``, planes ``z`` (sharper first)
+    of ``stack`` (axes e.g. "ZYX", or "CZYX" with ``channel``), the same as the two planes given as 2-D arrays.
+    Raises UsageError for α outside [0, 1] without ``extrapolate``, non-2-D or mismatched inputs, and
+    ``planes.array_pair``'s refusals (z out of range, a stack without z, axes that do not fit).
     """
+    if alpha is None:
+        raise UsageError("alpha: give one blur level or a list of them")
+    sharp, blurry = array_pair(sharp, blurry, z=z, axes=axes, channel=channel)
     options = dict(intensity=intensity, tile=tile, precision=precision, batch_size=batch_size,
                    out_dtype=None if out_dtype is None else np.dtype(out_dtype).name)
     return as_predictor(model).with_options(**options).blur(sharp, blurry, alpha, extrapolate=extrapolate)
 
 
-def deblur(model, blurriest: np.ndarray, less_blurry: np.ndarray, alpha, *, intensity: str = "conserve",
+def deblur(model, blurriest: np.ndarray, less_blurry: np.ndarray | None = None, alpha=None, *, z=None,
+           target: float = 16.0, axes: str | None = None, channel: int | None = None, intensity: str = "conserve",
            tile: int | None = None, precision: str = "auto", batch_size: int = 4, out_dtype=None) -> np.ndarray:
     """Recover the in-focus image from two defocused planes (Eq. 3).
 
@@ -288,8 +315,17 @@ def deblur(model, blurriest: np.ndarray, less_blurry: np.ndarray, alpha, *, inte
     ``conserve`` (default) gives the output the less-blurry input's total signal above background
     (light is conserved through focus, so the sharp peaks rise above the blurry maximum); ``minmax``
     maps [0, 1] to the less-blurry input's normalization range.
-    Raises UsageError for α ≥ 1 or α < 0, non-2-D or mismatched inputs; warns when 1/(1 − α) > 8.
+    A z-stack instead: ``deblur(model, stack, z=(0, 8), target=16, axes="ZYX")``, planes ``z`` (blurriest
+    first) of ``stack`` (axes e.g. "ZYX", or "CZYX" with ``channel``), α from the plane indices toward
+    ``target`` unless ``alpha`` is given; the same as the two planes given as 2-D arrays.
+    Raises UsageError for α ≥ 1 or α < 0, non-2-D or mismatched inputs, and ``planes.array_pair``'s refusals;
+    warns when 1/(1 − α) > 8.
     """
+    blurriest, less_blurry = array_pair(blurriest, less_blurry, z=z, axes=axes, channel=channel)
+    if alpha is None:
+        if z is None:
+            raise UsageError("alpha: give alpha, or z=(P1, P2) planes of a stack and target")
+        alpha = alpha_from_planes(z[0], z[1], target)
     options = dict(intensity=intensity, tile=tile, precision=precision, batch_size=batch_size,
                    out_dtype=None if out_dtype is None else np.dtype(out_dtype).name)
     return as_predictor(model).with_options(**options).deblur(blurriest, less_blurry, alpha)

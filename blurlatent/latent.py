@@ -1,15 +1,19 @@
-"""The paper's interpolation rule in latent space, and α — nothing else.
+"""The paper's interpolation rule in latent space, and α — plus two helpers for latents that are lists.
 
 Eq. 2 (blur synthesis):  z3' = α z1 + (1 − α) z2,   x1 the sharper image, x2 the blurrier.
 Eq. 3 (deblurring):      z_sharp = z3' / (1 − α) − α / (1 − α) · z1,   z1 the blurriest, z3' the less blurry.
 
-Both work on numpy arrays and torch tensors alike.
+Both work on numpy arrays and torch tensors alike, and on latents that are lists (or tuples) of them — the
+multiscale net's code, one array per resolution: the rule applies to every scale with the same α, and a
+list comes back.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+
+import numpy as np
 
 from .errors import UsageError
 
@@ -20,14 +24,43 @@ MAX_GAIN = 8.0
 
 
 def interpolate_latents(z_sharper, z_blurrier, alpha: float):
-    """Eq. 2: α·z_sharper + (1 − α)·z_blurrier. α=1 gives the sharper code, α=0 the blurrier."""
+    """Eq. 2: α·z_sharper + (1 − α)·z_blurrier. α=1 gives the sharper code, α=0 the blurrier. Lists: per scale."""
+    if isinstance(z_sharper, (list, tuple)):
+        check_scales(z_sharper, z_blurrier)
+        return [interpolate_latents(a, b, alpha) for a, b in zip(z_sharper, z_blurrier)]
     return alpha * z_sharper + (1.0 - alpha) * z_blurrier
 
 
 def extrapolate_sharp(z_blurriest, z_less_blurry, alpha: float):
-    """Eq. 3: z_less_blurry/(1 − α) − α/(1 − α)·z_blurriest, the inverse of Eq. 2 for the sharp end."""
+    """Eq. 3: z_less_blurry/(1 − α) − α/(1 − α)·z_blurriest, the inverse of Eq. 2 for the sharp end.
+    Lists: per scale."""
     check_deblur_alpha(alpha, warn=False)
+    if isinstance(z_blurriest, (list, tuple)):
+        check_scales(z_blurriest, z_less_blurry)
+        return [extrapolate_sharp(a, b, alpha) for a, b in zip(z_blurriest, z_less_blurry)]
     return z_less_blurry / (1.0 - alpha) - (alpha / (1.0 - alpha)) * z_blurriest
+
+
+def check_scales(first, second) -> None:
+    """UsageError unless two latents are both lists (or tuples) with one entry per scale, of equal length."""
+    if not isinstance(second, (list, tuple)) or len(first) != len(second):
+        raise UsageError(f"latents of {len(first)} scales and {len(second) if isinstance(second, (list, tuple)) else 1}"
+                         " scale(s) cannot be combined; encode both images with one model")
+
+
+def map_scales(fn, *latents):
+    """``fn(*arrays)`` on each scale of list latents (a list back), or once on array latents."""
+    if isinstance(latents[0], (list, tuple)):
+        return [fn(*parts) for parts in zip(*latents)]
+    return fn(*latents)
+
+
+def flatten_latent(z) -> np.ndarray:
+    """A list latent of [N, ...] arrays as ONE [N, D] numpy array, the scales' codes concatenated (fine to
+    coarse); an array latent is returned as it is. Eq. 2/3 commute with it (they act element-wise)."""
+    if not isinstance(z, (list, tuple)):
+        return z
+    return np.concatenate([np.asarray(s).reshape(len(s), -1) for s in z], axis=1)
 
 
 def alpha_from_planes(blurriest: float, less_blurry: float, target: float) -> float:

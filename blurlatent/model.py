@@ -5,6 +5,9 @@ Encoder: ``depth`` × [Conv2d 3x3 stride 2 pad 1, BatchNorm2d, LeakyReLU] with `
 Decoder, mirrored: [ConvTranspose2d 3x3 stride 2 pad 1 output_padding 1, BatchNorm2d, LeakyReLU]
 from widths[-1] down to widths[0], one more such layer widths[0]→widths[0], then Conv2d 3x3 → 1
 channel and a Sigmoid (5 down, 6 up). Fully convolutional: any H, W divisible by 2**depth.
+
+``build_autoencoder(config)`` builds the net ``config.arch`` names: this one (``paper``) or
+``multiscale.MultiScaleAutoencoder``.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from torch import nn
 
 from .config import ModelConfig
 from .errors import UsageError
+from .multiscale import MultiScaleAutoencoder
+from .tiling import receptive_radius
 
 
 def _down(cin: int, cout: int, slope: float) -> nn.Sequential:
@@ -52,6 +57,11 @@ class Autoencoder(nn.Module):
         """Input height and width must be divisible by this (2**depth)."""
         return 2 ** self.config.depth
 
+    @property
+    def radius(self) -> int:
+        """An output pixel depends only on inputs closer than this (the tiling margin, ``tiling.receptive_radius``)."""
+        return receptive_radius(self.multiple)
+
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-1] % self.multiple or x.shape[-2] % self.multiple:
             raise UsageError(
@@ -65,3 +75,9 @@ class Autoencoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decode(self.encode(x))
+
+
+def build_autoencoder(config: ModelConfig | None = None) -> nn.Module:
+    """The autoencoder of ``config.arch``: ``Autoencoder`` (paper) or ``MultiScaleAutoencoder`` (multiscale)."""
+    config = config or ModelConfig()
+    return MultiScaleAutoencoder(config) if config.arch == "multiscale" else Autoencoder(config)

@@ -1,9 +1,10 @@
-"""``prepare``: BBBC006v1-layout z-stacks (folders or the downloaded zips) → a memory-mapped uint8 store.
+"""``prepare``: BBBC006v1-layout z-stacks (folders or the downloaded zips), or a folder of one's own z-stacks
+(``ownstacks``: one file per field, focus given or found), → a memory-mapped uint8 store.
 
 Steps: find the ``BBBC006_v1_images_z_XX`` folders or zips and match each field across planes
-(``discover``) → skip incomplete fields with a warning → split the fields sorted by name in the order
-test, val, train (paper §4.1; ``crops``) → decode in parallel, scale 16 → 8 bit
-(``intensity.plane_ranges``), cut the same crop boxes on every plane → ``store.write_manifest``.
+(``discover``; own stacks: read each, choose its focus plane) → skip incomplete fields with a warning →
+split the fields sorted by name in the order test, val, train (paper §4.1; ``crops``) → decode in parallel,
+scale 16 → 8 bit (``intensity.plane_ranges``), cut the same crop boxes on every plane → ``store.write_manifest``.
 
 The store is built in a temp folder beside OUT and renamed into place, so an interrupted run leaves
 no half-written store. The manifest records a fingerprint of the inputs (file sizes and times, zip
@@ -28,12 +29,12 @@ from . import __version__
 from .bbbc006 import IN_FOCUS_PLANE, FieldKey
 from .config import Normalization, check_choice
 from .crops import Box, assign_splits, crop_boxes, cut, split_counts
-from .discover import Inventory, Source, check_inventory, complete_fields, decode_source, discover
+from .discover import Inventory, Source, bbbc_fields, bbbc_options, close_sources, decode_source
 from .errors import UsageError
 from .files import disk_space, make_temp_dir, replace_folder, reserve_space, terminate_as_interrupt
-from .imageio import close_zips
 from .intensity import PERCENTILES, plane_ranges, to_unit
 from .outputs import claim_output_folder, write_marker
+from .ownstacks import inspect_stacks, list_stacks, source_layout, stack_options
 from .progress import progress_bar
 from .store import MANIFEST, SPLITS, STORE_FORMAT_VERSION, Store, write_manifest
 from .workers import ordered_map
@@ -60,10 +61,17 @@ class PrepareOptions:
     split: list[float]  # (train, val, test) ratios
     normalize: str
     test_crops: str
+    # own stacks only (None for BBBC006, and then left out of the manifest and the fingerprint):
+    focus: str | None = None  # "auto" or the plane number given
+    focus_measure: str | None = None  # the measure of focus auto (``focus.MEASURES``)
+    planes_from_focus: list[int] | None = None  # the planes asked for, relative to each stack's focus
+
+    def recorded(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if v is not None}
 
 
 def check_options(channels: Sequence[str], planes: Sequence[int], crop: int, split: Sequence[float],
-                  normalize: str, test_crops: str) -> PrepareOptions:
+                  normalize: str, test_crops: str, **stacks) -> PrepareOptions:
     """The options, de-duplicated and sorted, when valid (no files are read). Raises UsageError."""
     channels = list(dict.fromkeys(channels))
     planes = sorted(set(int(p) for p in planes))
@@ -79,7 +87,7 @@ def check_options(channels: Sequence[str], planes: Sequence[int], crop: int, spl
     ratios = [float(r) for r in split]
     if len(ratios) != 3 or min(ratios) < 0 or sum(ratios) <= 0:
         raise UsageError(f"split {tuple(split)}: need three non-negative ratios TRAIN:VAL:TEST, e.g. 70:10:20")
-    return PrepareOptions(channels, planes, int(crop), ratios, normalize, test_crops)
+    return PrepareOptions(channels, planes, int(crop), ratios, normalize, test_crops, **stacks)
 
 
 def check_locations(src: Path, out: Path) -> None:
@@ -188,7 +196,7 @@ def field_record(job: FieldJob, channel: str, lohi: Sequence[tuple[float, float]
         "name": f"{job.name}_{channel}", "field": job.name, "channel": channel, "split": job.split,
         "index": job.index, "crops": [job.index * n, (job.index + 1) * n],
         "planes": [
-            {"plane": p, "file": s.path, "member": s.member, "lo": lo, "hi": hi}
+            {"plane": p, "file": s.path, "member": s.member, "lo": lo, "hi": hi, **({} if s.z is None else {"z": s.z})}
             for p, s, (lo, hi) in zip(job.planes, job.sources[channel], lohi)
         ],
     }
@@ -218,7 +226,7 @@ def image_shape(inventory: Inventory, options: PrepareOptions, first: tuple[str,
     try:
         height, width = decode_source(source).shape
     finally:
-        close_zips()
+        close_sources()
     if options.crop > min(height, width):
         raise UsageError(f"crop {options.crop} is larger than the {width}x{height} images; "
                          f"choose crop <= {min(height, width)}")
@@ -249,7 +257,7 @@ def field_jobs(tmp: Path, plan: StorePlan, complete: Sequence[tuple[str, int]]) 
     where = {f: (s, i) for s in SPLITS for i, f in enumerate(plan.splits[s])}
     return [
         FieldJob(
-            name=f"{well}_s{site}", split=where[well, site][0], index=where[well, site][1],
+            name=plan.inventory.field_name(well, site), split=where[well, site][0], index=where[well, site][1],
             sources={c: [plan.inventory.sources[p][FieldKey(well, site, c)] for p in o.planes] for c in o.channels},
             planes=o.planes, boxes=plan.boxes[where[well, site][0]], crop=o.crop, normalize=o.normalize,
             shape=plan.shape, store=str(tmp),
@@ -271,7 +279,7 @@ def fill(jobs: list[FieldJob], workers: int, progress: bool) -> dict[tuple[str, 
 
 def fingerprint(options: PrepareOptions, inventory: Inventory) -> str:
     """sha256 of the store format, tool version, options and input stamp: equal means up to date."""
-    payload = [STORE_FORMAT_VERSION, __version__, asdict(options), sorted(map(list, inventory.stamp))]
+    payload = [STORE_FORMAT_VERSION, __version__, options.recorded(), sorted(map(list, inventory.stamp))]
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
@@ -283,12 +291,12 @@ def build_manifest(src: Path, plan: StorePlan, digest: str, counts: dict[str, in
     return {
         "tool": TOOL, "version": __version__, "fingerprint": digest,
         "source": str(src.resolve()), "source_kinds": sorted(set(plan.inventory.kinds.values())),
-        **asdict(o),
+        **o.recorded(), **({"focus_planes": plan.inventory.focus} if plan.inventory.layout == "stacks" else {}),
         "split_counts": counts,
         "normalization": {"method": o.normalize, "percentiles": list(PERCENTILES), "reference_plane": reference},
         "image_size": list(plan.shape),
         "crop_boxes": {s: [[top, left, flip] for top, left, flip in plan.boxes[s]] for s in SPLITS},
-        "fields": [records[f"{w}_s{s}", c] for (w, s) in complete for c in o.channels],
+        "fields": [records[plan.inventory.field_name(w, s), c] for (w, s) in complete for c in o.channels],
         "skipped": skipped,
     }
 
@@ -308,7 +316,7 @@ def write(out: Path, src: Path, plan: StorePlan, digest: str, counts, complete, 
             write_marker(tmp, COMMAND)
             replace_folder(tmp, out)
         finally:
-            close_zips()
+            close_sources()
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
 
@@ -324,13 +332,15 @@ class PrepareResult:
     crops: dict[str, int]  # crops per split (per channel)
     skipped: list[str] = field(default_factory=list)  # one warning line per skipped field
     seconds: float = 0.0
+    planes: list[int] = field(default_factory=list)  # the store's planes (BBBC006 numbers, focus = 16)
+    focus: dict[str, int] = field(default_factory=dict)  # own stacks: field -> its stack's in-focus plane
 
 
 def prepare(
     src: str | Path,
     out: str | Path,
-    channels: Sequence[str] = ("w1", "w2"),
-    planes: Sequence[int] = tuple(range(0, 17, 2)),
+    channels: Sequence[str] | None = None,
+    planes: str | Sequence[int] | None = None,
     crop: int = 128,
     split: Sequence[float] = (70, 10, 20),
     normalize: str = "minmax",
@@ -339,33 +349,55 @@ def prepare(
     strict: bool = False,
     force: bool = False,
     progress: bool = False,
+    focus: str | int | None = None,
+    measure: str = "normvar",
 ) -> PrepareResult:
-    """Build the store at ``out`` from the BBBC006-layout z-stacks in ``src`` (see the module docstring).
+    """Build the store at ``out`` from the BBBC006-layout z-stacks in ``src``, or from a folder of stack files
+    with ``focus`` ("auto" or a plane number; see ``ownstacks``) (see the module docstring).
 
-    ``split`` is (train, val, test) ratios. Writes ``<ch>_{train,val,test}.npy`` uint8 [crops, planes, crop,
-    crop], ``<ch>_test_full.npy`` uint8 [test fields, planes, H, W] and ``manifest.json``.
+    ``channels`` default to w1,w2 (stacks: all of the first stack's); ``planes`` (a list, or text as
+    ``bbbc006.parse_planes`` reads it) to 0:16:2 (stacks: -16:0:2, relative to focus). ``split`` is (train, val,
+    test) ratios. Writes ``<ch>_{train,val,test}.npy`` uint8 [crops, planes, crop, crop], ``<ch>_test_full.npy``
+    uint8 [test fields, planes, H, W] and ``manifest.json``.
     Raises UsageError for bad options, unreadable/corrupt inputs (naming the file), incomplete fields with
     ``strict``, or an existing output that is not an earlier store of prepare, or is one, without ``force``.
     """
     start = time.perf_counter()
     src, out = Path(src), Path(out)
-    options = check_options(channels, planes, crop, split, normalize, test_crops)
+    stacks = source_layout(src) == "stacks"
+    chosen = stack_options(src, channels, planes, focus, measure) if stacks else bbbc_options(channels, planes, focus)
+    options = check_options(chosen[0], chosen[1], crop, split, normalize, test_crops, **chosen[2])
     check_locations(src, out)
-    inventory = discover(src, options.planes, options.channels)
-    check_inventory(inventory, src, options.planes, options.channels)
-    complete, skipped = complete_fields(inventory, src, options.planes, options.channels, strict)
+    if stacks:
+        inventory = list_stacks(src)
+        digest = fingerprint(options, inventory)
+        if is_up_to_date(out, digest, force):
+            return recorded_result(out, start)
+        complete, skipped = inspect_stacks(inventory, src, options.channels, options.planes_from_focus,
+                                           options.focus, options.focus_measure, strict)
+    else:
+        inventory, complete, skipped = bbbc_fields(src, options.planes, options.channels, strict)
+        digest = fingerprint(options, inventory)
+        if is_up_to_date(out, digest, force):
+            return recorded_result(out, start)
     counts = split_counts(len(complete), options.split)
-    digest = fingerprint(options, inventory)
-    if is_up_to_date(out, digest, force):
-        crops_now = {s: int(Store(out).array(options.channels[0], s).shape[0]) for s in SPLITS}
-        return PrepareResult(out, True, counts, crops_now, skipped, time.perf_counter() - start)
     with disk_space(out), claim_output_folder(out, COMMAND, force, "a prepared store", foreign_entry, [src]):
         height, width = image_shape(inventory, options, complete[0])
         plan = StorePlan(options, inventory, assign_splits(complete, counts),
                          crop_boxes(height, width, options.crop, options.test_crops), (height, width))
         write(out, src, plan, digest, counts, complete, skipped, workers, progress)
     crops_out = {s: plan.crops(s) for s in SPLITS}
-    return PrepareResult(out, False, counts, crops_out, skipped, time.perf_counter() - start)
+    return PrepareResult(out, False, counts, crops_out, skipped, time.perf_counter() - start, options.planes,
+                         dict(inventory.focus))
+
+
+def recorded_result(out: Path, start: float) -> PrepareResult:
+    """The result of an up-to-date store, from its manifest."""
+    store = Store(out)
+    m = store.manifest
+    crops = {s: int(store.array(store.channels[0], s).shape[0]) for s in SPLITS}
+    return PrepareResult(out, True, dict(m["split_counts"]), crops, list(m.get("skipped", [])),
+                         time.perf_counter() - start, store.planes, dict(m.get("focus_planes", {})))
 
 
 def is_up_to_date(out: Path, digest: str, force: bool = False) -> bool:

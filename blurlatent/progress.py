@@ -28,6 +28,34 @@ def progress_bar(description: str, total: int, enabled: bool = True):
         yield lambda n=1: progress.advance(task, n)
 
 
+@contextlib.contextmanager
+def tile_progress(description: str, enabled: bool = True):
+    """A bar over the tiles of one large image; yields ``update(done, total)`` (``Predictor.combine``'s
+    ``progress``). The bar appears on the first update of an image cut into several tiles, so a whole image
+    shows none; a no-op when ``enabled`` is False."""
+    state: dict = {}
+    if not enabled:
+        yield None
+        return
+
+    def update(done: int, total: int) -> None:
+        if total <= 1:
+            return
+        if "bar" not in state:
+            state["bar"] = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                    TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True),
+                                    transient=False)
+            state["bar"].start()
+            state["task"] = state["bar"].add_task(f"{description} (tiles)", total=total)
+        state["bar"].update(state["task"], completed=done, total=total)
+
+    try:
+        yield update
+    finally:
+        if "bar" in state:
+            state["bar"].stop()
+
+
 class EpochProgress:
     """A rich progress bar on stderr with the running loss and triplets/s, and one summary line per epoch;
     a no-op when not ``enabled``."""

@@ -1,6 +1,6 @@
-"""The run folder ``train`` writes, the rules for resuming it, and the per-epoch report on stderr.
+"""The run folder ``train`` writes and the rules for resuming it (its per-epoch logs: ``logs``).
 
-A run folder holds ``config.yaml`` (the resolved config), ``metrics.jsonl`` (one line per epoch),
+A run folder holds ``config.yaml`` (the resolved config), ``metrics.jsonl`` and ``metrics.csv`` (``logs``),
 ``last.pt`` (every epoch, and on Ctrl-C), ``best.pt`` (lowest validation loss) and ``strips/``. A new
 run writes its output marker first (``outputs``: the files a run writes); a folder holding anything else is
 never replaced, even with ``force``, and a second writer of the folder is refused (its lock). Resuming
@@ -30,9 +30,9 @@ from .store import MANIFEST, Store
 log = logging.getLogger(__name__)
 
 # What a run writes into its folder; replacing a run (force) removes these and nothing else.
-RUN_FILES = ("last.pt", "best.pt", "metrics.jsonl", "config.yaml")
-RUN_FOLDERS = ("strips",)
-RUN_PATTERNS = ("strips/epoch_*.png",)
+RUN_FILES = ("last.pt", "best.pt", "metrics.jsonl", "metrics.csv", "config.yaml")
+RUN_FOLDERS = ("strips", "tensorboard")
+RUN_PATTERNS = ("strips/epoch_*.png", "tensorboard/events.out.tfevents.*")
 COMMAND = "train"  # the run folder's output marker signature (``outputs``)
 # Where the run's data lives, not how it trains: may differ on resume (a moved store; relative → absolute).
 LOCATION_KEYS = ("data.store",)
@@ -98,8 +98,9 @@ def open_run_folder(out: Path, resume: bool, force: bool, init: str | Path | Non
     """
     if resume:
         require_checkpoint(out)
-        if read_marker(out) is None:
-            mark_run(out)  # a run of a version before markers: sign it now
+        record = read_marker(out)
+        if record is None or record.get("command") == COMMAND:
+            mark_run(out)  # a run of a version before markers, or before metrics.csv/tensorboard: sign it now
         return []
     option = "another run folder, or continue this run with resume=True"
     if check_output_folder(out, COMMAND, force, "a training run", legacy_entry, [init] if init else (), option):
@@ -220,6 +221,15 @@ def resume_config(run: str | Path, changes: dict[str, Any] | None = None, out: s
     config = override(from_dict(TrainConfig, ckpt["config"], f"{last}: config"), changes)
     config.data.store = run_store(run, config.data.store, "data.store" in changes, ckpt.get("store"))
     return config
+
+
+def init_model(path: str | Path) -> dict[str, Any]:
+    """The model config of checkpoint ``path`` as dotted keys (``{"model.widths": [...]}``): a run started from
+    it (``init``) builds the same model unless told otherwise. Raises UsageError (missing or unreadable file)."""
+    if not Path(path).is_file():
+        raise UsageError(f"init {path}: checkpoint not found; pass a .pt written by `blurlatent train`")
+    model = load_checkpoint(path)["config"]["model"]
+    return {f"model.{key}": value for key, value in model.items()}
 
 
 def store_argument(positional: str | Path | None, option: str | Path | None) -> str | None:

@@ -1,27 +1,46 @@
-"""Z-stacks in and out with their metadata: multi-page TIFF, ImageJ hyperstacks and OME-TIFF (tifffile).
+"""Z-stacks in and out with their metadata: multi-page TIFF, ImageJ hyperstacks, OME-TIFF (tifffile) and
+OME-Zarr (omezarr.py, the optional extra ``blurlatent[zarr]``).
+
+The API (A2's batch/CLI and B's prepare call these; extend, never rename)::
+
+    read_stack(path, *, channel=None, series=None) -> Stack
+        path: a .tif/.tiff/.ome.tif/.png file, or an OME-Zarr folder (a ``.zarr`` name or a folder with zarr
+        metadata). channel: index or name (a digit string counts as an index); series: TIFF series or
+        OME-Zarr image (bioformats2raw image, well image, or multiscales entry).
+    Stack(data ZYX, axes, pixel_size (x, y, z) µm | None each, channel, path, kind, labels)
+        kind: "tiff", "imagej", "ome", "png" or "zarr"; labels: one per plane or None.
+    stack_plane(stack, z) -> YX array            (UsageError naming z and the range)
+    write_stack(path, data YX|ZYX, *, like=None, labels=None, force=False, pixel_size=None) -> None
+    alpha_labels(alphas) -> ["alpha=0.000", ...]  (the plane labels of blur levels)
+    is_ome_name(path) -> bool
 
 ``read_stack`` gives one channel of one series as a ZYX array (a single plane is Z=1) with its pixel sizes
-in µm; what a file holds more of (series, channels, time points) is chosen by the caller or refused with
-one line naming the choices, never guessed. ``write_stack`` writes OME-TIFF for OME inputs and every
-``.ome.tif`` name, ImageJ for ImageJ inputs (or plane labels), else a plain TIFF, atomically.
+in µm (OME in any unit, ImageJ resolution + unit, OME-Zarr scale + axis units); what a file holds more of
+(series, channels, time points) is chosen by the caller or refused with one line naming the choices, never
+guessed. ``write_stack`` writes OME-TIFF for OME/OME-Zarr inputs and every ``.ome.tif`` name (a plain TIFF
+never gets that name), ImageJ for ImageJ inputs (or plane labels, or pixel sizes), OME-Zarr for ``.zarr``
+names, else a plain TIFF, always atomically.
 """
 
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from .errors import UsageError
-from .files import atomic_path, disk_space, terminate_as_interrupt
-from .imageio import check_image_path, read_image
+from .files import atomic_path, check_writable, disk_space, terminate_as_interrupt
+from .imageio import check_image_path, read_image, write_image
+from .omezarr import UM_PER_NGFF_UNIT, is_zarr_path, read_omezarr, write_omezarr
 
 OME_SUFFIXES = (".ome.tif", ".ome.tiff")
 LABELS_NAMESPACE = "blurlatent/plane-labels"  # the OME MapAnnotation holding one label per Z plane
-UM_PER_UNIT = {"µm": 1.0, "um": 1.0, "micron": 1.0, "microns": 1.0, "\\u00B5m": 1.0, "nm": 1e-3, "mm": 1e3,
-               "cm": 1e4, "m": 1e6, "Å": 1e-4}
+# µm per unit, as OME (UnitsLength symbols) and ImageJ (its unit strings) write them; NGFF names in omezarr
+UM_PER_UNIT = {"µm": 1.0, "μm": 1.0, "um": 1.0, "micron": 1.0, "microns": 1.0, "\\u00B5m": 1.0, "am": 1e-12,
+               "fm": 1e-9, "pm": 1e-6, "Å": 1e-4, "nm": 1e-3, "mm": 1e3, "cm": 1e4, "dm": 1e5, "m": 1e6,
+               "in": 25400.0, "inch": 25400.0, "thou": 25.4}
 Z_LIKE = "ZQI"  # tifffile names the pages of a plain multi-page TIFF Q (shaped) or I (sequence): the z axis
 IMAGEJ_DTYPES = (np.uint8, np.uint16, np.float32)
 
@@ -50,12 +69,30 @@ def read_stack(path: str | Path, *, channel: int | str | None = None, series: in
     parameter to pass) for several series without ``series``, several channels without ``channel``, more than
     one time point, or axes that cannot be read as one z-stack."""
     path = Path(path)
-    check_image_path(path)
     if isinstance(channel, str) and channel.strip().isdigit():
         channel = int(channel)
-    if path.suffix.lower() == ".png":
-        plane = read_image(path)
-        return Stack(plane[None], "YX", path=path, kind="png")
+    if is_zarr_path(path):
+        image = read_omezarr(path, lambda count: choose_series(path, count, series))
+        axes, data, kind, imagej = image.axes, image.data, "zarr", None
+        meta = {"names": image.names, "size": image.size, "labels": image.labels}
+    else:
+        if path.is_dir():
+            raise UsageError(f"{path}: is a folder without zarr metadata; pass an image file (.tif/.tiff/.png) or an "
+                             "OME-Zarr folder")
+        check_image_path(path)
+        if path.suffix.lower() == ".png":
+            return Stack(read_image(path)[None], "YX", path=path, kind="png")
+        axes, data, kind, meta, imagej = read_tiff(path, series)
+    data, plane_ids, c = select_zyx(path, axes, data, channel, meta["names"])
+    labels = plane_labels(imagej, meta["labels"], plane_ids)
+    names = meta["names"]
+    name = (names[c or 0] or None) if (c or 0) < len(names) else None
+    check_pixels(path, data)
+    return Stack(data, axes, meta["size"], name, path, kind, labels)
+
+
+def read_tiff(path: Path, series: int | None) -> tuple[str, np.ndarray, str, dict, dict | None]:
+    """Axes, data, kind, OME facts (``ome_facts``'s keys) and ImageJ metadata of one series of a TIFF."""
     import tifffile
 
     try:
@@ -75,14 +112,9 @@ def read_stack(path: str | Path, *, channel: int | str | None = None, series: in
     meta = ome_facts(ome, index) if ome is not None else {"names": [], "size": (None, None, None), "labels": {}}
     if imagej is not None:
         z = imagej.get("spacing")
-        scale = UM_PER_UNIT.get(str(imagej.get("unit", "")).strip())
+        scale = um_per_unit(imagej.get("unit"))
         meta["size"] = tuple(None if v is None or scale is None else float(v) * scale for v in (*resolution, z))
-    data, plane_ids, c = select_zyx(path, axes, data, channel, meta["names"])
-    labels = plane_labels(imagej, meta["labels"], plane_ids)
-    names = meta["names"]
-    name = (names[c or 0] or None) if (c or 0) < len(names) else None
-    check_pixels(path, data)
-    return Stack(data, axes, meta["size"], name, path, kind, labels)
+    return axes, data, kind, meta, imagej
 
 
 def choose_series(path: Path, count: int, series: int | None) -> int:
@@ -184,7 +216,7 @@ def ome_facts(xml: str, index: int) -> dict:
     size = []
     for ax in "XYZ":
         value, unit = pixels.get(f"PhysicalSize{ax}"), pixels.get(f"PhysicalSize{ax}Unit", "µm")
-        scale = UM_PER_UNIT.get(unit)
+        scale = um_per_unit(unit)
         size.append(None if value is None or scale is None else float(value) * scale)
     names = [c.get("Name") or "" for c in pixels.findall("{*}Channel")]  # "" where a channel has no name
     refs = {r.get("ID") for r in images[index].findall("{*}AnnotationRef")}
@@ -217,20 +249,42 @@ def stack_plane(stack: Stack, z: int) -> np.ndarray:
     return stack.data[z]
 
 
+def alpha_labels(alphas) -> list[str]:
+    """One plane label per blur level, ``alpha=0.250``: what ``write_stack(labels=...)`` gets for blur levels."""
+    return [f"alpha={float(a):.3f}" for a in alphas]
+
+
 def write_stack(path: str | Path, data: np.ndarray, *, like: Stack | None = None,
-                labels: list[str] | None = None, force: bool = False) -> None:
-    """Write a YX plane or ZYX stack atomically, keeping ``like``'s metadata: OME-TIFF for an OME ``like`` and
-    for every ``.ome.tif``/``.ome.tiff`` name (pixel sizes, channel name, source file in the description),
-    ImageJ for an ImageJ ``like`` or when ``labels`` are given (resolution, unit, z spacing, slice labels),
-    else a plain TIFF. ``labels``: one per plane (e.g. "alpha=0.250")."""
+                labels: list[str] | None = None, force: bool = False,
+                pixel_size: tuple[float | None, float | None, float | None] | None = None) -> None:
+    """Write a YX plane or ZYX stack atomically, keeping ``like``'s metadata: OME-TIFF for an OME or OME-Zarr
+    ``like`` and for every ``.ome.tif``/``.ome.tiff`` name (pixel sizes, channel name, source file in the
+    description, plane labels as a MapAnnotation), ImageJ for an ImageJ ``like`` or when ``labels`` or
+    ``pixel_size`` are given (resolution, unit, z spacing, slice labels), an NGFF image folder for a ``.zarr``
+    name (needs ``blurlatent[zarr]``), a PNG for a ``.png`` plane, else a plain TIFF. ``labels``: one per plane
+    (``alpha_labels``); ``pixel_size`` (x, y, z) in µm overrides ``like``'s. UsageError for a wrong shape or
+    label count, an existing output without ``force``, or ``like``'s own file as the output."""
     path, data = Path(path), np.asarray(data)
     if data.ndim not in (2, 3):
         raise UsageError(f"{path}: data has shape {data.shape}; write a YX plane or a ZYX stack")
     planes = 1 if data.ndim == 2 else data.shape[0]
     if labels is not None and len(labels) != planes:
         raise UsageError(f"labels: {len(labels)} given for {planes} planes; pass one label per plane")
-    kind = "ome" if is_ome_name(path) or (like is not None and like.kind == "ome") else (
-        "imagej" if labels is not None or (like is not None and like.kind == "imagej") else "tiff")
+    if pixel_size is not None or like is not None:
+        like = replace(like or Stack(data, "ZYX", kind="tiff"), pixel_size=pixel_size or like.pixel_size)
+    inputs = (like.path,) if like is not None and like.path is not None else ()
+    kind = output_kind(path, like, labels)
+    if kind == "zarr":
+        write_omezarr(path, data, pixel_size=like.pixel_size if like else (None, None, None), force=force,
+                      channel=like.channel if like else None, labels=labels, source=str(inputs[0]) if inputs else None,
+                      inputs=inputs)
+        return
+    if kind == "png":
+        if planes != 1:
+            raise UsageError(f"{path}: PNG holds one plane, data has {planes}; write a .tif or .ome.tif")
+        check_writable(path, force, inputs)
+        write_image(path, data.reshape(data.shape[-2:]), force=force)
+        return
     if kind == "imagej" and data.dtype not in IMAGEJ_DTYPES:
         data = data.astype(np.float32)  # ImageJ stores 8/16-bit integers or 32-bit floats only
     axes = "YX" if data.ndim == 2 else "ZYX"
@@ -238,12 +292,34 @@ def write_stack(path: str | Path, data: np.ndarray, *, like: Stack | None = None
                if kind == "imagej" else {"photometric": "minisblack"})
     import tifffile
 
+    check_writable(path, force, inputs)
     with terminate_as_interrupt(), disk_space(path, data.nbytes + 65536), atomic_path(path, force) as tmp:
         tifffile.imwrite(tmp, data, compression="zlib", **options)
 
 
+def output_kind(path: Path, like: Stack | None, labels: list[str] | None) -> str:
+    """"zarr", "png", "ome", "imagej" or "tiff": the name decides first (a ``.ome.tif`` is always OME), then
+    what ``like`` was read from, then whether labels or pixel sizes need ImageJ's metadata."""
+    name = path.name.lower()
+    if name.endswith(".zarr"):
+        return "zarr"
+    if name.endswith(".png"):
+        return "png"
+    source = like.kind if like is not None else None
+    if is_ome_name(path) or source in ("ome", "zarr"):
+        return "ome"
+    sized = like is not None and any(v is not None for v in like.pixel_size)
+    return "imagej" if labels is not None or source == "imagej" or sized else "tiff"
+
+
 def source_note(like: Stack | None) -> str:
     return f"written by blurlatent; source: {like.path}" if like is not None and like.path else "written by blurlatent"
+
+
+def um_per_unit(unit) -> float | None:
+    """µm per ``unit`` (an OME symbol, an ImageJ unit or an NGFF name); None for pixels or unknown units."""
+    text = str(unit or "").strip()
+    return UM_PER_UNIT.get(text) or UM_PER_NGFF_UNIT.get(text.lower())
 
 
 def ome_options(axes: str, like: Stack | None, labels: list[str] | None) -> dict:

@@ -15,7 +15,9 @@ rendered in focus on a canvas padded by 64 px on every side (cells just outside 
 into it), grouped into 1 µm depth bins, each bin FFT'd once; each plane is then the inverse FFT of
 Σ_bins spectrum × OTF(d_bin), cropped to the field. The background is 8–18 ADU plus a haze that grows
 with the number of cells (dense real fields sit 30–80 ADU above sparse ones at z00), the illumination
-falls off ~6 % towards the corners, and ``optics.camera`` adds the calibrated noise.
+falls off ~6 % towards the corners, and ``optics.camera`` adds the calibrated noise. ``optics.Optics``
+(``synth --na/--wavelength/--z-step/--read-noise/--gain/--background``) images the same cells through
+another microscope; its defaults give the calibrated one, byte for byte.
 """
 
 from __future__ import annotations
@@ -35,18 +37,17 @@ import numpy as np
 import scipy.fft as sfft
 import tifffile
 
-from .bbbc006 import BBBC_PLANE_DIR, IN_FOCUS_PLANE, N_PLANES, PLANE_STEP_UM, PLATE_PREFIX
+from .bbbc006 import BBBC_PLANE_DIR, IN_FOCUS_PLANE, N_PLANES, PLATE_PREFIX
 from .errors import UsageError
 from .files import make_temp_dir, replace_folder
 from .optics import (
     BETA_PX_PER_UM,
     CAMERA_OFFSET,
+    DEFAULT,
     FULL_SCALE,
-    GAIN,
-    NA,
     PIXEL_UM,
-    READ_NOISE,
     WAVELENGTH_UM,
+    Optics,
     RadialOTF,
     camera,
     equivalent_sigma_px,
@@ -108,7 +109,7 @@ def defocused_plane(spectra: dict[tuple[str, int], np.ndarray], otf: RadialOTF, 
     for (ch, b), spectrum in spectra.items():
         if ch != channel:
             continue
-        term = spectrum * otf(plane_distance_um(plane) - b * DEPTH_BIN_UM, channel)
+        term = spectrum * otf(plane_distance_um(plane, otf.optics) - b * DEPTH_BIN_UM, channel)
         if total is None:
             total = term
         else:
@@ -121,10 +122,10 @@ def defocused_plane(spectra: dict[tuple[str, int], np.ndarray], otf: RadialOTF, 
 
 
 def render_field(seed: int, index: int, size: tuple[int, int], planes: Sequence[int], channels: Sequence[str],
-                 noise: bool = True) -> tuple[dict[str, np.ndarray], dict]:
+                 noise: bool = True, optics: Optics = DEFAULT) -> tuple[dict[str, np.ndarray], dict]:
     """All planes of one field: {channel: uint16 [planes, H, W]} (float32 when ``noise`` is False, without
-    offset/background), plus ground truth. Deterministic in (seed, index); a plane's image does not depend on
-    which other planes are asked for."""
+    offset/background), plus ground truth. Deterministic in (seed, index, optics); a plane's image does not
+    depend on which other planes are asked for, and the cells do not depend on ``optics``."""
     width, height = size
     rng = np.random.default_rng([seed, index, 0])
     canvas = canvas_shape(width, height)
@@ -132,13 +133,13 @@ def render_field(seed: int, index: int, size: tuple[int, int], planes: Sequence[
     # unresolved haze (medium, debris, far out-of-focus cells) that grows with the number of cells
     haze = 0.1 * len(cells) * (696 * 520) / (canvas[0] * canvas[1])
     # drawn for every channel so that a field's images do not depend on which channels are asked for
-    background = {c: float(rng.uniform(8, 18) + haze) for c in WAVELENGTH_UM}
+    background = {c: float(rng.uniform(8, 18) + haze) + optics.background for c in WAVELENGTH_UM}
     # cells grouped by 1 µm depth bins: one FFT per bin instead of one per cell
     bins = [int(round(c.offset_um / DEPTH_BIN_UM)) for c in cells]
     layers = render_scene(rng, cells, canvas, channels, bins)
     spectra = {key: sfft.rfft2(layer, workers=1) for key, layer in layers.items()}
     del layers
-    otf = RadialOTF(canvas)
+    otf = RadialOTF(canvas, optics)
     flat = vignetting(height, width)
     out = {c: np.zeros((len(planes), height, width), dtype=np.uint16 if noise else np.float32) for c in channels}
     for p, plane in enumerate(planes):
@@ -148,7 +149,7 @@ def render_field(seed: int, index: int, size: tuple[int, int], planes: Sequence[
                 out[channel][p] = clean
                 continue
             noise_rng = np.random.default_rng([seed, index, 1 + plane, channel_number(channel)])
-            out[channel][p] = camera((clean + background[channel]) * flat, noise_rng)
+            out[channel][p] = camera((clean + background[channel]) * flat, noise_rng, optics)
     inside = [c for c in cells if PAD <= c.y < PAD + height and PAD <= c.x < PAD + width]
     well, site = field_name(index)
     truth = {
@@ -180,11 +181,12 @@ class FieldTask:
     size: tuple[int, int]  # (width, height)
     planes: tuple[int, ...]
     channels: tuple[str, ...]
+    optics: Optics = DEFAULT
 
 
 def write_field(task: FieldTask) -> dict:
     """Render one field and write its TIFFs into the plane folders under ``task.root``; returns its truth."""
-    stacks, truth = render_field(task.seed, task.index, task.size, task.planes, task.channels)
+    stacks, truth = render_field(task.seed, task.index, task.size, task.planes, task.channels, optics=task.optics)
     well, site = field_name(task.index)
     for p, plane in enumerate(task.planes):
         folder = Path(task.root) / plane_folder(plane)
@@ -212,24 +214,30 @@ def write_fields(tasks: list[FieldTask], workers: int, progress: bool) -> list[d
     return truths
 
 
-def synth_record(seed: int, size: tuple[int, int], planes: list[int], channels: list[str], truths: list[dict]) -> dict:
-    """The contents of ``synth.json``: parameters, optics, camera and per-field ground truth."""
-    return {
+def synth_record(seed: int, size: tuple[int, int], planes: list[int], channels: list[str], truths: list[dict],
+                 optics: Optics = DEFAULT) -> dict:
+    """The contents of ``synth.json``: parameters, optics, camera and per-field ground truth (the fields'
+    ``background_adu`` include ``optics.background``). Optics other than the calibrated defaults are also
+    listed under ``optics.changed`` (absent for the defaults, so their record is as it always was)."""
+    record = {
         "tool": TOOL,
         "seed": seed,
         "size": list(size),
         "planes": planes,
         "channels": channels,
         "optics": {
-            "pixel_um": PIXEL_UM, "na": NA, "z_step_um": PLANE_STEP_UM, "focus_plane": IN_FOCUS_PLANE,
+            "pixel_um": PIXEL_UM, "na": optics.na, "z_step_um": optics.z_step_um, "focus_plane": IN_FOCUS_PLANE,
             "psf": "disk(R=|d| tan(asin NA)/px) * gauss(sigma^2 = sigma0^2 + (beta d)^2)",
             "beta_px_per_um": round(BETA_PX_PER_UM, 4),
-            "sigma_px_at_32um": round(equivalent_sigma_px(32.0), 3),
+            "sigma_px_at_32um": round(equivalent_sigma_px(32.0, optics=optics), 3),
         },
-        "camera": {"offset_adu": CAMERA_OFFSET, "gain_adu_per_e": GAIN, "read_noise_adu": READ_NOISE,
+        "camera": {"offset_adu": CAMERA_OFFSET, "gain_adu_per_e": optics.gain, "read_noise_adu": optics.read_noise,
                    "full_scale": FULL_SCALE},
         "fields": truths,
     }
+    if optics.changed():
+        record["optics"]["changed"] = optics.changed()
+    return record
 
 
 # --- the command -----------------------------------------------------------------------------------
@@ -247,8 +255,9 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 def check_synth_options(fields: int, channels: Sequence[str], planes: Sequence[int], size: Sequence[int],
-                        seed: int) -> tuple[list[str], list[int]]:
-    """(channels as a list, planes sorted and unique) when every option is valid, else UsageError."""
+                        seed: int, optics: Optics = DEFAULT) -> tuple[list[str], list[int]]:
+    """(channels as a list, planes sorted and unique) when every option, ``optics`` included, is valid, else
+    UsageError."""
     channels = list(channels)
     planes = sorted(set(int(p) for p in planes))
     if not 1 <= fields <= N_FIELDS_MAX:
@@ -263,6 +272,7 @@ def check_synth_options(fields: int, channels: Sequence[str], planes: Sequence[i
         raise UsageError(f"size {tuple(size)}: give (width, height) of at least 16x16 (the real set is 696x520)")
     if int(seed) != seed or seed < 0:
         raise UsageError(f"seed {seed}: must be a non-negative integer, e.g. 0")
+    optics.check()
     return channels, planes
 
 
@@ -286,27 +296,30 @@ def synthesize(
     force: bool = False,
     progress: bool = False,
     workers: int | None = None,
+    optics: Optics = DEFAULT,
 ) -> SynthResult:
     """Write ``fields`` synthetic fields in the BBBC006v1 layout under ``out`` (see the module docstring).
 
     ``size`` is (width, height). Field k is the same image for a given seed whatever ``fields`` and
-    ``planes`` are (so a small set is a prefix of a big one). The folder is built in a temp sibling and
-    renamed into place; an existing ``out`` is replaced only with ``force`` and only if it is an earlier
-    synth output (``synth.json`` and BBBC006 plane folders, nothing else). Raises UsageError for bad
-    arguments or outputs.
+    ``planes`` are (so a small set is a prefix of a big one); ``optics`` (NA, wavelength, z step, noise,
+    background) changes how the same cells are imaged, not which cells there are. The folder is built in a
+    temp sibling and renamed into place; an existing ``out`` is replaced only with ``force`` and only if it is
+    an earlier synth output (``synth.json`` and BBBC006 plane folders, nothing else). Raises UsageError for
+    bad arguments (``optics`` out of range included) or outputs.
     """
     start = time.perf_counter()
     out = Path(out)
-    channels, planes = check_synth_options(fields, channels, planes, size, seed)
+    channels, planes = check_synth_options(fields, channels, planes, size, seed, optics)
     with claim_output_folder(out, COMMAND, force, "a synth output", legacy=foreign_entry):
         tmp = make_temp_dir(out)
         try:
             for plane in planes:
                 (tmp / plane_folder(plane)).mkdir()
-            tasks = [FieldTask(str(tmp), seed, i, tuple(size), tuple(planes), tuple(channels)) for i in range(fields)]
+            tasks = [FieldTask(str(tmp), seed, i, tuple(size), tuple(planes), tuple(channels), optics)
+                     for i in range(fields)]
             workers = max(1, min(workers or min(2, os.cpu_count() or 1), fields))
             truths = write_fields(tasks, workers, progress)
-            (tmp / RECORD).write_text(json.dumps(synth_record(seed, size, planes, channels, truths), indent=1))
+            (tmp / RECORD).write_text(json.dumps(synth_record(seed, size, planes, channels, truths, optics), indent=1))
             write_marker(tmp, COMMAND)
             replace_folder(tmp, out)
         finally:

@@ -9,8 +9,8 @@
     validate   the mean loss and all three terms over the val split (eval mode)
     save       last.pt (every epoch), best.pt (lowest validation loss), the metrics line, a strip
 
-The run folder (``run``) holds ``config.yaml`` (the resolved config), ``metrics.jsonl`` (one line per
-epoch), ``last.pt`` (every epoch, and on Ctrl-C), ``best.pt`` and ``strips/`` (paper Fig. 2, drawn by
+The run folder (``run``) holds ``config.yaml`` (the resolved config), ``metrics.jsonl``/``.csv`` (one row per
+epoch, ``logs``), ``last.pt`` (every epoch, and on Ctrl-C), ``best.pt`` and ``strips/`` (paper Fig. 2, drawn by
 ``inference.Predictor``, the one forward path); ``run.resume_config`` gives the config that continues it.
 
 Several processes: ``nproc > 1`` spawns one process per GPU (NCCL) or per CPU share (gloo); under
@@ -41,13 +41,12 @@ from .data import EpochBatches, default_workers, make_loader, to_device, triplet
 from .device import assign_device, train_precision
 from .distributed import DistInfo
 from .errors import RuntimeFailure, UsageError
-from .figures import save_grid
 from .files import disk_space, terminate_as_interrupt
-from .inference import Predictor
+from .logs import EpochLog, check_log, save_strip, trim_logs
 from .losses import LossModule, loss_terms, term_names
-from .model import Autoencoder
+from .model import build_autoencoder
 from .progress import EpochProgress
-from .run import check_resume_config, run_folder, save_epoch, trim_metrics
+from .run import check_resume_config, run_folder, save_epoch
 from .store import Store
 
 log = logging.getLogger(__name__)
@@ -76,6 +75,7 @@ def resolve_config(config: TrainConfig, check_init: bool = True) -> TrainConfig:
     Raises UsageError naming the parameter at fault.
     """
     config.check()
+    check_log(config.log)  # a missing tensorboard package, before the folder
     check_fits(config.model, None, torch.device("cpu"))  # absurd widths, before the folder: the model is built here
     if check_init and config.init:
         load_init(config.init, config.model)  # a missing, truncated, unsafe, broken or other-shape init fails here
@@ -178,7 +178,7 @@ class _Trainer:
         self.config, self.out, self.info, self.device = config, out, info, device
         self.amp_dtype, self.channels_last = amp_dtype, channels_last
         self.check_every = config.check_every or (1 if device.type == "cpu" else 20)
-        self.names = term_names(config.reg)
+        self.names = term_names(config.reg, config.deblur_weight)
         self._setup_data()
         self._setup_model(resume)
         self.start_epoch, self.start_step, self.best_val, self.best_epoch, self.partial = 0, 0, math.inf, 0, None
@@ -188,7 +188,7 @@ class _Trainer:
             self._restore()
         if info.main:
             save_yaml(config, out / "config.yaml")
-        self.step_module = LossModule(self.model, config.reg, config.data.alpha)
+        self.step_module = LossModule(self.model, config.reg, config.data.alpha, config.deblur_weight)
         if info.world > 1:
             ids = [device.index] if device.type == "cuda" else None
             self.step_module = DistributedDataParallel(self.step_module, device_ids=ids)
@@ -218,7 +218,7 @@ class _Trainer:
         np.random.seed(c.seed)
         random.seed(c.seed)
         check_fits(c.model, None, self.device, copies=4)  # weights, gradients and Adam's two moments
-        model = Autoencoder(c.model)
+        model = build_autoencoder(c.model)
         if c.init and not resume:
             load_init(c.init, c.model, into=model)
         model.to(self.device)
@@ -240,7 +240,7 @@ class _Trainer:
             ckpt, self.model, self.optimizer, self.scheduler, self.scaler, self.device, str(last))
         if self.info.main:
             last_line = ckpt.get("metrics") if self.start_step == 0 else None
-            trim_metrics(self.out / "metrics.jsonl", self.start_epoch, last_line)
+            trim_logs(self.out, self.start_epoch, last_line)  # metrics.jsonl and .csv end at the checkpoint
         log.info("resuming %s at epoch %d step %d", self.out, self.start_epoch + 1, self.start_step)
 
     def _autocast(self):
@@ -249,7 +249,9 @@ class _Trainer:
 
     def fit(self, progress: bool, on_step) -> TrainResult | None:
         """Every remaining epoch, then the replica check; rank 0's result."""
-        with distributed.stop_flag() as stop:
+        resumed_at = self.start_epoch if self.resumed else None  # no bar (not a TTY): one line per epoch instead
+        with distributed.stop_flag() as stop, EpochLog(self.out, self.config, self.info.main, not progress,
+                                                       resumed_at) as self.log:
             bar = EpochProgress(progress and self.info.main)
             try:
                 for epoch in range(self.start_epoch, self.config.optim.epochs):
@@ -361,13 +363,14 @@ class _Trainer:
     @torch.no_grad()
     def _validate(self) -> dict[str, float]:
         """Mean validation loss (the run's objective) and all three terms, over every val triplet (eval mode)."""
-        keys = ("loss", "recon", "interp", "latent")
+        keys = ("loss", "recon", "interp", "latent") + (("deblur",) if self.config.deblur_weight > 0 else ())
         self.model.eval()
         sums = [0.0] * (len(keys) + 1)  # the terms, then the triplet count
         for u8 in self.val_loader:
             left, target, right = to_device(u8, self.device, self.channels_last)
             with self._autocast():
-                t = loss_terms(self.model, left, target, right, self.config.reg, self.config.data.alpha, all_terms=True)
+                t = loss_terms(self.model, left, target, right, self.config.reg, self.config.data.alpha, all_terms=True,
+                               deblur_weight=self.config.deblur_weight)
             n = left.shape[0]
             for i, k in enumerate(keys):
                 sums[i] += float(t[k]) * n
@@ -398,7 +401,8 @@ class _Trainer:
         }
 
     def _save(self, epochs_done: int, is_best: bool) -> None:
-        save_epoch(self.out, self._payload(epochs_done, 0, self.metrics), is_best, self.metrics)  # checkpoint first
+        save_epoch(self.out, self._payload(epochs_done, 0, self.metrics), is_best)  # checkpoint first, then the logs
+        self.log.write(self.metrics)
         every = self.config.strip_every
         if every and (epochs_done % every == 0 or epochs_done == self.config.optim.epochs):
             save_strip(self.model, self.store, self.config, self.out / "strips" / f"epoch_{epochs_done:03d}.png")
@@ -419,18 +423,3 @@ class _Trainer:
         c = self.config
         return TrainResult(self.out, c.optim.epochs, self.best_epoch, self.best_val, self.metrics, replicas)
 
-
-def save_strip(model: nn.Module, store: Store, config: TrainConfig, path: Path) -> None:
-    """Paper Fig. 2 for the first crop: real planes lo..hi above, G(α z_hi + (1 − α) z_lo) below, with
-    α = (p − lo)/(hi − lo) (Eq. 2, through ``inference.Predictor`` on an eval copy of ``model``)."""
-    split = "val" if len(store.array(config.data.channel, "val")) else "train"
-    crops = store.array(config.data.channel, split)
-    lo = min(t[0] for t in config.data.triplets)
-    hi = max(t[2] for t in config.data.triplets)
-    planes = [p for p in store.planes if lo <= p <= hi]
-    real = np.asarray(crops[0, [store.plane_index(p) for p in planes]], dtype=np.float32) / 255.0  # [P, H, W]
-    alphas = [(p - lo) / (hi - lo) for p in planes]
-    predictor = Predictor(model, config.data.normalize, fuse=False)
-    decoded = predictor.combine(real[-1:], real[:1], alphas, "blur")[0]  # first = the sharper plane hi
-    save_grid([list(real), list(decoded)], path, row_labels=["real", "interpolated"],
-              col_labels=[f"z{p}" for p in planes], title=f"{config.reg}, {path.stem.replace('_', ' ')}")

@@ -229,6 +229,24 @@ def changed_store(work: Path, paths: dict) -> None:
     file.write_bytes(bytes(data))
 
 
+def two_channels(work: Path, paths: dict) -> None:
+    """{work}/two_channels.ome.tif: a ZCYX OME-TIFF, 3 planes of channels DAPI and GFP."""
+    import tifffile
+
+    image = tifffile.imread(paths["bad"] / "sharp.tif")
+    data = np.stack([np.stack([image, image[::-1]])] * 3)
+    tifffile.imwrite(work / "two_channels.ome.tif", data, ome=True, photometric="minisblack",
+                     metadata={"axes": "ZCYX", "Channel": {"Name": ["DAPI", "GFP"]}})
+
+
+def stacks_bad_last(work: Path, paths: dict) -> None:
+    """Folder of stacks: a.tif and m.tif are 3-plane stacks, z.tif (sorted last) a single plane."""
+    (work / "stacks").mkdir()
+    for name in ("a", "m"):
+        shutil.copy(paths["bad"] / "pages.tif", work / "stacks" / f"{name}.tif")
+    shutil.copy(paths["bad"] / "sharp.tif", work / "stacks" / "z.tif")
+
+
 SETUPS = {
     "user_folder": user_folder,
     "existing_out": existing_out,
@@ -253,6 +271,8 @@ SETUPS = {
     "two_series": two_series,
     "zip_bomb": zip_bomb,
     "changed_store": changed_store,
+    "two_channels": two_channels,
+    "stacks_bad_last": stacks_bad_last,
 }
 
 
@@ -302,6 +322,7 @@ def build_paths(tmp_path_factory) -> dict:
     import tifffile
     import torch
     from PIL import Image
+    from stack_data import write_stacks
 
     from blurlatent.checkpoint import save_checkpoint
     from blurlatent.config import ModelConfig
@@ -383,6 +404,9 @@ def build_paths(tmp_path_factory) -> dict:
             archive.writestr(f"BBBC006_v1_images_z_{p:02d}/image_{p:04d}.tif", full)
     zip_planes(src, bad / "zip_corrupt")
     (bad / "zip_corrupt" / "BBBC006_v1_images_z_00.zip").write_bytes(b"PK\x03\x04 truncated download")
+    write_stacks(bad / "stacks", [3, 4, 3])  # a folder of one's own z-stacks (prepare --focus)
+    (bad / "stacks_text").mkdir()
+    (bad / "stacks_text" / "field one.tif").write_text("not a z-stack\n")
 
     return {
         "root": root,

@@ -120,7 +120,49 @@ CASES = [
         "empty source folder",
         f"prepare {{bad}}/empty {{work}}/store {PREP}",
         2,
-        ("plane 0 not found", "complete the download"),
+        ("empty: holds neither BBBC006_v1_images_z_XX", "pass a folder with one of those"),
+    ),
+    Case(
+        "prepare-stacks-no-focus",
+        "z-stack folder without --focus",
+        "prepare {bad}/stacks {work}/store --crop 32 --workers 1",
+        2,
+        ("--focus: not given", "auto"),
+    ),
+    Case(
+        "prepare-stacks-bad-focus",
+        "--focus neither auto nor a plane",
+        "prepare {bad}/stacks {work}/store --focus sharp --crop 32 --workers 1",
+        2,
+        ("--focus 'sharp'", "use auto or a plane number"),
+    ),
+    Case(
+        "prepare-stacks-both-sides",
+        "relative --planes on both sides of focus",
+        "prepare {bad}/stacks {work}/store --focus auto --planes -2:2 --crop 32 --workers 1",
+        2,
+        ("--planes '-2:2' lie on both sides of focus", "give one side"),
+    ),
+    Case(
+        "prepare-stacks-too-short",
+        "focus leaves too few planes (--strict)",
+        "prepare {bad}/stacks {work}/store --focus auto --planes -4:0:2 --crop 32 --workers 1 --strict",
+        2,
+        ("leaves no plane -1 for planes -4:0:2", "drop --strict"),
+    ),
+    Case(
+        "prepare-stacks-not-tiff",
+        "a .tif z-stack that is not a TIFF",
+        "prepare {bad}/stacks_text {work}/store --focus auto --planes -2:0 --crop 32 --workers 1",
+        2,
+        ("field one.tif", "re-copy or re-export"),
+    ),
+    Case(
+        "prepare-bbbc-with-focus",
+        "--focus on BBBC006 folders",
+        f"prepare {{src}} {{work}}/store --focus auto {PREP}",
+        2,
+        ("--focus auto: BBBC006 folders are in focus at plane 16", "leave --focus out"),
     ),
     Case(
         "prepare-non-image",
@@ -434,7 +476,8 @@ CASES = [
     ),
     Case("blur-rgb-png", "RGB PNG", f"blur {{bad}}/rgb.png {{bad}}/blurry.tif {BLUR}", 2, ("rgb.png", "grayscale")),
     Case(
-        "blur-rgb-tiff", "RGB TIFF", f"blur {{bad}}/rgb.tif {{bad}}/blurry.tif {BLUR}", 2, ("rgb.tif", "split channels")
+        "blur-rgb-tiff", "RGB TIFF", f"blur {{bad}}/rgb.tif {{bad}}/blurry.tif {BLUR}", 2,
+        ("rgb.tif: holds colour samples", "save one grayscale channel per file"),
     ),
     Case(
         "blur-multichannel",

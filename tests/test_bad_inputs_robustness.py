@@ -57,7 +57,7 @@ CASES = [
         "TIFF with a second image series (read the first, dropped the rest)",
         "blur {work}/two_series.tif {bad}/blurry.tif -c {ckpt} --alpha 0.5 -o {work}/out.tif --device cpu",
         2,
-        ("two_series.tif: TIFF holds 2 image series", "save each series to its own file"),
+        ("two_series.tif: holds 2 image series", "pass --series 0..1"),
         setup="two_series",
     ),
     Case(

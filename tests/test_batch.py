@@ -3,6 +3,7 @@ output before the model is loaded (the CLI runs these; ``test_infer_cli.py`` cov
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ from blurlatent import batch
 from blurlatent.config import InferenceConfig
 from blurlatent.errors import UsageError
 from blurlatent.inference import load_model
+from blurlatent.planes import read_inputs
 
 UUIDS = ["a571d43d-5554-47fd-bb54-5db68290e5a7", "2703a47b-7574-461a-85e2-afc38bc0adae"]
 
@@ -28,7 +30,7 @@ def test_level_paths():
     assert batch.level_paths("out.tif", [0.25, 0.5]) == [Path("out.tif")]  # one multi-page TIFF
     assert batch.level_paths("lv.png", [0.5]) == [Path("lv.png")]
     assert batch.level_paths("d/lv.png", [0.25, 0.5]) == [Path("d/lv_a0.250.png"), Path("d/lv_a0.500.png")]
-    with pytest.raises(UsageError, match=r"\.tif, \.tiff or \.png"):
+    with pytest.raises(UsageError, match=r"\.tif, \.tiff, \.png or \.ome\.zarr"):
         batch.level_paths("out.jpg", [0.5])
 
 
@@ -150,3 +152,60 @@ def test_blur_folder_reports_progress_and_matches_single_pairs(tmp_path_factory,
     s, bl = batch.read_pair(pairs[2][1], pairs[2][2])
     np.testing.assert_allclose(tifffile.imread(tmp_path / "out" / "f2_a0.750.tif").astype(float),
                                predictor.blur(s, bl, 0.75).astype(float), atol=1)
+
+
+# --- z-stacks and deblur's folder modes (issue 12) -------------------------------------------------------------
+
+
+def test_stack_folder_lists_stacks_by_name(tmp_path):
+    stack = np.zeros((16, 16), np.uint16)  # listing reads no file
+    for name in ("b.ome.tif", "a.tif", "notes.txt", ".hidden.tif"):
+        write(tmp_path / "s" / name, stack)
+    (tmp_path / "s" / "c.ome.zarr").mkdir()
+    jobs = batch.stack_folder(tmp_path / "s")
+    assert [(name, p.name, other) for name, p, other in jobs] == [("a", "a.tif", None), ("b", "b.ome.tif", None),
+                                                                  ("c", "c.ome.zarr", None)]
+    assert [paths[0].name for paths in batch.folder_outputs("o", jobs, [0.5])] == ["a_a0.500.tif", "b_a0.500.ome.tif",
+                                                                                  "c_a0.500.ome.tif"]
+    write(tmp_path / "s" / "a.ome.tif", stack)
+    with pytest.raises(UsageError, match="stack a also appears"):
+        batch.stack_folder(tmp_path / "s")
+    with pytest.raises(UsageError, match="holds no z-stacks"):
+        batch.stack_folder(write(tmp_path / "e" / "x.txt", stack).parent)
+
+
+def test_deblur_folder_of_stacks_is_all_or_nothing_and_matches_single_runs(tmp_path_factory, tmp_path):
+    predictor = load_model(tiny_checkpoint(tmp_path_factory), "cpu").with_options(batch_size=1)
+    rng = np.random.default_rng(1)
+    stacks = {name: rng.integers(100, 1000, (3, 24, 32)).astype(np.uint16) for name in ("a", "m", "z")}
+    (tmp_path / "in").mkdir()
+    for name, data in stacks.items():
+        tifffile.imwrite(tmp_path / "in" / f"{name}.tif", data, photometric="minisblack")
+    tifffile.imwrite(tmp_path / "in" / "z.tif", stacks["z"][:1])
+    jobs = batch.stack_folder(tmp_path / "in")
+    read = partial(read_inputs, z=(0, 1))
+    with pytest.raises(UsageError, match="z.tif: holds one plane"):
+        batch.run_folder(predictor, jobs, [0.5], tmp_path / "out", "deblur", read=read)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]
+    tifffile.imwrite(tmp_path / "in" / "z.tif", stacks["z"], photometric="minisblack")
+    seen = []
+    written = batch.run_folder(predictor, jobs, [0.5], tmp_path / "out", "deblur", read=read, progress=seen.append)
+    assert [p.name for p in written] == ["a_a0.500.tif", "m_a0.500.tif", "z_a0.500.tif"] and seen == [1, 1, 1]
+    np.testing.assert_array_equal(tifffile.imread(written[1]), predictor.deblur(stacks["m"][0], stacks["m"][1], 0.5))
+
+
+def test_run_files_shows_a_tile_bar_only_for_a_tiled_image(tmp_path_factory, tmp_path, capsys):
+    ckpt = tiny_checkpoint(tmp_path_factory)
+    rng = np.random.default_rng(2)
+    a = write(tmp_path / "a.tif", rng.integers(100, 1000, (64, 160)).astype(np.uint16))
+    b = write(tmp_path / "b.tif", rng.integers(100, 1000, (64, 160)).astype(np.uint16))
+    tiled = InferenceConfig(device="cpu", tile=48)
+    batch.run_files(ckpt, tiled, a, b, [0.5], tmp_path / "t.tif", "deblur", progress_enabled=True)
+    err = capsys.readouterr().err
+    assert "deblur (tiles)" in err
+    batch.run_files(ckpt, tiled, a, b, [0.5], tmp_path / "u.tif", "deblur", progress_enabled=False)
+    batch.run_files(ckpt, InferenceConfig(device="cpu", tile=0), a, b, [0.5], tmp_path / "w.tif", "deblur",
+                    progress_enabled=True)  # whole image: one "tile", no bar
+    assert "tiles" not in capsys.readouterr().err
+    np.testing.assert_allclose(tifffile.imread(tmp_path / "t.tif").astype(float),
+                               tifffile.imread(tmp_path / "w.tif").astype(float), atol=1)

@@ -27,11 +27,12 @@ from blurlatent.checkpoint import (
     save_checkpoint,
     state_digest,
 )
-from blurlatent.config import ModelConfig
+from blurlatent.config import ModelConfig, to_dict
 from blurlatent.errors import UsageError
 from blurlatent.evaluate import load_predictor
 from blurlatent.inference import Predictor
-from blurlatent.model import Autoencoder
+from blurlatent.model import Autoencoder, build_autoencoder
+from blurlatent.multiscale import MultiScaleAutoencoder
 from blurlatent.run import resume_config
 from blurlatent.train import train
 
@@ -183,9 +184,9 @@ def test_huge_claimed_widths_refused_before_building(tmp_path, monkeypatch):
     def spy(*args, **kwargs):
         if torch.empty(0).device.type != "meta":
             built.append(args)
-        return Autoencoder(*args, **kwargs)
+        return build_autoencoder(*args, **kwargs)
 
-    monkeypatch.setattr(checkpoint, "Autoencoder", spy)
+    monkeypatch.setattr(checkpoint, "build_autoencoder", spy)
     monkeypatch.setattr(checkpoint, "free_memory", lambda device: 2**34)  # a 16 GB machine
     with pytest.raises(UsageError, match=r"wide.pt: its config.model widths \[4, 65536, 65536\] need ~288 GB of "
                                          r"weights, more than the 16 GB free on cpu; load it on a machine with more"):
@@ -236,3 +237,30 @@ def test_training_refuses_a_model_whose_optimizer_state_would_not_fit(store, tmp
                                          r".*\(4x .*free on cpu; use smaller model widths"):
         train(tiny_config(store, epochs=1), tmp_path / "run", progress=False)
     assert not (tmp_path / "run").exists()
+
+
+def test_arch_recorded_and_an_old_checkpoint_without_it_loads_as_paper(tmp_path):
+    torch.manual_seed(0)
+    paper = Autoencoder(ModelConfig(widths=TINY)).eval()
+    old = {"widths": TINY, "in_channels": 1, "negative_slope": 0.01}  # a config.model written before issue 13
+    save_checkpoint(tmp_path / "old.pt", {"config": {"model": old}, "model": paper.state_dict(), "epoch": 0})
+    loaded = build_model(load_checkpoint(tmp_path / "old.pt"))
+    assert type(loaded) is Autoencoder and loaded.config.arch == "paper"
+    x = torch.rand(1, 1, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), paper(x))
+    ms = build_autoencoder(ModelConfig(arch="multiscale", widths=TINY, skips="all")).eval()
+    save_checkpoint(tmp_path / "ms.pt", {"config": {"model": to_dict(ms.config)}, "model": ms.state_dict(), "epoch": 0})
+    ckpt = load_checkpoint(tmp_path / "ms.pt")
+    assert ckpt["config"]["model"]["arch"] == "multiscale"
+    rebuilt = build_model(ckpt)
+    assert type(rebuilt) is MultiScaleAutoencoder and rebuilt.config == ms.config
+    with torch.no_grad():
+        assert torch.equal(rebuilt(x), ms(x))
+    # the paper's weights under a multiscale config (or the reverse) are refused, naming the mismatch
+    wrong = {"config": {"model": {**old, "arch": "multiscale"}}, "model": paper.state_dict(), "epoch": 0}
+    save_checkpoint(tmp_path / "wrong.pt", wrong)
+    with pytest.raises(UsageError, match="weights do not fit its own config.model"):
+        load_checkpoint(tmp_path / "wrong.pt")
+    with pytest.raises(UsageError, match="differs from this run"):
+        load_init(tmp_path / "ms.pt", ModelConfig(widths=TINY))

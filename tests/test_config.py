@@ -41,6 +41,7 @@ RANGES = [
     (TrainConfig, "workers", [-1], 0),
     (TrainConfig, "strip_every", [-1], 0),
     (TrainConfig, "check_every", [0, -5], 1),
+    (TrainConfig, "deblur_weight", [-0.5, float("nan"), 101.0], 1.0),
     (InferenceConfig, "tile", [-1], 0),
     (InferenceConfig, "batch_size", [0, -1], 1),
 ]

@@ -294,3 +294,198 @@ def test_help_imports_no_torch():
             "print(codes, 'torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[0, 0, 0] False"
+
+
+# --- z-stacks: --z, --channel, --series; metadata out; folder mode for deblur ------------------------------
+
+
+def field_stack(seed: int, shape=(40, 48)) -> np.ndarray:
+    """Three uint16 planes of one field, blurriest first: z0 (sigma 3), z1 (sigma 1.5), z2 (sharp)."""
+    sharp, blurry = planes(seed, shape)
+    mid = (110 + gaussian_filter(sharp.astype(np.float32) - 110, 1.5)).astype(np.uint16)
+    return np.stack([blurry, mid, sharp])
+
+
+def zstack(path, data):
+    """A plain multi-page TIFF z-stack (pages, never RGB)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tifffile.imwrite(path, data, photometric="minisblack")
+    return str(path)
+
+
+def ome_stack(path, data, axes="ZYX", **meta):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tifffile.imwrite(path, data, ome=True, photometric="minisblack",
+                     metadata={"axes": axes, "PhysicalSizeX": 0.645, "PhysicalSizeY": 0.645, "PhysicalSizeZ": 2.0,
+                               **meta})
+    return str(path)
+
+
+def test_stack_deblur_equals_two_file_deblur(tmp_path, ckpt):
+    """`deblur STACK --z 0 1 --target 2` is the two-file deblur of the same planes with --planes 0 1, to the bit;
+    `blur STACK --z 2 0` the two-file blur of planes 2 and 0."""
+    data = field_stack(40)
+    stack = zstack(tmp_path / "stack.tif", data)
+    z0, z1, z2 = (write(tmp_path / f"z{i}.tif", data[i]) for i in range(3))
+    result = run("deblur", stack, "--z", 0, 1, "--target", 2, "-c", ckpt, "-o", tmp_path / "s.tif")
+    assert result.exit_code == 0, result.output
+    assert "alpha = 0.5 from planes 0, 1 toward 2" in result.output
+    assert run("deblur", z0, z1, "--planes", 0, 1, "--target", 2, "-c", ckpt, "-o", tmp_path / "f.tif").exit_code == 0
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "s.tif"), tifffile.imread(tmp_path / "f.tif"))
+    assert run("blur", stack, "--z", 2, 0, "--steps", 3, "-c", ckpt, "-o", tmp_path / "bs.tif").exit_code == 0
+    assert run("blur", z2, z0, "--steps", 3, "-c", ckpt, "-o", tmp_path / "bf.tif").exit_code == 0
+    levels = tifffile.imread(tmp_path / "bs.tif")
+    assert levels.shape == (3,) + data.shape[1:]
+    np.testing.assert_array_equal(levels, tifffile.imread(tmp_path / "bf.tif"))
+
+
+def test_ome_in_ome_out_with_pixel_sizes_and_alpha_labels(tmp_path, ckpt):
+    from blurlatent.stacks import read_stack
+
+    stack = ome_stack(tmp_path / "cells.ome.tif", field_stack(41))
+    result = run("deblur", stack, "--z", 0, 1, "--target", 2, "-c", ckpt, "-o", tmp_path / "sharp.tif")
+    assert result.exit_code == 0, result.output
+    out = read_stack(tmp_path / "sharp.tif")
+    assert out.kind == "ome" and out.pixel_size[:2] == pytest.approx((0.645, 0.645))
+    assert out.labels == ("alpha=0.500",)
+    with tifffile.TiffFile(tmp_path / "sharp.tif") as tif:
+        assert tif.is_ome and "cells.ome.tif" in tif.ome_metadata  # the source file in the description
+    sweep = run("deblur", stack, "--z", 0, 1, "--target", 2, "--sweep", "-c", ckpt, "-o", tmp_path / "sweep.ome.tif")
+    assert sweep.exit_code == 0, sweep.output
+    levels = read_stack(tmp_path / "sweep.ome.tif")
+    assert levels.kind == "ome" and levels.data.shape == (7, 40, 48)
+    assert levels.pixel_size == pytest.approx((0.645, 0.645, None))  # levels are not focal planes: no z spacing
+    assert levels.labels == tuple(f"alpha={k / 8:.3f}" for k in range(1, 8))
+
+
+def test_imagej_in_imagej_out_and_plain_levels_get_labels(tmp_path, ckpt):
+    from blurlatent.stacks import read_stack
+
+    path = tmp_path / "ij.tif"
+    tifffile.imwrite(path, field_stack(42), imagej=True, resolution=(2.0, 2.0),
+                     metadata={"axes": "ZYX", "unit": "um", "spacing": 2.0})
+    result = run("blur", path, "--z", 2, 0, "--alpha", 0.25, "--alpha", 0.75, "-c", ckpt, "-o", tmp_path / "l.tif")
+    assert result.exit_code == 0, result.output
+    out = read_stack(tmp_path / "l.tif")
+    assert out.kind == "imagej" and out.pixel_size[:2] == pytest.approx((0.5, 0.5))
+    assert out.labels == ("alpha=0.250", "alpha=0.750") and out.data.dtype == np.uint16
+    s, b = planes(43)  # plain TIFFs in: one level stays a plain TIFF, several become labelled pages
+    pair = (write(tmp_path / "s.tif", s), write(tmp_path / "b.tif", b))
+    assert run("blur", *pair, "--alpha", 0.5, "-c", ckpt, "-o", tmp_path / "one.tif").exit_code == 0
+    assert read_stack(tmp_path / "one.tif").kind == "tiff"
+    assert run("blur", *pair, "--steps", 2, "-c", ckpt, "-o", tmp_path / "two.tif").exit_code == 0
+    assert read_stack(tmp_path / "two.tif").labels == ("alpha=0.333", "alpha=0.667")
+
+
+def test_ome_name_never_gets_a_plain_tiff(tmp_path, ckpt):
+    from blurlatent.stacks import read_stack
+
+    s, b = planes(44)
+    result = run("deblur", write(tmp_path / "b.tif", b), write(tmp_path / "s.tif", s), "--alpha", 0.5, "-c", ckpt,
+                 "-o", tmp_path / "out.ome.tif")
+    assert result.exit_code == 0, result.output
+    with tifffile.TiffFile(tmp_path / "out.ome.tif") as tif:
+        assert tif.is_ome
+    assert read_stack(tmp_path / "out.ome.tif").kind == "ome"
+
+
+def test_channel_and_series_choose_the_stack(tmp_path, ckpt):
+    data = field_stack(45)
+    two = np.stack([data, data[:, ::-1]], axis=1)  # ZCYX
+    path = ome_stack(tmp_path / "two.ome.tif", two, axes="ZCYX", Channel={"Name": ["DAPI", "GFP"]})
+    zstack(tmp_path / "dapi.tif", data)
+    one_line_error(run("deblur", path, "--z", 0, 1, "--target", 2, "-c", ckpt, "-o", tmp_path / "x.tif"),
+                   "holds 2 channels", "pass --channel 0..1")
+    by_name = run("deblur", path, "--z", 0, 1, "--target", 2, "--channel", "DAPI", "-c", ckpt, "-o", tmp_path / "n.tif")
+    assert by_name.exit_code == 0, by_name.output
+    assert run("deblur", tmp_path / "dapi.tif", "--z", 0, 1, "--target", 2, "-c", ckpt, "-o",
+               tmp_path / "p.tif").exit_code == 0
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "n.tif"), tifffile.imread(tmp_path / "p.tif"))
+    with tifffile.TiffWriter(tmp_path / "series.tif") as tif:
+        tif.write(data[:, ::-1], photometric="minisblack")
+        tif.write(data, photometric="minisblack")
+    one_line_error(run("deblur", tmp_path / "series.tif", "--z", 0, 1, "-c", ckpt, "-o", tmp_path / "y.tif"),
+                   "holds 2 image series", "pass --series 0..1")
+    second = run("deblur", tmp_path / "series.tif", "--series", 1, "--z", 0, 1, "--target", 2, "-c", ckpt,
+                 "-o", tmp_path / "q.tif")
+    assert second.exit_code == 0, second.output
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "q.tif"), tifffile.imread(tmp_path / "p.tif"))
+
+
+@pytest.mark.parametrize("case", ["out-of-range", "negative", "single-plane", "stack-without-z", "z-and-two-files",
+                                  "no-second", "equal"])
+def test_bad_z_is_one_line_naming_what_to_pass(tmp_path, ckpt, case):
+    data = field_stack(46)
+    stack, plane = zstack(tmp_path / "stack.tif", data), write(tmp_path / "plane.tif", data[0])
+    args, needles = {
+        "out-of-range": ([stack, "--z", 0, 5], ("--z 5 is out of range", "3 planes", "pass --z 0..2")),
+        "negative": ([stack, "--z", -1, 1], ("--z -1 is out of range", "pass --z 0..2")),
+        "single-plane": ([plane, "--z", 0, 1], ("plane.tif: holds one plane", "without --z P1 P2")),
+        "stack-without-z": ([stack, plane], ("stack.tif: holds 3 planes", "pass --z P1 P2 with this one file")),
+        "z-and-two-files": ([stack, plane, "--z", 0, 1], ("--z chooses two planes", "two single-plane files")),
+        "no-second": ([plane], ("give BLURRIEST and LESS_BLURRY", "--z P1 P2")),
+        "equal": ([stack, "--z", 1, 1], ("--z 1 1", "must differ")),
+    }[case]
+    one_line_error(run("deblur", *args, "--alpha", 0.5, "-c", ckpt, "-o", tmp_path / "out.tif"), *needles)
+    assert not (tmp_path / "out.tif").exists()
+
+
+def test_deblur_folder_mode_pairs_fields_or_stacks(tmp_path, ckpt):
+    """Two folders paired by BBBC006 field (alpha from the folder names), or a folder of stacks with --z: each
+    field or stack gives one output, equal to the single-file deblur of its planes."""
+    low, high = tmp_path / "BBBC006_v1_images_z_00", tmp_path / "BBBC006_v1_images_z_08"
+    stacks = tmp_path / "stacks"
+    for i, field in enumerate(["a01_s1_w1", "b02_s2_w1"]):
+        data = field_stack(50 + i)
+        write(low / f"mcf-z-stacks-03212011_{field}{UUIDS[i]}.tif", data[0])
+        write(high / f"mcf-z-stacks-03212011_{field}{UUIDS[3 - i]}.tif", data[1])
+        zstack(stacks / f"cell{i}.tif", data) if i == 0 else ome_stack(stacks / f"cell{i}.ome.tif", data)
+    by_field = run("deblur", "--blurriest-dir", low, "--less-blurry-dir", high, "-c", ckpt, "-o", tmp_path / "f")
+    assert by_field.exit_code == 0, by_field.output
+    assert "alpha = 0.5 from planes 0, 8 toward 16" in by_field.output
+    assert sorted(p.name for p in (tmp_path / "f").iterdir()) == ["a01_s1_w1_a0.500.tif", "b02_s2_w1_a0.500.tif"]
+    by_stack = run("deblur", "--stack-dir", stacks, "--z", 0, 1, "--target", 2, "-c", ckpt, "-o", tmp_path / "s")
+    assert by_stack.exit_code == 0, by_stack.output
+    assert sorted(p.name for p in (tmp_path / "s").iterdir()) == ["cell0_a0.500.tif", "cell1_a0.500.ome.tif"]
+    single = run("deblur", stacks / "cell1.ome.tif", "--z", 0, 1, "--target", 2, "-c", ckpt, "-o", tmp_path / "1.tif")
+    assert single.exit_code == 0, single.output
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "s" / "cell1_a0.500.ome.tif"),
+                                  tifffile.imread(tmp_path / "1.tif"))
+    one_line_error(run("deblur", "--stack-dir", stacks, "-c", ckpt, "--alpha", 0.5, "-o", tmp_path / "t"),
+                   "stacks", "pass --z P1 P2")
+    one_line_error(run("deblur", "--stack-dir", stacks, "--blurriest-dir", low, "--z", 0, 1, "-c", ckpt,
+                       "-o", tmp_path / "u"), "--stack-dir, or --blurriest-dir and --less-blurry-dir")
+
+
+def test_deblur_folder_of_stacks_is_all_or_nothing(tmp_path, ckpt):
+    stacks = tmp_path / "stacks"
+    zstack(stacks / "a.tif", field_stack(60))
+    zstack(stacks / "m.tif", field_stack(61))
+    zstack(stacks / "z.tif", field_stack(62)[:1])  # sorted last: a single plane, so --z 0 1 fails there
+    result = run("deblur", "--stack-dir", stacks, "--z", 0, 1, "--target", 2, "-c", ckpt, "-o", tmp_path / "out",
+                 "--batch-size", 1)
+    one_line_error(result, "z.tif: holds one plane")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["stacks"]  # no output, temp or folder
+    zstack(stacks / "z.tif", field_stack(62))
+    again = run("deblur", "--stack-dir", stacks, "--z", 0, 1, "--target", 2, "-c", ckpt, "-o", tmp_path / "out")
+    assert again.exit_code == 0, again.output
+    assert "wrote 3 images for 3 stacks" in again.output
+
+
+def test_ome_zarr_out_and_in(tmp_path, ckpt):
+    """`-o x.ome.zarr` writes OME-Zarr with the pixel sizes and α labels; an OME-Zarr stack in gives OME-TIFF out."""
+    pytest.importorskip("zarr")
+    from blurlatent.stacks import read_stack
+
+    stack = ome_stack(tmp_path / "cells.ome.tif", field_stack(47))
+    result = run("blur", stack, "--z", 2, 0, "--steps", 3, "-c", ckpt, "-o", tmp_path / "levels.ome.zarr")
+    assert result.exit_code == 0, result.output
+    levels = read_stack(tmp_path / "levels.ome.zarr")
+    assert levels.kind == "zarr" and levels.data.shape == (3, 40, 48)
+    assert levels.pixel_size[:2] == pytest.approx((0.645, 0.645))
+    assert levels.labels == ("alpha=0.250", "alpha=0.500", "alpha=0.750")
+    deblurred = run("deblur", tmp_path / "levels.ome.zarr", "--z", 2, 0, "--alpha", 0.5, "-c", ckpt,
+                    "-o", tmp_path / "from_zarr.tif")
+    assert deblurred.exit_code == 0, deblurred.output
+    out = read_stack(tmp_path / "from_zarr.tif")
+    assert out.kind == "ome" and out.pixel_size[:2] == pytest.approx((0.645, 0.645))

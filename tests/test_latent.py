@@ -11,7 +11,13 @@ from infer_model import pair, tiny_checkpoint
 
 from blurlatent.errors import UsageError
 from blurlatent.inference import load_model
-from blurlatent.latent import alpha_from_planes, extrapolate_sharp, interpolate_latents, steps_to_alphas
+from blurlatent.latent import (
+    alpha_from_planes,
+    extrapolate_sharp,
+    flatten_latent,
+    interpolate_latents,
+    steps_to_alphas,
+)
 
 
 @pytest.fixture(scope="module")
@@ -79,3 +85,26 @@ def test_steps_to_alphas():
     assert steps_to_alphas(1) == [0.5]
     with pytest.raises(UsageError):
         steps_to_alphas(0)
+
+
+def test_list_latents_per_scale_and_flattened():
+    """Eq. 2/3 on list latents act per scale with one α (numpy and torch), and commute with flatten_latent."""
+    rng = np.random.default_rng(3)
+    za = [rng.random((2, 4, 8, 8)), rng.random((2, 8, 4, 4))]
+    zb = [rng.random((2, 4, 8, 8)), rng.random((2, 8, 4, 4))]
+    mixed = interpolate_latents(za, zb, 0.25)
+    for m, a, b in zip(mixed, za, zb):
+        np.testing.assert_allclose(m, 0.25 * a + 0.75 * b, rtol=0, atol=1e-15)
+    back = extrapolate_sharp(zb, mixed, 0.75)  # Eq. 3 with the blurriest plane's weight recovers z_a
+    for x, a in zip(back, za):
+        np.testing.assert_allclose(x, a, rtol=0, atol=1e-12)
+    flat = flatten_latent(mixed)
+    assert flat.shape == (2, 4 * 64 + 8 * 16)
+    np.testing.assert_allclose(flat, interpolate_latents(flatten_latent(za), flatten_latent(zb), 0.25), atol=1e-15)
+    tensors = interpolate_latents(tuple(torch.from_numpy(z) for z in za), [torch.from_numpy(z) for z in zb], 0.5)
+    assert isinstance(tensors, list) and torch.allclose(tensors[1], torch.from_numpy(0.5 * za[1] + 0.5 * zb[1]))
+    with pytest.raises(UsageError, match="2 scales and 1 scale"):
+        interpolate_latents(za, zb[0], 0.5)
+    with pytest.raises(UsageError, match="2 scales and 3 scale"):
+        extrapolate_sharp(za, zb + zb[:1], 0.5)
+    assert flatten_latent(za[0]) is za[0]  # an array latent stays as it is

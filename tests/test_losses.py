@@ -9,7 +9,7 @@ from train_store import TINY
 from blurlatent.config import ModelConfig
 from blurlatent.errors import UsageError
 from blurlatent.losses import LossModule, loss_terms, term_names
-from blurlatent.model import Autoencoder
+from blurlatent.model import Autoencoder, build_autoencoder
 
 
 class Linear:
@@ -68,3 +68,52 @@ def test_batched_step_equals_separate_calls():
     torch.testing.assert_close(got["interp"], interp, rtol=1e-5, atol=1e-7)
     torch.testing.assert_close(got["latent"], latent, rtol=1e-5, atol=1e-7)
     assert all(torch.equal(module[k], got[k]) for k in got)  # the module DDP wraps is the same step
+
+
+class Counting(torch.nn.Module):
+    """A model's encode/decode, counting the calls."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model, self.calls = model, {"encode": 0, "decode": 0}
+
+    def encode(self, x):
+        self.calls["encode"] += 1
+        return self.model.encode(x)
+
+    def decode(self, z):
+        self.calls["decode"] += 1
+        return self.model.decode(z)
+
+
+def test_deblur_term_by_hand():
+    # Linear: z_l = 0.4, z_t = 0.8, α' = 1 − 0.5: Eq. 3 = 0.8/0.5 − 0.4 = 1.2 → G = 0.3; deblur = |0.3 − 1.0| = 0.7
+    terms = loss_terms(Linear(), _const(0.2), _const(0.4), _const(1.0), "weak", 0.5, deblur_weight=2.0)
+    assert set(terms) == set(term_names("weak", 2.0)) == {"loss", "recon", "interp", "deblur"}
+    assert float(terms["deblur"]) == pytest.approx(0.7, abs=1e-6)
+    assert float(terms["loss"]) == pytest.approx(0.3 + 0.1 + 2 * 0.7, abs=1e-6)
+    with pytest.raises(UsageError, match="alpha 1.0 is outside"):
+        loss_terms(Linear(), _const(0.2), _const(0.4), _const(1.0), "none", 0.0, deblur_weight=1.0)
+
+
+@pytest.mark.parametrize("skips", ["coarse", "gated"])
+def test_multiscale_step_equals_separate_calls(skips):
+    """List latents: one encoder and one decoder call; Eq. 2/3 per scale; the latent term is the mean over
+    scales of each scale's L1 (eval-mode BN)."""
+    torch.manual_seed(2)
+    model = build_autoencoder(ModelConfig(arch="multiscale", widths=[4, 8, 8], skips=skips)).eval()
+    counting = Counting(model)
+    xl, xt, xr = (torch.rand(3, 1, 32, 32) for _ in range(3))
+    with torch.no_grad():
+        got = loss_terms(counting, xl, xt, xr, "strong", 0.25, deblur_weight=0.5)
+        zl, zr, zt = model.encode(xl), model.encode(xr), model.encode(xt)
+        zi = [0.25 * r + 0.75 * l for l, r in zip(zl, zr)]  # noqa: E741
+        zd = [t / 0.25 - 0.75 / 0.25 * l for l, t in zip(zl, zt)]  # noqa: E741
+        interp = (model.decode(zi) - xt).abs().mean()
+        latent = sum((a - b).abs().mean() for a, b in zip(zi, zt)) / len(zi)
+        deblur = (model.decode(zd) - xr).abs().mean()
+    assert counting.calls == {"encode": 1, "decode": 1}
+    torch.testing.assert_close(got["interp"], interp, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(got["latent"], latent, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(got["deblur"], deblur, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(got["loss"], got["recon"] + got["interp"] + got["latent"] + 0.5 * got["deblur"])

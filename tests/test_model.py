@@ -5,7 +5,9 @@ import torch
 from torch import nn
 
 from blurlatent.config import ModelConfig
-from blurlatent.model import Autoencoder
+from blurlatent.model import Autoencoder, build_autoencoder
+from blurlatent.multiscale import MultiScaleAutoencoder
+from blurlatent.tiling import receptive_radius
 
 TINY_WIDTHS = [4, 8, 8]
 
@@ -60,3 +62,11 @@ def test_channels_last_gives_the_same_output():
         model.to(memory_format=torch.channels_last)
         out = model(x.contiguous(memory_format=torch.channels_last))
     torch.testing.assert_close(out, ref, atol=1e-6, rtol=1e-5)
+
+
+def test_build_autoencoder_picks_the_arch():
+    paper = build_autoencoder(ModelConfig(widths=[4, 8, 8]))
+    assert type(paper) is Autoencoder and paper.multiple == 8 and paper.radius == receptive_radius(8) == 16
+    ms = build_autoencoder(ModelConfig(arch="multiscale", widths=[4, 8, 8]))
+    assert type(ms) is MultiScaleAutoencoder and ms.multiple == 4
+    assert not any(isinstance(m, torch.nn.ConvTranspose2d) for m in ms.modules())  # resize + conv only

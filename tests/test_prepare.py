@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import tifffile
 import torch
+from stack_data import write_stacks
 from torchvision.transforms.functional import ten_crop
 from typer.testing import CliRunner
 
@@ -301,3 +302,30 @@ def test_empty_splits_are_valid_empty_arrays(source, tmp_path):
     store = Store(result.path)
     assert store.array("w1", "train").shape == (100, 2, 16, 16)
     assert store.array("w1", "val").shape == (0, 2, 16, 16) and store.full_test("w1").shape == (0, 2, 48, 64)
+
+
+def test_cli_own_stacks_focus_auto_then_train_then_evaluate(tmp_path):
+    """Arbitrarily named OME-TIFF and ImageJ stacks → prepare --focus auto → train one epoch → evaluate, all
+    through the command line; train and evaluate read the store as they read a BBBC006 one."""
+    truth = write_stacks(tmp_path / "my stacks", [4, 5, 4, 6, 5, 4])
+    runner = CliRunner()
+    store = tmp_path / "store"
+    args = ["prepare", str(tmp_path / "my stacks"), str(store), "--focus", "auto", "--planes", "-4:0:2", "--crop",
+            "32", "--split", "4:1:1", "--workers", "1"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "planes 12:16:2; focus (auto) cells 0 day7 ij z4, cells 1 day6 z5" in result.output
+    assert Store(store).manifest["focus_planes"] == truth and Store(store).planes == [12, 14, 16]
+    config = tmp_path / "run.yaml"
+    config.write_text("data: {triplets: [[12, 14, 16]]}\nstrip_every: 0\n")
+    run = tmp_path / "run"
+    result = runner.invoke(app, ["train", str(store), "--out", str(run), "--config", str(config), "--epochs", "1",
+                                 "--widths", "4,8", "--batch-size", "8", "--device", "cpu", "--amp", "off"])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["evaluate", str(store), "-c", str(run / "best.pt"), "--out", str(tmp_path / "rep"),
+                                 "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "rep" / "report.json").read_text())
+    assert report and (tmp_path / "rep" / "report.md").is_file()
+    bad = runner.invoke(app, ["prepare", str(tmp_path / "my stacks"), str(tmp_path / "bad"), "--planes", "-4:0:2"])
+    assert bad.exit_code == 2 and bad.output.startswith("error: --focus: not given"), bad.output

@@ -78,6 +78,8 @@ def _expand(args: list[str], cwd: Path) -> list[str]:
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
+    from stack_data import write_stacks
+
     from blurlatent.bbbc006 import parse_bbbc_name
     from blurlatent.synth import synthesize
 
@@ -88,6 +90,7 @@ def workspace(tmp_path_factory):
         source = next(p for p in sorted(folder.iterdir()) if parse_bbbc_name(p.name).name == "a01_s1_w1")
         shutil.copy(source, work / f"z{plane:02d}.tif")
     shutil.copytree(ROOT / "examples", work / "examples")
+    write_stacks(work / "my-stacks", [16, 17, 16, 17, 16], planes=34)  # "Your own data": focus 16-17 of 0..33
     return work
 
 

@@ -7,7 +7,7 @@ import tifffile
 
 from blurlatent.cli_errors import flag_message
 from blurlatent.errors import UsageError
-from blurlatent.stacks import read_stack, stack_plane, write_stack
+from blurlatent.stacks import alpha_labels, read_stack, stack_plane, write_stack
 
 
 def ramp(*shape, dtype=np.uint16):
@@ -61,6 +61,7 @@ def test_ome_tiff_pixel_size_read_exactly_and_written_back(tmp_path):
         pixels = tifffile.xml2dict(tif.ome_metadata)["OME"]["Image"]
         assert pixels["Pixels"]["PhysicalSizeX"] == 0.645 and pixels["Pixels"]["PhysicalSizeY"] == 0.645
         assert pixels["Pixels"]["PhysicalSizeXUnit"] == "µm" and pixels["Pixels"]["Channel"]["Name"] == "GFP"
+        assert pixels["Pixels"]["PhysicalSizeZ"] == pytest.approx(0.0025)  # a stack keeps its z spacing
         assert str(tmp_path / "in.ome.tif") in pixels["Description"]
         assert "alpha=0.250" in tif.ome_metadata
         assert np.array_equal(tif.asarray(), stack.data[:2].astype(np.float32))
@@ -126,3 +127,49 @@ def test_unreadable_files_are_one_line_naming_the_file(tmp_path):
     tifffile.imwrite(tmp_path / "rgb.tif", ramp(32, 32, 3, dtype=np.uint8), photometric="rgb")
     with pytest.raises(UsageError, match="colour samples"):
         read_stack(tmp_path / "rgb.tif")
+
+
+def test_imagej_tzcyx_with_one_time_point_and_nm_units(tmp_path):
+    data = ramp(1, 3, 2, 32, 32)  # TZCYX, ImageJ's own order
+    tifffile.imwrite(tmp_path / "h.tif", data, imagej=True, resolution=(1 / 200, 1 / 200),
+                     metadata={"axes": "TZCYX", "spacing": 500, "unit": "nm"})
+    stack = read_stack(tmp_path / "h.tif", channel=0)
+    assert stack.axes == "ZCYX" and np.array_equal(stack.data, data[0, :, 0])  # tifffile drops the T of 1
+    assert stack.pixel_size == pytest.approx((0.2, 0.2, 0.5))  # nm → µm
+    tifffile.imwrite(tmp_path / "px.tif", data[0, :, 0], imagej=True, metadata={"axes": "ZYX", "unit": "pixel"})
+    assert read_stack(tmp_path / "px.tif").pixel_size[2] is None  # a unit we cannot convert is no size
+
+
+def test_ome_czyx_order_and_a_plane_written_without_z(tmp_path):
+    data = ramp(2, 3, 32, 32)
+    tifffile.imwrite(tmp_path / "c.ome.tif", data, ome=True,
+                     metadata={"axes": "CZYX", "PhysicalSizeX": 645, "PhysicalSizeXUnit": "nm", "PhysicalSizeY": 645,
+                               "PhysicalSizeYUnit": "nm", "PhysicalSizeZ": 1, "Channel": {"Name": ["a", "b"]}})
+    stack = read_stack(tmp_path / "c.ome.tif", channel=1)
+    assert stack.axes == "CZYX" and np.array_equal(stack.data, data[1]) and stack.channel == "b"
+    assert stack.pixel_size == pytest.approx((0.645, 0.645, 1.0))
+    write_stack(tmp_path / "plane.tif", stack_plane(stack, 2), like=stack)  # OME in → OME out, any name
+    with tifffile.TiffFile(tmp_path / "plane.tif") as tif:
+        pixels = tifffile.xml2dict(tif.ome_metadata)["OME"]["Image"]["Pixels"]
+        assert tif.is_ome and tif.series[0].axes == "YX" and pixels["PhysicalSizeX"] == pytest.approx(0.645)
+        assert "PhysicalSizeZ" not in pixels and pixels["Channel"]["Name"] == "b"
+
+
+def test_pixel_sizes_and_alpha_labels_without_a_source(tmp_path):
+    levels = ramp(3, 32, 32, dtype=np.float32)
+    labels = alpha_labels([0, 0.25, 1])
+    assert labels == ["alpha=0.000", "alpha=0.250", "alpha=1.000"]
+    write_stack(tmp_path / "l.tif", levels, labels=labels, pixel_size=(0.5, 0.5, 2.0))
+    with tifffile.TiffFile(tmp_path / "l.tif") as tif:  # a plain name: ImageJ carries sizes and labels
+        assert tif.is_imagej and tif.imagej_metadata["Labels"] == labels and tif.imagej_metadata["spacing"] == 2.0
+        num, den = tif.pages[0].tags["YResolution"].value
+        assert den / num == pytest.approx(0.5)
+    write_stack(tmp_path / "l.ome.tiff", levels, labels=labels, pixel_size=(0.5, 0.5, 2.0))
+    with tifffile.TiffFile(tmp_path / "l.ome.tiff") as tif:
+        pixels = tifffile.xml2dict(tif.ome_metadata)["OME"]["Image"]["Pixels"]
+        assert pixels["PhysicalSizeZ"] == 2.0 and all(s in tif.ome_metadata for s in labels)
+    assert read_stack(tmp_path / "l.ome.tiff").labels == tuple(labels)
+    write_stack(tmp_path / "p.png", ramp(1, 32, 32, dtype=np.uint8))
+    assert read_stack(tmp_path / "p.png").data.shape == (1, 32, 32)
+    with pytest.raises(UsageError, match="p2.png: PNG holds one plane, data has 3"):
+        write_stack(tmp_path / "p2.png", levels)

@@ -1,5 +1,6 @@
 """synth: the real BBBC006v1 layout, determinism, blur that grows away from focus, and the output policy."""
 
+import json
 import re
 
 import numpy as np
@@ -126,3 +127,63 @@ def test_cli_synth_in_process(tmp_path):
         result = runner.invoke(app, ["synth", str(tmp_path / "bad"), "--size", "64x48", *bad])
         assert result.exit_code == 2, (bad, result.output)
         assert not (tmp_path / "bad").exists()
+
+
+# --- other optics (synth --na/--wavelength/--z-step/--read-noise/--gain/--background) ----------------
+
+
+def test_other_optics_image_the_same_cells_differently(tmp_path):
+    planes = [0, 8, 16]
+    base, _ = synth.render_field(6, 0, (64, 48), planes, ["w1"], noise=False)
+    step, _ = synth.render_field(6, 0, (64, 48), planes, ["w1"], noise=False, optics=optics.Optics(z_step_um=1.0))
+    wide, _ = synth.render_field(6, 0, (64, 48), planes, ["w1"], noise=False, optics=optics.Optics(na=0.7))
+    # the in-focus plane is at distance 0 whatever the z step: the same cells give the same image
+    np.testing.assert_array_equal(step["w1"][2], base["w1"][2])
+    # a smaller step puts z0/z8 nearer focus (sharper: higher peaks); a higher NA blurs them more
+    assert np.all(step["w1"][:2].max(axis=(1, 2)) > base["w1"][:2].max(axis=(1, 2)))
+    assert np.all(wide["w1"][:2].max(axis=(1, 2)) < base["w1"][:2].max(axis=(1, 2)))
+    # extra background: the same frame shifted by it (× vignetting), with more shot noise
+    a, truth_a = synth.render_field(6, 0, (64, 48), [16], ["w1"])
+    b, truth_b = synth.render_field(6, 0, (64, 48), [16], ["w1"], optics=optics.Optics(background=200.0))
+    shift = b["w1"].astype(np.float64) - a["w1"]
+    assert shift.mean() == pytest.approx(200.0 * synth.vignetting(48, 64).mean(), abs=3.0)
+    assert truth_b["background_adu"]["w1"] == pytest.approx(truth_a["background_adu"]["w1"] + 200.0, abs=0.01)
+
+
+def test_default_optics_record_is_unchanged_and_other_optics_are_recorded(tmp_path):
+    synth.synthesize(tmp_path / "a", fields=1, channels=["w1"], planes=[16], seed=0, **TINY)
+    synth.synthesize(tmp_path / "b", fields=1, channels=["w1"], planes=[16], seed=0, optics=optics.Optics(), **TINY)
+    record = (tmp_path / "a" / synth.RECORD).read_text()
+    assert record == (tmp_path / "b" / synth.RECORD).read_text() and '"changed"' not in record
+    other = optics.Optics(na=0.6, wavelength_um=0.52, z_step_um=1.5, read_noise=3.0, gain=0.7, background=25.0)
+    synth.synthesize(tmp_path / "c", fields=1, channels=["w1"], planes=[16], seed=0, optics=other, **TINY)
+    rec = json.loads((tmp_path / "c" / synth.RECORD).read_text())
+    assert rec["optics"]["na"] == 0.6 and rec["optics"]["z_step_um"] == 1.5
+    assert rec["camera"]["gain_adu_per_e"] == 0.7 and rec["camera"]["read_noise_adu"] == 3.0
+    assert rec["optics"]["changed"] == {"na": 0.6, "wavelength_um": 0.52, "z_step_um": 1.5, "read_noise": 3.0,
+                                        "gain": 0.7, "background": 25.0}
+
+
+def test_cli_optics_flags(tmp_path):
+    runner = CliRunner()
+    out = tmp_path / "other"
+    result = runner.invoke(app, ["synth", str(out), "--fields", "1", "--channels", "w1", "--planes", "16",
+                                 "--size", "64x48", "--workers", "1", "--na", "0.6", "--wavelength", "0.52",
+                                 "--z-step", "1.5", "--read-noise", "3", "--gain", "0.7", "--background", "25"])
+    assert result.exit_code == 0, result.output
+    changed = json.loads((out / synth.RECORD).read_text())["optics"]["changed"]
+    assert changed == {"na": 0.6, "wavelength_um": 0.52, "z_step_um": 1.5, "read_noise": 3.0, "gain": 0.7,
+                       "background": 25.0}
+    for flag, value in (("--na", "1.2"), ("--wavelength", "nan"), ("--z-step", "0"), ("--read-noise", "-1"),
+                        ("--gain", "0"), ("--background", "5000")):
+        result = runner.invoke(app, ["synth", str(tmp_path / "bad"), "--size", "64x48", flag, value])
+        assert result.exit_code == 2, (flag, result.output)
+        lines = result.output.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"error: {flag} ") and "must lie in" in lines[0], lines
+        assert not (tmp_path / "bad").exists()
+    helptext = runner.invoke(app, ["synth", "--help"], terminal_width=200).output
+    for flag in ("--na", "--wavelength", "--z-step", "--read-noise", "--gain", "--background"):
+        assert flag in helptext
+    defaults = optics.Optics()  # the help states the defaults as text: it must say the real ones
+    for value in (defaults.na, defaults.z_step_um, defaults.read_noise, defaults.gain, *optics.WAVELENGTH_UM.values()):
+        assert f"{value:g}" in helptext

@@ -9,8 +9,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from infer_model import pair, tiny_checkpoint
 
+from blurlatent.config import ModelConfig
 from blurlatent.errors import UsageError
-from blurlatent.inference import load_model
+from blurlatent.inference import Predictor, load_model
+from blurlatent.model import build_autoencoder
 from blurlatent.tiling import crop_to, pad_to_multiple, plan_tiles, receptive_radius
 
 
@@ -91,3 +93,24 @@ def test_tiles_cover_with_weight_everywhere(length, tile):
         assert rows.start % m == 0 and rows.stop <= length
         wsum[rows, cols] += 1.0 if weight is None else weight
     assert wsum.min() > 0.05
+
+
+@pytest.mark.parametrize("skips", ["coarse", "gated"])
+def test_tiled_equals_whole_for_the_multiscale_arch(skips):
+    """The multiscale net's own radius (multiscale.receptive_radius) makes tiles agree with the whole image."""
+    torch.manual_seed(0)
+    model = build_autoencoder(ModelConfig(arch="multiscale", widths=[4, 8, 8], skips=skips))
+    with torch.no_grad():
+        model(torch.rand(4, 1, 32, 32))  # BatchNorm statistics that are not the identity
+    predictor = Predictor(model.eval())
+    m, r = predictor.multiple, predictor.radius
+    assert (m, r) == (4, model.radius) and r > receptive_radius(m)  # reaches farther than the paper's net
+    sharp, blurry = pair(9, (101, 133))
+    for rule, alphas in (("blur", [0.0, 0.5]), ("deblur", [0.25, 0.75])):
+        whole = predictor.with_options(tile=0).combine(sharp[None], blurry[None], alphas, rule)
+        for tile in (2 * r + 2 * m, 80):
+            assert len(plan_tiles((104, 136), m, r, tile)) > 2  # really tiled
+            tiled = predictor.with_options(tile=tile).combine(sharp[None], blurry[None], alphas, rule)
+            assert np.abs(tiled - whole).max() < 1e-5
+        with pytest.raises(UsageError, match="too small"):
+            predictor.with_options(tile=2 * r).combine(sharp[None], blurry[None], alphas, rule)

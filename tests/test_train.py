@@ -15,7 +15,7 @@ from train_store import TINY, make_store, metrics, tiny_config
 from typer.testing import CliRunner
 
 import blurlatent.losses as losses
-from blurlatent.checkpoint import load_checkpoint, state_digest
+from blurlatent.checkpoint import build_model, load_checkpoint, state_digest
 from blurlatent.cli import app
 from blurlatent.config import TrainConfig, from_dict
 from blurlatent.errors import RuntimeFailure, UsageError
@@ -137,6 +137,41 @@ def test_strong_needs_init_and_fine_tunes_it(store, tmp_path):
         cfg.model.widths = [4, 8, 16]
         train(cfg, tmp_path / "s1", progress=False)
     train(tiny_config(store, reg="strong", epochs=1, from_scratch=True), tmp_path / "s2", progress=False)
+
+
+@pytest.fixture(scope="module")
+def base_run(store, tmp_path_factory) -> Path:
+    """A model to fine-tune (trained on 'other' data: a store of another seed), one epoch, reg weak."""
+    other = make_store(tmp_path_factory.mktemp("other") / "prepared", seed=1)
+    run = tmp_path_factory.mktemp("base") / "run"
+    train(tiny_config(other, reg="weak", epochs=1), run, progress=False)
+    return run
+
+
+@pytest.mark.parametrize("reg", ["none", "weak", "strong"])
+def test_fine_tune_with_init_for_every_reg_starts_from_the_init_weights(store, base_run, tmp_path, monkeypatch, reg):
+    """`train --init CKPT --reg R`: the first optimizer step sees exactly the init's weights; the model (widths)
+    comes from the init when not given."""
+    seen = []
+    adam_step = torch.optim.Adam.step
+
+    def record_first(self, *args, **kwargs):
+        if not seen:
+            seen.append([p.detach().clone() for group in self.param_groups for p in group["params"]])
+        return adam_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", record_first)
+    run = tmp_path / reg
+    res = CliRunner().invoke(app, ["train", str(store), "--out", str(run), "--reg", reg, "--init",
+                                   str(base_run / "best.pt"), "--epochs", "1", "--batch-size", "8", "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    init = load_checkpoint(base_run / "best.pt")
+    expected = build_model(init)  # the init's model with its weights
+    assert len(seen[0]) == len(list(expected.parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(seen[0], expected.parameters()))
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    assert cfg["model"]["widths"] == TINY and cfg["reg"] == reg and cfg["init"] == str(base_run / "best.pt")
+    assert load_checkpoint(run / "last.pt")["model"].keys() == init["model"].keys()
 
 
 # ------------------------------------------------------------------------------------------ CLI

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 # Each module registers its commands on ``app``; the import order is the order --help lists them.
 from .common import app
-from . import data, train, infer, reports  # noqa: F401
+from . import data, train, infer, reports, models  # noqa: F401
 
 __all__ = ["app", "main"]
 

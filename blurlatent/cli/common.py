@@ -15,27 +15,47 @@ from typing import Optional
 
 import typer
 
+from .. import __version__
 from ..cli_errors import FlagNamesHandler, OneLineGroup, console, state
-from ..config import Intensity, OutDtype, Precision, choices
+from ..config import Amp, Arch, Intensity, Log, Normalization, OutDtype, Precision, Reg, TestCrops, choices
 
-# Enums made from config's Literal options, so --help lists the choices and typer refuses others.
-IntensityChoice = enum.Enum("IntensityChoice", {v: v for v in choices(Intensity)}, type=str)
-PrecisionChoice = enum.Enum("PrecisionChoice", {v: v for v in choices(Precision)}, type=str)
-OutDtypeChoice = enum.Enum("OutDtypeChoice", {v: v for v in choices(OutDtype)}, type=str)
+
+def choice_enum(name: str, option) -> type[enum.Enum]:
+    """A str Enum of a config Literal's values: typer lists them in --help ([none|weak|strong]) and refuses others."""
+    return enum.Enum(name, {v: v for v in choices(option)}, type=str)
+
+
+IntensityChoice = choice_enum("IntensityChoice", Intensity)
+PrecisionChoice = choice_enum("PrecisionChoice", Precision)
+OutDtypeChoice = choice_enum("OutDtypeChoice", OutDtype)
+RegChoice = choice_enum("RegChoice", Reg)
+ArchChoice = choice_enum("ArchChoice", Arch)
+AmpChoice = choice_enum("AmpChoice", Amp)
+LogChoice = choice_enum("LogChoice", Log)
+NormalizeChoice = choice_enum("NormalizeChoice", Normalization)
+TestCropsChoice = choice_enum("TestCropsChoice", TestCrops)
 
 app = typer.Typer(
     cls=OneLineGroup,
     help="Defocus blur synthesis and deblurring for microscopy by interpolation in an autoencoder's latent space.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish, PowerShell
     pretty_exceptions_enable=False,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"blurlatent {__version__}")
+        raise typer.Exit()
 
 
 @app.callback()
 def _root(
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks instead of one-line errors."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress details."),
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                 help="Print blurlatent's version and exit."),
 ):
     state["debug"] = debug
     state.pop("flags", None)  # one command's flag names (train --gpus) must not leak into the next in-process call

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Optional
 
 import typer
 
 from ..cli_errors import console, handle_errors
-from .common import app, at_least, split_list
+from .common import NormalizeChoice, TestCropsChoice, app, at_least, choice_value, split_list
+
+FOCUS_SHOWN = 8  # stacks whose focus plane prepare's summary line names
 
 # === data: synth, prepare ===================================================================
+
+OPTICS = {"rich_help_panel": "Optics (default: the calibrated BBBC006 microscope)"}
 
 
 @app.command("synth")
@@ -25,14 +30,35 @@ def synth_cli(
     workers: int = typer.Option(2, "--workers", callback=lambda v: at_least(v, 0, "processes"),
                                  help="Processes rendering fields in parallel."),
     force: bool = typer.Option(False, "--force", help="Replace an existing synth output folder."),
+    na: Optional[float] = typer.Option(None, "--na", help="Numerical aperture of the dry objective, 0.05-0.95 "
+                                       "(default: the calibrated 0.45); higher: a wider defocus disk.", **OPTICS),
+    wavelength: Optional[float] = typer.Option(None, "--wavelength", help="Emission wavelength in µm for every "
+                                               "channel, 0.3-1.0 (default: the dyes', w1 0.46, w2 0.57).", **OPTICS),
+    z_step: Optional[float] = typer.Option(None, "--z-step", help="µm between planes (defocus per plane), 0.1-5 "
+                                           "(default: BBBC006's 2).", **OPTICS),
+    read_noise: Optional[float] = typer.Option(None, "--read-noise", help="Camera read noise in ADU, 0-100 "
+                                               "(default: the calibrated 1.4).", **OPTICS),
+    gain: Optional[float] = typer.Option(None, "--gain", help="Photon level as ADU per photoelectron, 0.01-10 "
+                                         "(default: the calibrated 0.39); higher: fewer photons, more shot noise.",
+                                         **OPTICS),
+    background: Optional[float] = typer.Option(None, "--background", help="Extra background in ADU on every "
+                                               "plane, 0-3000 (default: 0, i.e. each field's 8-18 ADU and haze).",
+                                               **OPTICS),
 ):
-    """Write synthetic widefield z-stacks (nuclei and actin, defocus, camera noise) in the BBBC006v1 layout."""
+    """Write synthetic widefield z-stacks (nuclei and actin, defocus, camera noise) in the BBBC006v1 layout.
+
+    The optics flags image the same cells through another microscope (a test set unlike the training data).
+    """
     from ..bbbc006 import format_planes, parse_planes
+    from ..optics import Optics
     from ..synth import parse_size, synthesize  # numpy, scipy, tifffile: not for --help
 
+    given = {"na": na, "wavelength_um": wavelength, "z_step_um": z_step, "read_noise": read_noise, "gain": gain,
+             "background": background}
     result = synthesize(
         out, fields=fields, channels=split_list(channels), planes=parse_planes(planes), size=parse_size(size),
         seed=seed, force=force, progress=sys.stderr.isatty(), workers=workers,
+        optics=Optics(**{k: v for k, v in given.items() if v is not None}),
     )
     console.print(
         f"[green]synth[/green] {result.files} TIFFs: {result.fields} fields × {len(result.planes)} planes "
@@ -45,36 +71,49 @@ def synth_cli(
 @handle_errors
 def prepare_cli(
     src: Path = typer.Argument(...,
-        help="Folder with BBBC006_v1_images_z_XX/ folders or the BBBC006_v1_images_z_XX.zip files."),
+        help="Folder with BBBC006_v1_images_z_XX/ folders or .zip files, or with one z-stack file per field (TIFF, "
+             "OME-TIFF, ImageJ; ZYX or CZYX; any names)."),
     out: Path = typer.Argument(..., help="Output store folder."),
-    channels: str = typer.Option("w1,w2", "--channels", help="Channels to prepare, e.g. w1,w2."),
-    planes: str = typer.Option("0:16:2", "--planes",
-        help="Planes START:STOP[:STEP], stop inclusive (the paper: 0:16:2)."),
+    focus: Optional[str] = typer.Option(None, "--focus", metavar="auto|N",
+        help="Z-stack folders only: auto (each stack's sharpest plane, by normalized variance) or N (plane N of "
+             "every stack, 0 = first). BBBC006 folders are in focus at z16."),
+    channels: Optional[str] = typer.Option(None, "--channels",
+        help="Channels to prepare, e.g. w1,w2 (default). Z-stacks: w1 = the file's first channel, w2 the second; "
+             "default all."),
+    planes: Optional[str] = typer.Option(None, "--planes",
+        help="Planes START:STOP[:STEP], stop inclusive (the paper: 0:16:2, the default). Z-stacks: relative to "
+             "the focus, one side: -16:0:2 (default; before focus) or 0:16:2 (after); stored as z16-|offset|."),
     crop: int = typer.Option(128, "--crop", help="Crop size in pixels."),
     split: str = typer.Option("70:10:20", "--split",
         help="TRAIN:VAL:TEST ratios; fields sorted by name go test, val, train."),
-    normalize: str = typer.Option("minmax", "--normalize",
+    normalize: NormalizeChoice = typer.Option("minmax", "--normalize",
         help="16→8 bit: minmax (per image, the paper), stack (one scale per field from the in-focus plane) or "
              "percentile."),
-    test_crops: str = typer.Option("center", "--test-crops", help="Test crops: center (one) or ten (as train)."),
+    test_crops: TestCropsChoice = typer.Option("center", "--test-crops",
+        help="Test crops: center (one) or ten (as train)."),
     workers: int = typer.Option(2, "--workers", callback=lambda v: at_least(v, 0, "processes"),
                                  help="Decoding processes."),
-    strict: bool = typer.Option(False, "--strict", help="Fail on incomplete fields instead of skipping them."),
+    strict: bool = typer.Option(False, "--strict",
+        help="Fail on incomplete fields (or stacks without the planes around their focus) instead of skipping them."),
     force: bool = typer.Option(False, "--force", help="Replace an existing store made from other inputs or options."),
 ):
-    """Match fields across planes, split, scale to 8 bit and crop into a memory-mapped store for training."""
-    from ..bbbc006 import format_planes, parse_planes
+    """Match fields across planes (or find each z-stack's focus), split, scale to 8 bit and crop into a
+    memory-mapped store for training."""
+    from ..bbbc006 import format_planes
     from ..prepare import parse_split, prepare  # numpy, scipy: not for --help
 
-    plane_list = parse_planes(planes)
     result = prepare(
-        src, out, channels=split_list(channels), planes=plane_list, crop=crop, split=parse_split(split),
-        normalize=normalize, test_crops=test_crops, workers=workers, strict=strict, force=force,
-        progress=sys.stderr.isatty(),
+        src, out, channels=split_list(channels) if channels is not None else None, planes=planes, crop=crop,
+        split=parse_split(split), normalize=choice_value(normalize),
+        test_crops=choice_value(test_crops), workers=workers, strict=strict, force=force, progress=sys.stderr.isatty(),
+        focus=focus,
     )
     counts = ", ".join(f"{s} {result.counts[s]} fields / {result.crops[s]} crops" for s in ("train", "val", "test"))
     state = "up to date" if result.up_to_date else f"written in {result.seconds:.1f} s"
     skipped = f"; {len(result.skipped)} incomplete fields skipped" if result.skipped else ""
-    console.print(f"[green]prepare[/green] {result.path}: {state}; planes {format_planes(plane_list)}; "
-                  f"{counts}{skipped}",
+    shown = [f"{name} z{z}" for name, z in list(result.focus.items())[:FOCUS_SHOWN]]
+    more = f", … {len(result.focus) - FOCUS_SHOWN} more" if len(result.focus) > FOCUS_SHOWN else ""
+    focus_note = f"; focus ({focus}) {', '.join(shown)}{more} (manifest.json: focus_planes)" if result.focus else ""
+    console.print(f"[green]prepare[/green] {result.path}: {state}; planes {format_planes(result.planes)}"
+                  f"{focus_note}; {counts}{skipped}",
                   highlight=False, soft_wrap=True)

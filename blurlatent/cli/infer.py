@@ -1,4 +1,4 @@
-"""Inference commands: blur (Eq. 2) and deblur (Eq. 3) on files and folders."""
+"""Inference commands: blur (Eq. 2) and deblur (Eq. 3) on files, z-stacks and folders."""
 
 from __future__ import annotations
 
@@ -36,13 +36,26 @@ TILE_OPTION = typer.Option(
 OUT_DTYPE_OPTION = typer.Option(None, "--out-dtype", help="Output pixel type (default: the input's).")
 PRECISION_OPTION = typer.Option("auto", "--precision", help="auto (= fp32), fp32, or opt-in autocast bf16/fp16 "
                                 "(measured off fp32 by up to 0.05 and 0.009 of the range).")
+CHANNEL_OPTION = typer.Option(None, "--channel", help="Channel of a multi-channel file: index or name.")
+SERIES_OPTION = typer.Option(None, "--series", help="Image series of a file holding several (0, 1, ...).")
+
+
+def _alphas_line(alphas) -> str:
+    return ", ".join(f"{a:.4g}" for a in alphas)
+
+
+def _report_folder(written, pairs, unpaired, alphas, output, what: str = "pairs") -> None:
+    typer.echo(f"wrote {len(written)} images for {len(pairs)} {what} into {output} (alpha = {_alphas_line(alphas)})")
+    if unpaired:
+        typer.echo(f"skipped {len(unpaired)} file(s) without a partner, e.g. {unpaired[0]}")
 
 
 @app.command()
 @handle_errors
 def blur(
-    sharp: Optional[Path] = typer.Argument(None, help="The sharper image x1 (TIFF/PNG, grayscale)."),
-    blurry: Optional[Path] = typer.Argument(None, help="The blurrier image x2 of the same field."),
+    sharp: Optional[Path] = typer.Argument(None, help="The sharper image x1 (TIFF/PNG, grayscale), or a z-stack "
+                                           "(TIFF, OME-TIFF, OME-Zarr) with --z."),
+    blurry: Optional[Path] = typer.Argument(None, help="The blurrier image x2 of the same field (not with --z)."),
     checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="A checkpoint written by `blurlatent train`."),
     alpha: Optional[List[float]] = typer.Option(None, "--alpha", "-a",
         help="Blur level: 1 = sharp, 0 = blurry; repeat for several."),
@@ -54,6 +67,10 @@ def blur(
         "All or nothing: if any pair fails, no output is written, so the rerun needs no --force."),
     blurry_dir: Optional[Path] = typer.Option(None, "--blurry-dir",
         help="Folder mode: folder of blurrier images, paired by BBBC006 field or file name."),
+    z: Optional[Tuple[int, int]] = typer.Option(None, "--z",
+        help="Two planes of the stack SHARP, sharper first, e.g. --z 16 0."),
+    channel: Optional[str] = CHANNEL_OPTION,
+    series: Optional[int] = SERIES_OPTION,
     extrapolate: bool = typer.Option(False, "--extrapolate", help="Allow alpha outside [0, 1]."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing outputs."),
     device: str = DEVICE_OPTION,
@@ -75,31 +92,45 @@ def blur(
         if sharp_dir is None or blurry_dir is None or sharp is not None or blurry is not None:
             raise UsageError("folder mode needs both --sharp-dir and --blurry-dir and no SHARP/BLURRY files")
         written, pairs, unpaired = batch.blur_folders(checkpoint, config, sharp_dir, blurry_dir, alphas, output, force,
-                                                      extrapolate, progress_enabled=sys.stderr.isatty())
-        typer.echo(f"wrote {len(written)} images for {len(pairs)} pairs into {output} (alpha = "
-                   f"{', '.join(f'{a:.4g}' for a in alphas)})")
-        if unpaired:
-            typer.echo(f"skipped {len(unpaired)} file(s) without a partner, e.g. {unpaired[0]}")
+                                                      extrapolate, progress_enabled=sys.stderr.isatty(),
+                                                      channel=channel, series=series)
+        _report_folder(written, pairs, unpaired, alphas, output)
         return
-    if sharp is None or blurry is None:
-        raise UsageError("give SHARP and BLURRY image files, or --sharp-dir and --blurry-dir")
-    _report(batch.run_files(checkpoint, config, sharp, blurry, alphas, output, "blur", force, extrapolate), alphas)
+    if sharp is None or (blurry is None and z is None):
+        raise UsageError("give SHARP and BLURRY image files, a z-stack SHARP with --z P1 P2, or --sharp-dir and "
+                         "--blurry-dir")
+    _report(batch.run_files(checkpoint, config, sharp, blurry, alphas, output, "blur", force, extrapolate, z=z,
+                            channel=channel, series=series, progress_enabled=sys.stderr.isatty()), alphas)
 
 
 @app.command()
 @handle_errors
 def deblur(
-    blurriest: Path = typer.Argument(..., help="The most defocused image (z1), e.g. plane 0."),
-    less_blurry: Path = typer.Argument(..., help="A less defocused image of the same field (z3'), e.g. plane 8."),
+    blurriest: Optional[Path] = typer.Argument(None, help="The most defocused image (z1), e.g. plane 0; or a z-stack "
+                                               "(TIFF, OME-TIFF, OME-Zarr) with --z."),
+    less_blurry: Optional[Path] = typer.Argument(None, help="A less defocused image of the same field (z3'), e.g. "
+                                                 "plane 8 (not with --z)."),
     checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="A checkpoint written by `blurlatent train`."),
     alpha: Optional[float] = typer.Option(None, "--alpha", "-a",
         help="Eq. 3's alpha = (target - less_blurry) / (target - blurriest), 0 <= alpha < 1."),
     planes: Optional[Tuple[float, float]] = typer.Option(None, "--planes",
         help="Focal planes of BLURRIEST and LESS_BLURRY, e.g. --planes 0 8."),
+    z: Optional[Tuple[int, int]] = typer.Option(None, "--z",
+        help="Two planes of a z-stack, blurriest first, e.g. --z 0 8 (alpha from them and --target)."),
     target: float = typer.Option(16.0, "--target", help="The in-focus plane to recover (BBBC006: 16)."),
     sweep: bool = typer.Option(False, "--sweep",
         help="Also write alpha = 1/8 .. 7/8, one page each, to see which alpha is best."),
-    output: Path = typer.Option(..., "--output", "-o", help="Output .tif (several alphas: one page each) or .png."),
+    output: Path = typer.Option(..., "--output", "-o",
+        help="Output .tif/.ome.tif (several alphas: one labelled page each), .png, or .ome.zarr; a folder in folder "
+             "mode."),
+    blurriest_dir: Optional[Path] = typer.Option(None, "--blurriest-dir", help="Folder mode: folder of the most "
+        "defocused images. All or nothing: if any field fails, no output is written."),
+    less_blurry_dir: Optional[Path] = typer.Option(None, "--less-blurry-dir",
+        help="Folder mode: folder of less defocused images, paired by BBBC006 field or file name."),
+    stack_dir: Optional[Path] = typer.Option(None, "--stack-dir",
+        help="Folder mode: a folder of z-stacks, one output each from planes --z P1 P2."),
+    channel: Optional[str] = CHANNEL_OPTION,
+    series: Optional[int] = SERIES_OPTION,
     force: bool = typer.Option(False, "--force", help="Overwrite an existing output."),
     device: str = DEVICE_OPTION,
     tile: Optional[int] = TILE_OPTION,
@@ -107,17 +138,39 @@ def deblur(
     intensity: IntensityChoice = typer.Option("conserve", "--intensity",
         help="conserve: keep the less-blurry input's total signal above background; minmax: its range."),
     precision: PrecisionChoice = PRECISION_OPTION,
+    batch_size: int = typer.Option(4, "--batch-size", help="Images per forward pass (fields in folder mode)."),
 ):
     """Recover the in-focus image from two defocused planes of one field (Eq. 3).
 
-    alpha comes from --alpha, from --planes P1 P2 (--target, default 16), or, for BBBC006 files inside
-    BBBC006_v1_images_z_XX folders, from the folder names.
+    alpha comes from --alpha, from --planes P1 P2 or the stack planes --z P1 P2 (--target, default 16), or,
+    for BBBC006 files inside BBBC006_v1_images_z_XX folders, from the folder names.
     """
     from .. import batch
+    from ..errors import UsageError
 
-    config = _inference_config(device, tile, choice_value(out_dtype), choice_value(intensity), choice_value(precision))
-    alphas, planes = batch.deblur_alphas(alpha, planes, target, sweep, (blurriest, less_blurry))
-    if alpha is None and planes is not None:
+    config = _inference_config(device, tile, choice_value(out_dtype), choice_value(intensity),
+                               choice_value(precision), batch_size)
+    folder_mode = any(f is not None for f in (blurriest_dir, less_blurry_dir, stack_dir))
+    if folder_mode and (blurriest is not None or less_blurry is not None):
+        raise UsageError("folder mode (--stack-dir, --blurriest-dir/--less-blurry-dir) takes no BLURRIEST/LESS_BLURRY "
+                         "files")
+    if not folder_mode and (blurriest is None or (less_blurry is None and z is None)):
+        raise UsageError("give BLURRIEST and LESS_BLURRY image files, a z-stack BLURRIEST with --z P1 P2, or a folder "
+                         "mode (--stack-dir, --blurriest-dir/--less-blurry-dir)")
+    paths = (blurriest_dir or blurriest, less_blurry_dir or less_blurry)
+    alphas, planes = batch.deblur_alphas(alpha, planes, target, sweep, None if None in paths else paths, z=z)
+    if folder_mode:
+        written, pairs, unpaired = batch.deblur_folders(
+            checkpoint, config, alphas, output, blurriest_dir=blurriest_dir, less_blurry_dir=less_blurry_dir,
+            stack_dir=stack_dir, z=z, channel=channel, series=series, force=force,
+            progress_enabled=sys.stderr.isatty())
+    else:
+        written = batch.run_files(checkpoint, config, blurriest, less_blurry, alphas, output, "deblur", force, z=z,
+                                  channel=channel, series=series, progress_enabled=sys.stderr.isatty())
+    if alpha is None and planes is not None:  # after the job: an error stays the only line
         typer.echo(f"alpha = {alphas[0] if not sweep else batch.alpha_from_planes(planes[0], planes[1], target):.4g} "
                    f"from planes {planes[0]:g}, {planes[1]:g} toward {target:g}")
-    _report(batch.run_files(checkpoint, config, blurriest, less_blurry, alphas, output, "deblur", force), alphas)
+    if folder_mode:
+        _report_folder(written, pairs, unpaired, alphas, output, "stacks" if stack_dir is not None else "fields")
+    else:
+        _report(written, alphas)

@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 
 from ..cli_errors import console, handle_errors, state
-from .common import app, int_list
+from .common import AmpChoice, ArchChoice, LogChoice, RegChoice, app, choice_value, int_list
 
 # === train ===================================================================================
 
@@ -21,12 +21,13 @@ def train_cli(
         help="Prepared store folder (from `blurlatent prepare`); not needed with --resume or data.store in --config."),
     channel: Optional[str] = typer.Option(None, "--channel",
         help="Channel to train on: w1 (nuclei) or w2 (cell structure). Default w1."),
-    reg: Optional[str] = typer.Option(None, "--reg",
+    reg: Optional[RegChoice] = typer.Option(None, "--reg",
         help="none (baseline AE), weak (Eq. 4) or strong (Eq. 5, fine-tunes --init). Default none."),
     out: Optional[Path] = typer.Option(None, "--out", "-o",
         help="Run folder to create (config.yaml, metrics.jsonl, last.pt, best.pt, strips/)."),
     init: Optional[Path] = typer.Option(None, "--init",
-        help="Start from this checkpoint's weights, e.g. runs/w1-weak/best.pt (required by --reg strong)."),
+        help="Start from this checkpoint's weights and model (any --reg: fine-tuning), e.g. runs/w1-weak/best.pt "
+             "(required by --reg strong)."),
     from_scratch: bool = typer.Option(False, "--from-scratch",
         help="Allow --reg strong without --init (random start)."),
     config: Optional[Path] = typer.Option(None, "--config",
@@ -47,13 +48,22 @@ def train_cli(
     store_option: Optional[Path] = typer.Option(None, "--store", help="Same as STORE; with --resume: where it is now."),
     widths: Optional[str] = typer.Option(None, "--widths",
         help="Encoder widths, e.g. 64,128,256,512,1024 (the paper) or 8,16,32 for a quick run."),
+    arch: Optional[ArchChoice] = typer.Option(None, "--arch",
+        help="paper (the paper's autoencoder, the default) or multiscale (a latent at every resolution, resize+conv "
+             "decoder); without --widths an --arch takes its own default widths."),
+    deblur_weight: Optional[float] = typer.Option(None, "--deblur-weight",
+        help="Weight of the deblur loss, L1(G(Eq. 3(z_left, z_target)), x_right) on each triplet; 0 (default) is "
+             "off; adds to any --reg."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (weights and batch order)."),
     workers: Optional[int] = typer.Option(None, "--workers", help="Loader processes (default: 0 on CPU, 4 per GPU)."),
-    amp: Optional[str] = typer.Option(None, "--amp",
+    amp: Optional[AmpChoice] = typer.Option(None, "--amp",
         help="Mixed precision: auto (bf16 on CUDA and on CPUs with native bf16), bf16, fp16 (CUDA) or off."),
     channels_last: Optional[bool] = typer.Option(None, "--channels-last/--no-channels-last",
         help="NHWC memory format (default: on for CUDA and CPU, where it measured 1.5x faster at batch 40; off on "
              "MPS)."),
+    log: Optional[LogChoice] = typer.Option(None, "--log",
+        help="Also log to TensorBoard (RUN/tensorboard/; needs blurlatent\\[tensorboard]). metrics.jsonl and "
+             "metrics.csv are always written."),
     force: bool = typer.Option(False, "--force", help="Replace an existing run folder."),
 ):
     """Train the autoencoder (baseline, weak or strong) on a prepared store; Ctrl-C saves, --resume continues.
@@ -61,38 +71,59 @@ def train_cli(
     Strong fine-tunes weak: `--reg weak --out runs/w1-weak`, then `--reg strong --init runs/w1-weak/best.pt --out
     runs/w1-strong`.
     """
-    from ..config import TrainConfig, load_yaml, override
     from ..errors import UsageError
     from ..run import resume_config, store_argument
-    from ..train import train
 
     if gpus is not None and nproc is not None and gpus != nproc:
         raise UsageError(f"--gpus {gpus} and --nproc {nproc} disagree; give one of them")
     if gpus is not None:
         state["flags"] = {"nproc": "--gpus"}  # the user said --gpus: report it so
-    if gpus is not None and device is None:
-        device = "cuda"
+        device = "cuda" if device is None else device
     changes = {
-        "data.store": store_argument(store, store_option), "data.channel": channel, "reg": reg,
-        "init": str(init) if init is not None else None, "from_scratch": from_scratch or None,
-        "optim.epochs": epochs, "optim.batch": batch_size, "optim.lr": lr, "device": device,
-        "nproc": gpus if gpus is not None else nproc, "sync_bn": sync_bn or None, "seed": seed, "workers": workers,
-        "amp": amp, "channels_last": channels_last,
-        "model.widths": int_list(widths, "model widths") if widths else None,
+        "data.store": store_argument(store, store_option), "data.channel": channel, "reg": choice_value(reg),
+        "init": str(init) if init is not None else None, "from_scratch": from_scratch or None, "log": choice_value(log),
+        "optim.epochs": epochs, "optim.batch": batch_size, "optim.lr": lr, "device": device, "seed": seed,
+        "nproc": gpus if gpus is not None else nproc, "sync_bn": sync_bn or None, "workers": workers,
+        "amp": choice_value(amp), "channels_last": channels_last, "deblur_weight": deblur_weight,
+        "model.widths": int_list(widths, "model widths") if widths else None, "model.arch": choice_value(arch),
     }
+    if resume is not None and config is not None:
+        raise UsageError("--resume continues a run with its own settings; drop --config")
     if resume is not None:
-        if config is not None:
-            raise UsageError("--resume continues a run with its own settings; drop --config")
         cfg, out = resume_config(resume, changes, out=out), resume
     elif out is None:
         raise UsageError("no run folder given: pass --out runs/NAME")
     else:
-        cfg = override(load_yaml(TrainConfig, config) if config is not None else TrainConfig(), changes)
+        cfg = _new_run_config(config, init, choice_value(arch), changes)
+    _run(cfg, out, resume is not None, force)
+
+
+def _new_run_config(config: Optional[Path], init: Optional[Path], arch: Optional[str], changes: dict):
+    """A new run's config: defaults ← --config ← flags; fine-tuning (--init) takes the init's model unless given."""
+    from ..config import DEFAULT_WIDTHS, TrainConfig, load_yaml, override, read_yaml
+    from ..run import init_model
+
+    base = load_yaml(TrainConfig, config) if config is not None else TrainConfig()
+    if init is not None:  # fine-tuning: the init's model, except what flags or --config give
+        in_yaml = (read_yaml(config) or {}).get("model") or {} if config is not None else {}
+        for key, value in init_model(init).items():
+            if changes.get(key) is None and key.split(".", 1)[1] not in in_yaml:
+                changes[key] = value
+    if arch is not None and changes.get("model.widths") is None and base.model.arch != arch:
+        changes["model.widths"] = list(DEFAULT_WIDTHS[arch])  # the base's widths are another arch's
+    return override(base, changes)
+
+
+def _run(cfg, out: Path, resume: bool, force: bool) -> None:
+    """Train; one summary line (a line per epoch before it when stderr is not a terminal: ``logs``)."""
+    from ..train import train
+
     try:
-        result = train(cfg, out, resume=resume is not None, progress=sys.stderr.isatty(), force=force)
+        result = train(cfg, out, resume=resume, progress=sys.stderr.isatty(), force=force)
     except KeyboardInterrupt as exc:  # train() saved a resumable last.pt first; say how to continue
         console.print(f"[yellow]{exc or 'interrupted'}[/yellow]", highlight=False, soft_wrap=True)
         raise typer.Exit(130)
     if result is not None:
         console.print(f"[green]train[/green] {result.out}: {result.epochs} epochs, best validation loss "
-                      f"{result.best_val:.5f} at epoch {result.best_epoch} → {result.out / 'best.pt'}", highlight=False)
+                      f"{result.best_val:.5f} at epoch {result.best_epoch} → {result.out / 'best.pt'}", highlight=False,
+                      soft_wrap=True)

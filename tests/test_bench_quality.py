@@ -1,0 +1,79 @@
+"""benchmarks/bench_quality.py: the smoke mode end to end (paper only), and the issue's targets as pass/fail."""
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_quality.py"
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("bench_quality", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_smoke_runs_end_to_end_and_reports_every_method_and_k(tmp_path):
+    out = tmp_path / "bq"
+    run = subprocess.run([sys.executable, str(SCRIPT), "--out", str(out), "--archs", "paper", "--smoke",
+                          "--seeds", "0,1", "--workers", "1", "--device", "cpu"],
+                         capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    result = json.loads((out / "bench_quality.json").read_text())
+    ks = [str(k) for k in range(2, 15, 2)]
+    assert result["ks"] == list(range(2, 15, 2))
+    assert set(result["methods"]) == {"identity", "rl", "wiener", "gaussian", "paper"}
+    for name in ("identity", "rl", "wiener", "paper"):
+        deblur = result["methods"][name]["deblur"]
+        assert list(deblur) == ks, name
+        assert all(0 < deblur[k]["psnr"] < 100 and -1 <= deblur[k]["ssim"] <= 1 for k in ks), name
+    for name in ("gaussian", "paper"):
+        assert list(result["methods"][name]["blur"]) == ks
+    assert set(result["per_seed"]["paper"]) == {"0", "1"}
+    for seed in (0, 1):  # the same budget for every model: steps, epochs and seconds recorded
+        r = result["runs"][f"paper-s{seed}"]
+        assert r["steps"] == r["epochs"] * r["steps_per_epoch"] > 0 and r["seconds"] > 0
+    # the evaluation set is another seed with other optics, scored on whole fields
+    assert result["eval_seed"] != result["data_seed"] and result["eval_optics"]["na"] != 0.45
+    assert result["image_size"] == [64, 64] and result["test_fields"] == 2
+    assert result["targets"] == [] and "targets: not checked" in run.stdout
+    assert all(Path(p).stat().st_size > 0 for p in result["plots"])
+
+
+def _methods(paper8, new8, classical8, identity14, new14, blur_paper, blur_new, ssim_paper=0.5, ssim_new=0.6):
+    def column(d8, d14, blur, ssim=0.5):
+        deblur = {k: {"psnr": 0.0, "ssim": 0.0} for k in range(2, 15, 2)}
+        deblur[8], deblur[14] = {"psnr": d8, "ssim": ssim}, {"psnr": d14, "ssim": ssim}
+        return {"deblur": deblur, "blur": {k: blur for k in range(2, 15, 2)}}
+
+    return {"paper": column(paper8, 0.0, blur_paper, ssim_paper), "new": column(new8, new14, blur_new, ssim_new),
+            "rl": column(classical8, 0.0, 0.0), "wiener": column(classical8 - 1, 0.0, 0.0),
+            "identity": column(0.0, identity14, 0.0)}
+
+
+def test_targets_pass_and_fail_at_the_issues_thresholds():
+    bench = _bench()
+    passing = bench.targets(_methods(20.0, 22.05, 21.0, 30.0, 29.75, 25.0, 24.75), ["paper", "new"])
+    assert [g["pass"] for g in passing] == [True] * 5
+    assert bench.targets(_methods(20.0, 22.05, 21.0, 30.0, 29.75, 25.0, 24.75), ["paper"]) == []
+    failing = bench.targets(_methods(20.0, 21.95, 21.0, 30.0, 29.65, 25.0, 24.65, ssim_new=0.4), ["paper", "new"])
+    assert [g["pass"] for g in failing] == [False] * 5
+    # the classical bar is the better of RL and Wiener
+    assert failing[1]["threshold"] == pytest.approx(22.0)
+
+
+def test_eval_optics_are_checked_and_paper_is_required():
+    bench = _bench()
+    assert bench.parse_optics("na=0.6,gain=0.5").na == 0.6
+    with pytest.raises(SystemExit, match="not an optics field"):
+        bench.parse_optics("aperture=0.6")
+    with pytest.raises(Exception, match="na 1.5"):
+        bench.parse_optics("na=1.5")
+    with pytest.raises(SystemExit, match="must include paper"):
+        bench.parse_args(["--out", "x", "--archs", "multiscale"])

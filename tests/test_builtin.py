@@ -1,0 +1,81 @@
+"""Built-in models: slimming a checkpoint, the card, the checksum check, `blurlatent models`."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from blurlatent import builtin
+from blurlatent.builtin import TOLERANCE, builtin_model, builtin_models, builtin_path, slim_checkpoint
+from blurlatent.cli import app
+from blurlatent.errors import RuntimeFailure, UsageError
+from blurlatent.inference import load_model
+from tests.infer_model import pair, tiny_checkpoint
+
+
+@pytest.fixture(scope="module")
+def shipped(tmp_path_factory):
+    """A models folder holding the tiny checkpoint slimmed, with its card."""
+    folder = tmp_path_factory.mktemp("models")
+    probe = np.stack([np.stack(pair(seed)) for seed in (1, 2)])
+    facts = slim_checkpoint(tiny_checkpoint(tmp_path_factory), folder / "w1.pt", probe)
+    card = {"name": "w1", "channel": "w1", "file": "w1.pt", "summary": "tiny test model", "arch": "paper", **facts}
+    (folder / "w1.json").write_text(json.dumps(card))
+    return folder, facts, probe
+
+
+def test_slim_checkpoint_has_no_training_state_and_loads_weights_only(shipped):
+    folder, facts, _ = shipped
+    ckpt = torch.load(folder / "w1.pt", weights_only=True)
+    assert set(ckpt) <= {"format_version", "package_version", "torch_version", "config", "model"}
+    assert {str(v.dtype).replace("torch.", "") for v in ckpt["model"].values() if v.is_floating_point()} == {
+        facts["precision"]}
+    assert facts["precision"] == "float16"  # the tiny model's outputs move by far less than 1e-3 in fp16
+
+
+def test_slim_outputs_stay_within_tolerance_of_the_original(shipped, tmp_path_factory):
+    folder, facts, probe = shipped
+    original = load_model(tiny_checkpoint(tmp_path_factory), device="cpu", fuse=False)
+    slim = load_model(folder / "w1.pt", device="cpu", fuse=False)
+    a = original.combine(probe[:, 0], probe[:, 1], [0.5], "deblur")
+    b = slim.combine(probe[:, 0], probe[:, 1], [0.5], "deblur")
+    diff = float(np.abs(a - b).max())
+    assert 0 < diff <= TOLERANCE  # rounded (not a copy of float32), yet within the promise
+    assert diff == pytest.approx(facts["max_abs_diff"], abs=1e-7)
+
+
+def test_card_checksum_is_verified(shipped, tmp_path):
+    folder, _, _ = shipped
+    model = builtin_model("w1", folder)
+    assert builtin_path(model) == folder / "w1.pt"
+    damaged = tmp_path / "models"
+    damaged.mkdir()
+    data = bytearray((folder / "w1.pt").read_bytes())
+    data[-100] ^= 1
+    (damaged / "w1.pt").write_bytes(bytes(data))
+    (damaged / "w1.json").write_text((folder / "w1.json").read_text())
+    with pytest.raises(RuntimeFailure, match="damaged .*reinstall"):
+        builtin_path(builtin_model("w1", damaged))
+    (damaged / "w1.pt").unlink()
+    with pytest.raises(RuntimeFailure, match="missing"):
+        builtin_path(builtin_model("w1", damaged))
+
+
+def test_unknown_channel_names_the_channels_there_are(shipped):
+    folder, _, _ = shipped
+    with pytest.raises(UsageError, match="channel w2: no built-in model .*built-in: w1"):
+        builtin_model("w2", folder)
+
+
+def test_models_command_lists_the_cards(shipped, monkeypatch):
+    folder, _, _ = shipped
+    monkeypatch.setattr(builtin, "MODELS_DIR", folder)
+    monkeypatch.setattr(builtin.builtin_models, "__defaults__", (folder,))
+    result = CliRunner().invoke(app, ["models", "--verify"], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert "tiny test model" in result.output and "sha256 ok" in result.output
+    assert [m.name for m in builtin_models(folder)] == ["w1"]
