@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-EXTRAS := test,napari,export,tensorboard
+EXTRAS := test,napari,export,tensorboard,zarr
 
 .PHONY: venv demo test clean constraints
 

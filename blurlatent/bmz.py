@@ -182,7 +182,8 @@ def readme(task: Task, normalize: str, config: dict, built: Built, source_name: 
     return f"""# blurlatent {task.rule} model, alpha = {built.alpha:.4g}
 
 This model {task.what}: `{task.output}` = G({RULE_WORDS[task.rule]}) with a = {built.alpha:.4g}, where E and G
-are the encoder and decoder of the paper's convolutional autoencoder. Exported from `{source_name}` by
+are the encoder and decoder of {ARCH_WORDS.get((config.get("model") or {}).get("arch", "paper"), "the autoencoder")}.
+Exported from `{source_name}` by
 blurlatent {__version__}.
 
 ## Inputs and output
@@ -210,6 +211,12 @@ data, take a focal stack, {"deblur two defocused planes and compare the result w
 ## Citation
 {PAPER} https://doi.org/{PAPER_DOI}
 """
+
+
+# config.model.arch → what the README calls the network (a checkpoint without arch is the paper's)
+ARCH_WORDS = {"paper": "the paper's convolutional autoencoder",
+              "multiscale": "blurlatent's multiscale autoencoder (a latent at every resolution, the rule applied to "
+                            "each)"}
 
 
 def describe(work: Path, task: Task, predictor, ckpt: dict, built: Built, source_name: str,
