@@ -10,7 +10,9 @@ edited file is refused, never used.
     builtin_models()            every shipped model, from its card
     builtin_model("w1")         the default model of a channel
     builtin_path(model)         the weights file, after its checksum matched
-    slim_checkpoint(src, dst)   a trained checkpoint → a shippable one (the reproduction script's last step)
+    resolve_checkpoint(path, name)  the checkpoint a command uses: the user's, else the built-in one
+
+Making one (``slim_checkpoint``) is ``shipping``'s: this module imports no torch, so inference can use it.
 """
 
 from __future__ import annotations
@@ -20,17 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-
-from .checkpoint import build_model, load_checkpoint
 from .errors import RuntimeFailure, UsageError
-from .files import atomic_path, sha256_file
-from .inference import Predictor
+from .files import sha256_file
 
 MODELS_DIR = Path(__file__).with_name("models")
-TOLERANCE = 1e-3  # the largest output change, on the [0, 1] scale, that a lower weight precision may cause
-PRECISIONS = ("float16", "bfloat16", "float32")  # tried in this order: the first within TOLERANCE is kept
+DEFAULT_MODEL = "w1"  # nuclei: the paper's main channel
 
 
 @dataclass(frozen=True)
@@ -49,8 +45,9 @@ class BuiltinModel:
         return self.card.get("summary", "")
 
 
-def builtin_models(folder: Path = MODELS_DIR) -> list[BuiltinModel]:
-    """Every model whose card is in ``folder``, sorted by name; [] when none ships."""
+def builtin_models(folder: Path | None = None) -> list[BuiltinModel]:
+    """Every model whose card is in ``folder`` (default ``MODELS_DIR``), sorted by name; [] when none ships."""
+    folder = Path(folder) if folder is not None else MODELS_DIR
     models = []
     for card_path in sorted(folder.glob("*.json")):
         card = json.loads(card_path.read_text())
@@ -58,15 +55,15 @@ def builtin_models(folder: Path = MODELS_DIR) -> list[BuiltinModel]:
     return models
 
 
-def builtin_model(channel: str = "w1", folder: Path = MODELS_DIR) -> BuiltinModel:
+def builtin_model(channel: str = DEFAULT_MODEL, folder: Path | None = None) -> BuiltinModel:
     """The built-in model for ``channel``; UsageError naming the channels there are when none fits."""
     models = builtin_models(folder)
     for model in models:
         if model.channel == channel:
             return model
     there = ", ".join(m.channel for m in models) or "none in this installation"
-    raise UsageError(f"channel {channel}: no built-in model for it (built-in: {there}); pass a checkpoint "
-                     "trained on your channel with checkpoint")
+    raise UsageError(f"no built-in model named {channel} (built-in: {there}); choose one of those, or pass a "
+                     "checkpoint trained on your data")
 
 
 def builtin_path(model: BuiltinModel) -> Path:
@@ -86,30 +83,12 @@ def describe(model: BuiltinModel) -> str:
     return f"using the built-in {model.name} model ({model.summary}; see `blurlatent models`)"
 
 
-# --- making one ---------------------------------------------------------------------------------------
-
-
-def slim_checkpoint(src: str | Path, dst: str | Path, probe: np.ndarray, alphas=(0.5,),
-                    force: bool = False) -> dict[str, Any]:
-    """Write ``src`` (a trained checkpoint) to ``dst`` without training state, its weights in the first of
-    ``PRECISIONS`` whose deblurred ``probe`` pairs stay within ``TOLERANCE`` of float32's.
-
-    ``probe``: float [N, 2, H, W] (blurriest, less blurry) in [0, 1], e.g. synthetic test fields. Returns
-    ``{"precision", "max_abs_diff", "sha256", "bytes"}`` for the card.
-    """
-    ckpt = load_checkpoint(src)
-    reference = Predictor(build_model(ckpt, str(src)), fuse=False)
-    expected = reference.combine(probe[:, 0], probe[:, 1], list(alphas), "deblur")
-    for precision in PRECISIONS:
-        dtype = getattr(torch, precision)
-        weights = {k: v.to(dtype) if v.is_floating_point() else v for k, v in ckpt["model"].items()}
-        slim = {key: ckpt[key] for key in ("format_version", "package_version", "torch_version") if key in ckpt}
-        slim.update(config=ckpt["config"], model=weights)
-        model = build_model(slim, str(src))  # the weights as they will load: rounded, then float32 again
-        got = Predictor(model, fuse=False).combine(probe[:, 0], probe[:, 1], list(alphas), "deblur")
-        diff = float(np.abs(got - expected).max())
-        if diff <= TOLERANCE:
-            break
-    with atomic_path(dst, force=force) as tmp:
-        torch.save(slim, tmp)
-    return {"precision": precision, "max_abs_diff": diff, "sha256": sha256_file(dst), "bytes": Path(dst).stat().st_size}
+def resolve_checkpoint(checkpoint: str | Path | None, model: str | None = None) -> tuple[Path, str | None]:
+    """The checkpoint a command runs: ``checkpoint`` when given (``model`` must then be None), else the
+    built-in ``model`` (default ``DEFAULT_MODEL``) after its checksum matched, with the line to tell the user."""
+    if checkpoint is not None:
+        if model is not None:
+            raise UsageError(f"both a built-in model ({model}) and a checkpoint ({checkpoint}) given; give one of them")
+        return Path(checkpoint), None
+    builtin = builtin_model(model or DEFAULT_MODEL)
+    return builtin_path(builtin), describe(builtin)

@@ -86,6 +86,8 @@ IN_MESSAGE = {
     "so z=P1 P2": "so --z P1 P2", "and z=P1 P2": "and --z P1 P2", "without z=P1 P2": "without --z P1 P2",
     "stack_dir, or blurriest_dir and less_blurry_dir": "--stack-dir, or --blurriest-dir and --less-blurry-dir",
     "both blurriest_dir and less_blurry_dir": "both --blurriest-dir and --less-blurry-dir",
+    "both a built-in model (": "both --model (", "and a checkpoint (": "and --checkpoint (",
+    "pass a checkpoint trained": "pass --checkpoint trained",
 }
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import logging
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
@@ -28,6 +29,7 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from .builtin import resolve_checkpoint
 from .checkpoint import build_model, load_checkpoint
 from .config import InferenceConfig
 from .device import assign_device, inference_autocast
@@ -44,6 +46,8 @@ from .latent import (
 )
 from .planes import array_pair
 from .tiling import crop_to, pad_to_multiple, plan_tiles, receptive_radius
+
+log = logging.getLogger(__name__)
 
 # rule name -> how the two latents combine: Eq. 2 (first = sharper) or Eq. 3 (first = blurriest)
 RULES = {"blur": interpolate_latents, "deblur": extrapolate_sharp}
@@ -268,13 +272,22 @@ def check_pair(a: np.ndarray, b: np.ndarray, names: tuple[str, str]) -> None:
 # --- the small public API ------------------------------------------------------------------------------
 
 
-def load_model(ckpt_path: str | Path, device: str = "auto", fuse: bool = True) -> Predictor:
-    """The checkpoint as a Predictor on ``device`` (auto: CUDA, then MPS, then CPU); see ``Predictor``."""
-    return Predictor.from_checkpoint(ckpt_path, InferenceConfig(device=device), fuse=fuse)
+def load_model(ckpt_path: str | Path | None = None, device: str = "auto", fuse: bool = True, *,
+               builtin: str | None = None) -> Predictor:
+    """The checkpoint as a Predictor on ``device`` (auto: CUDA, then MPS, then CPU); see ``Predictor``.
+    Without ``ckpt_path``: the built-in model ``builtin`` (default w1, nuclei; ``blurlatent models`` lists
+    them), its checksum verified, said once in the log."""
+    path, note = resolve_checkpoint(ckpt_path, builtin)
+    if note:
+        log.info(note)
+    return Predictor.from_checkpoint(path, InferenceConfig(device=device), fuse=fuse)
 
 
 def as_predictor(model) -> Predictor:
-    """``model`` if it is a Predictor, else a Predictor over an Autoencoder (minmax normalization)."""
+    """``model`` if it is a Predictor; None: the built-in default model; else a Predictor over an
+    Autoencoder (minmax normalization)."""
+    if model is None:
+        return load_model()
     return model if isinstance(model, Predictor) else Predictor(model, getattr(model, "normalize", "minmax"))
 
 

@@ -196,7 +196,8 @@ def field_record(job: FieldJob, channel: str, lohi: Sequence[tuple[float, float]
         "name": f"{job.name}_{channel}", "field": job.name, "channel": channel, "split": job.split,
         "index": job.index, "crops": [job.index * n, (job.index + 1) * n],
         "planes": [
-            {"plane": p, "file": s.path, "member": s.member, "lo": lo, "hi": hi, **({} if s.z is None else {"z": s.z})}
+            {"plane": p, "file": s.path, "member": s.member, "lo": lo, "hi": hi,
+             **({} if s.z is None else {"z": s.z, "stack_channel": s.channel})}
             for p, s, (lo, hi) in zip(job.planes, job.sources[channel], lohi)
         ],
     }

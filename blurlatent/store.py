@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .discover import stack_data
 from .errors import UsageError
 from .files import sha256_file
 from .imageio import read_source
@@ -154,12 +155,15 @@ class Store:
                 if (split is None or r["split"] == split) and (channel is None or r["channel"] == channel)]
 
     def source_image(self, record: dict, plane: int) -> np.ndarray:
-        """The original (16-bit) image of a field record (from ``fields()``) at ``plane``: a file, or a member
-        of a downloaded zip. Raises UsageError when the plane is not in the record or the source is gone."""
+        """The original (16-bit) image of a field record (from ``fields()``) at ``plane``: a file, a member
+        of a downloaded zip, or a plane of a z-stack. Raises UsageError when the plane is not in the record or
+        the source is gone."""
         entry = next((p for p in record["planes"] if p["plane"] == plane), None)
         if entry is None:
             raise UsageError(f"{self.path}: field {record['name']} has no plane {plane} (planes {self.planes}); "
                              "pick one of those")
+        if entry.get("z") is not None:  # a plane of one of the user's z-stacks (``ownstacks``)
+            return stack_data(entry["file"], entry.get("stack_channel", 0))[entry["z"]]
         return read_source(entry["file"], entry.get("member") or None)
 
     def triplet_index(self, triplets) -> list[tuple[int, int, int]]:

@@ -407,7 +407,7 @@ CASES = [
         "unknown regularization",
         f"train {{store}} --reg bogus --out {{work}}/run {TRAIN}",
         2,
-        ("--reg bogus", "none, weak, strong"),
+        ("'--reg'", "'bogus' is not one of 'none', 'weak', 'strong'"),
     ),
     Case(
         "train-strong-without-init",
@@ -658,10 +658,10 @@ CASES = [
     ),
     Case(
         "blur-missing-option",
-        "no --checkpoint",
-        "blur {bad}/sharp.tif {bad}/blurry.tif --alpha 0.5 -o {work}/out.tif",
+        "no --output",
+        "blur {bad}/sharp.tif {bad}/blurry.tif --alpha 0.5 -c {ckpt}",
         2,
-        ("--checkpoint", "--help"),
+        ("--output", "--help"),
     ),
     # --- evaluate ------------------------------------------------------------------------------------
     Case(

@@ -6,14 +6,17 @@ import json
 
 import numpy as np
 import pytest
+import tifffile
 import torch
 from typer.testing import CliRunner
 
+import blurlatent
 from blurlatent import builtin
-from blurlatent.builtin import TOLERANCE, builtin_model, builtin_models, builtin_path, slim_checkpoint
+from blurlatent.builtin import builtin_model, builtin_models, builtin_path, resolve_checkpoint
 from blurlatent.cli import app
 from blurlatent.errors import RuntimeFailure, UsageError
 from blurlatent.inference import load_model
+from blurlatent.shipping import TOLERANCE, slim_checkpoint
 from tests.infer_model import pair, tiny_checkpoint
 
 
@@ -67,15 +70,50 @@ def test_card_checksum_is_verified(shipped, tmp_path):
 
 def test_unknown_channel_names_the_channels_there_are(shipped):
     folder, _, _ = shipped
-    with pytest.raises(UsageError, match="channel w2: no built-in model .*built-in: w1"):
+    with pytest.raises(UsageError, match="no built-in model named w2 .*built-in: w1"):
         builtin_model("w2", folder)
 
 
 def test_models_command_lists_the_cards(shipped, monkeypatch):
     folder, _, _ = shipped
     monkeypatch.setattr(builtin, "MODELS_DIR", folder)
-    monkeypatch.setattr(builtin.builtin_models, "__defaults__", (folder,))
     result = CliRunner().invoke(app, ["models", "--verify"], terminal_width=200)
     assert result.exit_code == 0, result.output
     assert "tiny test model" in result.output and "sha256 ok" in result.output
     assert [m.name for m in builtin_models(folder)] == ["w1"]
+
+
+def test_resolve_checkpoint_prefers_the_users_and_refuses_both(shipped, monkeypatch, tmp_path):
+    folder, _, _ = shipped
+    monkeypatch.setattr(builtin, "MODELS_DIR", folder)
+    assert resolve_checkpoint(tmp_path / "mine.pt") == (tmp_path / "mine.pt", None)
+    path, note = resolve_checkpoint(None)
+    assert path == folder / "w1.pt" and note.startswith("using the built-in w1 model (tiny test model")
+    with pytest.raises(UsageError, match="both a built-in model"):
+        resolve_checkpoint(tmp_path / "mine.pt", "w1")
+
+
+def test_cli_without_checkpoint_equals_cli_with_the_builtin_file(shipped, monkeypatch, tmp_path):
+    folder, _, probe = shipped
+    monkeypatch.setattr(builtin, "MODELS_DIR", folder)
+    a, b = tmp_path / "a.tif", tmp_path / "b.tif"
+    tifffile.imwrite(a, (probe[0, 0] * 60000).astype(np.uint16))
+    tifffile.imwrite(b, (probe[0, 1] * 60000).astype(np.uint16))
+    runner = CliRunner()
+    default = runner.invoke(app, ["deblur", str(a), str(b), "--alpha", "0.5", "-o", str(tmp_path / "d.tif")])
+    assert default.exit_code == 0, default.output
+    assert "using the built-in w1 model" in default.output
+    given = runner.invoke(app, ["deblur", str(a), str(b), "--alpha", "0.5", "-c", str(folder / "w1.pt"),
+                                "-o", str(tmp_path / "c.tif")])
+    assert given.exit_code == 0 and "built-in" not in given.output
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "d.tif"), tifffile.imread(tmp_path / "c.tif"))
+    both = runner.invoke(app, ["deblur", str(a), str(b), "--alpha", "0.5", "-c", str(folder / "w1.pt"), "-m", "w1",
+                               "-o", str(tmp_path / "e.tif")])
+    assert both.exit_code == 2 and "both --model (w1) and --checkpoint" in both.output
+
+
+def test_api_without_a_model_uses_the_builtin(shipped, monkeypatch):
+    folder, _, probe = shipped
+    monkeypatch.setattr(builtin, "MODELS_DIR", folder)
+    expected = load_model(folder / "w1.pt", device="cpu").deblur(probe[0, 0], probe[0, 1], 0.5)
+    np.testing.assert_array_equal(blurlatent.deblur(None, probe[0, 0], probe[0, 1], 0.5), expected)

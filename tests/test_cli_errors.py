@@ -72,5 +72,6 @@ def test_fixed_choices_are_listed_in_help_and_enforced(command, flag, option):
 
 def test_shell_completion_is_on():
     res = CliRunner().invoke(app, ["--show-completion", "bash"])
-    assert res.exit_code == 0 and "complete " in res.output and "_COMPLETE=complete_bash" in res.output
+    assert res.exit_code == 0, (res.output, repr(res.exception))
+    assert "complete " in res.output and "_COMPLETE=complete_bash" in res.output
     assert "--install-completion" in CliRunner().invoke(app, ["--help"]).output

@@ -182,7 +182,7 @@ def test_deblur_loss_decreases_on_a_tiny_problem():
         opt.zero_grad()
         terms["loss"].backward()
         opt.step()
-        history.append(float(terms["deblur"]))
+        history.append(terms["deblur"].item())
     assert set(terms) == {"loss", "recon", "interp", "deblur"}
     assert np.mean(history[-5:]) < 0.6 * np.mean(history[:5]), history
 

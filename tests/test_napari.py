@@ -11,6 +11,7 @@ Skipped, with the reason, without ``pip install 'blurlatent[napari]'`` (CI insta
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import subprocess
@@ -47,9 +48,11 @@ from infer_model import pair, tiny_checkpoint  # noqa: E402
 from scipy.ndimage import laplace  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
+from blurlatent import builtin  # noqa: E402
 from blurlatent.cli import app  # noqa: E402
 from blurlatent.config import InferenceConfig  # noqa: E402
 from blurlatent.inference import Predictor  # noqa: E402
+from blurlatent.shipping import slim_checkpoint  # noqa: E402
 
 WAIT_MS = 60_000
 
@@ -168,6 +171,24 @@ def test_deblur_stack_alpha_from_planes_equals_the_cli(qtbot, viewer, ckpt, tmp_
     assert tuple(layer.scale) == (0.65, 0.65) and layer.metadata["alpha"] == 0.5
 
 
+def test_empty_checkpoint_runs_the_builtin_model(qtbot, viewer, ckpt, tmp_path, monkeypatch):
+    """No checkpoint chosen: the built-in model (here the tiny one, shipped into a temporary models folder)."""
+    folder = tmp_path / "models"
+    folder.mkdir()
+    sharp, blurry = pair(5, (48, 48))
+    facts = slim_checkpoint(ckpt, folder / "w1.pt", np.stack([np.stack([blurry, sharp])]))
+    (folder / "w1.json").write_text(json.dumps({"name": "w1", "channel": "w1", "file": "w1.pt", **facts}))
+    monkeypatch.setattr(builtin, "MODELS_DIR", folder)
+    stack = np.stack([blurry, 0.5 * (sharp + blurry), sharp])
+    viewer.add_image(stack, name="stack")
+    widget = make(qtbot, DeblurWidget, viewer, None, source=STACK, z_first=0, z_second=1)
+    widget.target.value = 2
+    run_to_end(qtbot, widget)
+    expected = cli_image(tmp_path, "deblur", stack[0], stack[1], folder / "w1.pt", "--planes", 0, 1, "--target", 2)
+    np.testing.assert_allclose(viewer.layers[-1].data, expected, rtol=0, atol=1e-5)
+    assert viewer.layers[-1].metadata["checkpoint"] == str(folder / "w1.pt")
+
+
 # --- blur ------------------------------------------------------------------------------------------
 
 
@@ -245,11 +266,12 @@ def test_bad_checkpoint_is_the_cli_message_and_adds_no_layer(qtbot, viewer, ckpt
 
 
 @pytest.mark.parametrize("field, value, needle", [
-    ("checkpoint", None, "checkpoint: choose a .pt file"),
+    ("checkpoint", None, "no built-in model named w1 (built-in: none in this installation)"),
     ("z_second", 5, "less-blurry z 5 is outside the stack's planes 0..1"),
     ("tile", "big", "tile 'big': give a tile size in pixels"),
 ])
-def test_bad_form_is_reported_at_once(qtbot, viewer, ckpt, notes, field, value, needle):
+def test_bad_form_is_reported_at_once(qtbot, viewer, ckpt, notes, field, value, needle, monkeypatch, tmp_path):
+    monkeypatch.setattr(builtin, "MODELS_DIR", tmp_path)  # an installation without built-in models
     viewer.add_image(np.zeros((2, 16, 16), np.float32), name="stack")
     widget = make(qtbot, DeblurWidget, viewer, ckpt, source=STACK, z_first=0, z_second=1)
     getattr(widget.inputs if field.startswith("z_") else widget, field).value = value

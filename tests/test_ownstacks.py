@@ -76,6 +76,8 @@ def test_auto_focus_before_focus_stores_bbbc_numbering(stacks, tmp_path):
     f = truth[name]
     for i, z in enumerate(range(f - 3, f + 1)):
         np.testing.assert_array_equal(store.full_test("w2")[0, i], _minmax8(expected[z]))
+        # the 16-bit original of a stored plane comes back from its stack (the demo's figures read it so)
+        np.testing.assert_array_equal(store.source_image(record, 13 + i), expected[z])
 
 
 def test_after_focus_is_mirrored_and_fixed_focus(tmp_path):

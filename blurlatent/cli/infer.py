@@ -8,7 +8,7 @@ from typing import List, Optional, Tuple
 
 import typer
 
-from ..cli_errors import handle_errors
+from ..cli_errors import console, handle_errors
 from .common import IntensityChoice, OutDtypeChoice, PrecisionChoice, app, choice_value
 
 # === inference: blur, deblur =================================================================
@@ -38,6 +38,20 @@ PRECISION_OPTION = typer.Option("auto", "--precision", help="auto (= fp32), fp32
                                 "(measured off fp32 by up to 0.05 and 0.009 of the range).")
 CHANNEL_OPTION = typer.Option(None, "--channel", help="Channel of a multi-channel file: index or name.")
 SERIES_OPTION = typer.Option(None, "--series", help="Image series of a file holding several (0, 1, ...).")
+CHECKPOINT_OPTION = typer.Option(None, "--checkpoint", "-c",
+                                 help="A checkpoint written by `blurlatent train` (default: the built-in model).")
+MODEL_OPTION = typer.Option(None, "--model", "-m", help="A built-in model instead of --checkpoint: w1 (nuclei, the "
+                            "default) or w2 (actin); `blurlatent models` lists them.")
+
+
+def _checkpoint(checkpoint: Optional[Path], model: Optional[str]) -> Path:
+    """--checkpoint, else the built-in model (its checksum verified), said in one line on stderr."""
+    from ..builtin import resolve_checkpoint
+
+    path, note = resolve_checkpoint(checkpoint, model)
+    if note:
+        console.print(note, highlight=False, soft_wrap=True, markup=False)
+    return path
 
 
 def _alphas_line(alphas) -> str:
@@ -56,7 +70,8 @@ def blur(
     sharp: Optional[Path] = typer.Argument(None, help="The sharper image x1 (TIFF/PNG, grayscale), or a z-stack "
                                            "(TIFF, OME-TIFF, OME-Zarr) with --z."),
     blurry: Optional[Path] = typer.Argument(None, help="The blurrier image x2 of the same field (not with --z)."),
-    checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="A checkpoint written by `blurlatent train`."),
+    checkpoint: Optional[Path] = CHECKPOINT_OPTION,
+    model: Optional[str] = MODEL_OPTION,
     alpha: Optional[List[float]] = typer.Option(None, "--alpha", "-a",
         help="Blur level: 1 = sharp, 0 = blurry; repeat for several."),
     steps: Optional[int] = typer.Option(None, "--steps",
@@ -87,6 +102,7 @@ def blur(
 
     config = _inference_config(device, tile, choice_value(out_dtype), choice_value(intensity),
                                choice_value(precision), batch_size)
+    checkpoint = _checkpoint(checkpoint, model)
     alphas = batch.blur_alphas(alpha, steps, extrapolate)
     if sharp_dir is not None or blurry_dir is not None:
         if sharp_dir is None or blurry_dir is None or sharp is not None or blurry is not None:
@@ -110,7 +126,8 @@ def deblur(
                                                "(TIFF, OME-TIFF, OME-Zarr) with --z."),
     less_blurry: Optional[Path] = typer.Argument(None, help="A less defocused image of the same field (z3'), e.g. "
                                                  "plane 8 (not with --z)."),
-    checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="A checkpoint written by `blurlatent train`."),
+    checkpoint: Optional[Path] = CHECKPOINT_OPTION,
+    model: Optional[str] = MODEL_OPTION,
     alpha: Optional[float] = typer.Option(None, "--alpha", "-a",
         help="Eq. 3's alpha = (target - less_blurry) / (target - blurriest), 0 <= alpha < 1."),
     planes: Optional[Tuple[float, float]] = typer.Option(None, "--planes",
@@ -150,6 +167,7 @@ def deblur(
 
     config = _inference_config(device, tile, choice_value(out_dtype), choice_value(intensity),
                                choice_value(precision), batch_size)
+    checkpoint = _checkpoint(checkpoint, model)
     folder_mode = any(f is not None for f in (blurriest_dir, less_blurry_dir, stack_dir))
     if folder_mode and (blurriest is not None or less_blurry is not None):
         raise UsageError("folder mode (--stack-dir, --blurriest-dir/--less-blurry-dir) takes no BLURRIEST/LESS_BLURRY "

@@ -20,6 +20,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from .. import batch
+from ..builtin import resolve_checkpoint
 from ..cli_errors import one_line
 from ..config import InferenceConfig, OutDtype, choices
 from ..errors import RuntimeFailure, UsageError
@@ -163,10 +164,11 @@ def inference_config(tile: str, device: str, out_dtype: str = SAME_AS_INPUT,
 
 
 def checkpoint_path(value) -> Path:
-    """The checkpoint field as a path; UsageError when none was chosen."""
+    """The checkpoint field as a path; empty: the built-in default model (``builtin``; its checksum checked),
+    UsageError when this installation has none."""
     text = str(value or "").strip()
     if text in ("", "."):
-        raise UsageError("checkpoint: choose a .pt file written by `blurlatent train`")
+        return resolve_checkpoint(None)[0]
     return Path(text).expanduser()
 
 

@@ -64,7 +64,7 @@ def chosen(combo, what: str):
 
 def checkpoint_field() -> FileEdit:
     return FileEdit(label="checkpoint", mode="r", filter="*.pt", nullable=True,
-                    tooltip="A .pt written by `blurlatent train`")
+                    tooltip="A .pt written by `blurlatent train`; empty: the built-in w1 model (`blurlatent models`)")
 
 
 class DeblurWidget(JobPanel):
