@@ -54,7 +54,6 @@ from blurlatent.store import Store  # noqa: E402
 from blurlatent.synth import parse_size, synthesize  # noqa: E402
 from blurlatent.train import train  # noqa: E402
 
-CHANNEL = "w1"
 PLANES = list(range(0, 17, 2))  # far plane 0, k = 2…14, target 16
 KS = PLANES[1:-1]
 EVAL_OPTICS = "na=0.55,wavelength_um=0.52,z_step_um=1.8,read_noise=3,gain=0.6,background=30"
@@ -118,12 +117,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--data-seed", type=int, default=0, help="synth seed of the training set")
     p.add_argument("--eval-seed", type=int, default=1000, help="synth seed of the evaluation set")
     p.add_argument("--eval-optics", default=EVAL_OPTICS, help="optics of the evaluation set, FIELD=VALUE,…")
+    p.add_argument("--channel", default="w1", help="synthetic channel to train and score: w1 (nuclei) or w2 (actin)")
+    p.add_argument("--checkpoint", action="append", default=[], metavar="NAME=PATH",
+                   help="also score this checkpoint as it is (repeat), e.g. builtin=blurlatent/models/w1.pt")
     p.add_argument("--device", default="auto", help="training and inference device")
     p.add_argument("--workers", type=int, default=2, help="synth/prepare processes")
     p.add_argument("--smoke", action="store_true", help="tiny end-to-end run (< 2 min): checks the pipeline only")
     p.add_argument("--force", action="store_true", help="replace this benchmark's earlier outputs in --out")
     args = p.parse_args(argv)
-    args.archs = [a.strip() for a in args.archs.split(",") if a.strip()]
+    args.archs = [a.strip() for a in args.archs.split(",") if a.strip() and a.strip() != "none"]
+    args.checkpoints = per_arch(args.checkpoint, Path, "--checkpoint")
     args.seeds = int_list(args.seeds)
     given = per_arch(args.widths, int_list, "--widths")
     args.deblur_weight = per_arch(args.deblur_weight, float, "--deblur-weight")
@@ -138,7 +141,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     args.widths = {**(SMOKE["widths"] if args.smoke else DEFAULT_WIDTHS), **given}
     if args.steps is None and args.minutes is None:
         raise SystemExit("give a budget: --minutes and/or --steps")
-    if "paper" not in args.archs:
+    if args.archs and "paper" not in args.archs:
         raise SystemExit("--archs must include paper (the reference every target compares with)")
     args.eval_optics = parse_optics(args.eval_optics)
     return args
@@ -151,12 +154,12 @@ def make_data(args) -> dict:
     """The training store and the evaluation store (other seed, other optics); seconds taken."""
     t0 = time.perf_counter()
     size = parse_size(args.size)
-    common = dict(channels=[CHANNEL], planes=PLANES, size=size, workers=args.workers, force=args.force)
+    common = dict(channels=[args.channel], planes=PLANES, size=size, workers=args.workers, force=args.force)
     synthesize(args.out / "train-synth", fields=args.fields, seed=args.data_seed, **common)
     synthesize(args.out / "eval-synth", fields=args.eval_fields, seed=args.eval_seed, optics=args.eval_optics,
                **common)
     t1 = time.perf_counter()
-    common = dict(channels=[CHANNEL], planes=PLANES, crop=args.crop, workers=args.workers, force=args.force)
+    common = dict(channels=[args.channel], planes=PLANES, crop=args.crop, workers=args.workers, force=args.force)
     prepare(args.out / "train-synth", args.out / "train-store", split=(80, 20, 0), **common)
     prepare(args.out / "eval-synth", args.out / "eval-store", split=(25, 0, 75), **common)
     return {"train_store": args.out / "train-store", "eval_store": args.out / "eval-store",
@@ -174,13 +177,13 @@ def train_config(args, arch: str, seed: int, store: Path) -> TrainConfig:
     extra = {"deblur_weight": args.deblur_weight[arch]} if arch in args.deblur_weight else {}
     config = from_dict(TrainConfig, {"model": model, "reg": args.reg, "seed": seed, "device": args.device,
                                      "strip_every": 0, **extra}, source=f"bench_quality arch {arch}")
-    config.data = DataConfig(store=str(store), channel=CHANNEL)
+    config.data = DataConfig(store=str(store), channel=args.channel)
     config.optim = OptimConfig(lr=args.lr, step=10**6, epochs=1, batch=args.batch)
     return config.check()
 
 
 def steps_per_epoch(config: TrainConfig) -> int:
-    n = len(triplet_dataset(Store(config.data.store), config.data.triplets, CHANNEL, "train"))
+    n = len(triplet_dataset(Store(config.data.store), config.data.triplets, config.data.channel, "train"))
     return EpochBatches(n, config.optim.batch, config.seed).total()
 
 
@@ -248,9 +251,9 @@ def mean_over_seeds(per_seed: list[dict]) -> dict:
 
 def score(args, stores: dict, runs: dict) -> dict:
     """``evaluate`` every run at once on the whole test fields; per method (baselines, each arch) its scores."""
-    order = [(arch, seed) for arch in args.archs for seed in args.seeds]
+    order = list(runs)  # (arch, seed) trained here, then (name, None) for each --checkpoint
     t0 = time.perf_counter()
-    report = evaluate(stores["eval_store"], [runs[a, s]["checkpoint"] for a, s in order], CHANNEL,
+    report = evaluate(stores["eval_store"], [runs[key]["checkpoint"] for key in order], args.channel,
                       args.out / "report", whole=True, device=args.device, batch_size=2,
                       progress=sys.stderr.isatty(), force=args.force, feature_extractor=stand_in_features)
     seconds = time.perf_counter() - t0
@@ -259,6 +262,9 @@ def score(args, stores: dict, runs: dict) -> dict:
     methods["gaussian"] = column_scores(report.column(GAUSSIAN))
     per_seed = {}
     for (arch, seed), column in zip(order, models):
+        if seed is None:  # a given checkpoint: scored as it is
+            methods[arch] = column_scores(column)
+            continue
         per_seed.setdefault(arch, {})[seed] = column_scores(column)
     for arch in args.archs:
         methods[arch] = mean_over_seeds(list(per_seed[arch].values()))
@@ -297,7 +303,7 @@ def print_tables(args, methods: dict, goals: list[dict]) -> None:
     from rich.table import Table
 
     console = Console(width=None if sys.stdout.isatty() else 140)  # files and pipes: the tables unwrapped
-    names = ["identity", "rl", "wiener", *args.archs]
+    names = ["identity", "rl", "wiener", *args.archs, *args.checkpoints]
     table = Table(title=f"deblurring (0,k) → 16, calibrated PSNR dB / SSIM, whole test fields, other optics; "
                         f"archs: mean of seeds {args.seeds}")
     table.add_column("k", justify="right")
@@ -309,13 +315,13 @@ def print_tables(args, methods: dict, goals: list[dict]) -> None:
     console.print(table)
     blur = Table(title="blur synthesis: Eq. 2 (z16, z0) at α of plane k vs the real plane k, calibrated PSNR dB")
     blur.add_column("k", justify="right")
-    for name in ("gaussian", *args.archs):
+    for name in ("gaussian", *args.archs, *args.checkpoints):
         blur.add_column(name, justify="right")
     for k in KS:
-        blur.add_row(str(k), *[f"{methods[m]['blur'][k]:.2f}" for m in ("gaussian", *args.archs)])
+        blur.add_row(str(k), *[f"{methods[m]['blur'][k]:.2f}" for m in ("gaussian", *args.archs, *args.checkpoints)])
     console.print(blur)
     if not goals:
-        console.print("targets: not checked (only paper was trained; give --archs paper,NEW)")
+        console.print("targets: not checked (they compare a new arch with paper, both trained here: --archs paper,NEW)")
     for g in goals:
         mark = "[green]PASS[/green]" if g["pass"] else "[red]FAIL[/red]"
         console.print(f"{mark} {g['arch']}: {g['target']}: {g['value']:.3f} vs {g['threshold']:.3f}", highlight=False)
@@ -323,11 +329,11 @@ def print_tables(args, methods: dict, goals: list[dict]) -> None:
 
 def plot(args, methods: dict) -> list[str]:
     """psnr_vs_k.png (deblurring, every method) and blur_vs_k.png (blur synthesis, Gaussian and each arch)."""
-    names = ["identity", "rl", "wiener", *args.archs]
+    names = ["identity", "rl", "wiener", *args.archs, *args.checkpoints]
     series = {name: [methods[name]["deblur"][k]["psnr"] for k in KS] for name in names}
     deblur = save_line_plot(KS, series, args.out / "psnr_vs_k.png", xlabel="k (pair (0, k) → 16)",
                             ylabel="calibrated PSNR (dB)", title="deblurring on other optics, whole test fields")
-    series = {name: [methods[name]["blur"][k] for k in KS] for name in ("gaussian", *args.archs)}
+    series = {name: [methods[name]["blur"][k] for k in KS] for name in ("gaussian", *args.archs, *args.checkpoints)}
     blur = save_line_plot(KS, series, args.out / "blur_vs_k.png", xlabel="plane k (Eq. 2 between z16 and z0)",
                           ylabel="calibrated PSNR vs the real plane (dB)", title="blur synthesis on other optics")
     return [str(deblur), str(blur)]
@@ -356,9 +362,11 @@ def main(argv=None) -> dict:
                                                      args.minutes, args.force)
             print(f"train {arch} seed {seed}: {r['steps']} steps ({r['epochs']} epoch(s) × {r['steps_per_epoch']}, "
                   f"{r['triplets']} triplets) in {r['seconds']:.1f} s; widths {r['widths']}", flush=True)
+    for name, path in args.checkpoints.items():
+        runs[name, None] = {"checkpoint": str(path)}
     scores = score(args, stores, runs)
     print(f"evaluate: {scores['test_fields']} whole test fields {scores['image_size']} in {scores['seconds']:.1f} s")
-    goals = targets(scores["methods"], args.archs)
+    goals = targets(scores["methods"], args.archs) if "paper" in args.archs else []
     result = {
         "machine": machine(), "smoke": args.smoke, "archs": args.archs, "seeds": args.seeds, "ks": KS,
         "budget": {"minutes": args.minutes, "steps": args.steps}, "size": args.size, "crop": args.crop,
@@ -366,7 +374,7 @@ def main(argv=None) -> dict:
         "eval_seed": args.eval_seed, "eval_optics": dataclasses.asdict(args.eval_optics),
         "metrics": "PSNR and SSIM after a per-image least-squares gain/offset fit to the truth, mean per image",
         "data_seconds": {"synth": round(stores["synth_s"], 2), "prepare": round(stores["prepare_s"], 2)},
-        "runs": {f"{a}-s{s}": r for (a, s), r in runs.items()},
+        "channel": args.channel, "runs": {f"{a}-s{s}" if s is not None else a: r for (a, s), r in runs.items()},
         **scores, "targets": goals,
     }
     result["plots"] = plot(args, scores["methods"])

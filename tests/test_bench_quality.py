@@ -44,6 +44,17 @@ def test_smoke_runs_end_to_end_and_reports_every_method_and_k(tmp_path):
     assert result["image_size"] == [64, 64] and result["test_fields"] == 2
     assert result["targets"] == [] and "targets: not checked" in run.stdout
     assert all(Path(p).stat().st_size > 0 for p in result["plots"])
+    # a given checkpoint is scored as it is, on the same evaluation set: the trained seed 0's figures again
+    given = subprocess.run([sys.executable, str(SCRIPT), "--out", str(tmp_path / "given"), "--archs", "none",
+                            "--smoke", "--workers", "1", "--device", "cpu",
+                            "--checkpoint", f"seed0={result['runs']['paper-s0']['checkpoint']}"],
+                           capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert given.returncode == 0, given.stdout[-2000:] + given.stderr[-2000:]
+    again = json.loads((tmp_path / "given" / "bench_quality.json").read_text())
+    assert set(again["methods"]) == {"identity", "rl", "wiener", "gaussian", "seed0"} and again["targets"] == []
+    expected = result["per_seed"]["paper"]["0"]["deblur"]
+    for k in ks:
+        assert again["methods"]["seed0"]["deblur"][k]["psnr"] == pytest.approx(expected[k]["psnr"], abs=1e-6)
 
 
 def _methods(paper8, new8, classical8, identity14, new14, blur_paper, blur_new, ssim_paper=0.5, ssim_new=0.6):

@@ -78,7 +78,7 @@ def _expand(args: list[str], cwd: Path) -> list[str]:
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
-    from stack_data import write_stacks
+    from stack_data import make_stack, write_stack, write_stacks
 
     from blurlatent.bbbc006 import parse_bbbc_name
     from blurlatent.synth import synthesize
@@ -91,6 +91,7 @@ def workspace(tmp_path_factory):
         shutil.copy(source, work / f"z{plane:02d}.tif")
     shutil.copytree(ROOT / "examples", work / "examples")
     write_stacks(work / "my-stacks", [16, 17, 16, 17, 16], planes=34)  # "Your own data": focus 16-17 of 0..33
+    write_stack(work / "my-stacks" / "field1.ome.tif", make_stack(16, 34, 2, seed=9))  # the deblur example's
     return work
 
 

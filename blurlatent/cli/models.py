@@ -25,7 +25,7 @@ def models_cli(
                      "and pass it with --checkpoint")
         return
     table = Table(title="built-in models")
-    for column in ("name", "channel", "architecture", "trained on", "weights"):
+    for column in ("name", "channel", "architecture", "weights"):
         table.add_column(column)
     for model in models:
         card = model.card
@@ -33,15 +33,34 @@ def models_cli(
         if verify:
             builtin_path(model)
             weights += ", sha256 ok"
-        table.add_row(model.name, model.channel, card.get("arch", "?"), card.get("trained_on", ""), weights)
+        table.add_row(model.name, model.channel, card.get("arch", "?"), weights)
     screen.print(table)
     for model in models:
+        card = model.card
         screen.print(f"\n[bold]{model.name}[/bold]: {model.summary}", highlight=False)
-        for key in ("benchmark", "limits", "reproduce"):
-            value = model.card.get(key)
-            if isinstance(value, dict):
-                value = "; ".join(f"{k} {v}" for k, v in value.items())
-            elif isinstance(value, list):
-                value = "; ".join(map(str, value))
+        for key in ("trained_on", "limits", "reproduce"):
+            value = card.get(key)
             if value:
-                screen.print(f"  {key}: {value}", highlight=False, soft_wrap=True)
+                screen.print(f"  {key.replace('_', ' ')}: {'; '.join(value) if isinstance(value, list) else value}",
+                             highlight=False, soft_wrap=True)
+        bench = card.get("benchmark")
+        if isinstance(bench, dict) and isinstance(bench.get("deblur"), dict):
+            screen.print(benchmark_table(bench))
+
+
+def benchmark_table(bench: dict) -> Table:
+    """The card's deblurring figures: one row per method, one column per pair (0, k) → 16."""
+    rows = bench["deblur"]
+    pairs = list(next(iter(rows.values())))
+    table = Table(title=f"deblurring → z16 on {bench.get('test_set', 'a synthetic test set')} (PSNR dB / SSIM, "
+                        "after a gain/offset fit)", title_justify="left")
+    table.add_column("method")
+    for pair in pairs:
+        table.add_column(pair, justify="right")
+    for method, scores in rows.items():
+        table.add_row(method, *[f"{scores[p][0]:.2f} / {scores[p][1]:.3f}" for p in pairs])
+    blur = bench.get("blur_synthesis_db") or {}
+    if blur:
+        table.caption = "blur synthesis vs the real plane, mean over k: " + ", ".join(
+            f"{k} {v:.2f} dB" for k, v in blur.items())
+    return table

@@ -1,0 +1,39 @@
+"""The models shipped in blurlatent/models/: they load with weights_only, their checksums match, and on a
+synthetic field made with OTHER optics than their training data they beat the less-blurry input on
+bench_quality.py's metric (PSNR after a least-squares gain/offset fit to the in-focus plane)."""
+
+import numpy as np
+import pytest
+import torch
+
+import blurlatent
+from blurlatent.builtin import builtin_model, builtin_models, builtin_path
+from blurlatent.metrics import psnr_calibrated
+from blurlatent.optics import Optics
+from blurlatent.synth import render_field
+
+# bench_quality.py's evaluation optics (another microscope than the training data's)
+OTHER_OPTICS = Optics(na=0.55, wavelength_um=0.52, z_step_um=1.8, read_noise=3.0, gain=0.6, background=30.0)
+MARGIN_DB = {"w1": 1.0, "w2": 1.0}  # measured margins (README, "Built-in models") are larger; see the card
+
+
+def test_both_channels_ship():
+    assert [m.name for m in builtin_models()] == ["w1", "w2"]
+
+
+@pytest.mark.parametrize("channel", ["w1", "w2"])
+def test_builtin_model_loads_checked_and_beats_the_less_blurry_input(channel):
+    model = builtin_model(channel)
+    path = builtin_path(model)  # the card's sha256
+    ckpt = torch.load(path, weights_only=True)
+    assert set(ckpt) <= {"format_version", "package_version", "torch_version", "config", "model"}
+    assert path.stat().st_size < 5e6
+    planes, _ = render_field(seed=777, index=0, size=(256, 256), planes=[0, 8, 16], channels=[channel],
+                             optics=OTHER_OPTICS)
+    z0, z8, z16 = planes[channel].astype(np.float64)
+    predictor = blurlatent.load_model(builtin=channel, device="cpu")
+    sharp = predictor.deblur(z0, z8, 0.5)
+    scale = z16.max() - z16.min()
+    model_db = float(psnr_calibrated(sharp / scale, z16 / scale))
+    identity_db = float(psnr_calibrated(z8 / scale, z16 / scale))
+    assert model_db > identity_db + MARGIN_DB[channel], (model_db, identity_db)
