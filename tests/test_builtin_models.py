@@ -14,14 +14,17 @@ from blurlatent.synth import render_field
 
 # bench_quality.py's evaluation optics (another microscope than the training data's)
 OTHER_OPTICS = Optics(na=0.55, wavelength_um=0.52, z_step_um=1.8, read_noise=3.0, gain=0.6, background=30.0)
-MARGIN_DB = {"w1": 1.0, "w2": 1.0}  # measured margins (README, "Built-in models") are larger; see the card
+# measured on this field: +2.3 dB at (z0, z8) → z16 (on fields 778, 779: +3.9 dB; the card's 6 test fields: +3.0)
+MARGIN_DB = {"w1": 1.5}
 
 
-def test_both_channels_ship():
-    assert [m.name for m in builtin_models()] == ["w1", "w2"]
+def test_the_nuclei_model_ships_and_the_actin_model_does_not():
+    """w2, trained the same way, was worse than its less-blurry input on the card's test set (README,
+    "Built-in models"): not shipped, so `--model w2` names the models there are."""
+    assert [m.name for m in builtin_models()] == ["w1"]
 
 
-@pytest.mark.parametrize("channel", ["w1", "w2"])
+@pytest.mark.parametrize("channel", ["w1"])
 def test_builtin_model_loads_checked_and_beats_the_less_blurry_input(channel):
     model = builtin_model(channel)
     path = builtin_path(model)  # the card's sha256
