@@ -40,3 +40,21 @@ def test_builtin_model_loads_checked_and_beats_the_less_blurry_input(channel):
     model_db = float(psnr_calibrated(sharp / scale, z16 / scale))
     identity_db = float(psnr_calibrated(z8 / scale, z16 / scale))
     assert model_db > identity_db + MARGIN_DB[channel], (model_db, identity_db)
+
+
+def test_cli_without_checkpoint_is_the_cli_with_the_builtin_file(tmp_path):
+    import tifffile
+    from typer.testing import CliRunner
+
+    from blurlatent.cli import app
+
+    planes, _ = render_field(seed=778, index=0, size=(128, 96), planes=[0, 8], channels=["w1"])
+    tifffile.imwrite(tmp_path / "z0.tif", planes["w1"][0])
+    tifffile.imwrite(tmp_path / "z8.tif", planes["w1"][1])
+    runner, args = CliRunner(), [str(tmp_path / "z0.tif"), str(tmp_path / "z8.tif"), "--planes", "0", "8"]
+    default = runner.invoke(app, ["deblur", *args, "-o", str(tmp_path / "default.tif"), "--device", "cpu"])
+    assert default.exit_code == 0 and "using the built-in w1 model" in default.output, default.output
+    given = runner.invoke(app, ["deblur", *args, "-c", str(builtin_model("w1").path), "-o", str(tmp_path / "c.tif"),
+                                "--device", "cpu"])
+    assert given.exit_code == 0, given.output
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "default.tif"), tifffile.imread(tmp_path / "c.tif"))
