@@ -111,6 +111,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="model widths per arch (repeat); default paper=32,64,128,256,512, others the arch's own")
     p.add_argument("--deblur-weight", action="append", default=[], metavar="ARCH=W",
                    help="deblur loss weight per arch (repeat), e.g. multiscale=1; default the config's")
+    p.add_argument("--skips", default=None, help="multiscale only: coarse (its default), all or gated")
     p.add_argument("--reg", default="weak", help="regularization for every arch (none, weak)")
     p.add_argument("--batch", type=int, default=16, help="triplets per step")
     p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (no decay)")
@@ -174,6 +175,8 @@ def train_config(args, arch: str, seed: int, store: Path) -> TrainConfig:
     model = {"arch": arch} if arch != "paper" else {}
     if arch in args.widths:
         model["widths"] = args.widths[arch]
+    if arch == "multiscale" and args.skips:
+        model["skips"] = args.skips
     extra = {"deblur_weight": args.deblur_weight[arch]} if arch in args.deblur_weight else {}
     config = from_dict(TrainConfig, {"model": model, "reg": args.reg, "seed": seed, "device": args.device,
                                      "strip_every": 0, **extra}, source=f"bench_quality arch {arch}")

@@ -88,3 +88,10 @@ def test_eval_optics_are_checked_and_paper_is_required():
         bench.parse_optics("na=1.5")
     with pytest.raises(SystemExit, match="must include paper"):
         bench.parse_args(["--out", "x", "--archs", "multiscale"])
+
+
+def test_skips_reach_the_multiscale_config_only():
+    bench = _bench()
+    args = bench.parse_args(["--out", "x", "--steps", "1", "--skips", "gated"])
+    assert bench.train_config(args, "multiscale", 0, Path("store")).model.skips == "gated"
+    assert bench.train_config(args, "paper", 0, Path("store")).model.arch == "paper"
