@@ -28,6 +28,7 @@ import numpy as np
 
 from blurlatent.builtin import MODELS_DIR
 from blurlatent.config import DataConfig, ModelConfig, OptimConfig, TrainConfig
+from blurlatent.files import write_json
 from blurlatent.prepare import prepare
 from blurlatent.shipping import slim_checkpoint
 from blurlatent.store import Store
@@ -156,7 +157,7 @@ def main(argv=None) -> None:
             "reproduce": f"python examples/train_default_model.py --out build/default-models --channels {channel} "
                          f"--arch {args.arch} --epochs {args.epochs} --install",
         }
-        (args.out / "models" / f"{channel}.json").write_text(json.dumps(card, indent=1, ensure_ascii=False) + "\n")
+        write_json(args.out / "models" / f"{channel}.json", card)  # atomic, like every file blurlatent writes
         print(f"{channel}: {shipped} ({facts['precision']}, {facts['bytes'] / 1e6:.2f} MB, max |Δ| "
               f"{facts['max_abs_diff']:.1e}); card {shipped.with_suffix('.json')}", flush=True)
         if args.install:
