@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import math
 import os
 import platform
@@ -43,7 +44,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from blurlatent.config import DataConfig, OptimConfig, TrainConfig, from_dict  # noqa: E402
+from blurlatent.config import DataConfig, OptimConfig, TrainConfig, from_dict, load_yaml, to_dict, triplet_set  # noqa: E402
 from blurlatent.data import EpochBatches, triplet_dataset  # noqa: E402
 from blurlatent.evaluate import evaluate  # noqa: E402
 from blurlatent.figures import save_line_plot  # noqa: E402
@@ -111,6 +112,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="model widths per arch (repeat); default paper=32,64,128,256,512, others the arch's own")
     p.add_argument("--deblur-weight", action="append", default=[], metavar="ARCH=W",
                    help="deblur loss weight per arch (repeat), e.g. multiscale=1; default the config's")
+    p.add_argument("--triplets", action="append", default=[], metavar="ARCH=SET",
+                   help="training triplets per arch (repeat): paper (default) or focus (train --triplets)")
+    p.add_argument("--reuse-paper", type=Path, default=None, metavar="DIR",
+                   help="score the paper runs of an earlier bench in DIR instead of training them again (refused "
+                        "unless its data, seeds and training settings are this run's)")
     p.add_argument("--skips", default=None, help="multiscale only: coarse (its default), all or gated")
     p.add_argument("--reg", default="weak", help="regularization for every arch (none, weak)")
     p.add_argument("--batch", type=int, default=16, help="triplets per step")
@@ -131,6 +137,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     args.seeds = int_list(args.seeds)
     given = per_arch(args.widths, int_list, "--widths")
     args.deblur_weight = per_arch(args.deblur_weight, float, "--deblur-weight")
+    args.triplets = per_arch(args.triplets, str.strip, "--triplets")
     if args.minutes is None and args.steps is None and not args.smoke:
         args.minutes = 10.0
     args.minutes = args.minutes or None
@@ -180,7 +187,9 @@ def train_config(args, arch: str, seed: int, store: Path) -> TrainConfig:
     extra = {"deblur_weight": args.deblur_weight[arch]} if arch in args.deblur_weight else {}
     config = from_dict(TrainConfig, {"model": model, "reg": args.reg, "seed": seed, "device": args.device,
                                      "strip_every": 0, **extra}, source=f"bench_quality arch {arch}")
-    config.data = DataConfig(store=str(store), channel=args.channel)
+    data = triplet_set(args.triplets.get(arch, "paper"))
+    config.data = DataConfig(store=str(store), channel=args.channel, triplets=data["data.triplets"],
+                             alpha=data["data.alpha"])
     config.optim = OptimConfig(lr=args.lr, step=10**6, epochs=1, batch=args.batch)
     return config.check()
 
@@ -222,6 +231,36 @@ def train_for_budget(config: TrainConfig, run: Path, steps: int | None, minutes:
             "triplets": done["steps"] * config.optim.batch, "seconds": round(seconds, 2), "train_calls": calls,
             "best_epoch": result.best_epoch, "best_val": result.best_val,
             "widths": list(config.model.widths), "checkpoint": str(run / "best.pt")}
+
+
+def reused_paper_runs(args, store: Path) -> dict:
+    """{("paper", seed): run} from the earlier bench ``args.reuse_paper``, after proving it is the run this bench
+    would train: same data and evaluation settings, and each checkpoint's config equal to ``train_config``'s
+    but for the store's path and the device. Anything else exits with a line saying what differs."""
+    earlier = json.loads((args.reuse_paper / "bench_quality.json").read_text())
+    mine = {"size": args.size, "crop": args.crop, "fields": args.fields, "eval_fields": args.eval_fields,
+            "data_seed": args.data_seed, "eval_seed": args.eval_seed, "channel": args.channel,
+            "eval_optics": dataclasses.asdict(args.eval_optics)}
+    for key, value in mine.items():
+        if earlier.get(key, "w1" if key == "channel" else None) != value:
+            raise SystemExit(f"--reuse-paper {args.reuse_paper}: its {key} is {earlier.get(key)!r}, this run's "
+                             f"{value!r}; rerun without --reuse-paper")
+    runs = {}
+    for seed in args.seeds:
+        run = earlier["runs"].get(f"paper-s{seed}")
+        if run is None:
+            raise SystemExit(f"--reuse-paper {args.reuse_paper}: no paper run for seed {seed}")
+        theirs = to_dict(load_yaml(TrainConfig, Path(run["checkpoint"]).parent / "config.yaml"))
+        wanted = to_dict(train_config(args, "paper", seed, store))
+        for d in (theirs, wanted):
+            d["data"]["store"], d["device"] = "", ""
+            d["optim"]["epochs"] = 0
+        if theirs != wanted:
+            diff = sorted(k for k in wanted if wanted[k] != theirs.get(k))
+            raise SystemExit(f"--reuse-paper {args.reuse_paper}: paper seed {seed} was trained with other settings "
+                             f"({', '.join(diff)}); rerun without --reuse-paper")
+        runs["paper", seed] = {**run, "reused_from": str(args.reuse_paper)}
+    return runs
 
 
 # --- scoring ----------------------------------------------------------------------------------------
@@ -358,8 +397,13 @@ def main(argv=None) -> dict:
     stores = make_data(args)
     print(f"data: synth {stores['synth_s']:.1f} s, prepare {stores['prepare_s']:.1f} s", flush=True)
     runs = {}
+    if args.reuse_paper is not None:
+        runs.update(reused_paper_runs(args, stores["train_store"]))
     for seed in args.seeds:
         for arch in args.archs:
+            if (arch, seed) in runs:
+                print(f"train {arch} seed {seed}: reused from {args.reuse_paper}", flush=True)
+                continue
             config = train_config(args, arch, seed, stores["train_store"])
             runs[arch, seed] = r = train_for_budget(config, args.out / "runs" / f"{arch}-s{seed}", args.steps,
                                                      args.minutes, args.force)

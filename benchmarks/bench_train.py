@@ -110,7 +110,7 @@ def batches_from(store_path: Path, batch: int, n: int, device, channels_last: bo
     """The first ``n`` batches of an epoch, as training sees them: (left, target, right) on ``device``."""
     ds = triplet_dataset(Store(store_path), PAPER_TRIPLETS, "w1", split)
     out = []
-    for u8 in make_loader(ds, EpochBatches(len(ds), batch, seed), 0, device.type == "cuda", seed):
+    for u8, _ in make_loader(ds, EpochBatches(len(ds), batch, seed), 0, device.type == "cuda", seed):
         out.append(tuple(to_device(u8, device, channels_last)))
         if len(out) == n:
             break
@@ -176,7 +176,7 @@ def loader_rate(args, device, channels_last, report, tmp) -> None:
     t = time.perf_counter()
     for epoch in range(2):
         batches.set_epoch(epoch)
-        for u8 in loader:
+        for u8, _ in loader:
             xl, xt, xr = to_device(u8, device, channels_last)
             n += len(xl)
     _sync(device)

@@ -20,6 +20,11 @@ CHANNELS = ("w1", "w2")
 PAPER_PLANES = tuple(range(0, IN_FOCUS_PLANE + 1, 2))  # 0, 2, ..., 16
 # (left, target, right) = (blurriest, middle, sharpest) plane; α = 0.5 in each (Eq. 2)
 PAPER_TRIPLETS = ((0, 8, 16), (0, 4, 8), (8, 12, 16), (0, 2, 4), (4, 6, 8), (8, 10, 12), (12, 14, 16))
+# Every (left, target, right) of the paper's planes with right = the in-focus plane: 28 triplets, uneven
+# ones included (α from the planes, ``latent.triplet_weight``), so training sees every pair a user deblurs
+# toward focus and every level between focus and the blurriest plane (``train --triplets focus``).
+FOCUS_TRIPLETS = tuple((left, target, IN_FOCUS_PLANE) for left in PAPER_PLANES for target in PAPER_PLANES
+                       if left < target < IN_FOCUS_PLANE)
 PLATE_PREFIX = "mcf-z-stacks-03212011"
 
 # Real BBBC006v1 names carry NO separator between the channel digit and the UUID:

@@ -15,11 +15,11 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Optional, TypeVar
+from typing import Any, Literal, Optional, TypeVar, Union
 
 import yaml
 
-from .bbbc006 import PAPER_TRIPLETS
+from .bbbc006 import FOCUS_TRIPLETS, PAPER_TRIPLETS
 from .errors import UsageError
 from .files import atomic_write_bytes, json_safe, refuse_special_file
 
@@ -37,6 +37,9 @@ Intensity = Literal["conserve", "minmax"]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 OutDtype = Literal["uint8", "uint16", "float32"]
 Log = Literal["none", "tensorboard"]
+AlphaRule = Literal["planes"]  # data.alpha: each triplet's α from its focal planes
+# train --triplets: the paper's seven (α 0.5 each) or every triplet ending at the in-focus plane (α from planes)
+TripletSet = Literal["paper", "focus"]
 TestCrops = Literal["center", "ten"]  # prepare: one center crop per test field, or ten as in train
 
 PAPER_WIDTHS = (64, 128, 256, 512, 1024)
@@ -56,6 +59,15 @@ RESUMABLE_CHANGES = ("optim.epochs", "device", "nproc", "workers", "strip_every"
 def choices(option) -> tuple[str, ...]:
     """The values of a Literal option type: ``choices(Reg) == ("none", "weak", "strong")``."""
     return typing.get_args(option)
+
+
+def triplet_set(name: str) -> dict:
+    """``train --triplets``: the data keys a named set of training triplets sets, ``data.triplets`` and
+    ``data.alpha``. paper: its seven evenly spaced triplets, α 0.5; focus: the 28 ending at the in-focus plane,
+    each with its own α (Eq. 2 at every level between z00 and focus, Eq. 3 toward focus from every pair)."""
+    check_choice(TripletSet, name, "triplets")
+    triplets, alpha = (PAPER_TRIPLETS, 0.5) if name == "paper" else (FOCUS_TRIPLETS, "planes")
+    return {"data.triplets": [list(t) for t in triplets], "data.alpha": alpha}
 
 
 def check_choice(option, value, what: str) -> str:
@@ -109,11 +121,15 @@ class DataConfig:
     channel: str = "w1"
     # (left, target, right) focal planes; the target's latent is interpolated from left and right.
     triplets: list[tuple[int, int, int]] = field(default_factory=lambda: [tuple(t) for t in PAPER_TRIPLETS])
-    alpha: float = 0.5  # weight of the right plane's latent: z' = α z_r + (1 − α) z_l (Eq. 2)
+    # weight of the right plane's latent: z' = α z_r + (1 − α) z_l (Eq. 2); "planes": each triplet's own,
+    # (target − left) / (right − left) (latent.triplet_weight), what unevenly spaced triplets need
+    alpha: Union[float, AlphaRule] = 0.5
     normalize: Normalization = "minmax"  # copied from the store's manifest; inference scales images the same way
 
     def check(self) -> "DataConfig":
-        if not 0.0 <= self.alpha <= 1.0:  # False for NaN too
+        if isinstance(self.alpha, str):
+            check_choice(AlphaRule, self.alpha, "alpha")
+        elif not 0.0 <= self.alpha <= 1.0:  # False for NaN too
             raise UsageError(f"alpha {self.alpha}: must be a number in [0, 1]")
         if not self.triplets:
             raise UsageError("data.triplets is empty: list (left, target, right) planes, e.g. [[0, 8, 16]]")

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from .latent import triplet_alphas
 from .store import Store
 
 
@@ -22,12 +23,25 @@ class TripletDataset(Dataset):
     """Item i = (crop i // T, triplet i % T) → (left, target, right), each float32 [1, H, W] in [0, 1].
 
     ``crops`` is uint8 [N, planes, H, W] (a memmap is fine: nothing is decoded, only sliced);
-    ``index`` lists triplets as plane *indices* into axis 1.
+    ``index`` lists triplets as plane *indices* into axis 1; ``alphas``: Eq. 2's α of each triplet
+    (``latent.triplet_alphas``; default 0.5 for all).
     """
 
-    def __init__(self, crops: np.ndarray, index: list[tuple[int, int, int]]):
+    def __init__(self, crops: np.ndarray, index: list[tuple[int, int, int]], alphas: list[float] | None = None):
         self.crops = crops
         self.index = list(index)
+        self.alphas = np.asarray(alphas if alphas is not None else [0.5] * len(self.index), dtype=np.float32)
+        if len(self.alphas) != len(self.index):
+            raise ValueError(f"{len(self.alphas)} alphas for {len(self.index)} triplets")
+
+    @property
+    def fixed_alpha(self) -> float | None:
+        """The one α every triplet shares (the paper's case: a plain number reaches the loss), else None."""
+        return float(self.alphas[0]) if len(self.alphas) and np.all(self.alphas == self.alphas[0]) else None
+
+    def alphas_of(self, indices) -> np.ndarray:
+        """Eq. 2's α of items ``indices``, float32 [B]."""
+        return self.alphas[np.asarray(indices, dtype=np.int64) % len(self.index)]
 
     def __len__(self) -> int:
         return len(self.crops) * len(self.index)
@@ -51,7 +65,8 @@ class TripletDataset(Dataset):
 
 
 class BatchDataset(Dataset):
-    """A TripletDataset indexed by a *list* of item indices: one memmap gather per batch, uint8 out."""
+    """A TripletDataset indexed by a *list* of item indices: one memmap gather per batch → (uint8 [B, 3, H, W],
+    float32 [B] α of each item)."""
 
     def __init__(self, triplets: TripletDataset):
         self.triplets = triplets
@@ -59,8 +74,8 @@ class BatchDataset(Dataset):
     def __len__(self) -> int:
         return len(self.triplets)
 
-    def __getitem__(self, indices) -> torch.Tensor:
-        return torch.from_numpy(self.triplets.batch(indices))
+    def __getitem__(self, indices) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.from_numpy(self.triplets.batch(indices)), torch.from_numpy(self.triplets.alphas_of(indices))
 
 
 class EpochBatches:
@@ -97,7 +112,7 @@ def val_batches(n: int, batch: int, rank: int = 0, world: int = 1) -> list[list[
 
 
 def make_loader(triplets: TripletDataset, batches, workers: int, pin: bool, seed: int) -> DataLoader:
-    """A DataLoader yielding uint8 [B, 3, H, W] batches for the index lists ``batches`` yields."""
+    """A DataLoader yielding (uint8 [B, 3, H, W], float32 [B] α) for the index lists ``batches`` yields."""
     g = torch.Generator()
     g.manual_seed(seed)  # keeps DataLoader from drawing on the global RNG (exact resume)
     kw = dict(persistent_workers=True, prefetch_factor=4) if workers > 0 else {}
@@ -120,10 +135,11 @@ def to_device(u8: torch.Tensor, device: torch.device, channels_last: bool) -> li
     return [p.contiguous(memory_format=fmt) for p in parts]
 
 
-def triplet_dataset(store: Store, triplets, channel: str, split: str) -> TripletDataset:
+def triplet_dataset(store: Store, triplets, channel: str, split: str, alpha: float | str = 0.5) -> TripletDataset:
     """A torch Dataset over (crop, triplet) pairs of ``store``: (left, target, right) float [1, H, W] in [0, 1].
 
-    ``triplets`` are (left, target, right) focal planes. Raises UsageError for a plane or channel the store lacks.
+    ``triplets`` are (left, target, right) focal planes; ``alpha`` Eq. 2's α for all, or "planes" (each
+    triplet's own). Raises UsageError for a plane or channel the store lacks.
     """
     store.check_channel(channel)
-    return TripletDataset(store.array(channel, split), store.triplet_index(triplets))
+    return TripletDataset(store.array(channel, split), store.triplet_index(triplets), triplet_alphas(triplets, alpha))

@@ -34,7 +34,8 @@ def interpolate_latents(z_sharper, z_blurrier, alpha: float):
 def extrapolate_sharp(z_blurriest, z_less_blurry, alpha: float):
     """Eq. 3: z_less_blurry/(1 − α) − α/(1 − α)·z_blurriest, the inverse of Eq. 2 for the sharp end.
     Lists: per scale."""
-    check_deblur_alpha(alpha, warn=False)
+    if getattr(alpha, "ndim", 0) == 0:  # a number; training passes one α per sample (a tensor), checked there
+        check_deblur_alpha(alpha, warn=False)
     if isinstance(z_blurriest, (list, tuple)):
         check_scales(z_blurriest, z_less_blurry)
         return [extrapolate_sharp(a, b, alpha) for a, b in zip(z_blurriest, z_less_blurry)]
@@ -80,6 +81,29 @@ def alpha_from_planes(blurriest: float, less_blurry: float, target: float) -> fl
             f"between the blurriest plane and the target (alpha would be {alpha:.3g})"
         )
     return alpha
+
+
+def triplet_weight(triplet) -> float:
+    """Eq. 2's α for a (left, target, right) triplet of focal positions, left the blurriest: (t − l) / (r − l),
+    the weight of the right (sharper) plane's latent — 0.5 for evenly spaced planes such as (0, 8, 16).
+
+    A latent linear in focal position makes the target plane's code the mix of its neighbours' weighted by
+    distance; Eq. 3 with α' = 1 − this weight (``alpha_from_planes``) inverts it.
+    """
+    left, target, right = (float(p) for p in triplet)
+    if not left < target < right:
+        raise UsageError(f"triplet {list(triplet)}: planes must be ordered left < target < right")
+    return (target - left) / (right - left)
+
+
+def triplet_alphas(triplets, alpha) -> list[float]:
+    """Eq. 2's α for each triplet: ``alpha`` for all of them, or with ``alpha="planes"`` each triplet's own
+    (``triplet_weight``)."""
+    if isinstance(alpha, str):
+        if alpha != "planes":
+            raise UsageError(f"alpha {alpha!r}: give a number in [0, 1] or 'planes' (each triplet's own)")
+        return [triplet_weight(t) for t in triplets]
+    return [float(alpha)] * len(triplets)
 
 
 def steps_to_alphas(steps: int) -> list[float]:

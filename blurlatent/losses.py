@@ -46,17 +46,21 @@ def latent_l1(a, b) -> torch.Tensor:
 
 
 def loss_terms(model, left: torch.Tensor, target: torch.Tensor, right: torch.Tensor, reg: str = "none",
-               alpha: float = 0.5, all_terms: bool = False, deblur_weight: float = 0.0) -> dict[str, torch.Tensor]:
+               alpha: float | torch.Tensor = 0.5, all_terms: bool = False,
+               deblur_weight: float = 0.0) -> dict[str, torch.Tensor]:
     """The loss of ``reg`` (plus ``deblur_weight`` × the deblur term) and its terms, as 0-d float32 tensors.
 
     ``model`` has ``encode``/``decode`` (latents: tensors or lists of them); ``left``, ``target``, ``right``:
-    float [B, C, H, W] in [0, 1]; the right plane is the sharper side of Eq. 2 (weight ``alpha``). Returns
+    float [B, C, H, W] in [0, 1]; the right plane is the sharper side of Eq. 2 (weight ``alpha``: a number, or
+    a float tensor [B], one per sample, when triplets are unevenly spaced). Returns
     ``{"loss", "recon"}`` plus ``"interp"`` (weak, strong), ``"latent"`` (strong) and ``"deblur"``
     (``deblur_weight`` > 0); with ``all_terms`` interp and latent are computed too (validation logs them
     for every run) while ``"loss"`` still sums only those of ``reg``. Raises UsageError for an unknown
     ``reg``, and for ``deblur_weight`` > 0 with ``alpha`` = 0 (Eq. 3 needs α' = 1 − α < 1).
     """
     check_choice(Reg, reg, "reg")
+    if torch.is_tensor(alpha):  # one α per sample, [B]: broadcast over every scale's [B, C, H, W]
+        alpha = alpha.to(left.device, torch.float32).view(-1, 1, 1, 1)
     need_interp = all_terms or reg != "none"
     need_latent = all_terms or reg == "strong"
     need_deblur = deblur_weight > 0
@@ -92,7 +96,8 @@ def loss_terms(model, left: torch.Tensor, target: torch.Tensor, right: torch.Ten
 class LossModule(nn.Module):
     """The autoencoder plus its loss, so one ``forward`` runs a whole step: DDP syncs gradients through forward.
 
-    ``forward(left, target, right)`` returns ``loss_terms(model, left, target, right, reg, alpha, deblur_weight=)``.
+    ``forward(left, target, right, alpha=None)`` returns ``loss_terms(model, left, target, right, reg, alpha,
+    deblur_weight=)``; a per-sample ``alpha`` [B] (uneven triplets) replaces the module's one α.
     """
 
     def __init__(self, model: nn.Module, reg: str, alpha: float, deblur_weight: float = 0.0):
@@ -100,5 +105,7 @@ class LossModule(nn.Module):
         self.model, self.reg, self.alpha = model, check_choice(Reg, reg, "reg"), alpha
         self.deblur_weight = float(deblur_weight)
 
-    def forward(self, left: torch.Tensor, target: torch.Tensor, right: torch.Tensor) -> dict[str, torch.Tensor]:
-        return loss_terms(self.model, left, target, right, self.reg, self.alpha, deblur_weight=self.deblur_weight)
+    def forward(self, left: torch.Tensor, target: torch.Tensor, right: torch.Tensor,
+                alpha: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        alpha = self.alpha if alpha is None else alpha
+        return loss_terms(self.model, left, target, right, self.reg, alpha, deblur_weight=self.deblur_weight)

@@ -188,7 +188,8 @@ class _Trainer:
             self._restore()
         if info.main:
             save_yaml(config, out / "config.yaml")
-        self.step_module = LossModule(self.model, config.reg, config.data.alpha, config.deblur_weight)
+        # every step passes its batch's α (``_alpha``): the module's own is a placeholder
+        self.step_module = LossModule(self.model, config.reg, 0.5, config.deblur_weight)
         if info.world > 1:
             ids = [device.index] if device.type == "cuda" else None
             self.step_module = DistributedDataParallel(self.step_module, device_ids=ids)
@@ -201,10 +202,12 @@ class _Trainer:
     def _setup_data(self) -> None:
         c, info = self.config, self.info
         self.store = Store(c.data.store)
-        train_ds = triplet_dataset(self.store, c.data.triplets, c.data.channel, "train")
-        val_ds = triplet_dataset(self.store, c.data.triplets, c.data.channel, "val")
+        train_ds = triplet_dataset(self.store, c.data.triplets, c.data.channel, "train", c.data.alpha)
+        val_ds = triplet_dataset(self.store, c.data.triplets, c.data.channel, "val", c.data.alpha)
         if len(train_ds) == 0:
             raise UsageError(f"{c.data.store}: no {c.data.channel} train crops; prepare more fields")
+        # One α for every triplet (the paper's): that number reaches the loss, as it always did; else each sample's.
+        self.fixed_alpha = train_ds.fixed_alpha
         self.workers = default_workers(c.workers, self.device, info.world)
         pin = self.device.type == "cuda"
         self.batches = EpochBatches(len(train_ds), c.optim.batch, c.seed, info.rank, info.world)
@@ -262,11 +265,15 @@ class _Trainer:
                 bar.close()
         return self._finish()
 
-    def _step(self, u8: torch.Tensor) -> tuple[dict[str, torch.Tensor], int]:
-        """One optimizer step on a uint8 batch; its loss terms and triplet count."""
+    def _alpha(self, alphas: torch.Tensor):
+        """Eq. 2's α for a batch: the run's one number, or the batch's per-sample [B] on the device."""
+        return self.fixed_alpha if self.fixed_alpha is not None else alphas.to(self.device)
+
+    def _step(self, u8: torch.Tensor, alphas: torch.Tensor) -> tuple[dict[str, torch.Tensor], int]:
+        """One optimizer step on a uint8 batch and its triplets' α; its loss terms and triplet count."""
         left, target, right = to_device(u8, self.device, self.channels_last)
         with self._autocast():
-            terms = self.step_module(left, target, right)
+            terms = self.step_module(left, target, right, self._alpha(alphas))
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(terms["loss"]).backward()
         self.scaler.step(self.optimizer)
@@ -287,8 +294,8 @@ class _Trainer:
         bar.start_epoch(epoch + 1, self.config.optim.epochs, total, skip)
         t0 = time.perf_counter()
         step = skip
-        for u8 in self.loader:
-            terms, n = self._step(u8)
+        for u8, alphas in self.loader:
+            terms, n = self._step(u8, alphas)
             step += 1
             with torch.no_grad():
                 vals = torch.stack([terms[k].detach().double() for k in self.names])
@@ -366,10 +373,10 @@ class _Trainer:
         keys = ("loss", "recon", "interp", "latent") + (("deblur",) if self.config.deblur_weight > 0 else ())
         self.model.eval()
         sums = [0.0] * (len(keys) + 1)  # the terms, then the triplet count
-        for u8 in self.val_loader:
+        for u8, alphas in self.val_loader:
             left, target, right = to_device(u8, self.device, self.channels_last)
             with self._autocast():
-                t = loss_terms(self.model, left, target, right, self.config.reg, self.config.data.alpha, all_terms=True,
+                t = loss_terms(self.model, left, target, right, self.config.reg, self._alpha(alphas), all_terms=True,
                                deblur_weight=self.config.deblur_weight)
             n = left.shape[0]
             for i, k in enumerate(keys):

@@ -36,3 +36,13 @@ def test_parse_planes_inclusive_stop(text, planes):
 def test_parse_planes_rejects_bad_ranges(text):
     with pytest.raises(UsageError, match="plane"):
         parse_planes(text)
+
+
+def test_focus_triplets_are_every_pair_of_even_planes_before_focus_then_focus():
+    from itertools import combinations
+
+    from blurlatent.bbbc006 import FOCUS_TRIPLETS, PAPER_TRIPLETS
+
+    expected = {(a, b, 16) for a, b in combinations(range(0, 16, 2), 2)}  # C(8, 2) = 28 pairs
+    assert len(FOCUS_TRIPLETS) == 28 and set(FOCUS_TRIPLETS) == expected
+    assert {t for t in PAPER_TRIPLETS if t[2] == 16} <= set(FOCUS_TRIPLETS)

@@ -95,3 +95,43 @@ def test_skips_reach_the_multiscale_config_only():
     args = bench.parse_args(["--out", "x", "--steps", "1", "--skips", "gated"])
     assert bench.train_config(args, "multiscale", 0, Path("store")).model.skips == "gated"
     assert bench.train_config(args, "paper", 0, Path("store")).model.arch == "paper"
+
+
+def test_triplets_reach_each_archs_config():
+    bench = _bench()
+    args = bench.parse_args(["--out", "x", "--steps", "1", "--triplets", "multiscale=focus"])
+    focus = bench.train_config(args, "multiscale", 0, Path("store")).data
+    assert len(focus.triplets) == 28 and focus.alpha == "planes"
+    paper = bench.train_config(args, "paper", 0, Path("store")).data
+    assert len(paper.triplets) == 7 and paper.alpha == 0.5
+
+
+def test_reuse_paper_takes_only_a_run_this_bench_would_train(tmp_path):
+    """--reuse-paper scores an earlier bench's paper runs only when data, seeds and every training setting
+    (but the store's path and the device) are this run's; else one line saying what differs."""
+    import dataclasses
+
+    from blurlatent.config import save_yaml
+
+    bench = _bench()
+    earlier = tmp_path / "earlier"
+    argv = ["--out", str(tmp_path / "new"), "--steps", "5", "--seeds", "0", "--reuse-paper", str(earlier)]
+    args = bench.parse_args(argv)
+    settings = {"size": args.size, "crop": args.crop, "fields": args.fields, "eval_fields": args.eval_fields,
+                "data_seed": args.data_seed, "eval_seed": args.eval_seed, "channel": args.channel,
+                "eval_optics": dataclasses.asdict(args.eval_optics)}
+    run = earlier / "runs" / "paper-s0"
+    run.mkdir(parents=True)
+    config = bench.train_config(args, "paper", 0, earlier / "train-store")
+    config.device = "cpu"
+    save_yaml(config, run / "config.yaml")
+    record = {"steps": 7, "checkpoint": str(run / "best.pt")}
+    (earlier / "bench_quality.json").write_text(json.dumps({**settings, "runs": {"paper-s0": record}}))
+    got = bench.reused_paper_runs(args, tmp_path / "new" / "train-store")
+    assert got == {("paper", 0): {**record, "reused_from": str(earlier)}}
+    with pytest.raises(SystemExit, match="other settings .*optim"):
+        bench.reused_paper_runs(bench.parse_args(argv + ["--lr", "1e-4"]), tmp_path / "store")
+    with pytest.raises(SystemExit, match="its crop is 128"):
+        bench.reused_paper_runs(bench.parse_args(argv + ["--crop", "64"]), tmp_path / "store")
+    with pytest.raises(SystemExit, match="no paper run for seed 1"):
+        bench.reused_paper_runs(bench.parse_args(argv + ["--seeds", "0,1"]), tmp_path / "store")

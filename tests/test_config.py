@@ -118,3 +118,20 @@ def test_plain_yaml_still_reads(tmp_path):
     loaded = load_yaml(TrainConfig, cfg)
     assert loaded.optim.epochs == 3 and loaded.optim.lr == 2e-3 and loaded.model.widths == [4, 8, 8]
     assert loaded.data.triplets == [(0, 8, 16)]
+
+
+def test_alpha_is_a_number_or_planes_and_triplet_sets_set_both():
+    from blurlatent.bbbc006 import FOCUS_TRIPLETS, PAPER_TRIPLETS
+    from blurlatent.config import DataConfig, TrainConfig, from_dict, to_dict, triplet_set
+
+    cfg = from_dict(TrainConfig, {"data": {"alpha": "planes"}}).check()
+    assert cfg.data.alpha == "planes" and from_dict(TrainConfig, to_dict(cfg)).data.alpha == "planes"
+    assert from_dict(TrainConfig, {"data": {"alpha": 0.25}}).data.alpha == 0.25
+    with pytest.raises(UsageError, match="alpha"):
+        from_dict(TrainConfig, {"data": {"alpha": "auto"}}).check()
+    with pytest.raises(UsageError, match="alpha"):
+        DataConfig(alpha=1.5).check()
+    assert triplet_set("paper") == {"data.triplets": [list(t) for t in PAPER_TRIPLETS], "data.alpha": 0.5}
+    assert triplet_set("focus") == {"data.triplets": [list(t) for t in FOCUS_TRIPLETS], "data.alpha": "planes"}
+    with pytest.raises(UsageError, match="triplets all"):
+        triplet_set("all")

@@ -43,8 +43,21 @@ def test_epoch_order_depends_on_seed_and_epoch_only_and_skip_resumes_it(store):
     again.set_epoch(1, skip=1)
     assert len(again) == 1 and list(again) == full[1:]
     loader = make_loader(ds, again, workers=0, pin=False, seed=3)
-    assert [b.tolist() for b in loader] == [ds.batch(full[1]).tolist()]
+    assert [b.tolist() for b, _ in loader] == [ds.batch(full[1]).tolist()]
     # two ranks split the epoch between them, each item once
     halves = [EpochBatches(len(ds), 4, seed=3, rank=r, world=2) for r in (0, 1)]
     assert sorted(i for h in halves for b in h for i in b) == list(range(len(ds)))
     assert val_batches(5, 2, rank=1, world=2) == [[1, 3]]
+
+
+def test_alphas_travel_with_each_batch(store):
+    """Every batch carries each item's Eq. 2 α: the fixed one, or (``alpha="planes"``) its triplet's own."""
+    triplets = [(0, 8, 16), (0, 2, 16), (12, 14, 16)]
+    fixed = triplet_dataset(Store(store), triplets, "w1", "train")
+    assert fixed.fixed_alpha == 0.5
+    ds = triplet_dataset(Store(store), triplets, "w1", "train", alpha="planes")
+    assert ds.fixed_alpha is None
+    batches = EpochBatches(len(ds), 5, seed=0)
+    for (u8, alphas), idx in zip(make_loader(ds, batches, workers=0, pin=False, seed=0), list(batches)):
+        assert torch.equal(u8, torch.from_numpy(ds.batch(idx)))
+        assert alphas.tolist() == [[0.5, 0.125, 0.5][i % 3] for i in idx]

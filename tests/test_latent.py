@@ -17,6 +17,8 @@ from blurlatent.latent import (
     flatten_latent,
     interpolate_latents,
     steps_to_alphas,
+    triplet_alphas,
+    triplet_weight,
 )
 
 
@@ -108,3 +110,45 @@ def test_list_latents_per_scale_and_flattened():
     with pytest.raises(UsageError, match="2 scales and 3 scale"):
         extrapolate_sharp(za, zb + zb[:1], 0.5)
     assert flatten_latent(za[0]) is za[0]  # an array latent stays as it is
+
+
+@pytest.mark.parametrize("triplet, weight", [((0, 8, 16), 0.5), ((4, 6, 8), 0.5), ((0, 2, 16), 0.125),
+                                             ((0, 14, 16), 0.875), ((8, 10, 16), 0.25), ((16, 24, 32), 0.5)])
+def test_triplet_weight_by_hand(triplet, weight):
+    assert triplet_weight(triplet) == weight
+
+
+def test_eq3_at_alpha_from_planes_inverts_eq2_at_triplet_weight():
+    """For every focus triplet: the target's code made by Eq. 2 with the triplet's weight gives back the sharp
+    code through Eq. 3 with ``alpha_from_planes`` — the two α conventions of the package agree."""
+    from blurlatent.bbbc006 import FOCUS_TRIPLETS
+
+    rng = np.random.default_rng(0)
+    for left, target, right in FOCUS_TRIPLETS:
+        z_blurry, z_sharp = rng.normal(size=(2, 5, 3))
+        z_target = interpolate_latents(z_sharp, z_blurry, triplet_weight((left, target, right)))
+        back = extrapolate_sharp(z_blurry, z_target, alpha_from_planes(left, target, right))
+        np.testing.assert_allclose(back, z_sharp, atol=1e-9)
+
+
+def test_triplet_alphas_fixed_or_from_planes():
+    triplets = [(0, 8, 16), (0, 2, 16), (12, 14, 16)]
+    assert triplet_alphas(triplets, 0.3) == [0.3, 0.3, 0.3]
+    assert triplet_alphas(triplets, "planes") == [0.5, 0.125, 0.5]
+    with pytest.raises(UsageError, match="'planes'"):
+        triplet_alphas(triplets, "auto")
+    with pytest.raises(UsageError, match="left < target < right"):
+        triplet_alphas([(8, 0, 16)], "planes")
+
+
+def test_per_sample_alpha_tensor_equals_one_call_per_sample():
+    """Training passes one α per sample ([B, 1, 1, 1]); each sample gets what a scalar call gives it."""
+    torch.manual_seed(0)
+    z1, z2 = torch.randn(3, 4, 5, 5), torch.randn(3, 4, 5, 5)
+    alphas = torch.tensor([0.125, 0.5, 0.875]).view(-1, 1, 1, 1)
+    for rule in (interpolate_latents, extrapolate_sharp):
+        got = rule([z1, z1[:, :2]], [z2, z2[:, :2]], alphas)
+        for i, a in enumerate(alphas.flatten().tolist()):
+            want = rule(z1[i], z2[i], a)
+            torch.testing.assert_close(got[0][i], want)
+            torch.testing.assert_close(got[1][i], want[:2])

@@ -117,3 +117,25 @@ def test_multiscale_step_equals_separate_calls(skips):
     torch.testing.assert_close(got["latent"], latent, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(got["deblur"], deblur, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(got["loss"], got["recon"] + got["interp"] + got["latent"] + 0.5 * got["deblur"])
+
+
+def test_per_sample_alpha_by_hand_and_equal_to_one_call_per_sample():
+    """Uneven triplets: each sample's α in the interp, latent and deblur terms (Linear by hand, then a real
+    multiscale net in eval mode against one call per sample)."""
+    # Linear, α = (0.5, 0.25): interp (0.1 + 0.2) / 2; latent (0.4 + 0) / 2; deblur α' = (0.5, 0.75):
+    # Eq. 3 = 0.8/0.5 − 0.4 = 1.2 → G 0.3 → 0.7, and 0.8/0.25 − 3·0.4 = 2.0 → G 0.5 → 0.5
+    alpha = torch.tensor([0.5, 0.25])
+    terms = loss_terms(Linear(), _const(0.2, (2, 1, 4, 4)), _const(0.4, (2, 1, 4, 4)), _const(1.0, (2, 1, 4, 4)),
+                       "strong", alpha, deblur_weight=1.0)
+    for key, value in {"interp": 0.15, "latent": 0.2, "deblur": 0.6}.items():
+        assert float(terms[key]) == pytest.approx(value, abs=1e-6), key
+    torch.manual_seed(3)
+    model = build_autoencoder(ModelConfig(arch="multiscale", widths=[4, 8, 8])).eval()
+    xl, xt, xr = (torch.rand(3, 1, 32, 32) for _ in range(3))
+    alpha = torch.tensor([0.125, 0.5, 0.875])
+    with torch.no_grad():
+        got = loss_terms(model, xl, xt, xr, "strong", alpha, deblur_weight=1.0)
+        one = [loss_terms(model, xl[i:i + 1], xt[i:i + 1], xr[i:i + 1], "strong", float(alpha[i]), deblur_weight=1.0)
+               for i in range(3)]
+    for key in ("recon", "interp", "deblur"):  # pixel L1 means: the batch's is the mean of the samples'
+        torch.testing.assert_close(got[key], torch.stack([o[key] for o in one]).mean(), rtol=1e-5, atol=1e-6)

@@ -218,3 +218,30 @@ def test_cli_train_config_flags_and_refusals(store, tmp_path, monkeypatch):
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     res = runner.invoke(app, ["train", str(store), "--out", str(tmp_path / "g"), "--gpus", "2", "--widths", "4,8,8"])
     assert res.exit_code == 2 and "only 1 CUDA GPU" in res.output
+
+
+def test_focus_triplets_train_with_each_triplets_alpha(store, tmp_path, monkeypatch):
+    """`train --triplets focus`: 28 triplets in the config with alpha "planes", and every step's loss gets each
+    sample's own α (from its triplet's planes), which the run resumes with."""
+    seen = []
+    real = losses.loss_terms
+
+    def spy(*args, **kwargs):
+        if not kwargs.get("all_terms"):
+            seen.append(args[5])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(losses, "loss_terms", spy)
+    run = tmp_path / "focus"
+    res = CliRunner().invoke(app, ["train", str(store), "--out", str(run), "--triplets", "focus", "--epochs", "1",
+                                   "--widths", "4,8,8", "--arch", "multiscale", "--reg", "weak", "--deblur-weight",
+                                   "1", "--device", "cpu", "--batch-size", "32"])
+    assert res.exit_code == 0, res.output
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    assert cfg["data"]["alpha"] == "planes" and len(cfg["data"]["triplets"]) == 28
+    assert seen and all(torch.is_tensor(a) and a.ndim == 1 and len(a) <= 32 for a in seen)
+    weights = {round(float(a), 6) for batch in seen for a in batch}
+    assert weights == {round((t - left) / (16 - left), 6) for left, t, _ in cfg["data"]["triplets"]}
+    res = CliRunner().invoke(app, ["train", "--resume", str(run), "--epochs", "2"])
+    assert res.exit_code == 0, res.output
+    assert [r["epoch"] for r in metrics(run)] == [1, 2] and np.isfinite(metrics(run)[-1]["val_loss"])

@@ -17,7 +17,7 @@ import typer
 
 from .. import __version__
 from ..cli_errors import FlagNamesHandler, OneLineGroup, console, state
-from ..config import Amp, Arch, Intensity, Log, Normalization, OutDtype, Precision, Reg, TestCrops, choices
+from ..config import Amp, Arch, Intensity, Log, Normalization, OutDtype, Precision, Reg, TestCrops, TripletSet, choices
 
 
 def choice_enum(name: str, option) -> type[enum.Enum]:
@@ -30,6 +30,7 @@ PrecisionChoice = choice_enum("PrecisionChoice", Precision)
 OutDtypeChoice = choice_enum("OutDtypeChoice", OutDtype)
 RegChoice = choice_enum("RegChoice", Reg)
 ArchChoice = choice_enum("ArchChoice", Arch)
+TripletChoice = choice_enum("TripletChoice", TripletSet)
 AmpChoice = choice_enum("AmpChoice", Amp)
 LogChoice = choice_enum("LogChoice", Log)
 NormalizeChoice = choice_enum("NormalizeChoice", Normalization)

@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 
 from ..cli_errors import console, handle_errors, state
-from .common import AmpChoice, ArchChoice, LogChoice, RegChoice, app, choice_value, int_list
+from .common import AmpChoice, ArchChoice, LogChoice, RegChoice, TripletChoice, app, choice_value, int_list
 
 # === train ===================================================================================
 
@@ -54,6 +54,9 @@ def train_cli(
     deblur_weight: Optional[float] = typer.Option(None, "--deblur-weight",
         help="Weight of the deblur loss, L1(G(Eq. 3(z_left, z_target)), x_right) on each triplet; 0 (default) is "
              "off; adds to any --reg."),
+    triplets: Optional[TripletChoice] = typer.Option(None, "--triplets",
+        help="Training triplets: paper (its seven, alpha 0.5; the default) or focus (all 28 (left, target, 16) of the "
+             "even planes, each with its own alpha: every blur level and every pair toward focus)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (weights and batch order)."),
     workers: Optional[int] = typer.Option(None, "--workers", help="Loader processes (default: 0 on CPU, 4 per GPU)."),
     amp: Optional[AmpChoice] = typer.Option(None, "--amp",
@@ -71,6 +74,7 @@ def train_cli(
     Strong fine-tunes weak: `--reg weak --out runs/w1-weak`, then `--reg strong --init runs/w1-weak/best.pt --out
     runs/w1-strong`.
     """
+    from ..config import triplet_set
     from ..errors import UsageError
     from ..run import resume_config, store_argument
 
@@ -86,6 +90,7 @@ def train_cli(
         "nproc": gpus if gpus is not None else nproc, "sync_bn": sync_bn or None, "workers": workers,
         "amp": choice_value(amp), "channels_last": channels_last, "deblur_weight": deblur_weight,
         "model.widths": int_list(widths, "model widths") if widths else None, "model.arch": choice_value(arch),
+        **(triplet_set(choice_value(triplets)) if triplets is not None else {}),
     }
     if resume is not None and config is not None:
         raise UsageError("--resume continues a run with its own settings; drop --config")
