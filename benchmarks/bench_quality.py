@@ -114,11 +114,13 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="deblur loss weight per arch (repeat), e.g. multiscale=1; default the config's")
     p.add_argument("--triplets", action="append", default=[], metavar="ARCH=SET",
                    help="training triplets per arch (repeat): paper (default) or focus (train --triplets)")
-    p.add_argument("--reuse-paper", type=Path, default=None, metavar="DIR",
-                   help="score the paper runs of an earlier bench in DIR instead of training them again (refused "
-                        "unless its data, seeds and training settings are this run's)")
+    p.add_argument("--reuse", type=Path, action="append", default=[], metavar="DIR",
+                   help="score the runs of an earlier bench in DIR (repeat) that were trained with exactly this run's "
+                        "data and settings instead of training them again (e.g. paper, or seeds run in parallel)")
     p.add_argument("--skips", default=None, help="multiscale only: coarse (its default), all or gated")
     p.add_argument("--reg", default="weak", help="regularization for every arch (none, weak)")
+    p.add_argument("--reg-of", action="append", default=[], metavar="ARCH=REG",
+                   help="another regularization for one arch (repeat), e.g. multiscale=strong (trained from scratch)")
     p.add_argument("--batch", type=int, default=16, help="triplets per step")
     p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (no decay)")
     p.add_argument("--data-seed", type=int, default=0, help="synth seed of the training set")
@@ -138,6 +140,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     given = per_arch(args.widths, int_list, "--widths")
     args.deblur_weight = per_arch(args.deblur_weight, float, "--deblur-weight")
     args.triplets = per_arch(args.triplets, str.strip, "--triplets")
+    args.reg_of = per_arch(args.reg_of, str.strip, "--reg-of")
     if args.minutes is None and args.steps is None and not args.smoke:
         args.minutes = 10.0
     args.minutes = args.minutes or None
@@ -185,7 +188,10 @@ def train_config(args, arch: str, seed: int, store: Path) -> TrainConfig:
     if arch == "multiscale" and args.skips:
         model["skips"] = args.skips
     extra = {"deblur_weight": args.deblur_weight[arch]} if arch in args.deblur_weight else {}
-    config = from_dict(TrainConfig, {"model": model, "reg": args.reg, "seed": seed, "device": args.device,
+    reg = args.reg_of.get(arch, args.reg)
+    if reg == "strong":
+        extra["from_scratch"] = True  # every model here starts from random weights, for the same budget
+    config = from_dict(TrainConfig, {"model": model, "reg": reg, "seed": seed, "device": args.device,
                                      "strip_every": 0, **extra}, source=f"bench_quality arch {arch}")
     data = triplet_set(args.triplets.get(arch, "paper"))
     config.data = DataConfig(store=str(store), channel=args.channel, triplets=data["data.triplets"],
@@ -233,33 +239,36 @@ def train_for_budget(config: TrainConfig, run: Path, steps: int | None, minutes:
             "widths": list(config.model.widths), "checkpoint": str(run / "best.pt")}
 
 
-def reused_paper_runs(args, store: Path) -> dict:
-    """{("paper", seed): run} from the earlier bench ``args.reuse_paper``, after proving it is the run this bench
-    would train: same data and evaluation settings, and each checkpoint's config equal to ``train_config``'s
-    but for the store's path and the device. Anything else exits with a line saying what differs."""
-    earlier = json.loads((args.reuse_paper / "bench_quality.json").read_text())
+def reused_runs(args, store: Path) -> dict:
+    """{(arch, seed): run} from the earlier benches ``args.reuse`` (first match wins) that this bench would
+    train itself: the same data and evaluation settings (else exit, saying which differs), and the run's
+    config equal to ``train_config``'s but for the store's path, the device and the epochs. A run trained with
+    other settings is not taken (a line says which keys differ) and is trained here."""
     mine = {"size": args.size, "crop": args.crop, "fields": args.fields, "eval_fields": args.eval_fields,
             "data_seed": args.data_seed, "eval_seed": args.eval_seed, "channel": args.channel,
             "eval_optics": dataclasses.asdict(args.eval_optics)}
-    for key, value in mine.items():
-        if earlier.get(key, "w1" if key == "channel" else None) != value:
-            raise SystemExit(f"--reuse-paper {args.reuse_paper}: its {key} is {earlier.get(key)!r}, this run's "
-                             f"{value!r}; rerun without --reuse-paper")
     runs = {}
-    for seed in args.seeds:
-        run = earlier["runs"].get(f"paper-s{seed}")
-        if run is None:
-            raise SystemExit(f"--reuse-paper {args.reuse_paper}: no paper run for seed {seed}")
-        theirs = to_dict(load_yaml(TrainConfig, Path(run["checkpoint"]).parent / "config.yaml"))
-        wanted = to_dict(train_config(args, "paper", seed, store))
-        for d in (theirs, wanted):
-            d["data"]["store"], d["device"] = "", ""
-            d["optim"]["epochs"] = 0
-        if theirs != wanted:
-            diff = sorted(k for k in wanted if wanted[k] != theirs.get(k))
-            raise SystemExit(f"--reuse-paper {args.reuse_paper}: paper seed {seed} was trained with other settings "
-                             f"({', '.join(diff)}); rerun without --reuse-paper")
-        runs["paper", seed] = {**run, "reused_from": str(args.reuse_paper)}
+    for folder in args.reuse:
+        earlier = json.loads((folder / "bench_quality.json").read_text())
+        for key, value in mine.items():
+            if earlier.get(key, "w1" if key == "channel" else None) != value:
+                raise SystemExit(f"--reuse {folder}: its {key} is {earlier.get(key)!r}, this run's {value!r}; "
+                                 "rerun without it")
+        for arch in args.archs:
+            for seed in args.seeds:
+                run = earlier["runs"].get(f"{arch}-s{seed}")
+                if run is None or (arch, seed) in runs:
+                    continue
+                theirs = to_dict(load_yaml(TrainConfig, Path(run["checkpoint"]).parent / "config.yaml"))
+                wanted = to_dict(train_config(args, arch, seed, store))
+                for d in (theirs, wanted):
+                    d["data"]["store"], d["device"], d["optim"]["epochs"] = "", "", 0
+                if theirs != wanted:
+                    diff = sorted(k for k in wanted if wanted[k] != theirs.get(k))
+                    print(f"--reuse {folder}: {arch} seed {seed} was trained with other settings ({', '.join(diff)})"
+                          "; training it here", flush=True)
+                    continue
+                runs[arch, seed] = {**run, "reused_from": run.get("reused_from", str(folder))}
     return runs
 
 
@@ -397,12 +406,11 @@ def main(argv=None) -> dict:
     stores = make_data(args)
     print(f"data: synth {stores['synth_s']:.1f} s, prepare {stores['prepare_s']:.1f} s", flush=True)
     runs = {}
-    if args.reuse_paper is not None:
-        runs.update(reused_paper_runs(args, stores["train_store"]))
+    runs.update(reused_runs(args, stores["train_store"]))
     for seed in args.seeds:
         for arch in args.archs:
             if (arch, seed) in runs:
-                print(f"train {arch} seed {seed}: reused from {args.reuse_paper}", flush=True)
+                print(f"train {arch} seed {seed}: reused from {runs[arch, seed]['reused_from']}", flush=True)
                 continue
             config = train_config(args, arch, seed, stores["train_store"])
             runs[arch, seed] = r = train_for_budget(config, args.out / "runs" / f"{arch}-s{seed}", args.steps,

@@ -106,32 +106,37 @@ def test_triplets_reach_each_archs_config():
     assert len(paper.triplets) == 7 and paper.alpha == 0.5
 
 
-def test_reuse_paper_takes_only_a_run_this_bench_would_train(tmp_path):
-    """--reuse-paper scores an earlier bench's paper runs only when data, seeds and every training setting
-    (but the store's path and the device) are this run's; else one line saying what differs."""
+def test_reuse_takes_only_runs_this_bench_would_train(tmp_path, capsys):
+    """--reuse scores an earlier bench's runs only when data, seeds and every training setting (but the store's
+    path, the device and the epochs) are this run's; other settings are trained again, other data refused."""
     import dataclasses
 
     from blurlatent.config import save_yaml
 
     bench = _bench()
     earlier = tmp_path / "earlier"
-    argv = ["--out", str(tmp_path / "new"), "--steps", "5", "--seeds", "0", "--reuse-paper", str(earlier)]
+    argv = ["--out", str(tmp_path / "new"), "--steps", "5", "--seeds", "0", "--reuse", str(earlier)]
     args = bench.parse_args(argv)
     settings = {"size": args.size, "crop": args.crop, "fields": args.fields, "eval_fields": args.eval_fields,
                 "data_seed": args.data_seed, "eval_seed": args.eval_seed, "channel": args.channel,
                 "eval_optics": dataclasses.asdict(args.eval_optics)}
-    run = earlier / "runs" / "paper-s0"
-    run.mkdir(parents=True)
-    config = bench.train_config(args, "paper", 0, earlier / "train-store")
-    config.device = "cpu"
-    save_yaml(config, run / "config.yaml")
-    record = {"steps": 7, "checkpoint": str(run / "best.pt")}
-    (earlier / "bench_quality.json").write_text(json.dumps({**settings, "runs": {"paper-s0": record}}))
-    got = bench.reused_paper_runs(args, tmp_path / "new" / "train-store")
-    assert got == {("paper", 0): {**record, "reused_from": str(earlier)}}
-    with pytest.raises(SystemExit, match="other settings .*optim"):
-        bench.reused_paper_runs(bench.parse_args(argv + ["--lr", "1e-4"]), tmp_path / "store")
+    records = {}
+    for arch in ("paper", "multiscale"):
+        run = earlier / "runs" / f"{arch}-s0"
+        run.mkdir(parents=True)
+        config = bench.train_config(args, arch, 0, earlier / "train-store")
+        config.device, config.optim.epochs = "cpu", 3
+        save_yaml(config, run / "config.yaml")
+        records[f"{arch}-s0"] = {"steps": 7, "checkpoint": str(run / "best.pt")}
+    (earlier / "bench_quality.json").write_text(json.dumps({**settings, "runs": records}))
+    got = bench.reused_runs(args, tmp_path / "new" / "train-store")
+    assert got == {(arch, 0): {**records[f"{arch}-s0"], "reused_from": str(earlier)}
+                   for arch in ("paper", "multiscale")}
+    # another deblur weight for multiscale: paper is still taken, multiscale trained here (a line says why)
+    got = bench.reused_runs(bench.parse_args(argv + ["--deblur-weight", "multiscale=2"]), tmp_path / "store")
+    assert set(got) == {("paper", 0)} and "multiscale seed 0 was trained with other settings (deblur_weight)" in \
+        capsys.readouterr().out
+    assert bench.reused_runs(bench.parse_args(argv + ["--lr", "1e-4"]), tmp_path / "store") == {}
+    assert bench.reused_runs(bench.parse_args(argv + ["--seeds", "1"]), tmp_path / "store") == {}
     with pytest.raises(SystemExit, match="its crop is 128"):
-        bench.reused_paper_runs(bench.parse_args(argv + ["--crop", "64"]), tmp_path / "store")
-    with pytest.raises(SystemExit, match="no paper run for seed 1"):
-        bench.reused_paper_runs(bench.parse_args(argv + ["--seeds", "0,1"]), tmp_path / "store")
+        bench.reused_runs(bench.parse_args(argv + ["--crop", "64"]), tmp_path / "store")
