@@ -3,6 +3,7 @@ scored on whole test fields of a synthetic set made with another seed and OTHER 
 
     python benchmarks/bench_quality.py --out bench-quality/ --archs paper,multiscale --seeds 0,1 --minutes 10
     python benchmarks/bench_quality.py --out /tmp/bq --archs paper --smoke     # end to end in well under 2 min
+    python benchmarks/bench_quality.py --out bq-new/ --steps 800 --triplets multiscale=focus --reuse bench-quality/
 
 What it does, all through the library (no copy of any forward path or fit):
 

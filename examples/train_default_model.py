@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from blurlatent.builtin import MODELS_DIR
-from blurlatent.config import DataConfig, ModelConfig, OptimConfig, TrainConfig
+from blurlatent.config import DataConfig, ModelConfig, OptimConfig, TrainConfig, TripletSet, choices, triplet_set
 from blurlatent.files import write_json
 from blurlatent.prepare import prepare
 from blurlatent.shipping import slim_checkpoint
@@ -58,6 +58,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--lr-step", type=int, default=4)
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--deblur-weight", type=float, default=1.0)
+    p.add_argument("--triplets", default="focus", choices=choices(TripletSet),
+                   help="training triplets (train --triplets): focus, every (left, target, 16) with its own alpha")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
     p.add_argument("--smoke", action="store_true", help="a tiny end-to-end run (tests): 64 px, 1 epoch, widths 4,8")
@@ -71,13 +73,17 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def train_channel(args, store: Path, channel: str) -> tuple[Path, dict]:
+    triplets = triplet_set(args.triplets)
+    data = DataConfig(store=str(store), channel=channel, triplets=triplets["data.triplets"],
+                      alpha=triplets["data.alpha"])
     config = TrainConfig(
-        model=ModelConfig(arch=args.arch, widths=args.widths), data=DataConfig(store=str(store), channel=channel),
+        model=ModelConfig(arch=args.arch, widths=args.widths), data=data,
         optim=OptimConfig(lr=args.lr, step=args.lr_step, gamma=0.5, epochs=args.epochs, batch=args.batch),
         reg="weak", deblur_weight=args.deblur_weight, seed=args.seed, device=args.device)
     t0 = time.perf_counter()
     result = train(config, args.out / "runs" / channel, progress=sys.stderr.isatty(), force=args.force)
-    training = {"arch": args.arch, "reg": "weak", "deblur_weight": args.deblur_weight, "epochs": args.epochs,
+    training = {"arch": args.arch, "reg": "weak", "deblur_weight": args.deblur_weight, "triplets": args.triplets,
+                "epochs": args.epochs,
                 "lr": args.lr, "lr_halved_every": args.lr_step, "batch": args.batch, "seed": args.seed,
                 "best_epoch": result.best_epoch, "best_val": round(result.best_val, 5),
                 "seconds": round(time.perf_counter() - t0, 1), "machine": machine()}
@@ -155,7 +161,8 @@ def main(argv=None) -> None:
                           f"default optics (NA 0.45, 2 µm per plane), seed {args.seed}, {args.crop} px crops",
             "training": training, "benchmark": benchmark(args, shipped, channel), "limits": LIMITS,
             "reproduce": f"python examples/train_default_model.py --out build/default-models --channels {channel} "
-                         f"--arch {args.arch} --epochs {args.epochs} --install",
+                         f"--arch {args.arch} --triplets {args.triplets} --epochs {args.epochs} "
+                         f"--lr-step {args.lr_step} --install",
         }
         write_json(args.out / "models" / f"{channel}.json", card)  # atomic, like every file blurlatent writes
         print(f"{channel}: {shipped} ({facts['precision']}, {facts['bytes'] / 1e6:.2f} MB, max |Δ| "
