@@ -76,7 +76,7 @@ def train_cli(
     """
     from ..config import triplet_set
     from ..errors import UsageError
-    from ..run import resume_config, store_argument
+    from ..run import store_argument
 
     if gpus is not None and nproc is not None and gpus != nproc:
         raise UsageError(f"--gpus {gpus} and --nproc {nproc} disagree; give one of them")
@@ -92,15 +92,23 @@ def train_cli(
         "model.widths": int_list(widths, "model widths") if widths else None, "model.arch": choice_value(arch),
         **(triplet_set(choice_value(triplets)) if triplets is not None else {}),
     }
+    cfg, out = _run_config(resume, config, out, init, choice_value(arch), changes)
+    _run(cfg, out, resume is not None, force)
+
+
+def _run_config(resume: Optional[Path], config: Optional[Path], out: Optional[Path], init: Optional[Path],
+                arch: Optional[str], changes: dict):
+    """(config, run folder): a resumed run's own config with the flags' allowed changes, or a new run's."""
+    from ..errors import UsageError
+    from ..run import resume_config
+
     if resume is not None and config is not None:
         raise UsageError("--resume continues a run with its own settings; drop --config")
     if resume is not None:
-        cfg, out = resume_config(resume, changes, out=out), resume
-    elif out is None:
+        return resume_config(resume, changes, out=out), resume
+    if out is None:
         raise UsageError("no run folder given: pass --out runs/NAME")
-    else:
-        cfg = _new_run_config(config, init, choice_value(arch), changes)
-    _run(cfg, out, resume is not None, force)
+    return _new_run_config(config, init, arch, changes), out
 
 
 def _new_run_config(config: Optional[Path], init: Optional[Path], arch: Optional[str], changes: dict):
