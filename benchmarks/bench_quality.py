@@ -123,7 +123,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--reg-of", action="append", default=[], metavar="ARCH=REG",
                    help="another regularization for one arch (repeat), e.g. multiscale=strong (trained from scratch)")
     p.add_argument("--batch", type=int, default=16, help="triplets per step")
-    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (no decay)")
+    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
+    p.add_argument("--lr-halvings", type=int, default=0,
+                   help="with --steps: halve the learning rate N times at equal fractions of every model's epochs "
+                        "(0: no decay)")
     p.add_argument("--data-seed", type=int, default=0, help="synth seed of the training set")
     p.add_argument("--eval-seed", type=int, default=1000, help="synth seed of the evaluation set")
     p.add_argument("--eval-optics", default=EVAL_OPTICS, help="optics of the evaluation set, FIELD=VALUE,…")
@@ -153,6 +156,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     args.widths = {**(SMOKE["widths"] if args.smoke else DEFAULT_WIDTHS), **given}
     if args.steps is None and args.minutes is None:
         raise SystemExit("give a budget: --minutes and/or --steps")
+    if args.lr_halvings and (args.steps is None or args.minutes is not None):
+        raise SystemExit("--lr-halvings needs a --steps budget alone (the schedule is set from the epochs)")
     if args.archs and "paper" not in args.archs:
         raise SystemExit("--archs must include paper (the reference every target compares with)")
     args.eval_optics = parse_optics(args.eval_optics)
@@ -198,6 +203,9 @@ def train_config(args, arch: str, seed: int, store: Path) -> TrainConfig:
     config.data = DataConfig(store=str(store), channel=args.channel, triplets=data["data.triplets"],
                              alpha=data["data.alpha"])
     config.optim = OptimConfig(lr=args.lr, step=10**6, epochs=1, batch=args.batch)
+    if args.lr_halvings:  # the same schedule, as fractions of the budget, for every arch's epoch length
+        epochs = math.ceil(args.steps / steps_per_epoch(config))
+        config.optim.step = max(1, epochs // (args.lr_halvings + 1))
     return config.check()
 
 

@@ -4,13 +4,14 @@
     python examples/train_default_model.py --out build/default-models --install  # and replace blurlatent/models/
 
 Per channel (w1 nuclei, w2 actin): ``synth`` widefield stacks with the calibrated default optics (seed 0),
-``prepare`` the paper's planes 0..16 step 2 as 128 px crops, ``train`` the architecture that won
-``benchmarks/bench_quality.py`` with the weak loss (Eq. 4) plus the deblur loss, then ``shipping.slim_checkpoint``
+``prepare`` the paper's planes 0..16 step 2 as 128 px crops, ``train`` the architecture that deblurs best in
+``benchmarks/bench_quality.py`` on every triplet toward focus (``--triplets focus``) with the weak loss (Eq. 4)
+plus the deblur loss, then ``shipping.slim_checkpoint``
 (weights only, the smallest precision within 1e-3 of float32) and the card: what it was trained on, and the
 benchmark's figures for it on a synthetic test set made with ANOTHER seed and OTHER optics
 (``bench_quality.py --checkpoint``), next to the less-blurry input, Richardson–Lucy and Wiener.
-The same seed gives the same model on the same machine kind; on 2 CPU cores the default schedule takes
-about 20 minutes per channel, on a GPU a minute or two.
+The same seed gives the same model on the same machine kind; on 2 CPU cores the default schedule (3 epochs,
+1,260 steps) takes about 20 minutes per channel, on a GPU a minute or two.
 """
 
 from __future__ import annotations
@@ -53,9 +54,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--channels", default="w1,w2", help="channels to train, one model each")
     p.add_argument("--arch", default="multiscale", help="architecture (bench_quality.py's winner)")
     p.add_argument("--fields", type=int, default=30, help="synthetic training fields (80:20 train/val)")
-    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--epochs", type=int, default=3, help="epochs (focus triplets: 420 steps each)")
     p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate, halved every --lr-step epochs")
-    p.add_argument("--lr-step", type=int, default=4)
+    p.add_argument("--lr-step", type=int, default=1)
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--deblur-weight", type=float, default=1.0)
     p.add_argument("--triplets", default="focus", choices=choices(TripletSet),

@@ -14,7 +14,7 @@ from blurlatent.synth import render_field
 
 # bench_quality.py's evaluation optics (another microscope than the training data's)
 OTHER_OPTICS = Optics(na=0.55, wavelength_um=0.52, z_step_um=1.8, read_noise=3.0, gain=0.6, background=30.0)
-# measured on this field: +2.3 dB at (z0, z8) → z16 (on fields 778, 779: +3.9 dB; the card's 6 test fields: +3.0)
+# measured on this field: +2.9 dB at (z0, z8) → z16 (on fields 778, 779: +4.7, +5.8 dB; the card's 6 test fields: +3.9)
 MARGIN_DB = {"w1": 1.5}
 
 
