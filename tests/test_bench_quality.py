@@ -140,3 +140,19 @@ def test_reuse_takes_only_runs_this_bench_would_train(tmp_path, capsys):
     assert bench.reused_runs(bench.parse_args(argv + ["--seeds", "1"]), tmp_path / "store") == {}
     with pytest.raises(SystemExit, match="its crop is 128"):
         bench.reused_runs(bench.parse_args(argv + ["--crop", "64"]), tmp_path / "store")
+
+
+def test_lr_halvings_give_every_arch_the_same_schedule_in_fractions_of_its_budget(tmp_path):
+    from train_store import make_store
+
+    bench = _bench()
+    store = make_store(tmp_path / "store")  # 6 train crops: 42 paper items (3 steps of 16), 168 focus (11 steps)
+    args = bench.parse_args(["--out", "x", "--steps", "30", "--lr-halvings", "2", "--batch", "16",
+                             "--triplets", "multiscale=focus"])
+    paper, multiscale = (bench.train_config(args, arch, 0, store) for arch in ("paper", "multiscale"))
+    assert bench.steps_per_epoch(paper) == 3 and paper.optim.step == 3  # 10 epochs: halved after 3 and 6
+    assert bench.steps_per_epoch(multiscale) == 11 and multiscale.optim.step == 1  # 3 epochs: after 1 and 2
+    assert bench.train_config(bench.parse_args(["--out", "x", "--steps", "30"]), "paper", 0, store).optim.step \
+        == 10**6  # no decay by default
+    with pytest.raises(SystemExit, match="--lr-halvings needs a --steps budget"):
+        bench.parse_args(["--out", "x", "--minutes", "5", "--lr-halvings", "2"])
