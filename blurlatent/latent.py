@@ -90,10 +90,10 @@ def triplet_weight(triplet) -> float:
     A latent linear in focal position makes the target plane's code the mix of its neighbours' weighted by
     distance; Eq. 3 with α' = 1 − this weight (``alpha_from_planes``) inverts it.
     """
-    left, target, right = (float(p) for p in triplet)
+    left, target, right = triplet
     if not left < target < right:
         raise UsageError(f"triplet {list(triplet)}: planes must be ordered left < target < right")
-    return (target - left) / (right - left)
+    return 1.0 - alpha_from_planes(left, target, right)
 
 
 def triplet_alphas(triplets, alpha) -> list[float]:

@@ -97,10 +97,11 @@ class LossModule(nn.Module):
     """The autoencoder plus its loss, so one ``forward`` runs a whole step: DDP syncs gradients through forward.
 
     ``forward(left, target, right, alpha=None)`` returns ``loss_terms(model, left, target, right, reg, alpha,
-    deblur_weight=)``; a per-sample ``alpha`` [B] (uneven triplets) replaces the module's one α.
+    deblur_weight=)``; a per-sample ``alpha`` [B] (uneven triplets) replaces the module's one α, and is
+    required when that is None.
     """
 
-    def __init__(self, model: nn.Module, reg: str, alpha: float, deblur_weight: float = 0.0):
+    def __init__(self, model: nn.Module, reg: str, alpha: float | None, deblur_weight: float = 0.0):
         super().__init__()
         self.model, self.reg, self.alpha = model, check_choice(Reg, reg, "reg"), alpha
         self.deblur_weight = float(deblur_weight)

@@ -188,8 +188,8 @@ class _Trainer:
             self._restore()
         if info.main:
             save_yaml(config, out / "config.yaml")
-        # every step passes its batch's α (``_alpha``): the module's own is a placeholder
-        self.step_module = LossModule(self.model, config.reg, 0.5, config.deblur_weight)
+        # the run's one α (None for uneven triplets); every step passes its batch's α (``_alpha``)
+        self.step_module = LossModule(self.model, config.reg, self.fixed_alpha, config.deblur_weight)
         if info.world > 1:
             ids = [device.index] if device.type == "cuda" else None
             self.step_module = DistributedDataParallel(self.step_module, device_ids=ids)
