@@ -70,6 +70,14 @@ def triplet_set(name: str) -> dict:
     return {"data.triplets": [list(t) for t in triplets], "data.alpha": alpha}
 
 
+def arch_recipe(arch: str) -> list[dict]:
+    """The settings ``arch`` trains with unless the user gives them, in groups that are taken whole or not at all.
+    paper: none (its own defaults: the seven triplets at α 0.5, no deblur loss); multiscale: the recipe
+    ``bench_quality`` measured — every triplet toward focus with its own α, and the deblur loss at weight 1."""
+    check_choice(Arch, arch, "model arch")
+    return [] if arch == "paper" else [triplet_set("focus"), {"deblur_weight": 1.0}]
+
+
 def check_choice(option, value, what: str) -> str:
     """``value`` if it is one of ``choices(option)``, else UsageError naming ``what`` and the choices."""
     if value not in choices(option):

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from .checkpoint import check_resumable, load_checkpoint, save_checkpoint, tensors_in
-from .config import RESUMABLE_CHANGES, TrainConfig, from_dict, override, to_dict
+from .config import RESUMABLE_CHANGES, ModelConfig, TrainConfig, from_dict, override, to_dict
 from .errors import UsageError
 from .files import MB, disk_space, missing_folders, remove_empty_folders
 from .outputs import FolderLock, check_output_folder, read_marker, remove_owned, write_marker
@@ -228,7 +228,8 @@ def init_model(path: str | Path) -> dict[str, Any]:
     it (``init``) builds the same model unless told otherwise. Raises UsageError (missing or unreadable file)."""
     if not Path(path).is_file():
         raise UsageError(f"init {path}: checkpoint not found; pass a .pt written by `blurlatent train`")
-    model = load_checkpoint(path)["config"]["model"]
+    # through ModelConfig: a checkpoint that predates a key (``arch``) gets the meaning it was written with
+    model = to_dict(from_dict(ModelConfig, load_checkpoint(path)["config"]["model"], f"init {path}", "model."))
     return {f"model.{key}": value for key, value in model.items()}
 
 

@@ -15,9 +15,10 @@ from train_store import TINY, make_store, metrics, tiny_config
 from typer.testing import CliRunner
 
 import blurlatent.losses as losses
+from blurlatent.bbbc006 import FOCUS_TRIPLETS
 from blurlatent.checkpoint import build_model, load_checkpoint, state_digest
 from blurlatent.cli import app
-from blurlatent.config import TrainConfig, from_dict
+from blurlatent.config import DEFAULT_WIDTHS, ModelConfig, TrainConfig, from_dict, load_yaml
 from blurlatent.errors import RuntimeFailure, UsageError
 from blurlatent.train import train
 
@@ -218,6 +219,89 @@ def test_cli_train_config_flags_and_refusals(store, tmp_path, monkeypatch):
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     res = runner.invoke(app, ["train", str(store), "--out", str(tmp_path / "g"), "--gpus", "2", "--widths", "4,8,8"])
     assert res.exit_code == 2 and "only 1 CUDA GPU" in res.output
+
+
+def _new_run_settings(monkeypatch, args: list[str]) -> TrainConfig:
+    """The config `train ARGS` would start a new run with (the training itself replaced by a spy)."""
+    import blurlatent.train as train_module
+
+    got = []
+    monkeypatch.setattr(train_module, "train", lambda cfg, out, **kw: got.append(cfg))
+    res = CliRunner().invoke(app, ["train", *args])
+    assert res.exit_code == 0 and len(got) == 1, res.output
+    return got[0]
+
+
+def _recipe(cfg: TrainConfig) -> tuple:
+    return cfg.model.arch, len(cfg.data.triplets), cfg.data.alpha, cfg.deblur_weight
+
+
+FOCUS_RECIPE, PAPER_RECIPE = ("multiscale", 28, "planes", 1.0), ("paper", 7, 0.5, 0.0)
+
+
+@pytest.mark.parametrize("flags, yml, expected", [
+    ([], None, PAPER_RECIPE),  # train's default: the paper's model, trained as the paper did
+    (["--arch", "multiscale"], None, FOCUS_RECIPE),  # the multiscale net brings its measured recipe
+    (["--arch", "multiscale", "--triplets", "paper"], None, ("multiscale", 7, 0.5, 1.0)),  # a flag replaces its part
+    (["--arch", "multiscale", "--deblur-weight", "0"], None, ("multiscale", 28, "planes", 0.0)),
+    (["--arch", "paper", "--triplets", "focus"], None, ("paper", 28, "planes", 0.0)),
+    ([], {"model": {"arch": "multiscale"}}, FOCUS_RECIPE),
+    ([], {"optim": {"epochs": 3}}, PAPER_RECIPE),  # a config without an arch: the default
+    ([], {"model": {"arch": "multiscale"}, "data": {"triplets": [[0, 8, 16]]}}, ("multiscale", 1, 0.5, 1.0)),
+    ([], {"model": {"arch": "multiscale"}, "deblur_weight": 0.5}, ("multiscale", 28, "planes", 0.5)),
+    (["--arch", "paper"], {"model": {"arch": "multiscale", "widths": [4, 8]}}, PAPER_RECIPE),
+    (["--arch", "multiscale"], {"model": {"arch": "paper", "widths": [4, 8]}}, FOCUS_RECIPE),
+])
+def test_each_arch_trains_with_its_recipe_unless_told_otherwise(store, tmp_path, monkeypatch, flags, yml, expected):
+    args = [str(store), "--out", str(tmp_path / "run"), *flags]
+    if yml is not None:
+        (tmp_path / "run.yaml").write_text(yaml.safe_dump(yml))
+        args += ["--config", str(tmp_path / "run.yaml")]
+    cfg = _new_run_settings(monkeypatch, args)
+    assert _recipe(cfg) == expected
+    # without --widths each arch gets its own default widths (a YAML's widths for another arch do not fit)
+    assert cfg.model.widths == list(DEFAULT_WIDTHS[cfg.model.arch])
+    if expected[1] == 28:
+        assert [tuple(t) for t in cfg.data.triplets] == list(FOCUS_TRIPLETS)
+
+
+def test_yaml_widths_without_an_arch_are_the_users(store, tmp_path, monkeypatch):
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump({"model": {"widths": [4, 8, 8]}}))
+    cfg = _new_run_settings(monkeypatch, [str(store), "--out", str(tmp_path / "run"), "--config",
+                                          str(tmp_path / "run.yaml"), "--arch", "multiscale"])
+    assert _recipe(cfg) == FOCUS_RECIPE and cfg.model.widths == [4, 8, 8]
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (Path(__file__).parents[1] / "examples" / "configs").iterdir()))
+def test_the_example_configs_reproduce_the_paper(store, base_run, tmp_path, monkeypatch, name):
+    config = Path(__file__).parents[1] / "examples" / "configs" / name
+    args = [str(store), "--out", str(tmp_path / "run"), "--config", str(config)]
+    fine_tunes = load_yaml(TrainConfig, config).init is not None
+    if fine_tunes:  # the strong configs fine-tune a weak run: here a tiny paper-model one
+        args += ["--init", str(base_run / "best.pt")]
+    cfg = _new_run_settings(monkeypatch, args)
+    assert _recipe(cfg) == PAPER_RECIPE
+    assert cfg.model.widths == (TINY if fine_tunes else list(DEFAULT_WIDTHS["paper"]))
+
+
+def test_fine_tuning_keeps_the_init_models_arch_even_from_a_checkpoint_without_one(store, base_run, tmp_path,
+                                                                                  monkeypatch):
+    old = tmp_path / "old.pt"  # a checkpoint written before `arch` existed: the paper's model
+    ckpt = torch.load(base_run / "best.pt", weights_only=True)
+    del ckpt["config"]["model"]["arch"]
+    torch.save(ckpt, old)
+    cfg = _new_run_settings(monkeypatch, [str(store), "--out", str(tmp_path / "run"), "--reg", "strong", "--init",
+                                          str(old)])
+    assert _recipe(cfg) == PAPER_RECIPE and cfg.model.widths == TINY
+
+
+def test_fine_tuning_a_multiscale_checkpoint_takes_its_arch_and_recipe(store, tmp_path, monkeypatch):
+    init = tmp_path / "ms"
+    config = tiny_config(store, epochs=1)
+    config.model = ModelConfig(arch="multiscale", widths=[4, 8])
+    train(config, init, progress=False)
+    cfg = _new_run_settings(monkeypatch, [str(store), "--out", str(tmp_path / "run"), "--init", str(init / "best.pt")])
+    assert _recipe(cfg) == FOCUS_RECIPE and cfg.model.widths == [4, 8]
 
 
 def test_focus_triplets_train_with_each_triplets_alpha(store, tmp_path, monkeypatch):

@@ -50,13 +50,15 @@ def train_cli(
         help="Encoder widths, e.g. 64,128,256,512,1024 (the paper) or 8,16,32 for a quick run."),
     arch: Optional[ArchChoice] = typer.Option(None, "--arch",
         help="paper (the paper's autoencoder, the default) or multiscale (a latent at every resolution, resize+conv "
-             "decoder); without --widths an --arch takes its own default widths."),
+             "decoder; unless given, it trains with --triplets focus --deblur-weight 1, its measured recipe); "
+             "without --widths an --arch takes its own default widths."),
     deblur_weight: Optional[float] = typer.Option(None, "--deblur-weight",
-        help="Weight of the deblur loss, L1(G(Eq. 3(z_left, z_target)), x_right) on each triplet; 0 (default) is "
-             "off; adds to any --reg."),
+        help="Weight of the deblur loss, L1(G(Eq. 3(z_left, z_target)), x_right) on each triplet; 0 is off; adds to "
+             "any --reg. Default: 0 for --arch paper, 1 for multiscale."),
     triplets: Optional[TripletChoice] = typer.Option(None, "--triplets",
-        help="Training triplets: paper (its seven, alpha 0.5; the default) or focus (all 28 (left, target, 16) of the "
-             "even planes, each with its own alpha: every blur level and every pair toward focus)."),
+        help="Training triplets: paper (its seven, alpha 0.5; the default for --arch paper) or focus (all 28 (left, "
+             "target, 16) of the even planes, each with its own alpha: every blur level and every pair toward "
+             "focus; the default for multiscale)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (weights and batch order)."),
     workers: Optional[int] = typer.Option(None, "--workers", help="Loader processes (default: 0 on CPU, 4 per GPU)."),
     amp: Optional[AmpChoice] = typer.Option(None, "--amp",
@@ -92,12 +94,12 @@ def train_cli(
         "model.widths": int_list(widths, "model widths") if widths else None, "model.arch": choice_value(arch),
         **(triplet_set(choice_value(triplets)) if triplets is not None else {}),
     }
-    cfg, out = _run_config(resume, config, out, init, choice_value(arch), changes)
+    cfg, out = _run_config(resume, config, out, init, changes)
     _run(cfg, out, resume is not None, force)
 
 
 def _run_config(resume: Optional[Path], config: Optional[Path], out: Optional[Path], init: Optional[Path],
-                arch: Optional[str], changes: dict):
+                changes: dict):
     """(config, run folder): a resumed run's own config with the flags' allowed changes, or a new run's."""
     from ..errors import UsageError
     from ..run import resume_config
@@ -108,23 +110,41 @@ def _run_config(resume: Optional[Path], config: Optional[Path], out: Optional[Pa
         return resume_config(resume, changes, out=out), resume
     if out is None:
         raise UsageError("no run folder given: pass --out runs/NAME")
-    return _new_run_config(config, init, arch, changes), out
+    return _new_run_config(config, init, changes), out
 
 
-def _new_run_config(config: Optional[Path], init: Optional[Path], arch: Optional[str], changes: dict):
-    """A new run's config: defaults ← --config ← flags; fine-tuning (--init) takes the init's model unless given."""
-    from ..config import DEFAULT_WIDTHS, TrainConfig, load_yaml, override, read_yaml
+def _new_run_config(config: Optional[Path], init: Optional[Path], changes: dict):
+    """A new run's config: defaults ← --config ← flags. Where neither gives them, fine-tuning (--init) takes the
+    init's model, and the arch's recipe (``arch_recipe``) fills in the rest."""
+    from ..config import DEFAULT_WIDTHS, TrainConfig, arch_recipe, load_yaml, override, read_yaml
     from ..run import init_model
 
     base = load_yaml(TrainConfig, config) if config is not None else TrainConfig()
+    in_yaml = _dotted_keys(read_yaml(config) or {}) if config is not None else set()
+
+    def unset(key: str) -> bool:
+        return changes.get(key) is None and key not in in_yaml
+
     if init is not None:  # fine-tuning: the init's model, except what flags or --config give
-        in_yaml = (read_yaml(config) or {}).get("model") or {} if config is not None else {}
-        for key, value in init_model(init).items():
-            if changes.get(key) is None and key.split(".", 1)[1] not in in_yaml:
-                changes[key] = value
-    if arch is not None and changes.get("model.widths") is None and base.model.arch != arch:
-        changes["model.widths"] = list(DEFAULT_WIDTHS[arch])  # the base's widths are another arch's
+        changes.update({key: value for key, value in init_model(init).items() if unset(key)})
+    arch = changes.get("model.arch") or base.model.arch
+    # widths the YAML gave for its own arch do not fit another one; widths it gave alone are the user's
+    yaml_widths_fit = "model.widths" in in_yaml and "model.arch" not in in_yaml
+    if arch != base.model.arch and changes.get("model.widths") is None and not yaml_widths_fit:
+        changes["model.widths"] = list(DEFAULT_WIDTHS[arch])
+    for group in arch_recipe(arch):
+        if all(unset(key) for key in group):
+            changes.update(group)
     return override(base, changes)
+
+
+def _dotted_keys(tree: dict, prefix: str = "") -> set[str]:
+    """The keys a YAML config sets, dotted (``{"model": {"arch": …}}`` → ``{"model", "model.arch"}``)."""
+    keys = set()
+    for key, value in tree.items() if isinstance(tree, dict) else ():
+        keys.add(prefix + str(key))
+        keys |= _dotted_keys(value, f"{prefix}{key}.")
+    return keys
 
 
 def _run(cfg, out: Path, resume: bool, force: bool) -> None:
