@@ -45,7 +45,16 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from blurlatent.config import DataConfig, OptimConfig, TrainConfig, from_dict, load_yaml, to_dict, triplet_set  # noqa: E402
+from blurlatent.config import (  # noqa: E402
+    DataConfig,
+    OptimConfig,
+    TrainConfig,
+    arch_recipe,
+    from_dict,
+    load_yaml,
+    to_dict,
+    triplet_set,
+)
 from blurlatent.data import EpochBatches, triplet_dataset  # noqa: E402
 from blurlatent.evaluate import evaluate  # noqa: E402
 from blurlatent.figures import save_line_plot  # noqa: E402
@@ -112,9 +121,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--widths", action="append", default=[], metavar="ARCH=W1,W2,…",
                    help="model widths per arch (repeat); default paper=32,64,128,256,512, others the arch's own")
     p.add_argument("--deblur-weight", action="append", default=[], metavar="ARCH=W",
-                   help="deblur loss weight per arch (repeat), e.g. multiscale=1; default the config's")
+                   help="deblur loss weight per arch (repeat), e.g. multiscale=2; default the arch's recipe "
+                        "(train --arch: multiscale 1, paper 0)")
     p.add_argument("--triplets", action="append", default=[], metavar="ARCH=SET",
-                   help="training triplets per arch (repeat): paper (default) or focus (train --triplets)")
+                   help="training triplets per arch (repeat): paper or focus (train --triplets); default the "
+                        "arch's recipe (multiscale focus, paper paper)")
     p.add_argument("--reuse", type=Path, action="append", default=[], metavar="DIR",
                    help="score the runs of an earlier bench in DIR (repeat) that were trained with exactly this run's "
                         "data and settings instead of training them again (e.g. paper, or seeds run in parallel)")
@@ -193,15 +204,18 @@ def train_config(args, arch: str, seed: int, store: Path) -> TrainConfig:
         model["widths"] = args.widths[arch]
     if arch == "multiscale" and args.skips:
         model["skips"] = args.skips
-    extra = {"deblur_weight": args.deblur_weight[arch]} if arch in args.deblur_weight else {}
+    # what `train --arch ARCH` trains with (``arch_recipe``), but for the triplets and deblur weight given here
+    recipe = {**triplet_set("paper"), **{key: value for group in arch_recipe(arch) for key, value in group.items()}}
+    if arch in args.triplets:
+        recipe.update(triplet_set(args.triplets[arch]))
+    extra = {"deblur_weight": args.deblur_weight.get(arch, recipe.get("deblur_weight", 0.0))}
     reg = args.reg_of.get(arch, args.reg)
     if reg == "strong":
         extra["from_scratch"] = True  # every model here starts from random weights, for the same budget
     config = from_dict(TrainConfig, {"model": model, "reg": reg, "seed": seed, "device": args.device,
                                      "strip_every": 0, **extra}, source=f"bench_quality arch {arch}")
-    data = triplet_set(args.triplets.get(arch, "paper"))
-    config.data = DataConfig(store=str(store), channel=args.channel, triplets=data["data.triplets"],
-                             alpha=data["data.alpha"])
+    config.data = DataConfig(store=str(store), channel=args.channel, triplets=recipe["data.triplets"],
+                             alpha=recipe["data.alpha"])
     config.optim = OptimConfig(lr=args.lr, step=10**6, epochs=1, batch=args.batch)
     if args.lr_halvings:  # the same schedule, as fractions of the budget, for every arch's epoch length
         epochs = math.ceil(args.steps / steps_per_epoch(config))

@@ -97,13 +97,18 @@ def test_skips_reach_the_multiscale_config_only():
     assert bench.train_config(args, "paper", 0, Path("store")).model.arch == "paper"
 
 
-def test_triplets_reach_each_archs_config():
+def test_each_arch_trains_with_its_recipe_unless_the_bench_is_told_otherwise():
     bench = _bench()
-    args = bench.parse_args(["--out", "x", "--steps", "1", "--triplets", "multiscale=focus"])
-    focus = bench.train_config(args, "multiscale", 0, Path("store")).data
-    assert len(focus.triplets) == 28 and focus.alpha == "planes"
-    paper = bench.train_config(args, "paper", 0, Path("store")).data
-    assert len(paper.triplets) == 7 and paper.alpha == 0.5
+
+    def recipe(argv, arch):
+        config = bench.train_config(bench.parse_args(["--out", "x", "--steps", "1", *argv]), arch, 0, Path("s"))
+        return len(config.data.triplets), config.data.alpha, config.deblur_weight
+
+    assert recipe([], "multiscale") == (28, "planes", 1.0)  # as `train --arch multiscale`
+    assert recipe([], "paper") == (7, 0.5, 0.0)
+    assert recipe(["--triplets", "multiscale=paper"], "multiscale") == (7, 0.5, 1.0)
+    assert recipe(["--deblur-weight", "multiscale=2"], "multiscale") == (28, "planes", 2.0)
+    assert recipe(["--triplets", "paper=focus", "--deblur-weight", "paper=0.5"], "paper") == (28, "planes", 0.5)
 
 
 def test_reuse_takes_only_runs_this_bench_would_train(tmp_path, capsys):
