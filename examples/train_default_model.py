@@ -64,7 +64,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
     p.add_argument("--smoke", action="store_true", help="a tiny end-to-end run (tests): 64 px, 1 epoch, widths 4,8")
-    p.add_argument("--install", action="store_true", help="copy the models and cards into blurlatent/models/")
+    p.add_argument("--install", action="store_true",
+                   help="copy the models and cards into blurlatent/models/ (not one below its input at any k)")
     p.add_argument("--force", action="store_true", help="replace this script's earlier outputs in --out")
     args = p.parse_args(argv)
     args.size, args.crop, args.widths = (696, 520), 128, None
@@ -117,7 +118,14 @@ def benchmark(args, checkpoint: Path, channel: str) -> dict:
            "--checkpoint", f"builtin={checkpoint}", "--channel", channel, "--device", args.device, "--force"]
     cmd += ["--smoke"] if args.smoke else []
     subprocess.run(cmd, check=True)
-    return benchmark_card(json.loads((out / "bench_quality.json").read_text()))
+    return json.loads((out / "bench_quality.json").read_text())
+
+
+def below_input(result: dict) -> list[str]:
+    """The pairs (0,k) of bench_quality.json where the model ("builtin") scores a lower PSNR than the less-blurry
+    input: a built-in model must never be worse than doing nothing, so ``--install`` refuses it."""
+    model, identity = result["methods"]["builtin"]["deblur"], result["methods"]["identity"]["deblur"]
+    return [f"(0,{k})" for k in sorted(model, key=int) if model[k]["psnr"] < identity[k]["psnr"]]
 
 
 def benchmark_card(result: dict) -> dict:
@@ -155,12 +163,13 @@ def main(argv=None) -> None:
         shipped = args.out / "models" / f"{channel}.pt"
         facts = slim_checkpoint(best, shipped, probe_pairs(store, channel), force=True)
         what = "nuclei (Hoechst)" if channel == "w1" else "actin (phalloidin)"
+        result = benchmark(args, shipped, channel)
         card = {
             "name": channel, "channel": channel, "file": shipped.name, **facts, "arch": args.arch,
             "summary": f"synthetic training, widefield {what}, arch {args.arch}",
             "trained_on": f"{args.fields} synthetic widefield fields of {what}, planes 0..16 step 2 (z16 in focus), "
                           f"default optics (NA 0.45, 2 µm per plane), seed {args.seed}, {args.crop} px crops",
-            "training": training, "benchmark": benchmark(args, shipped, channel), "limits": LIMITS,
+            "training": training, "benchmark": benchmark_card(result), "limits": LIMITS,
             "reproduce": f"python examples/train_default_model.py --out build/default-models --channels {channel} "
                          f"--arch {args.arch} --triplets {args.triplets} --epochs {args.epochs} "
                          f"--lr-step {args.lr_step} --install",
@@ -168,7 +177,11 @@ def main(argv=None) -> None:
         write_json(args.out / "models" / f"{channel}.json", card)  # atomic, like every file blurlatent writes
         print(f"{channel}: {shipped} ({facts['precision']}, {facts['bytes'] / 1e6:.2f} MB, max |Δ| "
               f"{facts['max_abs_diff']:.1e}); card {shipped.with_suffix('.json')}", flush=True)
-        if args.install:
+        worse = below_input(result)
+        if args.install and worse:
+            print(f"{channel}: not installed, below the less-blurry input at {', '.join(worse)} (other-optics "
+                  f"test set); the model and its card stay in {args.out / 'models'}", flush=True)
+        elif args.install:
             MODELS_DIR.mkdir(exist_ok=True)
             for suffix in (".pt", ".json"):
                 shutil.copyfile(shipped.with_suffix(suffix), MODELS_DIR / f"{channel}{suffix}")

@@ -35,3 +35,27 @@ def test_smoke_run_makes_a_loadable_model_with_its_card(tmp_path):
     predictor = load_model(model.path, device="cpu")
     x = np.random.default_rng(0).random((2, 32, 32)).astype(np.float32)
     assert predictor.deblur(x[0], x[1], 0.5).shape == (32, 32)
+
+
+def _script():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("train_default_model", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _bench_result(model: dict, identity: dict) -> dict:
+    """A bench_quality.json's methods for the model ("builtin") and the input ("identity"), PSNR per k."""
+    return {"methods": {name: {"deblur": {str(k): {"psnr": v, "ssim": 0.5} for k, v in psnr.items()}}
+                        for name, psnr in (("builtin", model), ("identity", identity))}}
+
+
+def test_install_refuses_a_model_below_its_input_at_any_k():
+    below_input = _script().below_input
+    assert below_input(_bench_result({2: 25.0, 8: 28.0, 14: 34.1}, {2: 22.0, 8: 25.0, 14: 34.0})) == []
+    # the w2 run that was not shipped: below its input at k = 2 and 6, above from k = 8
+    w2 = _bench_result({2: 24.28, 6: 25.19, 8: 25.95, 10: 27.0}, {2: 24.90, 6: 25.24, 8: 25.57, 10: 26.0})
+    assert below_input(w2) == ["(0,2)", "(0,6)"]
+    assert below_input(_bench_result({10: 20.0, 2: 20.0}, {10: 21.0, 2: 19.0})) == ["(0,10)"]  # by k, not by text
