@@ -30,7 +30,7 @@ Reg = Literal["none", "weak", "strong"]
 Arch = Literal["paper", "multiscale"]
 # Which scales of a multiscale latent reach the decoder: every one, all but full resolution, or every one
 # through a learned per-scale gate (fine-scale latents mix almost like pixels: see multiscale.py)
-Skips = Literal["coarse", "all", "gated"]
+Skips = Literal["coarse", "all", "gated", "quarter"]
 Amp = Literal["auto", "bf16", "fp16", "off"]
 Normalization = Literal["minmax", "stack", "percentile"]
 Intensity = Literal["conserve", "minmax"]
@@ -108,6 +108,9 @@ class ModelConfig:
         if self.arch == "multiscale" and not 2 <= len(self.widths or []) <= MAX_DEPTH:
             raise UsageError(f"model widths {self.widths}: the multiscale arch needs 2 to {MAX_DEPTH} scales (full "
                              "resolution, then one per stride-2 stage), e.g. 12,24,48,96,192")
+        if self.arch == "multiscale" and self.skips == "quarter" and len(self.widths or []) < 3:
+            raise UsageError(f"model widths {self.widths}: skips quarter needs at least 3 scales (its finest latent is "
+                             "¼ resolution), e.g. 12,24,48,96,192")
         if not self.widths or any(not 1 <= w <= MAX_WIDTH for w in self.widths):
             raise UsageError(f"model widths {self.widths}: give layer widths from 1 to {MAX_WIDTH}, "
                              "e.g. 64,128,256,512,1024")

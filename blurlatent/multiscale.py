@@ -19,7 +19,8 @@ instead of blurring one (issue 13's prototype: −1.8 dB in blur synthesis again
 ``coarse`` (default) leaves the full-resolution scale out of the latent — the finest code is ½ resolution
 and the stem's features reach the decoder only through the stages; ``all`` uses every scale;
 ``gated`` every scale, each skip scaled by a learned gate sigmoid(g_s) that starts small at the fine
-scales (0.12, 0.27, 0.5, 0.73, …), so training decides how much of the interpolation they carry.
+scales (0.12, 0.27, 0.5, 0.73, …), so training decides how much of the interpolation they carry;
+``quarter`` leaves out ½ resolution as well: the finest code is ¼ resolution.
 
 Cost per full-resolution pixel (multiply-accumulates): E ≈ 9 w0 + 9 w0² + 13.5 w0² (D − 1), G ≈ 36 w0²
 (D − 1) (less 9 w0² with ``coarse``) for widths doubling per scale; one deblur = 2 E + G. The default
@@ -42,8 +43,8 @@ def _block(cin: int, cout: int, slope: float, stride: int = 1) -> nn.Sequential:
 
 
 def first_scale(skips: str) -> int:
-    """The finest scale in the latent: 1 for ``coarse`` (no full-resolution code), else 0."""
-    return 1 if skips == "coarse" else 0
+    """The finest scale in the latent: 1 for ``coarse`` (no full-resolution code), 2 for ``quarter``, else 0."""
+    return {"coarse": 1, "quarter": 2}.get(skips, 0)
 
 
 class MultiScaleEncoder(nn.Module):

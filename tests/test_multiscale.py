@@ -20,7 +20,8 @@ from blurlatent.model import Autoencoder, build_autoencoder
 from blurlatent.multiscale import MultiScaleAutoencoder, receptive_radius
 from blurlatent.train import train
 
-SKIPS = ("coarse", "all", "gated")
+SKIPS = ("coarse", "all", "gated", "quarter")
+FINEST = {"coarse": 1, "all": 0, "gated": 0, "quarter": 2}  # the finest scale each keeps in the latent
 
 
 def calibrated(widths, skips="coarse", seed=0) -> torch.nn.Module:
@@ -38,7 +39,7 @@ def test_shapes_per_scale(skips):
     model = calibrated([4, 8, 8], skips)
     assert isinstance(model, MultiScaleAutoencoder) and model.multiple == 4
     z = model.encode(torch.rand(2, 1, 32, 48))
-    first = 1 if skips == "coarse" else 0
+    first = FINEST[skips]
     assert [tuple(t.shape) for t in z] == [(2, w, 32 >> s, 48 >> s) for s, w in enumerate([4, 8, 8])][first:]
     y = model.decode(z)
     y = y.detach()
@@ -125,6 +126,12 @@ def test_batchnorm_folds_into_the_convs():
         fused = fuse_batchnorm(model)
         assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules())
         torch.testing.assert_close(fused(x), ref, rtol=1e-5, atol=1e-6)
+
+
+def test_quarter_needs_three_scales():
+    with pytest.raises(UsageError, match="skips quarter needs at least 3 scales"):
+        ModelConfig(arch="multiscale", widths=[4, 8], skips="quarter").check()
+    ModelConfig(arch="multiscale", widths=[4, 8, 8], skips="quarter").check()
 
 
 def test_config_arch_and_default_widths():
