@@ -130,7 +130,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--arch", default="paper", help="paper or multiscale")
     parser.add_argument("--widths", help="comma list (default: the arch's)")
-    parser.add_argument("--skips", default="coarse", help="multiscale only: coarse, all or gated")
+    parser.add_argument("--skips", default="coarse", help="multiscale only: coarse, all, gated or quarter")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (the target is 2 cores)")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--precisions", default="fp32", help="comma list of fp32, bf16, fp16, auto")

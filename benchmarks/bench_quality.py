@@ -129,7 +129,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--reuse", type=Path, action="append", default=[], metavar="DIR",
                    help="score the runs of an earlier bench in DIR (repeat) that were trained with exactly this run's "
                         "data and settings instead of training them again (e.g. paper, or seeds run in parallel)")
-    p.add_argument("--skips", default=None, help="multiscale only: coarse (its default), all or gated")
+    p.add_argument("--skips", default=None, help="multiscale only: coarse (its default), all, gated or quarter")
     p.add_argument("--reg", default="weak", help="regularization for every arch (none, weak)")
     p.add_argument("--reg-of", action="append", default=[], metavar="ARCH=REG",
                    help="another regularization for one arch (repeat), e.g. multiscale=strong (trained from scratch)")

@@ -28,8 +28,8 @@ T = TypeVar("T")
 Reg = Literal["none", "weak", "strong"]
 # paper: the paper's autoencoder (model.py); multiscale: a latent at every resolution (multiscale.py)
 Arch = Literal["paper", "multiscale"]
-# Which scales of a multiscale latent reach the decoder: every one, all but full resolution, or every one
-# through a learned per-scale gate (fine-scale latents mix almost like pixels: see multiscale.py)
+# Which scales of a multiscale latent reach the decoder: all but full resolution, every one, every one through a
+# learned per-scale gate, or none finer than ¼ resolution (fine-scale latents mix almost like pixels: multiscale.py)
 Skips = Literal["coarse", "all", "gated", "quarter"]
 Amp = Literal["auto", "bf16", "fp16", "off"]
 Normalization = Literal["minmax", "stack", "percentile"]
