@@ -73,7 +73,9 @@ def triplet_set(name: str) -> dict:
 def arch_recipe(arch: str) -> list[dict]:
     """The settings ``arch`` trains with unless the user gives them, in groups that are taken whole or not at all.
     paper: none (its own defaults: the seven triplets at α 0.5, no deblur loss); multiscale: the recipe
-    ``bench_quality`` measured — every triplet toward focus with its own α, and the deblur loss at weight 1."""
+    ``bench_quality`` measured — every triplet toward focus with its own α, and the deblur loss at weight 1.
+    `train` and ``bench_quality`` apply it to new runs; a ``TrainConfig`` built in Python keeps the dataclass
+    defaults, which is what a config or checkpoint without these keys has always meant."""
     check_choice(Arch, arch, "model arch")
     return [] if arch == "paper" else [triplet_set("focus"), {"deblur_weight": 1.0}]
 
