@@ -46,12 +46,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from blurlatent.config import (  # noqa: E402
-    DataConfig,
     OptimConfig,
     TrainConfig,
     arch_recipe,
     from_dict,
     load_yaml,
+    override,
     to_dict,
     triplet_set,
 )
@@ -204,18 +204,18 @@ def train_config(args, arch: str, seed: int, store: Path) -> TrainConfig:
         model["widths"] = args.widths[arch]
     if arch == "multiscale" and args.skips:
         model["skips"] = args.skips
-    # what `train --arch ARCH` trains with (``arch_recipe``), but for the triplets and deblur weight given here
-    recipe = {**triplet_set("paper"), **{key: value for group in arch_recipe(arch) for key, value in group.items()}}
-    if arch in args.triplets:
-        recipe.update(triplet_set(args.triplets[arch]))
-    extra = {"deblur_weight": args.deblur_weight.get(arch, recipe.get("deblur_weight", 0.0))}
     reg = args.reg_of.get(arch, args.reg)
-    if reg == "strong":
-        extra["from_scratch"] = True  # every model here starts from random weights, for the same budget
+    # every model here starts from random weights, for the same budget
+    extra = {"from_scratch": True} if reg == "strong" else {}
     config = from_dict(TrainConfig, {"model": model, "reg": reg, "seed": seed, "device": args.device,
                                      "strip_every": 0, **extra}, source=f"bench_quality arch {arch}")
-    config.data = DataConfig(store=str(store), channel=args.channel, triplets=recipe["data.triplets"],
-                             alpha=recipe["data.alpha"])
+    # what `train --arch ARCH` trains with (``arch_recipe``), but for the triplets and deblur weight given here
+    changes = {key: value for group in arch_recipe(arch) for key, value in group.items()}
+    if arch in args.triplets:
+        changes.update(triplet_set(args.triplets[arch]))
+    if arch in args.deblur_weight:
+        changes["deblur_weight"] = args.deblur_weight[arch]
+    config = override(config, {**changes, "data.store": str(store), "data.channel": args.channel})
     config.optim = OptimConfig(lr=args.lr, step=10**6, epochs=1, batch=args.batch)
     if args.lr_halvings:  # the same schedule, as fractions of the budget, for every arch's epoch length
         epochs = math.ceil(args.steps / steps_per_epoch(config))
@@ -262,6 +262,14 @@ def train_for_budget(config: TrainConfig, run: Path, steps: int | None, minutes:
             "widths": list(config.model.widths), "checkpoint": str(run / "best.pt")}
 
 
+def comparable(config: TrainConfig) -> dict:
+    """A run's config as plain data without what may differ between reusable runs: the store's path, the device
+    and the epochs."""
+    data = to_dict(config)
+    data["data"]["store"], data["device"], data["optim"]["epochs"] = "", "", 0
+    return data
+
+
 def reused_runs(args, store: Path) -> dict:
     """{(arch, seed): run} from the earlier benches ``args.reuse`` (first match wins) that this bench would
     train itself: the same data and evaluation settings (else exit, saying which differs), and the run's
@@ -270,7 +278,7 @@ def reused_runs(args, store: Path) -> dict:
     mine = {"size": args.size, "crop": args.crop, "fields": args.fields, "eval_fields": args.eval_fields,
             "data_seed": args.data_seed, "eval_seed": args.eval_seed, "channel": args.channel,
             "eval_optics": dataclasses.asdict(args.eval_optics)}
-    runs = {}
+    runs, wanted = {}, {}
     for folder in args.reuse:
         earlier = json.loads((folder / "bench_quality.json").read_text())
         for key, value in mine.items():
@@ -282,12 +290,11 @@ def reused_runs(args, store: Path) -> dict:
                 run = earlier["runs"].get(f"{arch}-s{seed}")
                 if run is None or (arch, seed) in runs:
                     continue
-                theirs = to_dict(load_yaml(TrainConfig, Path(run["checkpoint"]).parent / "config.yaml"))
-                wanted = to_dict(train_config(args, arch, seed, store))
-                for d in (theirs, wanted):
-                    d["data"]["store"], d["device"], d["optim"]["epochs"] = "", "", 0
-                if theirs != wanted:
-                    diff = sorted(k for k in wanted if wanted[k] != theirs.get(k))
+                if (arch, seed) not in wanted:  # built once: with --lr-halvings it reads the store
+                    wanted[arch, seed] = comparable(train_config(args, arch, seed, store))
+                theirs = comparable(load_yaml(TrainConfig, Path(run["checkpoint"]).parent / "config.yaml"))
+                if theirs != wanted[arch, seed]:
+                    diff = sorted(k for k in wanted[arch, seed] if wanted[arch, seed][k] != theirs.get(k))
                     print(f"--reuse {folder}: {arch} seed {seed} was trained with other settings ({', '.join(diff)})"
                           "; training it here", flush=True)
                     continue

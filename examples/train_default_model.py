@@ -112,7 +112,7 @@ def probe_pairs(store: Path, channel: str) -> np.ndarray:
 
 
 def benchmark(args, checkpoint: Path, channel: str) -> dict:
-    """bench_quality.py on this model as it is: the other-optics figures for the card."""
+    """bench_quality.py on this model as it is: its bench_quality.json (the card's figures, ``below_input``)."""
     out = args.out / "bench" / channel
     cmd = [sys.executable, str(ROOT / "benchmarks" / "bench_quality.py"), "--out", str(out), "--archs", "none",
            "--checkpoint", f"builtin={checkpoint}", "--channel", channel, "--device", args.device, "--force"]
