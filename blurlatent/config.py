@@ -393,7 +393,13 @@ def read_yaml(path: str | Path):
 def load_yaml(cls: type[T], path: str | Path) -> T:
     """Config ``cls`` from YAML file ``path``: keys, types, choices and ranges checked (``check_ranges``, else
     ``check``), errors naming the file."""
-    cfg = from_dict(cls, read_yaml(path) or {}, str(path))
+    return checked_config(cls, read_yaml(path) or {}, path)
+
+
+def checked_config(cls: type[T], data, path: str | Path) -> T:
+    """Config ``cls`` from the plain data ``read_yaml(path)`` returned, checked as ``load_yaml`` checks it (for a
+    caller that also needs the data itself)."""
+    cfg = from_dict(cls, data, str(path))
     check = getattr(cfg, "check_ranges", None) or getattr(cfg, "check", None)
     if check is not None:
         try:

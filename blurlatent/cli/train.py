@@ -116,11 +116,12 @@ def _run_config(resume: Optional[Path], config: Optional[Path], out: Optional[Pa
 def _new_run_config(config: Optional[Path], init: Optional[Path], changes: dict):
     """A new run's config: defaults ← --config ← flags. Where neither gives them, fine-tuning (--init) takes the
     init's model, and the arch's recipe (``arch_recipe``) fills in the rest."""
-    from ..config import DEFAULT_WIDTHS, TrainConfig, arch_recipe, load_yaml, override, read_yaml
+    from ..config import DEFAULT_WIDTHS, TrainConfig, arch_recipe, checked_config, override, read_yaml
     from ..run import init_model
 
-    base = load_yaml(TrainConfig, config) if config is not None else TrainConfig()
-    in_yaml = _dotted_keys(read_yaml(config) or {}) if config is not None else set()
+    tree = read_yaml(config) or {} if config is not None else {}
+    base = checked_config(TrainConfig, tree, config) if config is not None else TrainConfig()
+    in_yaml = _dotted_keys(tree)
 
     def unset(key: str) -> bool:
         return changes.get(key) is None and key not in in_yaml
