@@ -12,7 +12,7 @@ import contextlib
 import logging
 import os
 import signal
-import socket
+import tempfile
 import threading
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -173,15 +173,16 @@ def spawn(worker: Callable, nproc: int, args: tuple) -> Any:
     RuntimeFailure is raised here with its message; Ctrl-C reaches every rank, which agree on a step,
     save and raise KeyboardInterrupt: that message is re-raised here as KeyboardInterrupt.
     """
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     ctx = mp.get_context("spawn")
     errors, results = ctx.SimpleQueue(), ctx.SimpleQueue()
     level = logging.getLogger("blurlatent").getEffectiveLevel()
-    procs = mp.start_processes(_entry, args=(nproc, port, worker, args, errors, results, level),
-                               nprocs=nproc, join=False, start_method="spawn")
-    _join(procs)
+    # The ranks meet through a file, not a TCP port: a port picked free here and bound later by rank 0 can be
+    # taken in between by another process (seen as a rare failed start when tests run beside other work).
+    with tempfile.TemporaryDirectory(prefix="blurlatent-rendezvous-") as meeting:
+        init_method = f"file://{os.path.join(meeting, 'store')}"
+        procs = mp.start_processes(_entry, args=(nproc, init_method, worker, args, errors, results, level),
+                                   nprocs=nproc, join=False, start_method="spawn")
+        _join(procs)
     _raise_reported(errors)
     if any(p.exitcode for p in procs.processes):
         codes = [p.exitcode for p in procs.processes]
@@ -228,10 +229,10 @@ def _raise_reported(errors) -> None:
     raise (UsageError if kind in _USAGE_KINDS else RuntimeFailure)(message)
 
 
-def _entry(rank, world, port, worker, args, errors, results, level):
+def _entry(rank, world, init_method, worker, args, errors, results, level):
     logging.basicConfig(level=level, format="%(message)s")
     try:
-        result = worker(rank, world, f"tcp://127.0.0.1:{port}", *args)
+        result = worker(rank, world, init_method, *args)
         if rank == 0 and result is not None:
             results.put(result)
     except KeyboardInterrupt as exc:
