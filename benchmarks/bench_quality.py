@@ -73,7 +73,7 @@ GAUSSIAN = "Gaussian blur (σ fitted)"
 DEFAULT_WIDTHS = {"paper": [32, 64, 128, 256, 512]}  # the "paper-like" prototype; others: the arch's default
 # --smoke: tiny everything, a pipeline check and not a measurement; one epoch unless --steps/--minutes say
 SMOKE = dict(fields=4, eval_fields=3, size="64x64", crop=32, batch=16,
-             widths={"paper": [4, 8], "multiscale": [4, 8]})
+             widths={"paper": [4, 8], "multiscale": [4, 8, 8]})
 
 
 # --- options ----------------------------------------------------------------------------------------
@@ -114,7 +114,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--minutes", type=float, default=None,
                    help="wall-time budget per model and seed (default 10 without --steps, none with --smoke)")
     p.add_argument("--steps", type=int, default=None, help="step budget per model (rounded up to whole epochs)")
-    p.add_argument("--fields", type=int, default=30, help="synthetic training fields (80:20 train/val)")
+    p.add_argument("--fields", type=int, default=60,
+                   help="synthetic training fields (80:20 train/val); with 30 the multiscale net overfits (README)")
     p.add_argument("--eval-fields", type=int, default=8, help="synthetic evaluation fields (25:0:75; test whole)")
     p.add_argument("--size", default="696x520", help="field size WIDTHxHEIGHT of both sets")
     p.add_argument("--crop", type=int, default=128, help="training crop size (px)")
@@ -129,7 +130,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--reuse", type=Path, action="append", default=[], metavar="DIR",
                    help="score the runs of an earlier bench in DIR (repeat) that were trained with exactly this run's "
                         "data and settings instead of training them again (e.g. paper, or seeds run in parallel)")
-    p.add_argument("--skips", default=None, help="multiscale only: coarse (its default), all, gated or quarter")
+    p.add_argument("--skips", default=None,
+                   help="multiscale only: coarse, all, gated or quarter (default: its recipe's, quarter)")
     p.add_argument("--reg", default="weak", help="regularization for every arch (none, weak)")
     p.add_argument("--reg-of", action="append", default=[], metavar="ARCH=REG",
                    help="another regularization for one arch (repeat), e.g. multiscale=strong (trained from scratch)")
@@ -202,8 +204,6 @@ def train_config(args, arch: str, seed: int, store: Path) -> TrainConfig:
     model = {"arch": arch} if arch != "paper" else {}
     if arch in args.widths:
         model["widths"] = args.widths[arch]
-    if arch == "multiscale" and args.skips:
-        model["skips"] = args.skips
     reg = args.reg_of.get(arch, args.reg)
     # every model here starts from random weights, for the same budget
     extra = {"from_scratch": True} if reg == "strong" else {}
@@ -215,6 +215,8 @@ def train_config(args, arch: str, seed: int, store: Path) -> TrainConfig:
         changes.update(triplet_set(args.triplets[arch]))
     if arch in args.deblur_weight:
         changes["deblur_weight"] = args.deblur_weight[arch]
+    if arch == "multiscale" and args.skips:
+        changes["model.skips"] = args.skips
     config = override(config, {**changes, "data.store": str(store), "data.channel": args.channel})
     config.optim = OptimConfig(lr=args.lr, step=10**6, epochs=1, batch=args.batch)
     if args.lr_halvings:  # the same schedule, as fractions of the budget, for every arch's epoch length

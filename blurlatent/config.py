@@ -43,9 +43,13 @@ TripletSet = Literal["paper", "focus"]
 TestCrops = Literal["center", "ten"]  # prepare: one center crop per test field, or ten as in train
 
 PAPER_WIDTHS = (64, 128, 256, 512, 1024)
-# The multiscale net's default: full resolution and four stride-2 stages (see multiscale.py for its FLOPs)
-MULTISCALE_WIDTHS = (12, 24, 48, 96, 192)
+# The multiscale net's default: full resolution and four stride-2 stages, narrow where the pixels are many and
+# wide where they are few (40.2 GFLOP per 696×520 deblur against the paper model's 50.1; README, Quality)
+MULTISCALE_WIDTHS = (12, 24, 64, 128, 256)
 DEFAULT_WIDTHS = {"paper": PAPER_WIDTHS, "multiscale": MULTISCALE_WIDTHS}
+# `train`'s arch when nothing names one (README, Quality: all five targets of bench_quality); a config or
+# checkpoint that names no arch keeps meaning the paper's model (``ModelConfig.arch``)
+TRAIN_DEFAULT_ARCH = "multiscale"
 MAX_DEBLUR_WEIGHT = 100.0
 # Sane bounds a config or checkpoint must keep (the paper: widths up to 1024, depth 5); past them a config
 # is a typo or a crafted file, and building the model would exhaust memory before any other check.
@@ -73,11 +77,12 @@ def triplet_set(name: str) -> dict:
 def arch_recipe(arch: str) -> list[dict]:
     """The settings ``arch`` trains with unless the user gives them, in groups that are taken whole or not at all.
     paper: none (its own defaults: the seven triplets at α 0.5, no deblur loss); multiscale: the recipe
-    ``bench_quality`` measured — every triplet toward focus with its own α, and the deblur loss at weight 1.
+    ``bench_quality`` measured — every triplet toward focus with its own α, the deblur loss at weight 1, and no
+    latent finer than ¼ resolution in the decoder (``skips: quarter``).
     `train` and ``bench_quality`` apply it to new runs; a ``TrainConfig`` built in Python keeps the dataclass
     defaults, which is what a config or checkpoint without these keys has always meant."""
     check_choice(Arch, arch, "model arch")
-    return [] if arch == "paper" else [triplet_set("focus"), {"deblur_weight": 1.0}]
+    return [] if arch == "paper" else [triplet_set("focus"), {"deblur_weight": 1.0}, {"model.skips": "quarter"}]
 
 
 def check_choice(option, value, what: str) -> str:
@@ -107,15 +112,15 @@ class ModelConfig:
     def check(self) -> "ModelConfig":
         check_choice(Arch, self.arch, "model arch")
         check_choice(Skips, self.skips, "model skips")
-        if self.arch == "multiscale" and not 2 <= len(self.widths or []) <= MAX_DEPTH:
-            raise UsageError(f"model widths {self.widths}: the multiscale arch needs 2 to {MAX_DEPTH} scales (full "
-                             "resolution, then one per stride-2 stage), e.g. 12,24,48,96,192")
-        if self.arch == "multiscale" and self.skips == "quarter" and len(self.widths or []) < 3:
-            raise UsageError(f"model widths {self.widths}: skips quarter needs at least 3 scales (its finest latent is "
-                             "¼ resolution), e.g. 12,24,48,96,192")
         if not self.widths or any(not 1 <= w <= MAX_WIDTH for w in self.widths):
             raise UsageError(f"model widths {self.widths}: give layer widths from 1 to {MAX_WIDTH}, "
                              "e.g. 64,128,256,512,1024")
+        if self.arch == "multiscale" and not 2 <= len(self.widths or []) <= MAX_DEPTH:
+            raise UsageError(f"model widths {self.widths}: the multiscale arch needs 2 to {MAX_DEPTH} scales (full "
+                             "resolution, then one per stride-2 stage), e.g. 12,24,64,128,256")
+        if self.arch == "multiscale" and self.skips == "quarter" and len(self.widths or []) < 3:
+            raise UsageError(f"model widths {self.widths}: skips quarter needs at least 3 scales (its finest latent is "
+                             "¼ resolution); give 3 or more widths, e.g. 12,24,64,128,256, or model.skips coarse")
         if self.depth > MAX_DEPTH:
             raise UsageError(f"model widths {self.widths}: {self.depth} layers, at most {MAX_DEPTH} "
                              "(inputs must be divisible by 2**depth)")
@@ -262,6 +267,7 @@ class DemoSettings:
     widths: list[int]
     epochs: int
     batch: int
+    arch: Arch = "paper"  # trained with its recipe (``arch_recipe``), as `train --arch` trains it
     lr: float = 1e-3
     step: int = 1000  # no learning-rate decay within a demo run
 

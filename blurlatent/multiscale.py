@@ -16,15 +16,18 @@ channel and a Sigmoid end it. No transposed convolution anywhere: resize + conv 
 
 ``skips`` (ModelConfig): fine-scale latents mix almost like pixels, so Eq. 2 there superposes two images
 instead of blurring one (issue 13's prototype: −1.8 dB in blur synthesis against the paper model). So:
-``coarse`` (default) leaves the full-resolution scale out of the latent — the finest code is ½ resolution
-and the stem's features reach the decoder only through the stages; ``all`` uses every scale;
-``gated`` every scale, each skip scaled by a learned gate sigmoid(g_s) that starts small at the fine
-scales (0.12, 0.27, 0.5, 0.73, …), so training decides how much of the interpolation they carry;
-``quarter`` leaves out ½ resolution as well: the finest code is ¼ resolution.
+``coarse`` (the dataclass default: what a config without ``skips`` meant) leaves the full-resolution scale
+out of the latent — the finest code is ½ resolution and the stem's features reach the decoder only through
+the stages; ``all`` uses every scale; ``gated`` every scale, each skip scaled by a learned gate sigmoid(g_s)
+that starts small at the fine scales (0.12, 0.27, 0.5, 0.73, …), so training decides how much of the
+interpolation they carry;
+``quarter`` leaves out ½ resolution as well: the finest code is ¼ resolution — `train`'s recipe for this arch
+(``config.arch_recipe``), which measured best in blur synthesis and deblurring alike.
 
 Cost per full-resolution pixel (multiply-accumulates): E ≈ 9 w0 + 9 w0² + 13.5 w0² (D − 1), G ≈ 36 w0²
-(D − 1) (less 9 w0² with ``coarse``) for widths doubling per scale; one deblur = 2 E + G. The default
-widths 12, 24, … 192 give ≈ 27 GFLOP per 696x520 deblur, the paper model 50.1 (``benchmarks/bench_infer.py``).
+(D − 1) (less 9 w0² with ``coarse``) for widths doubling per scale; one deblur = 2 E + G. Widths 12, 24, … 192
+give ≈ 27 GFLOP per 696x520 deblur; the default 12, 24, 64, 128, 256 with ``quarter`` (width where pixels are
+few) 40.2, the paper model 50.1 (``benchmarks/bench_infer.py``).
 """
 
 from __future__ import annotations

@@ -28,7 +28,17 @@ from pathlib import Path
 import numpy as np
 
 from blurlatent.builtin import MODELS_DIR
-from blurlatent.config import DataConfig, ModelConfig, OptimConfig, TrainConfig, TripletSet, choices, triplet_set
+from blurlatent.config import (
+    DataConfig,
+    ModelConfig,
+    OptimConfig,
+    Skips,
+    TrainConfig,
+    TripletSet,
+    arch_recipe,
+    choices,
+    triplet_set,
+)
 from blurlatent.files import write_json
 from blurlatent.prepare import prepare
 from blurlatent.shipping import slim_checkpoint
@@ -53,6 +63,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, required=True, help="work folder: data, runs, benchmark, models/")
     p.add_argument("--channels", default="w1,w2", help="channels to train, one model each")
     p.add_argument("--arch", default="multiscale", help="architecture (bench_quality.py's winner)")
+    p.add_argument("--widths", default=None,
+                   help="encoder widths, e.g. 12,24,48,96,192 (the shipped w1 model); default: the arch's own")
+    p.add_argument("--skips", default=None, choices=choices(Skips),
+                   help="multiscale: the latent scales the decoder takes; default: train's recipe for the arch "
+                        "(quarter; the shipped w1 model: coarse)")
     p.add_argument("--fields", type=int, default=30, help="synthetic training fields (80:20 train/val)")
     p.add_argument("--epochs", type=int, default=3, help="epochs (focus triplets: 420 steps each)")
     p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate, halved every --lr-step epochs")
@@ -68,9 +83,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="copy the models and cards into blurlatent/models/ (not one below its input at any k)")
     p.add_argument("--force", action="store_true", help="replace this script's earlier outputs in --out")
     args = p.parse_args(argv)
-    args.size, args.crop, args.widths = (696, 520), 128, None
+    args.size, args.crop = (696, 520), 128
+    args.widths = [int(w) for w in args.widths.split(",")] if args.widths else None
     if args.smoke:
-        args.size, args.crop, args.widths, args.fields, args.epochs = (64, 64), 32, [4, 8], 6, 1
+        args.size, args.crop, args.widths, args.fields, args.epochs = (64, 64), 32, [4, 8, 8], 6, 1
     return args
 
 
@@ -78,13 +94,17 @@ def train_channel(args, store: Path, channel: str) -> tuple[Path, dict]:
     triplets = triplet_set(args.triplets)
     data = DataConfig(store=str(store), channel=channel, triplets=triplets["data.triplets"],
                       alpha=triplets["data.alpha"])
+    # the model `train --arch ARCH` builds (its recipe's skips) unless --skips says otherwise
+    recipe = {key: value for group in arch_recipe(args.arch) for key, value in group.items()}
+    skips = args.skips or recipe.get("model.skips", "coarse")
     config = TrainConfig(
-        model=ModelConfig(arch=args.arch, widths=args.widths), data=data,
+        model=ModelConfig(arch=args.arch, widths=args.widths, skips=skips), data=data,
         optim=OptimConfig(lr=args.lr, step=args.lr_step, gamma=0.5, epochs=args.epochs, batch=args.batch),
-        reg="weak", deblur_weight=args.deblur_weight, seed=args.seed, device=args.device)
+        reg="weak", deblur_weight=args.deblur_weight, seed=args.seed, device=args.device).check()
     t0 = time.perf_counter()
     result = train(config, args.out / "runs" / channel, progress=sys.stderr.isatty(), force=args.force)
-    training = {"arch": args.arch, "reg": "weak", "deblur_weight": args.deblur_weight, "triplets": args.triplets,
+    training = {"arch": args.arch, "widths": config.model.widths, "skips": config.model.skips, "reg": "weak",
+                "deblur_weight": args.deblur_weight, "triplets": args.triplets,
                 "epochs": args.epochs,
                 "lr": args.lr, "lr_halved_every": args.lr_step, "batch": args.batch, "seed": args.seed,
                 "best_epoch": result.best_epoch, "best_val": round(result.best_val, 5),
@@ -171,7 +191,8 @@ def main(argv=None) -> None:
                           f"default optics (NA 0.45, 2 µm per plane), seed {args.seed}, {args.crop} px crops",
             "training": training, "benchmark": benchmark_card(result), "limits": LIMITS,
             "reproduce": f"python examples/train_default_model.py --out build/default-models --channels {channel} "
-                         f"--arch {args.arch} --triplets {args.triplets} --epochs {args.epochs} "
+                         f"--arch {args.arch} --widths {','.join(map(str, training['widths']))} "
+                         f"--skips {training['skips']} --triplets {args.triplets} --epochs {args.epochs} "
                          f"--lr-step {args.lr_step} --install",
         }
         write_json(args.out / "models" / f"{channel}.json", card)  # atomic, like every file blurlatent writes

@@ -39,7 +39,7 @@ class Case:
 
 
 PREP = "--planes 0,8,16 --crop 32 --workers 1 --channels w1"
-TRAIN = "--device cpu --epochs 1 --widths 4,8,8 --batch-size 4 --amp off"
+TRAIN = "--device cpu --epochs 1 --arch paper --widths 4,8,8 --batch-size 4 --amp off"
 PAIR = "{bad}/sharp.tif {bad}/blurry.tif"
 BLUR = "-c {ckpt} --alpha 0.5 -o {work}/out.tif --device cpu"
 DEBLUR = "-c {ckpt} --alpha 0.5 -o {work}/out.tif --device cpu"

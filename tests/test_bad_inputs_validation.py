@@ -74,7 +74,7 @@ CASES = [
          ("w1_train.npy: store array is float32", "not uint8", "rerun `blurlatent prepare` with --force")),
     # --- memory estimated from the config before building -----------------------------------------------
     Case("train-widths-huge", "widths whose weights exceed memory",
-         "train {store} --out {work}/run --device cpu --epochs 1 --widths 4,65536,65536", 2,
+         "train {store} --out {work}/run --device cpu --epochs 1 --arch paper --widths 4,65536,65536", 2,
          ("--widths [4, 65536, 65536]: the weights need ~288 GB", "use smaller --widths")),
     Case("train-widths-over-cap", "a width past 65536",
          "train {store} --out {work}/run --device cpu --epochs 1 --widths 4,100000", 2,

@@ -7,7 +7,10 @@ import pytest
 from scipy.ndimage import gaussian_filter
 from typer.testing import CliRunner
 
+from blurlatent import demo
+from blurlatent.bbbc006 import FOCUS_TRIPLETS, PAPER_TRIPLETS
 from blurlatent.cli import app
+from blurlatent.config import TRAIN_DEFAULT_ARCH
 from blurlatent.demo import foreign_entry, sharpness
 
 
@@ -38,7 +41,21 @@ def test_demo_refuses_a_folder_that_is_not_a_demo(tmp_path):
     assert (tmp_path / "mine.txt").read_text() == "precious"
 
 
-@pytest.mark.parametrize("bad", [["--seed", "-1"], ["--device", "cuda:7"]])
+@pytest.mark.parametrize("fast", [True, False])
+def test_demo_trains_the_default_arch_with_its_recipe_and_paper_on_request(tmp_path, fast):
+    settings = demo.FAST if fast else demo.FULL
+    ms = demo.train_config(tmp_path, settings[TRAIN_DEFAULT_ARCH], "cpu", 0).check()
+    assert (ms.model.arch, ms.model.skips, ms.deblur_weight, ms.data.alpha) == ("multiscale", "quarter", 1.0, "planes")
+    assert [tuple(t) for t in ms.data.triplets] == list(FOCUS_TRIPLETS)
+    paper = demo.train_config(tmp_path, settings["paper"], "cpu", 0).check()
+    assert (paper.model.arch, paper.deblur_weight, paper.data.alpha) == ("paper", 0.0, 0.5)
+    assert [tuple(t) for t in paper.data.triplets] == list(PAPER_TRIPLETS)
+    # the same number of training triplets per run within 2× (an epoch of focus triplets holds 4× the paper's)
+    ratio = len(ms.data.triplets) * ms.optim.epochs / (len(paper.data.triplets) * paper.optim.epochs)
+    assert 0.5 <= ratio <= 2.0
+
+
+@pytest.mark.parametrize("bad", [["--seed", "-1"], ["--device", "cuda:7"], ["--arch", "unet"]])
 def test_demo_validates_its_options_before_replacing_an_earlier_demo(tmp_path, bad):
     out = tmp_path / "demo"
     (out / "synthetic").mkdir(parents=True)

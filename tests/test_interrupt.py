@@ -31,6 +31,8 @@ PLANES = list(range(0, 17, 2))
 TRAIN_ARGS = [
     "--device",
     "cpu",
+    "--arch",
+    "paper",
     "--epochs",
     "4",
     "--widths",

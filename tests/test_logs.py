@@ -19,7 +19,7 @@ from blurlatent.errors import UsageError
 from blurlatent.logs import scalar_tag, trim_logs, write_csv
 from blurlatent.train import train
 
-TRAIN = ["--widths", "4,8,8", "--batch-size", "8", "--device", "cpu"]
+TRAIN = ["--arch", "paper", "--widths", "4,8,8", "--batch-size", "8", "--device", "cpu"]
 
 
 @pytest.fixture(scope="module")

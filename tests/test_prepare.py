@@ -320,7 +320,8 @@ def test_cli_own_stacks_focus_auto_then_train_then_evaluate(tmp_path):
     config.write_text("data: {triplets: [[12, 14, 16]]}\nstrip_every: 0\n")
     run = tmp_path / "run"
     result = runner.invoke(app, ["train", str(store), "--out", str(run), "--config", str(config), "--epochs", "1",
-                                 "--widths", "4,8", "--batch-size", "8", "--device", "cpu", "--amp", "off"])
+                                 "--arch", "paper", "--widths", "4,8", "--batch-size", "8", "--device", "cpu",
+                                 "--amp", "off"])
     assert result.exit_code == 0, result.output
     result = runner.invoke(app, ["evaluate", str(store), "-c", str(run / "best.pt"), "--out", str(tmp_path / "rep"),
                                  "--device", "cpu"])

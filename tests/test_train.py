@@ -184,8 +184,8 @@ def test_cli_train_config_flags_and_refusals(store, tmp_path, monkeypatch):
     yml.write_text(yaml.safe_dump({"optim": {"epochs": 5, "lr": 0.002, "batch": 16}, "strip_every": 0,
                                    "data": {"channel": "w1"}}))
     run = tmp_path / "cli"
-    args = ["train", str(store), "--out", str(run), "--config", str(yml), "--epochs", "1", "--widths", "4,8,8",
-            "--device", "cpu"]
+    args = ["train", str(store), "--out", str(run), "--config", str(yml), "--epochs", "1", "--arch", "paper",
+            "--widths", "4,8,8", "--device", "cpu"]
     res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
     cfg = yaml.safe_load((run / "config.yaml").read_text())
@@ -233,22 +233,26 @@ def _new_run_settings(monkeypatch, args: list[str]) -> TrainConfig:
 
 
 def _recipe(cfg: TrainConfig) -> tuple:
-    return cfg.model.arch, len(cfg.data.triplets), cfg.data.alpha, cfg.deblur_weight
+    return cfg.model.arch, len(cfg.data.triplets), cfg.data.alpha, cfg.deblur_weight, cfg.model.skips
 
 
-FOCUS_RECIPE, PAPER_RECIPE = ("multiscale", 28, "planes", 1.0), ("paper", 7, 0.5, 0.0)
+FOCUS_RECIPE, PAPER_RECIPE = ("multiscale", 28, "planes", 1.0, "quarter"), ("paper", 7, 0.5, 0.0, "coarse")
 
 
 @pytest.mark.parametrize("flags, yml, expected", [
-    ([], None, PAPER_RECIPE),  # train's default: the paper's model, trained as the paper did
-    (["--arch", "multiscale"], None, FOCUS_RECIPE),  # the multiscale net brings its measured recipe
-    (["--arch", "multiscale", "--triplets", "paper"], None, ("multiscale", 7, 0.5, 1.0)),  # a flag replaces its part
-    (["--arch", "multiscale", "--deblur-weight", "0"], None, ("multiscale", 28, "planes", 0.0)),
-    (["--arch", "paper", "--triplets", "focus"], None, ("paper", 28, "planes", 0.0)),
+    ([], None, FOCUS_RECIPE),  # train's default: the multiscale net with its measured recipe
+    (["--arch", "multiscale"], None, FOCUS_RECIPE),
+    (["--arch", "paper"], None, PAPER_RECIPE),  # the paper's model, trained as the paper did
+    (["--arch", "multiscale", "--triplets", "paper"], None, ("multiscale", 7, 0.5, 1.0, "quarter")),  # a flag
+    (["--arch", "multiscale", "--deblur-weight", "0"], None, ("multiscale", 28, "planes", 0.0, "quarter")),  # replaces
+    (["--arch", "paper", "--triplets", "focus"], None, ("paper", 28, "planes", 0.0, "coarse")),  # its part only
     ([], {"model": {"arch": "multiscale"}}, FOCUS_RECIPE),
-    ([], {"optim": {"epochs": 3}}, PAPER_RECIPE),  # a config without an arch: the default
-    ([], {"model": {"arch": "multiscale"}, "data": {"triplets": [[0, 8, 16]]}}, ("multiscale", 1, 0.5, 1.0)),
-    ([], {"model": {"arch": "multiscale"}, "deblur_weight": 0.5}, ("multiscale", 28, "planes", 0.5)),
+    ([], {"model": {"arch": "paper"}}, PAPER_RECIPE),
+    ([], {"optim": {"epochs": 3}}, FOCUS_RECIPE),  # a config that does not describe the model: train's default
+    ([], {"model": {"arch": "multiscale"}, "data": {"triplets": [[0, 8, 16]]}},
+     ("multiscale", 1, 0.5, 1.0, "quarter")),
+    ([], {"model": {"arch": "multiscale"}, "deblur_weight": 0.5}, ("multiscale", 28, "planes", 0.5, "quarter")),
+    ([], {"model": {"arch": "multiscale", "skips": "all"}}, ("multiscale", 28, "planes", 1.0, "all")),
     (["--arch", "paper"], {"model": {"arch": "multiscale", "widths": [4, 8]}}, PAPER_RECIPE),
     (["--arch", "multiscale"], {"model": {"arch": "paper", "widths": [4, 8]}}, FOCUS_RECIPE),
 ])
@@ -270,6 +274,28 @@ def test_yaml_widths_without_an_arch_are_the_users(store, tmp_path, monkeypatch)
     cfg = _new_run_settings(monkeypatch, [str(store), "--out", str(tmp_path / "run"), "--config",
                                           str(tmp_path / "run.yaml"), "--arch", "multiscale"])
     assert _recipe(cfg) == FOCUS_RECIPE and cfg.model.widths == [4, 8, 8]
+
+
+def test_a_yaml_model_without_an_arch_keeps_meaning_the_papers(store, tmp_path, monkeypatch):
+    """A run's config.yaml written before `arch` existed (or any YAML whose model names no arch) was the paper's
+    model; `train`'s default arch changing must not turn it into another one."""
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump({"model": {"widths": [4, 8, 8], "negative_slope": 0.01}}))
+    cfg = _new_run_settings(monkeypatch, [str(store), "--out", str(tmp_path / "run"), "--config",
+                                          str(tmp_path / "run.yaml")])
+    assert _recipe(cfg) == PAPER_RECIPE and cfg.model.widths == [4, 8, 8]
+
+
+def test_widths_given_as_a_flag_are_the_default_archs(store, tmp_path, monkeypatch):
+    cfg = _new_run_settings(monkeypatch, [str(store), "--out", str(tmp_path / "run"), "--widths", "4,8,8"])
+    assert _recipe(cfg) == FOCUS_RECIPE and cfg.model.widths == [4, 8, 8]
+    cfg.check()  # a valid multiscale net (skips quarter needs 3 scales)
+
+
+def test_two_widths_for_the_default_arch_say_what_to_give(store, tmp_path):
+    res = CliRunner().invoke(app, ["train", str(store), "--out", str(tmp_path / "two"), "--widths", "4,8"])
+    assert res.exit_code == 2 and len(res.output.strip().splitlines()) == 1, res.output
+    assert "--widths [4, 8]" in res.output and "3 or more widths" in res.output
+    assert not (tmp_path / "two").exists()
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in (Path(__file__).parents[1] / "examples" / "configs").iterdir()))
@@ -301,7 +327,8 @@ def test_fine_tuning_a_multiscale_checkpoint_takes_its_arch_and_recipe(store, tm
     config.model = ModelConfig(arch="multiscale", widths=[4, 8])
     train(config, init, progress=False)
     cfg = _new_run_settings(monkeypatch, [str(store), "--out", str(tmp_path / "run"), "--init", str(init / "best.pt")])
-    assert _recipe(cfg) == FOCUS_RECIPE and cfg.model.widths == [4, 8]
+    # its model whole, skips included (the init's "coarse", not the recipe's "quarter"); the rest of the recipe
+    assert _recipe(cfg) == ("multiscale", 28, "planes", 1.0, "coarse") and cfg.model.widths == [4, 8]
 
 
 def test_focus_triplets_train_with_each_triplets_alpha(store, tmp_path, monkeypatch):

@@ -11,7 +11,8 @@ from rich.console import Console
 from rich.markup import escape  # messages hold paths and lists: [w1] must print, not vanish as markup
 
 from ..cli_errors import console, flag_message, handle_errors
-from .common import app, choice_value
+from ..config import TRAIN_DEFAULT_ARCH
+from .common import ArchChoice, app, choice_value
 
 # === evaluate ================================================================================
 
@@ -59,6 +60,8 @@ def demo(
         help="Smaller data and fewer epochs (under 3 minutes on 2 CPU cores; CI runs this)."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
     seed: int = typer.Option(0, help="Seed for the synthetic data and training."),
+    arch: ArchChoice = typer.Option(TRAIN_DEFAULT_ARCH, "--arch",
+        help="The model to train: multiscale (train's default) or paper (the paper's autoencoder)."),
     force: bool = typer.Option(False, "--force", help="Replace an earlier demo folder."),
 ):
     """Show the whole idea on synthetic data: synth → prepare → train (weak) → blur → deblur → evaluate."""
@@ -66,7 +69,7 @@ def demo(
 
     from ..demo import run_demo, verdict_rows  # torch: not for --help
 
-    result = run_demo(out, fast=fast, device=device, force=force, seed=seed)
+    result = run_demo(out, fast=fast, device=device, force=force, seed=seed, arch=choice_value(arch))
     table = Table(title=f"blurlatent demo ({result.seconds:.0f} s)")
     for column in ("check", "measured", "result"):
         table.add_column(column)

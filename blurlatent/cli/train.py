@@ -47,11 +47,11 @@ def train_cli(
         help="Continue the run in this folder exactly from its last.pt (from any working folder)."),
     store_option: Optional[Path] = typer.Option(None, "--store", help="Same as STORE; with --resume: where it is now."),
     widths: Optional[str] = typer.Option(None, "--widths",
-        help="Encoder widths, e.g. 64,128,256,512,1024 (the paper) or 8,16,32 for a quick run."),
+        help="Encoder widths of the --arch, e.g. 12,24,64,128,256 (multiscale's), 64,128,256,512,1024 (paper's)."),
     arch: Optional[ArchChoice] = typer.Option(None, "--arch",
-        help="paper (the paper's autoencoder, the default) or multiscale (a latent at every resolution, resize+conv "
-             "decoder; unless given, it trains with --triplets focus --deblur-weight 1, its measured recipe); "
-             "without --widths an --arch takes its own default widths."),
+        help="multiscale (the default: a latent at every resolution, resize+conv decoder; unless given, it trains "
+             "with --triplets focus --deblur-weight 1, skips quarter: its measured recipe) or paper (the paper's "
+             "autoencoder). A --config whose model names no arch means paper."),
     deblur_weight: Optional[float] = typer.Option(None, "--deblur-weight",
         help="Weight of the deblur loss, L1(G(Eq. 3(z_left, z_target)), x_right) on each triplet; 0 is off; adds to "
              "any --reg. Default: 0 for --arch paper, 1 for multiscale."),
@@ -71,7 +71,7 @@ def train_cli(
              "metrics.csv are always written."),
     force: bool = typer.Option(False, "--force", help="Replace an existing run folder."),
 ):
-    """Train the autoencoder (baseline, weak or strong) on a prepared store; Ctrl-C saves, --resume continues.
+    """Train the multiscale autoencoder (--arch paper: the paper's) on a store; Ctrl-C saves, --resume continues.
 
     Strong fine-tunes weak: `--reg weak --out runs/w1-weak`, then `--reg strong --init runs/w1-weak/best.pt --out
     runs/w1-strong`.
@@ -115,8 +115,18 @@ def _run_config(resume: Optional[Path], config: Optional[Path], out: Optional[Pa
 
 def _new_run_config(config: Optional[Path], init: Optional[Path], changes: dict):
     """A new run's config: defaults ← --config ← flags. Where neither gives them, fine-tuning (--init) takes the
-    init's model, and the arch's recipe (``arch_recipe``) fills in the rest."""
-    from ..config import DEFAULT_WIDTHS, TrainConfig, arch_recipe, checked_config, override, read_yaml
+    init's model, the arch is `train`'s default (``TRAIN_DEFAULT_ARCH``) unless the YAML describes a model (a
+    model without ``arch`` has always meant the paper's), and the arch's recipe (``arch_recipe``) fills in the
+    rest."""
+    from ..config import (
+        DEFAULT_WIDTHS,
+        TRAIN_DEFAULT_ARCH,
+        TrainConfig,
+        arch_recipe,
+        checked_config,
+        override,
+        read_yaml,
+    )
     from ..run import init_model
 
     tree = read_yaml(config) or {} if config is not None else {}
@@ -128,7 +138,8 @@ def _new_run_config(config: Optional[Path], init: Optional[Path], changes: dict)
 
     if init is not None:  # fine-tuning: the init's model, except what flags or --config give
         changes.update({key: value for key, value in init_model(init).items() if unset(key)})
-    arch = changes.get("model.arch") or base.model.arch
+    yaml_model = any(key.startswith("model.") for key in in_yaml)
+    arch = changes["model.arch"] = changes.get("model.arch") or (base.model.arch if yaml_model else TRAIN_DEFAULT_ARCH)
     # widths the YAML gave for its own arch do not fit another one; widths it gave alone are the user's
     yaml_widths_fit = "model.widths" in in_yaml and "model.arch" not in in_yaml
     if arch != base.model.arch and changes.get("model.widths") is None and not yaml_widths_fit:
