@@ -5,7 +5,7 @@ default, the multiscale net with its recipe (``arch="paper"``: the paper's autoe
 converges on 2 CPU cores: 64 px crops, 4 levels of 16..128 filters and a learning rate of 1e-3 instead of 1e-4
 (a short schedule needs the larger step; the paper's 40 epochs at 1e-4 on the full set is what ``examples/``
 reproduces). Each arch has its own epochs: the multiscale recipe's epoch holds 4× the triplets (every one
-toward focus), and 6 of them (``FAST``) measured +3.5 dB over the paper model's 12 (README, The demo).
+toward focus), and 6 of them (``FAST``) measured 2.7–3.5 dB above the paper model's 12 (README, The demo).
 
 The model runs through ``inference.Predictor``, the path ``blurlatent blur``/``deblur`` use, on whole
 16-bit test-field files. The verdicts at the end are measured, never assumed: the deblurred field is
