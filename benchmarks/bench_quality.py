@@ -48,10 +48,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from blurlatent.config import (  # noqa: E402
     OptimConfig,
     TrainConfig,
-    arch_recipe,
     from_dict,
     load_yaml,
     override,
+    recipe_settings,
     to_dict,
     triplet_set,
 )
@@ -210,7 +210,7 @@ def train_config(args, arch: str, seed: int, store: Path) -> TrainConfig:
     config = from_dict(TrainConfig, {"model": model, "reg": reg, "seed": seed, "device": args.device,
                                      "strip_every": 0, **extra}, source=f"bench_quality arch {arch}")
     # what `train --arch ARCH` trains with (``arch_recipe``), but for the triplets and deblur weight given here
-    changes = {key: value for group in arch_recipe(arch) for key, value in group.items()}
+    changes = recipe_settings(arch)
     if arch in args.triplets:
         changes.update(triplet_set(args.triplets[arch]))
     if arch in args.deblur_weight:

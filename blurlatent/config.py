@@ -85,6 +85,12 @@ def arch_recipe(arch: str) -> list[dict]:
     return [] if arch == "paper" else [triplet_set("focus"), {"deblur_weight": 1.0}, {"model.skips": "quarter"}]
 
 
+def recipe_settings(arch: str) -> dict:
+    """Every setting of ``arch_recipe(arch)`` as one dict of dotted keys: the recipe taken whole, as the demo,
+    the benchmarks and the example scripts take it (`train` takes each group only where the user gave none)."""
+    return {key: value for group in arch_recipe(arch) for key, value in group.items()}
+
+
 def check_choice(option, value, what: str) -> str:
     """``value`` if it is one of ``choices(option)``, else UsageError naming ``what`` and the choices."""
     if value not in choices(option):

@@ -35,9 +35,9 @@ from .config import (
     ModelConfig,
     OptimConfig,
     TrainConfig,
-    arch_recipe,
     check_choice,
     override,
+    recipe_settings,
 )
 from .crops import split_counts
 from .device import assign_device
@@ -121,7 +121,7 @@ def train_config(out: Path, settings: DemoSettings, device: str, seed: int) -> T
         optim=OptimConfig(lr=settings.lr, step=settings.step, epochs=settings.epochs, batch=settings.batch),
         reg="weak", seed=seed, device=device, strip_every=0,
     )
-    return override(config, {key: value for group in arch_recipe(settings.arch) for key, value in group.items()})
+    return override(config, recipe_settings(settings.arch))
 
 
 def check_demo(out: Path, settings: DemoSettings, device: str, seed: int, force: bool) -> TrainConfig:

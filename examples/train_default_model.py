@@ -35,8 +35,8 @@ from blurlatent.config import (
     Skips,
     TrainConfig,
     TripletSet,
-    arch_recipe,
     choices,
+    recipe_settings,
     triplet_set,
 )
 from blurlatent.files import write_json
@@ -95,8 +95,7 @@ def train_channel(args, store: Path, channel: str) -> tuple[Path, dict]:
     data = DataConfig(store=str(store), channel=channel, triplets=triplets["data.triplets"],
                       alpha=triplets["data.alpha"])
     # the model `train --arch ARCH` builds (its recipe's skips) unless --skips says otherwise
-    recipe = {key: value for group in arch_recipe(args.arch) for key, value in group.items()}
-    skips = args.skips or recipe.get("model.skips", "coarse")
+    skips = args.skips or recipe_settings(args.arch).get("model.skips", ModelConfig.skips)
     config = TrainConfig(
         model=ModelConfig(arch=args.arch, widths=args.widths, skips=skips), data=data,
         optim=OptimConfig(lr=args.lr, step=args.lr_step, gamma=0.5, epochs=args.epochs, batch=args.batch),
