@@ -42,7 +42,7 @@ def make_pair(shape=(520, 696)) -> tuple[np.ndarray, np.ndarray]:
 
     files = sorted(SAMPLES.glob("*.tif")) if SAMPLES.is_dir() else []
     if files:
-        from blurlatent.imageio import read_image
+        from blurlatent.files.images import read_image
 
         less_blurry = read_image(files[0])
     else:
@@ -56,9 +56,9 @@ def calibrated_checkpoint(path: Path, seed: int = 0, model_config=None) -> None:
     import torch
     from scipy.ndimage import gaussian_filter
 
-    from blurlatent.checkpoint import save_checkpoint
     from blurlatent.config import ModelConfig, to_dict
-    from blurlatent.model import build_autoencoder
+    from blurlatent.nets.autoencoder import build_autoencoder
+    from blurlatent.nets.checkpoint import save_checkpoint
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -90,7 +90,7 @@ class ContiguousModel:
         return self.net.encode(x.contiguous())
 
     def decode(self, z):
-        from blurlatent.latent import map_scales
+        from blurlatent.nets.latent import map_scales
 
         return self.net.decode(map_scales(lambda t: t.contiguous(), z))
 
@@ -229,7 +229,7 @@ def main() -> None:
             env_threads = {"OMP_NUM_THREADS": str(args.threads)}
             cmd = [sys.executable, "-m", "blurlatent", "deblur", str(tmp / "z00.tif"), str(tmp / "z08.tif"),
                    "-c", str(ckpt), "--alpha", "0.5", "-o", str(tmp / "out.tif"), "--device", args.device]
-            imports = [sys.executable, "-c", "import torch, blurlatent.cli, blurlatent.batch"]
+            imports = [sys.executable, "-c", "import torch, blurlatent.cli, blurlatent.inference.jobs"]
             env = {**os.environ, **env_threads}
             t = time.perf_counter()
             subprocess.run(imports, check=True, env=env)
@@ -261,7 +261,7 @@ def bench_onnx(ckpt: Path, ua: np.ndarray, ub: np.ndarray, reference: np.ndarray
     import onnxruntime
     import torch
 
-    from blurlatent.export import TASKS, LatentNet, load_exportable, write_weights
+    from blurlatent.bmz.package import TASKS, LatentNet, load_exportable, write_weights
 
     predictor, _ = load_exportable(ckpt)
     net = LatentNet(copy.deepcopy(predictor.model).to(memory_format=torch.contiguous_format), "deblur", 0.5).eval()

@@ -7,7 +7,7 @@ Times (best of ``--repeats``):
   decode   read + LZW-decode every TIFF prepare reads, in a pool of ``--workers`` processes, one task per
            field as prepare does: the floor for prepare with that many workers;
   decode1  the same in one process (for scale);
-  prepare  ``blurlatent.prepare.prepare(..., workers=N)`` into a fresh store (discovery, decoding, scaling,
+  prepare  ``blurlatent.prepare.builder.prepare(..., workers=N)`` into a fresh store (discovery, decoding, scaling,
            cropping, writing, checksums).
 Target: prepare / decode <= 1.3 with 2 workers.
 """
@@ -24,9 +24,9 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from blurlatent.bbbc006 import format_planes, parse_planes
-from blurlatent.discover import decode_source, discover
-from blurlatent.prepare import prepare
-from blurlatent.synth import synthesize
+from blurlatent.prepare.builder import prepare
+from blurlatent.prepare.discover import decode_source, discover
+from blurlatent.synth.generator import synthesize
 
 
 def decode_field(sources) -> int:

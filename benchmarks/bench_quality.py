@@ -12,10 +12,10 @@ What it does, all through the library (no copy of any forward path or fit):
    → ``prepare`` (25:0:75) for scoring: its test fields are scored WHOLE, its few train fields are where
    ``evaluate`` fits the classical baselines' PSF (as ``blurlatent evaluate`` does on any store).
 2. train: every arch for every seed (``TrainConfig.seed``: weights and batch order; the data stay the same)
-   through ``blurlatent.train.train`` for the same budget: ``--minutes`` of wall time per model (whole
+   through ``blurlatent.training.trainer.train`` for the same budget: ``--minutes`` of wall time per model (whole
    epochs: after each call the epochs that still fit are added with ``resume``) and/or ``--steps``
    (rounded up to whole epochs). Steps, epochs and seconds are printed and recorded.
-3. score: ``blurlatent.evaluate.evaluate(whole=True)`` on every run's ``best.pt`` at once, which runs each
+3. score: ``blurlatent.evaluation.loop.evaluate(whole=True)`` on every run's ``best.pt`` at once, which runs each
    model through ``inference.Predictor`` and the baselines through ``baselines`` (Gaussian PSF fitted per
    plane, Richardson–Lucy and Wiener). Per pair (0, k) → 16, k = 2…14: the less-blurry input (identity),
    RL, Wiener and each arch (mean over seeds): PSNR after a per-image least-squares gain/offset fit to the
@@ -55,15 +55,15 @@ from blurlatent.config import (  # noqa: E402
     to_dict,
     triplet_set,
 )
-from blurlatent.data import EpochBatches, triplet_dataset  # noqa: E402
-from blurlatent.evaluate import evaluate  # noqa: E402
-from blurlatent.figures import save_line_plot  # noqa: E402
-from blurlatent.files import write_json  # noqa: E402
-from blurlatent.optics import Optics  # noqa: E402
-from blurlatent.prepare import prepare  # noqa: E402
-from blurlatent.store import Store  # noqa: E402
-from blurlatent.synth import parse_size, synthesize  # noqa: E402
-from blurlatent.train import train  # noqa: E402
+from blurlatent.evaluation.loop import evaluate  # noqa: E402
+from blurlatent.files.atomic import write_json  # noqa: E402
+from blurlatent.files.pictures import save_line_plot  # noqa: E402
+from blurlatent.prepare.builder import prepare  # noqa: E402
+from blurlatent.prepare.store import Store  # noqa: E402
+from blurlatent.synth.generator import parse_size, synthesize  # noqa: E402
+from blurlatent.synth.optics import Optics  # noqa: E402
+from blurlatent.training.loader import EpochBatches, triplet_dataset  # noqa: E402
+from blurlatent.training.trainer import train  # noqa: E402
 
 PLANES = list(range(0, 17, 2))  # far plane 0, k = 2…14, target 16
 KS = PLANES[1:-1]
@@ -95,7 +95,7 @@ def int_list(text: str) -> list[int]:
 
 
 def parse_optics(text: str) -> Optics:
-    """``na=0.55,gain=0.6`` → a checked ``Optics`` (fields of ``blurlatent.optics.Optics``)."""
+    """``na=0.55,gain=0.6`` → a checked ``Optics`` (fields of ``blurlatent.synth.optics.Optics``)."""
     names = {f.name for f in dataclasses.fields(Optics)}
     values = {}
     for item in filter(None, (t.strip() for t in text.split(","))):

@@ -7,12 +7,12 @@ Measured, all in one run and on one device:
 
 * ``reference``: the step written the way the paper's code does it: E(x1), E(x2), E(x3) and G(·) three
   times as separate calls, fp32, default memory format.
-* ``fast``: ``blurlatent.losses.loss_terms``, the training step (one batched encoder call, one batched
+* ``fast``: ``blurlatent.training.losses.loss_terms``, the training step (one batched encoder call, one batched
   decoder call) with the precision and memory format ``--amp auto`` picks on this device (printed).
 * the loader alone (memory-mapped uint8 store → batches on the device), against the fast step's rate.
 * ``--converge``: the same number of steps from the same initial weights on the same batches with the
   reference and the fast path, then the validation loss of each (the fast path must not train worse).
-* ``--schedule``: ``blurlatent.train.train`` end to end: the paper's 40 epochs on one channel of a
+* ``--schedule``: ``blurlatent.training.trainer.train`` end to end: the paper's 40 epochs on one channel of a
   synthetic store of BBBC006's size (269 train fields × 10 crops), wall time and triplets/s.
 
 Throughput is triplets per second at ``--batch`` (the paper: 40), weak regularization (Eq. 4).
@@ -35,13 +35,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from blurlatent.bbbc006 import PAPER_TRIPLETS  # noqa: E402
 from blurlatent.config import DataConfig, ModelConfig, OptimConfig, TrainConfig  # noqa: E402
-from blurlatent.data import EpochBatches, make_loader, to_device, triplet_dataset  # noqa: E402
-from blurlatent.device import assign_device, train_precision  # noqa: E402
-from blurlatent.latent import interpolate_latents  # noqa: E402
-from blurlatent.losses import loss_terms  # noqa: E402
-from blurlatent.model import Autoencoder  # noqa: E402
-from blurlatent.store import Store, write_store  # noqa: E402
-from blurlatent.train import train  # noqa: E402
+from blurlatent.nets.autoencoder import Autoencoder  # noqa: E402
+from blurlatent.nets.device import assign_device, train_precision  # noqa: E402
+from blurlatent.nets.latent import interpolate_latents  # noqa: E402
+from blurlatent.prepare.store import Store, write_store  # noqa: E402
+from blurlatent.training.loader import EpochBatches, make_loader, to_device, triplet_dataset  # noqa: E402
+from blurlatent.training.losses import loss_terms  # noqa: E402
+from blurlatent.training.trainer import train  # noqa: E402
 
 PLANES = list(range(0, 17, 2))
 

@@ -19,7 +19,6 @@ __all__ = ["__version__", "load_model", "blur", "deblur"]
 def __getattr__(name):
     # Lazy: `import blurlatent` must not import torch.
     if name in ("load_model", "blur", "deblur"):
-        from . import inference
-
+        from blurlatent.inference import predictor as inference
         return getattr(inference, name)
     raise AttributeError(f"module 'blurlatent' has no attribute {name!r}")

@@ -1,3 +1,3 @@
-from .cli import main
+from blurlatent.cli import main
 
 main()

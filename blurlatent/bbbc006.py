@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import UsageError
+from blurlatent.errors import UsageError
 
 N_PLANES = 34  # z00..z33
 IN_FOCUS_PLANE = 16

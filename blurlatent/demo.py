@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .bbbc006 import IN_FOCUS_PLANE, PAPER_PLANES
-from .config import (
+from blurlatent.bbbc006 import IN_FOCUS_PLANE, PAPER_PLANES
+from blurlatent.config import (
     TRAIN_DEFAULT_ARCH,
     Arch,
     DataConfig,
@@ -39,25 +39,32 @@ from .config import (
     override,
     recipe_settings,
 )
-from .crops import split_counts
-from .device import assign_device
-from .evaluate import evaluate
-from .figures import save_grid
-from .files import write_json
-from .imageio import write_image
-from .inference import Predictor
-from .intensity import intensity_range, to_unit
-from .latent import alpha_from_planes
-from .metrics import psnr, ssim
-from .outputs import MARKER, check_output_folder, claim_output_folder, remove_owned, strangers, write_marker
-from .prepare import check_options, prepare
-from .prepare import foreign_entry as prepare_legacy
-from .report import foreign_entry as report_legacy
-from .run import legacy_entry as run_legacy
-from .store import Store
-from .synth import check_synth_options, synthesize
-from .synth import foreign_entry as synth_legacy
-from .train import train
+from blurlatent.evaluation.loop import evaluate
+from blurlatent.evaluation.metrics import psnr, ssim
+from blurlatent.evaluation.report_folder import foreign_entry as report_legacy
+from blurlatent.files.atomic import write_json
+from blurlatent.files.images import write_image
+from blurlatent.files.output_folders import (
+    MARKER,
+    check_output_folder,
+    claim_output_folder,
+    remove_owned,
+    strangers,
+    write_marker,
+)
+from blurlatent.files.pictures import save_grid
+from blurlatent.inference.predictor import Predictor
+from blurlatent.intensity import intensity_range, to_unit
+from blurlatent.nets.device import assign_device
+from blurlatent.nets.latent import alpha_from_planes
+from blurlatent.prepare.builder import check_options, prepare
+from blurlatent.prepare.builder import foreign_entry as prepare_legacy
+from blurlatent.prepare.crops import split_counts
+from blurlatent.prepare.store import Store
+from blurlatent.synth.generator import check_synth_options, synthesize
+from blurlatent.synth.generator import foreign_entry as synth_legacy
+from blurlatent.training.run_folder import legacy_entry as run_legacy
+from blurlatent.training.trainer import train
 
 log = logging.getLogger(__name__)
 

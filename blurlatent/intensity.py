@@ -21,8 +21,8 @@ from typing import Sequence
 import numpy as np
 from scipy.ndimage import uniform_filter
 
-from .config import Intensity, Normalization, check_choice, choices
-from .errors import UsageError
+from blurlatent.config import Intensity, Normalization, check_choice, choices
+from blurlatent.errors import UsageError
 
 log = logging.getLogger(__name__)
 

@@ -10,9 +10,9 @@ import sys
 import numpy as np
 
 import blurlatent
-from blurlatent.imageio import read_image, write_image
+from blurlatent.files.images import read_image, write_image
 from blurlatent.intensity import total_above_background
-from blurlatent.latent import alpha_from_planes
+from blurlatent.nets.latent import alpha_from_planes
 
 ckpt, blurriest_path, less_blurry_path = sys.argv[1:4]
 model = blurlatent.load_model(ckpt)  # an inference.Predictor on CUDA when there is one; knows the normalization

@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage as ndi
 
-from blurlatent import synth
-from blurlatent.figures import save_grid
-from blurlatent.imageio import read_image
+from blurlatent.files.images import read_image
+from blurlatent.files.pictures import save_grid
+from blurlatent.synth import generator as synth
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_SAMPLES = HERE.parents[1] / "shared" / "data" / "bbbc006-samples"

@@ -27,7 +27,6 @@ from pathlib import Path
 
 import numpy as np
 
-from blurlatent.builtin import MODELS_DIR
 from blurlatent.config import (
     DataConfig,
     ModelConfig,
@@ -39,12 +38,13 @@ from blurlatent.config import (
     recipe_settings,
     triplet_set,
 )
-from blurlatent.files import write_json
-from blurlatent.prepare import prepare
-from blurlatent.shipping import slim_checkpoint
-from blurlatent.store import Store
-from blurlatent.synth import synthesize
-from blurlatent.train import train
+from blurlatent.files.atomic import write_json
+from blurlatent.inference.builtin import MODELS_DIR
+from blurlatent.inference.shipping import slim_checkpoint
+from blurlatent.prepare.builder import prepare
+from blurlatent.prepare.store import Store
+from blurlatent.synth.generator import synthesize
+from blurlatent.training.trainer import train
 
 ROOT = Path(__file__).resolve().parents[1]
 PLANES = list(range(0, 17, 2))

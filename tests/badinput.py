@@ -324,11 +324,11 @@ def build_paths(tmp_path_factory) -> dict:
     from PIL import Image
     from stack_data import write_stacks
 
-    from blurlatent.checkpoint import save_checkpoint
     from blurlatent.config import ModelConfig
-    from blurlatent.model import Autoencoder
-    from blurlatent.prepare import prepare
-    from blurlatent.synth import synthesize
+    from blurlatent.nets.autoencoder import Autoencoder
+    from blurlatent.nets.checkpoint import save_checkpoint
+    from blurlatent.prepare.builder import prepare
+    from blurlatent.synth.generator import synthesize
 
     root = tmp_path_factory.mktemp("matrix")
     src = root / "bbbc"

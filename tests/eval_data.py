@@ -15,15 +15,15 @@ import numpy as np
 import torch
 from scipy.ndimage import gaussian_filter
 
-from blurlatent.baselines import BlurFit
-from blurlatent.checkpoint import save_checkpoint
 from blurlatent.config import ModelConfig
-from blurlatent.evaluate import plan_planes
-from blurlatent.imageio import write_image
-from blurlatent.model import Autoencoder
-from blurlatent.report import CheckpointInfo, FidInfo, Report, ReportConfig
-from blurlatent.scores import ColumnScorer, best_columns
-from blurlatent.store import write_store
+from blurlatent.evaluation.baselines import BlurFit
+from blurlatent.evaluation.columns import ColumnScorer, best_columns
+from blurlatent.evaluation.plan import plan_planes
+from blurlatent.evaluation.report import CheckpointInfo, FidInfo, Report, ReportConfig
+from blurlatent.files.images import write_image
+from blurlatent.nets.autoencoder import Autoencoder
+from blurlatent.nets.checkpoint import save_checkpoint
+from blurlatent.prepare.store import write_store
 
 TINY_WIDTHS = [4, 8, 8]
 

@@ -16,9 +16,9 @@ import numpy as np
 import torch
 from scipy.ndimage import gaussian_filter
 
-from blurlatent.checkpoint import save_checkpoint
 from blurlatent.config import ModelConfig
-from blurlatent.model import Autoencoder
+from blurlatent.nets.autoencoder import Autoencoder
+from blurlatent.nets.checkpoint import save_checkpoint
 
 TINY = [4, 8, 8]
 

@@ -11,8 +11,8 @@ from infer_model import smooth_field, tiny_checkpoint
 from scipy.ndimage import gaussian_filter
 
 import blurlatent
-from blurlatent import planes
 from blurlatent.errors import UsageError
+from blurlatent.inference import inputs as planes
 
 
 @pytest.fixture(scope="module")

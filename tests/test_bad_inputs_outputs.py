@@ -16,8 +16,8 @@ import pytest
 from badinput import EVAL, PAIR, PREP, SYNTH, TRAIN, Case, listing, run_case
 from typer.testing import CliRunner
 
-from blurlatent.checkpoint import load_checkpoint
 from blurlatent.cli import app
+from blurlatent.nets.checkpoint import load_checkpoint
 
 FOLDERS = "--sharp-dir {work}/s --blurry-dir {work}/b -c {ckpt} --alpha 0.5 --device cpu"
 NOT_REPLACED = "nothing there is replaced even with --force"
@@ -196,7 +196,8 @@ def test_bad_input(case: Case, paths, tmp_path, monkeypatch):
 
 # --- one writer per output folder: a second, real process ---------------------------------------------------
 
-HOLD = ("import sys; from blurlatent.outputs import FolderLock; lock = FolderLock(sys.argv[1], sys.argv[2]).acquire(); "
+HOLD = ("import sys; from blurlatent.files.output_folders import FolderLock; "
+        "lock = FolderLock(sys.argv[1], sys.argv[2]).acquire(); "
         "print('held', flush=True); sys.stdin.read(); lock.release()")
 
 

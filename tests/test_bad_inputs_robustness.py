@@ -18,7 +18,7 @@ import pytest
 from badinput import BLUR, EVAL, PREP, TRAIN, Case, run_case
 from typer.testing import CliRunner
 
-import blurlatent.files as files
+import blurlatent.files.atomic as files
 from blurlatent.cli import app
 
 DAMAGED = ("w1_train.npy: store array is missing or damaged", "rerun `blurlatent prepare` with --force")
@@ -149,7 +149,7 @@ def test_prepare_on_a_full_disk_says_so_and_leaves_nothing_never_sigbus(paths, s
     """Memory-mapped arrays on a full tmpfs used to kill prepare with SIGBUS (rc -7), temp left behind. Run in a
     child process: a SIGBUS here would take pytest down with it."""
     filler = fill(small_disk, 64 * 1024)
-    patch = "" if checked else "import blurlatent.files as f; f.free_bytes = lambda path: 1 << 40\n"
+    patch = "" if checked else "import blurlatent.files.atomic as f; f.free_bytes = lambda path: 1 << 40\n"
     code = patch + "import sys; from blurlatent.cli import app; sys.argv[0] = 'blurlatent'; app()\n"
     store = small_disk / "store"
     argv = ["prepare", str(paths["src"]), str(store), *PREP.split()]
@@ -208,7 +208,7 @@ def test_blur_on_a_full_disk_names_the_output_and_leaves_nothing(paths, small_di
 def eval_store(root: Path, test_max: int | None = None) -> Path:
     from eval_data import make_store
 
-    from blurlatent.store import Store, write_store
+    from blurlatent.prepare.store import Store, write_store
 
     path = make_store(root)
     if test_max is not None:  # centre crops with (almost) nothing in them, as on a tiny test split
@@ -224,7 +224,7 @@ def eval_store(root: Path, test_max: int | None = None) -> Path:
 def run_evaluate(store: Path, ckpt: Path, out: Path, caplog, **kw) -> str:
     from eval_data import stand_in_extractor
 
-    from blurlatent.evaluate import evaluate
+    from blurlatent.evaluation.loop import evaluate
 
     caplog.clear()
     with caplog.at_level("WARNING"):
@@ -235,9 +235,9 @@ def run_evaluate(store: Path, ckpt: Path, out: Path, caplog, **kw) -> str:
 def test_evaluate_warns_when_the_checkpoint_was_trained_on_another_channel(tmp_path, caplog):
     import torch
 
-    from blurlatent.checkpoint import save_checkpoint
     from blurlatent.config import ModelConfig
-    from blurlatent.model import Autoencoder
+    from blurlatent.nets.autoencoder import Autoencoder
+    from blurlatent.nets.checkpoint import save_checkpoint
 
     store = eval_store(tmp_path / "store")
     torch.manual_seed(0)

@@ -161,7 +161,7 @@ def broken_checkpoints(v: Path, store: Path) -> None:
     import torch
 
     from blurlatent.config import DataConfig, ModelConfig, OptimConfig, TrainConfig, to_dict
-    from blurlatent.model import Autoencoder
+    from blurlatent.nets.autoencoder import Autoencoder
 
     torch.manual_seed(0)
     base = {"format_version": 1, "config": {"model": {"widths": TINY}, "data": {"normalize": "minmax"}},
@@ -191,7 +191,7 @@ def broken_checkpoints(v: Path, store: Path) -> None:
 
 
 def broken_stores(v: Path, store: Path) -> None:
-    from blurlatent.store import write_manifest
+    from blurlatent.prepare.store import write_manifest
 
     manifest = json.loads((store / "manifest.json").read_text())
     shutil.copytree(store, v / "store_noplanes")

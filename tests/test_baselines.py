@@ -5,10 +5,10 @@ import pytest
 from eval_data import field
 from scipy.ndimage import gaussian_filter
 
-from blurlatent import baselines as B
-from blurlatent import metrics as M
 from blurlatent.errors import UsageError
-from blurlatent.evaluate import plan_planes
+from blurlatent.evaluation import baselines as B
+from blurlatent.evaluation import metrics as M
+from blurlatent.evaluation.plan import plan_planes
 
 
 @pytest.fixture(scope="module")

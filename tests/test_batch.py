@@ -11,11 +11,11 @@ import pytest
 import tifffile
 from infer_model import tiny_checkpoint
 
-from blurlatent import batch
 from blurlatent.config import InferenceConfig
 from blurlatent.errors import UsageError
-from blurlatent.inference import load_model
-from blurlatent.planes import read_inputs
+from blurlatent.inference import jobs as batch
+from blurlatent.inference.inputs import read_inputs
+from blurlatent.inference.predictor import load_model
 
 UUIDS = ["a571d43d-5554-47fd-bb54-5db68290e5a7", "2703a47b-7574-461a-85e2-afc38bc0adae"]
 

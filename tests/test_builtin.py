@@ -11,12 +11,12 @@ import torch
 from typer.testing import CliRunner
 
 import blurlatent
-from blurlatent import builtin
-from blurlatent.builtin import builtin_model, builtin_models, builtin_path, resolve_checkpoint
 from blurlatent.cli import app
 from blurlatent.errors import RuntimeFailure, UsageError
-from blurlatent.inference import load_model
-from blurlatent.shipping import TOLERANCE, slim_checkpoint
+from blurlatent.inference import builtin
+from blurlatent.inference.builtin import builtin_model, builtin_models, builtin_path, resolve_checkpoint
+from blurlatent.inference.predictor import load_model
+from blurlatent.inference.shipping import TOLERANCE, slim_checkpoint
 from tests.infer_model import pair, tiny_checkpoint
 
 

@@ -7,10 +7,10 @@ import pytest
 import torch
 
 import blurlatent
-from blurlatent.builtin import builtin_model, builtin_models, builtin_path
-from blurlatent.metrics import psnr_calibrated
-from blurlatent.optics import Optics
-from blurlatent.synth import render_field
+from blurlatent.evaluation.metrics import psnr_calibrated
+from blurlatent.inference.builtin import builtin_model, builtin_models, builtin_path
+from blurlatent.synth.generator import render_field
+from blurlatent.synth.optics import Optics
 
 # bench_quality.py's evaluation optics (another microscope than the training data's)
 OTHER_OPTICS = Optics(na=0.55, wavelength_um=0.52, z_step_um=1.8, read_noise=3.0, gain=0.6, background=30.0)

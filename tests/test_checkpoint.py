@@ -13,8 +13,13 @@ import pytest
 import torch
 from train_store import TINY, make_store, tiny_config
 
-import blurlatent.checkpoint as checkpoint
-from blurlatent.checkpoint import (
+import blurlatent.nets.checkpoint as checkpoint
+from blurlatent.config import ModelConfig, to_dict
+from blurlatent.errors import UsageError
+from blurlatent.evaluation.loop import load_predictor
+from blurlatent.inference.predictor import Predictor
+from blurlatent.nets.autoencoder import Autoencoder, build_autoencoder
+from blurlatent.nets.checkpoint import (
     build_model,
     check_fits,
     free_memory,
@@ -27,14 +32,9 @@ from blurlatent.checkpoint import (
     save_checkpoint,
     state_digest,
 )
-from blurlatent.config import ModelConfig, to_dict
-from blurlatent.errors import UsageError
-from blurlatent.evaluate import load_predictor
-from blurlatent.inference import Predictor
-from blurlatent.model import Autoencoder, build_autoencoder
-from blurlatent.multiscale import MultiScaleAutoencoder
-from blurlatent.run import resume_config
-from blurlatent.train import train
+from blurlatent.nets.multiscale import MultiScaleAutoencoder
+from blurlatent.training.run_folder import resume_config
+from blurlatent.training.trainer import train
 
 
 @pytest.fixture(scope="module")

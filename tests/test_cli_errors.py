@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from blurlatent import __version__
 from blurlatent.cli import app
-from blurlatent.cli_errors import FlagNamesHandler, flag_message
+from blurlatent.cli.errors import FlagNamesHandler, flag_message
 from blurlatent.config import Amp, Intensity, Log, Normalization, OutDtype, Precision, Reg, TestCrops, choices
 
 

@@ -10,8 +10,8 @@ import pytest
 import torch
 from train_store import make_store
 
-from blurlatent.data import EpochBatches, make_loader, to_device, triplet_dataset, val_batches
-from blurlatent.store import Store
+from blurlatent.prepare.store import Store
+from blurlatent.training.loader import EpochBatches, make_loader, to_device, triplet_dataset, val_batches
 
 
 @pytest.fixture(scope="module")

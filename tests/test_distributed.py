@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from train_store import make_store, metrics, tiny_config
 
-from blurlatent.checkpoint import load_checkpoint, state_digest
-from blurlatent.distributed import DistInfo, all_sum, gather, torchrun_env
-from blurlatent.train import train
+from blurlatent.nets.checkpoint import load_checkpoint, state_digest
+from blurlatent.training.distributed import DistInfo, all_sum, gather, torchrun_env
+from blurlatent.training.trainer import train
 
 
 @pytest.fixture(scope="module")

@@ -11,30 +11,31 @@ import torch
 from eval_data import TINY_WIDTHS, make_checkpoint, make_store, stand_in_extractor, write_bbbc_source
 from infer_model import tiny_checkpoint
 
-from blurlatent import evaluate as E
-from blurlatent import metrics as M
 from blurlatent.config import InferenceConfig
 from blurlatent.errors import UsageError
-from blurlatent.inference import Predictor
-from blurlatent.report import Report, format_value
-from blurlatent.scores import ROWS
+from blurlatent.evaluation import loop as E
+from blurlatent.evaluation import metrics as M
+from blurlatent.evaluation.columns import ROWS
+from blurlatent.evaluation.plan import plan_planes
+from blurlatent.evaluation.report import Report, format_value
+from blurlatent.inference.predictor import Predictor
 
 # --- planes ------------------------------------------------------------------------------------------
 
 
 def test_plan_planes_both_sides_of_focus():
-    plan = E.plan_planes(range(0, 17, 2))
+    plan = plan_planes(range(0, 17, 2))
     assert (plan.far, plan.target, plan.between) == (0, 16, (2, 4, 6, 8, 10, 12, 14))
     assert [plan.synth_alpha(n) for n in (2, 8, 14)] == [0.125, 0.5, 0.875]  # Fig. 2: α = n/16
     assert [plan.deblur_alpha(k) for k in (2, 8, 14)] == [0.875, 0.5, 0.125]  # §3.1.2: α = (16 − k)/16
-    above = E.plan_planes(range(16, 33, 2))
+    above = plan_planes(range(16, 33, 2))
     assert (above.far, above.between[0], above.between[-1]) == (32, 30, 18)
     assert above.synth_alpha(30) == 0.125 and above.deblur_alpha(30) == 0.875
-    assert E.plan_planes(range(0, 33, 2)).far == 0  # a tie goes to the paper's side
+    assert plan_planes(range(0, 33, 2)).far == 0  # a tie goes to the paper's side
     with pytest.raises(UsageError, match="in-focus plane 16"):
-        E.plan_planes([0, 8, 14])
+        plan_planes([0, 8, 14])
     with pytest.raises(UsageError, match="between"):
-        E.plan_planes([0, 16])
+        plan_planes([0, 16])
 
 
 # --- Eq. 2 and Eq. 3 through the Predictor --------------------------------------------------------------
@@ -68,7 +69,7 @@ def _linear_stack(rng, planes=(0, 4, 8, 12, 16), size=8):
 
 def test_linear_latents_give_lds_1_apd_0_and_exact_deblurring():
     planes = (0, 4, 8, 12, 16)
-    plan = E.plan_planes(planes)
+    plan = plan_planes(planes)
     index = {p: i for i, p in enumerate(planes)}
     x = _linear_stack(np.random.RandomState(5), planes)
     mo = E.model_outputs(_pointwise(1), x, plan, index)
@@ -82,7 +83,7 @@ def test_linear_latents_give_lds_1_apd_0_and_exact_deblurring():
 
 def test_curved_latents_are_measured_as_curved():
     planes = (0, 4, 8, 12, 16)
-    plan = E.plan_planes(planes)
+    plan = plan_planes(planes)
     index = {p: i for i, p in enumerate(planes)}
     x = _linear_stack(np.random.RandomState(6), planes)
     mo = E.model_outputs(_pointwise(2), x, plan, index)
@@ -148,8 +149,8 @@ def test_report_files_hold_what_the_table_shows(report_dir):
 
 
 def test_report_numbers_match_an_independent_computation(report_dir):
-    from blurlatent.checkpoint import build_model, load_checkpoint
-    from blurlatent.store import Store
+    from blurlatent.nets.checkpoint import build_model, load_checkpoint
+    from blurlatent.prepare.store import Store
 
     root, out, report = report_dir
     store = Store(root / "store")
@@ -242,9 +243,9 @@ def test_evaluate_deblurs_a_field_as_the_deblur_command_does(tmp_path, tmp_path_
     from typer.testing import CliRunner
 
     from blurlatent.cli import app
-    from blurlatent.imageio import read_image
-    from blurlatent.prepare import prepare
-    from blurlatent.store import Store
+    from blurlatent.files.images import read_image
+    from blurlatent.prepare.builder import prepare
+    from blurlatent.prepare.store import Store
 
     source = write_bbbc_source(tmp_path / "src", fields=5, shape=(44, 52))  # not a multiple of 8: padded
     store = Store(prepare(source, tmp_path / "store", channels=["w1"], planes=[0, 8, 16], crop=32,
@@ -252,7 +253,7 @@ def test_evaluate_deblurs_a_field_as_the_deblur_command_does(tmp_path, tmp_path_
     ckpt = tiny_checkpoint(tmp_path_factory)  # trained: real BatchNorm statistics for the fused path
     report = E.evaluate(store, [ckpt], "w1", tmp_path / "report", whole=True, device="cpu", batch_size=2,
                         progress=False, feature_extractor=stand_in_extractor)
-    plan = E.plan_planes(store.planes)
+    plan = plan_planes(store.planes)
     predictor, _ = E.load_predictor(ckpt, "tiny", "cpu", batch_size=2)
     data = store.full_test("w1")
     record = sorted(store.fields("test", "w1"), key=lambda r: r.get("index", 0))[1]
@@ -277,7 +278,7 @@ def test_evaluate_deblurs_a_field_as_the_deblur_command_does(tmp_path, tmp_path_
 def test_stack_normalized_store_and_checkpoint_evaluate(tmp_path, tmp_path_factory, caplog):
     """prepare normalize="stack" → a stack-trained checkpoint → evaluate: runs, records both normalizations,
     and does not warn about a mismatch (it does for a minmax checkpoint on that store)."""
-    from blurlatent.prepare import prepare
+    from blurlatent.prepare.builder import prepare
 
     source = write_bbbc_source(tmp_path / "src", fields=5, shape=(36, 40))
     store = prepare(source, tmp_path / "store", channels=["w1"], planes=[0, 8, 16], crop=32, split=(40, 20, 40),
@@ -299,8 +300,8 @@ def test_stack_normalized_store_and_checkpoint_evaluate(tmp_path, tmp_path_facto
 @pytest.mark.slow
 def test_end_to_end_whole_fields_tiny_trained_model(tmp_path):
     from blurlatent.config import ModelConfig
-    from blurlatent.model import Autoencoder
-    from blurlatent.store import Store
+    from blurlatent.nets.autoencoder import Autoencoder
+    from blurlatent.prepare.store import Store
 
     planes = tuple(range(0, 17, 2))
     store = Store(make_store(tmp_path / "store", planes=planes, n_train=6, n_test=2, size=32, full=36))

@@ -22,14 +22,14 @@ from infer_model import tiny_checkpoint, train_tiny_checkpoint
 from train_store import PLANES, tiny_config
 from typer.testing import CliRunner
 
-from blurlatent.checkpoint import load_checkpoint, save_checkpoint
 from blurlatent.cli import app
 from blurlatent.config import ModelConfig
 from blurlatent.intensity import plane_ranges
-from blurlatent.model import Autoencoder
-from blurlatent.prepare import prepare
-from blurlatent.synth import render_field, synthesize
-from blurlatent.train import train
+from blurlatent.nets.autoencoder import Autoencoder
+from blurlatent.nets.checkpoint import load_checkpoint, save_checkpoint
+from blurlatent.prepare.builder import prepare
+from blurlatent.synth.generator import render_field, synthesize
+from blurlatent.training.trainer import train
 
 
 def _missing() -> list[str]:
@@ -71,7 +71,7 @@ def runs(tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture(scope="module")
 def packages(runs, tmp_path_factory) -> dict[str, Path]:
     """The weak run exported through the command line (alpha from planes 0, 8), the strong one through the API."""
-    from blurlatent.export import export_package
+    from blurlatent.bmz.package import export_package
 
     root = tmp_path_factory.mktemp("packages")
     result = run("export", runs["weak"], "-o", root / "weak.zip", "--planes", 0, 8, "--author", "A. Tester")
@@ -183,7 +183,7 @@ def test_package_run_by_bioimageio_core_matches_the_command_line(case, packages,
     """The package on a new synthetic field (75x53, so padded inside) gives what `blurlatent deblur`/`blur`
     gives, to 1e-4 on the [0, 1] scale, with both weight formats; percentile and stack checkpoints exercise
     the clip and the reference_tensor preprocessing."""
-    from blurlatent.export import export_package
+    from blurlatent.bmz.package import export_package
 
     task, kind = case.split("-")
     if kind == "weak":
@@ -267,8 +267,7 @@ def test_bad_options_are_refused_before_any_work(argv, needle, tmp_path, tmp_pat
 
 
 def test_output_policy_zip_name_force_and_atomic_write(tmp_path, tmp_path_factory, monkeypatch):
-    from blurlatent import export
-
+    from blurlatent.bmz.description import package as export
     ckpt = tiny_checkpoint(tmp_path_factory)
     result = run("export", ckpt, "-o", tmp_path / "model.tif", "--alpha", 0.5)
     assert result.exit_code == 2 and "ending in .zip" in result.output
@@ -290,7 +289,7 @@ def test_output_policy_zip_name_force_and_atomic_write(tmp_path, tmp_path_factor
 
 def test_training_data_unknown_when_the_store_is_gone(tmp_path):
     """A checkpoint naming a store that is not there: the package says so and cites BBBC006 as well."""
-    from blurlatent.export import export_package
+    from blurlatent.bmz.package import export_package
 
     ckpt = tmp_path / "ckpt.pt"
     train_tiny_checkpoint(ckpt, steps=2)

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from eval_data import small_report
 
-from blurlatent import figures as F
+from blurlatent.evaluation import plan as P
+from blurlatent.evaluation import report_figures as F
 
 
 @pytest.fixture(scope="module")
@@ -13,7 +14,7 @@ def report():
 
 
 def test_examples_keep_only_the_first_fields():
-    ex = F.Examples(3)
+    ex = P.Examples(3)
     ex.keep("real", 0, np.zeros((2, 5, 8, 8)), ["a", "b"])
     ex.keep("real", 2, np.ones((2, 5, 8, 8)), ["c", "d"])  # only "c" is among the first three
     ex.keep("real", 4, np.ones((2, 5, 8, 8)), ["e", "f"])
@@ -23,7 +24,7 @@ def test_examples_keep_only_the_first_fields():
 
 def test_latent_samples_stop_at_the_float_budget(monkeypatch):
     monkeypatch.setattr(F, "PCA_FLOAT_BUDGET", 3 * 4 * 10)  # room for three fields of [4 planes, 10 floats]
-    kept = F.LatentSamples()
+    kept = P.LatentSamples()
     for _ in range(3):
         kept.keep("m", np.zeros((2, 4, 10, 1, 1)))
     assert len(kept.z["m"]) == 3 and kept.z["m"][0].shape == (4, 10)
@@ -43,10 +44,10 @@ def test_pca_keeps_a_straight_segment_straight():
 
 def test_report_figures_without_examples(report, tmp_path):
     """A report with no kept examples (examples=0) still gets its per-k plot and no empty grids."""
-    ex = F.Examples(0)
+    ex = P.Examples(0)
     for key in ("real", "rl", "wiener", "weak:recon", "weak:synth", "weak:deblur"):
         ex.keep(key, 0, np.zeros((2, 4, 16, 16)), ["f0", "f1"] if key == "real" else None)
-    names = F.write_report_figures(tmp_path, report, ex, F.LatentSamples())
+    names = F.write_report_figures(tmp_path, report, ex, P.LatentSamples())
     assert names == ["psnr_deblur_quality_vs_k.png"]
     assert (tmp_path / names[0]).read_bytes()[:4] == b"\x89PNG"
     assert F.safe_name("runs/weak best.pt") == "runs_weak_best.pt"

@@ -8,7 +8,7 @@ import os
 import pytest
 
 from blurlatent.errors import UsageError
-from blurlatent.files import atomic_write_bytes, check_outputs, check_writable, staged_files
+from blurlatent.files.atomic import atomic_write_bytes, check_outputs, check_writable, staged_files
 
 
 def test_an_input_is_never_an_output_even_through_links(tmp_path):

@@ -9,10 +9,10 @@ import pytest
 import tifffile
 from scipy import ndimage
 
-from blurlatent import synth
 from blurlatent.bbbc006 import IN_FOCUS_PLANE, parse_bbbc_name, plane_from_path
 from blurlatent.errors import UsageError
-from blurlatent.focus import MEASURES, best_plane, focus_curve, laplacian_energy, normalized_variance
+from blurlatent.prepare.focus import MEASURES, best_plane, focus_curve, laplacian_energy, normalized_variance
+from blurlatent.synth import generator as synth
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "data" / "bbbc006-samples"
 

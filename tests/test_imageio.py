@@ -8,7 +8,7 @@ import pytest
 
 from blurlatent.bbbc006 import parse_bbbc_name
 from blurlatent.errors import UsageError
-from blurlatent.imageio import decode_image, read_image
+from blurlatent.files.images import decode_image, read_image
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "data" / "bbbc006-samples"
 
@@ -64,7 +64,7 @@ def finishes_within(seconds: float, fn, release: Path | None = None):
 def test_a_fifo_is_refused_instead_of_blocking_the_read(tmp_path, name):
     import os
 
-    from blurlatent.imageio import read_zip_member, zip_listing
+    from blurlatent.files.images import read_zip_member, zip_listing
 
     fifo = tmp_path / name
     os.mkfifo(fifo)
@@ -94,7 +94,7 @@ def test_a_zip_bomb_member_is_refused_before_it_is_inflated(tmp_path):
     import tracemalloc
     import zipfile
 
-    from blurlatent.imageio import close_zips, read_zip_member
+    from blurlatent.files.images import close_zips, read_zip_member
 
     bomb = tmp_path / "bomb.zip"
     with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as archive, archive.open("z/x.tif", "w") as member:

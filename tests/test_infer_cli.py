@@ -14,10 +14,10 @@ from PIL import Image
 from scipy.ndimage import gaussian_filter
 from typer.testing import CliRunner
 
-from blurlatent import batch
 from blurlatent.cli import app
 from blurlatent.errors import RuntimeFailure
-from blurlatent.inference import load_model
+from blurlatent.inference import jobs as batch
+from blurlatent.inference.predictor import load_model
 from blurlatent.intensity import from_unit, intensity_range, to_unit
 
 runner = CliRunner()
@@ -340,7 +340,7 @@ def test_stack_deblur_equals_two_file_deblur(tmp_path, ckpt):
 
 
 def test_ome_in_ome_out_with_pixel_sizes_and_alpha_labels(tmp_path, ckpt):
-    from blurlatent.stacks import read_stack
+    from blurlatent.files.stacks import read_stack
 
     stack = ome_stack(tmp_path / "cells.ome.tif", field_stack(41))
     result = run("deblur", stack, "--z", 0, 1, "--target", 2, "-c", ckpt, "-o", tmp_path / "sharp.tif")
@@ -359,7 +359,7 @@ def test_ome_in_ome_out_with_pixel_sizes_and_alpha_labels(tmp_path, ckpt):
 
 
 def test_imagej_in_imagej_out_and_plain_levels_get_labels(tmp_path, ckpt):
-    from blurlatent.stacks import read_stack
+    from blurlatent.files.stacks import read_stack
 
     path = tmp_path / "ij.tif"
     tifffile.imwrite(path, field_stack(42), imagej=True, resolution=(2.0, 2.0),
@@ -378,7 +378,7 @@ def test_imagej_in_imagej_out_and_plain_levels_get_labels(tmp_path, ckpt):
 
 
 def test_ome_name_never_gets_a_plain_tiff(tmp_path, ckpt):
-    from blurlatent.stacks import read_stack
+    from blurlatent.files.stacks import read_stack
 
     s, b = planes(44)
     result = run("deblur", write(tmp_path / "b.tif", b), write(tmp_path / "s.tif", s), "--alpha", 0.5, "-c", ckpt,
@@ -475,7 +475,7 @@ def test_deblur_folder_of_stacks_is_all_or_nothing(tmp_path, ckpt):
 def test_ome_zarr_out_and_in(tmp_path, ckpt):
     """`-o x.ome.zarr` writes OME-Zarr with the pixel sizes and α labels; an OME-Zarr stack in gives OME-TIFF out."""
     pytest.importorskip("zarr")
-    from blurlatent.stacks import read_stack
+    from blurlatent.files.stacks import read_stack
 
     stack = ome_stack(tmp_path / "cells.ome.tif", field_stack(47))
     result = run("blur", stack, "--z", 2, 0, "--steps", 3, "-c", ckpt, "-o", tmp_path / "levels.ome.zarr")

@@ -14,9 +14,9 @@ from torch import nn
 
 from blurlatent.config import ModelConfig
 from blurlatent.errors import UsageError
-from blurlatent.inference import Predictor, blur, deblur, fuse_batchnorm, load_model
+from blurlatent.inference.predictor import Predictor, blur, deblur, fuse_batchnorm, load_model
 from blurlatent.intensity import from_unit, intensity_range, to_unit, total_above_background
-from blurlatent.model import Autoencoder
+from blurlatent.nets.autoencoder import Autoencoder
 
 
 @pytest.fixture(scope="module")
@@ -194,7 +194,7 @@ def test_deblur_alpha_limits(predictor, caplog):
     for bad in (1.0, 1.5, -0.1, float("nan")):
         with pytest.raises(UsageError, match="alpha"):
             deblur(predictor, blurry, sharp, bad)
-    with caplog.at_level(logging.WARNING, logger="blurlatent.latent"):
+    with caplog.at_level(logging.WARNING, logger="blurlatent.nets.latent"):
         deblur(predictor, blurry, sharp, 0.875)  # gain exactly 8: allowed silently
         assert not caplog.records
         deblur(predictor, blurry, sharp, 0.9)  # gain 10

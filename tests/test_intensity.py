@@ -12,7 +12,7 @@ from infer_model import pair, tiny_checkpoint
 from scipy.ndimage import gaussian_filter
 
 from blurlatent.errors import UsageError
-from blurlatent.inference import blur, deblur, load_model
+from blurlatent.inference.predictor import blur, deblur, load_model
 from blurlatent.intensity import (
     Scale,
     background,

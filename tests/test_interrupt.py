@@ -22,8 +22,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from blurlatent.checkpoint import load_checkpoint, state_digest
 from blurlatent.cli import app
+from blurlatent.nets.checkpoint import load_checkpoint, state_digest
 
 pytestmark = pytest.mark.slow
 
@@ -51,7 +51,7 @@ TRAIN_ARGS = [
 @pytest.fixture(scope="module")
 def source(tmp_path_factory):
     """16 synthetic fields, 256x192: enough that prepare runs long enough to be killed half-way."""
-    from blurlatent.synth import synthesize
+    from blurlatent.synth.generator import synthesize
 
     root = tmp_path_factory.mktemp("interrupt") / "src"
     synthesize(root, fields=16, channels=["w1"], planes=PLANES, size=(256, 192), seed=0, workers=1)
@@ -60,7 +60,7 @@ def source(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def store(source, tmp_path_factory):
-    from blurlatent.prepare import prepare
+    from blurlatent.prepare.builder import prepare
 
     return prepare(
         source, tmp_path_factory.mktemp("store") / "store", channels=["w1"], planes=PLANES, crop=32, workers=1
@@ -164,8 +164,8 @@ def _assert_same_run(run: Path, reference: Path) -> None:
 
 
 def test_kill9_during_prepare_then_rerun_gives_the_identical_store(source, tmp_path):
-    from blurlatent.files import sha256_file as file_sha256
-    from blurlatent.prepare import prepare
+    from blurlatent.files.atomic import sha256_file as file_sha256
+    from blurlatent.prepare.builder import prepare
 
     expected = prepare(source, tmp_path / "ref" / "store", channels=["w1"], planes=PLANES, crop=32, workers=1).path
     work, cwd = tmp_path / "work", tmp_path / "cwd"
@@ -278,11 +278,11 @@ def test_ctrl_c_or_sigterm_during_train_saves_a_resumable_checkpoint_and_exits_1
 
 
 def test_a_killed_writers_temp_file_is_removed_by_the_next_write_and_a_live_ones_is_kept(tmp_path):
-    from blurlatent.files import atomic_write_bytes
+    from blurlatent.files.atomic import atomic_write_bytes
 
     target = tmp_path / "out" / "last.pt"
     code = (
-        "import sys, time; from blurlatent.files import atomic_path\n"
+        "import sys, time; from blurlatent.files.atomic import atomic_path\n"
         "with atomic_path(sys.argv[1]) as tmp:\n"
         "    tmp.write_bytes(b'half'); print(tmp, flush=True); time.sleep(60)\n"
     )

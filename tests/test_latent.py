@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 from infer_model import pair, tiny_checkpoint
 
 from blurlatent.errors import UsageError
-from blurlatent.inference import load_model
-from blurlatent.latent import (
+from blurlatent.inference.predictor import load_model
+from blurlatent.nets.latent import (
     alpha_from_planes,
     extrapolate_sharp,
     flatten_latent,

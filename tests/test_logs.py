@@ -13,11 +13,11 @@ import pytest
 from train_store import make_store, metrics, tiny_config
 from typer.testing import CliRunner
 
-import blurlatent.logs as logs
+import blurlatent.training.logs as logs
 from blurlatent.cli import app
 from blurlatent.errors import UsageError
-from blurlatent.logs import scalar_tag, trim_logs, write_csv
-from blurlatent.train import train
+from blurlatent.training.logs import scalar_tag, trim_logs, write_csv
+from blurlatent.training.trainer import train
 
 TRAIN = ["--arch", "paper", "--widths", "4,8,8", "--batch-size", "8", "--device", "cpu"]
 

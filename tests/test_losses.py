@@ -8,8 +8,8 @@ from train_store import TINY
 
 from blurlatent.config import ModelConfig
 from blurlatent.errors import UsageError
-from blurlatent.losses import LossModule, loss_terms, term_names
-from blurlatent.model import Autoencoder, build_autoencoder
+from blurlatent.nets.autoencoder import Autoencoder, build_autoencoder
+from blurlatent.training.losses import LossModule, loss_terms, term_names
 
 
 class Linear:

@@ -5,8 +5,8 @@ import pytest
 import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from blurlatent import metrics as M
 from blurlatent.errors import UsageError
+from blurlatent.evaluation import metrics as M
 
 
 @pytest.fixture

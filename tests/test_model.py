@@ -5,9 +5,9 @@ import torch
 from torch import nn
 
 from blurlatent.config import ModelConfig
-from blurlatent.model import Autoencoder, build_autoencoder
-from blurlatent.multiscale import MultiScaleAutoencoder
-from blurlatent.tiling import receptive_radius
+from blurlatent.nets.autoencoder import Autoencoder, build_autoencoder
+from blurlatent.nets.multiscale import MultiScaleAutoencoder
+from blurlatent.nets.tiling import receptive_radius
 
 TINY_WIDTHS = [4, 8, 8]
 

@@ -10,15 +10,15 @@ import pytest
 import torch
 from train_store import make_store, tiny_config
 
-from blurlatent.checkpoint import build_model, load_checkpoint
 from blurlatent.config import MULTISCALE_WIDTHS, PAPER_WIDTHS, ModelConfig, TrainConfig, from_dict
 from blurlatent.errors import UsageError
-from blurlatent.inference import fuse_batchnorm
-from blurlatent.latent import extrapolate_sharp, interpolate_latents
-from blurlatent.losses import loss_terms
-from blurlatent.model import Autoencoder, build_autoencoder
-from blurlatent.multiscale import MultiScaleAutoencoder, receptive_radius
-from blurlatent.train import train
+from blurlatent.inference.predictor import fuse_batchnorm
+from blurlatent.nets.autoencoder import Autoencoder, build_autoencoder
+from blurlatent.nets.checkpoint import build_model, load_checkpoint
+from blurlatent.nets.latent import extrapolate_sharp, interpolate_latents
+from blurlatent.nets.multiscale import MultiScaleAutoencoder, receptive_radius
+from blurlatent.training.losses import loss_terms
+from blurlatent.training.trainer import train
 
 SKIPS = ("coarse", "all", "gated", "quarter")
 FINEST = {"coarse": 1, "all": 0, "gated": 0, "quarter": 2}  # the finest scale each keeps in the latent
@@ -223,9 +223,9 @@ def test_export_of_the_multiscale_arch(tmp_path):
     """The bioimage.io package's TorchScript and ONNX weights of the new arch match the Predictor."""
     pytest.importorskip("onnxruntime")
     pytest.importorskip("bioimageio.spec")
-    from blurlatent.checkpoint import save_checkpoint
+    from blurlatent.bmz.package import export_package
     from blurlatent.config import to_dict
-    from blurlatent.export import export_package
+    from blurlatent.nets.checkpoint import save_checkpoint
 
     model = calibrated([4, 8, 8], "gated")
     ckpt = tmp_path / "ms.pt"

@@ -48,11 +48,11 @@ from infer_model import pair, tiny_checkpoint  # noqa: E402
 from scipy.ndimage import laplace  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
-from blurlatent import builtin  # noqa: E402
 from blurlatent.cli import app  # noqa: E402
 from blurlatent.config import InferenceConfig  # noqa: E402
-from blurlatent.inference import Predictor  # noqa: E402
-from blurlatent.shipping import slim_checkpoint  # noqa: E402
+from blurlatent.inference import builtin  # noqa: E402
+from blurlatent.inference.predictor import Predictor  # noqa: E402
+from blurlatent.inference.shipping import slim_checkpoint  # noqa: E402
 
 WAIT_MS = 60_000
 

@@ -10,7 +10,7 @@ import pytest
 import tifffile
 
 from blurlatent.errors import UsageError
-from blurlatent.stacks import alpha_labels, read_stack, write_stack
+from blurlatent.files.stacks import alpha_labels, read_stack, write_stack
 
 zarr = pytest.importorskip("zarr")
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from scipy.ndimage import gaussian_filter
 
-from blurlatent import optics
 from blurlatent.errors import UsageError
+from blurlatent.synth import optics
 
 
 @pytest.mark.parametrize("distance", [-34.0, -12.0, -2.0, 0.0, 3.0, 20.0, 36.0])

@@ -14,7 +14,7 @@ import pytest
 
 from blurlatent import __version__
 from blurlatent.errors import UsageError
-from blurlatent.outputs import (
+from blurlatent.files.output_folders import (
     MARKER,
     FolderLock,
     check_output_folder,

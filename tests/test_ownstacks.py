@@ -9,11 +9,11 @@ import pytest
 import tifffile
 from stack_data import make_stack, write_stack, write_stacks
 
-from blurlatent import synth
 from blurlatent.errors import UsageError
-from blurlatent.ownstacks import parse_focus, parse_offsets, source_layout, stored_plane
-from blurlatent.prepare import prepare
-from blurlatent.store import Store
+from blurlatent.prepare.builder import prepare
+from blurlatent.prepare.own_stacks import parse_focus, parse_offsets, source_layout, stored_plane
+from blurlatent.prepare.store import Store
+from blurlatent.synth import generator as synth
 
 FOCUSES = [4, 5, 3, 4, 6, 4]
 FAST = dict(crop=32, split=(4, 1, 1), workers=1)

@@ -13,14 +13,14 @@ from stack_data import write_stacks
 from torchvision.transforms.functional import ten_crop
 from typer.testing import CliRunner
 
-from blurlatent import synth
 from blurlatent.bbbc006 import parse_bbbc_name
 from blurlatent.cli import app
-from blurlatent.crops import split_counts, ten_crop_boxes
-from blurlatent.data import TripletDataset
 from blurlatent.errors import UsageError
-from blurlatent.prepare import prepare
-from blurlatent.store import Store
+from blurlatent.prepare.builder import prepare
+from blurlatent.prepare.crops import split_counts, ten_crop_boxes
+from blurlatent.prepare.store import Store
+from blurlatent.synth import generator as synth
+from blurlatent.training.loader import TripletDataset
 
 PLANES = list(range(0, 17, 2))
 FAST = dict(channels=["w1", "w2"], planes=PLANES, crop=32, workers=1)

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from blurlatent.bbbc006 import N_PLANES as N_BBBC_PLANES
 from blurlatent.bbbc006 import FieldKey, format_planes, parse_bbbc_name, parse_planes, plane_from_path
 from blurlatent.errors import UsageError
-from blurlatent.latent import alpha_from_planes, check_deblur_alpha, extrapolate_sharp, interpolate_latents
-from blurlatent.tiling import crop_to, pad_to_multiple, tile_starts
+from blurlatent.nets.latent import alpha_from_planes, check_deblur_alpha, extrapolate_sharp, interpolate_latents
+from blurlatent.nets.tiling import crop_to, pad_to_multiple, tile_starts
 
 SETTINGS = settings(max_examples=50, deadline=None, database=None)
 

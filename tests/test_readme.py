@@ -81,7 +81,7 @@ def workspace(tmp_path_factory):
     from stack_data import make_stack, write_stack, write_stacks
 
     from blurlatent.bbbc006 import parse_bbbc_name
-    from blurlatent.synth import synthesize
+    from blurlatent.synth.generator import synthesize
 
     work = tmp_path_factory.mktemp("readme")
     synthesize(work / "BBBC006", fields=10, channels=("w1", "w2"), size=(64, 64), seed=1)

@@ -7,10 +7,11 @@ from eval_data import small_report
 from rich.console import Console
 
 from blurlatent.errors import UsageError
-from blurlatent.figures import Examples, LatentSamples
-from blurlatent.report import format_value as fmt
-from blurlatent.report import markdown, rich_tables, write_report_folder
-from blurlatent.scores import ROWS
+from blurlatent.evaluation.columns import ROWS
+from blurlatent.evaluation.plan import Examples, LatentSamples
+from blurlatent.evaluation.report import format_value as fmt
+from blurlatent.evaluation.report import markdown, rich_tables
+from blurlatent.evaluation.report_folder import write_report_folder
 
 
 @pytest.fixture(scope="module")

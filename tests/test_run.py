@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from train_store import make_store, metrics, tiny_config
 
-from blurlatent.checkpoint import load_checkpoint, save_checkpoint
 from blurlatent.errors import UsageError
-from blurlatent.run import resume_config
-from blurlatent.train import train
+from blurlatent.nets.checkpoint import load_checkpoint, save_checkpoint
+from blurlatent.training.run_folder import resume_config
+from blurlatent.training.trainer import train
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +113,7 @@ def test_a_torn_last_metrics_line_is_dropped_with_a_notice_on_resume(store, tmp_
 
 
 def test_a_damaged_metrics_line_before_the_last_is_named(store, tmp_path):
-    from blurlatent.run import trim_metrics
+    from blurlatent.training.run_folder import trim_metrics
 
     path = tmp_path / "metrics.jsonl"
     path.write_text('{"epoch": 1}\nnot json\n{"epoch": 2}\n')
@@ -124,7 +124,7 @@ def test_a_damaged_metrics_line_before_the_last_is_named(store, tmp_path):
 def test_metrics_epochs_are_read_as_numbers(tmp_path):
     """A hand-edited ``"epoch": "2"`` compares as 2 (it used to stay a string: TypeError, "internal error");
     ``Infinity`` is an unreadable line, not an OverflowError."""
-    from blurlatent.run import metric_lines, trim_metrics
+    from blurlatent.training.run_folder import metric_lines, trim_metrics
 
     path = tmp_path / "metrics.jsonl"
     path.write_text('{"epoch": 1, "loss": 0.5}\n{"epoch": "2"}\n{"epoch": 3}\n')

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from blurlatent import metrics as M
-from blurlatent.evaluate import plan_planes
-from blurlatent.scores import ROWS, ColumnResult, ColumnScorer, best_columns, fid_values
+from blurlatent.evaluation import metrics as M
+from blurlatent.evaluation.columns import ROWS, ColumnResult, ColumnScorer, best_columns, fid_values
+from blurlatent.evaluation.plan import plan_planes
 
 NAMES = ["f0", "f1", "f2"]
 

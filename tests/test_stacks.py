@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import tifffile
 
-from blurlatent.cli_errors import flag_message
+from blurlatent.cli.errors import flag_message
 from blurlatent.errors import UsageError
-from blurlatent.stacks import alpha_labels, read_stack, stack_plane, write_stack
+from blurlatent.files.stacks import alpha_labels, read_stack, stack_plane, write_stack
 
 
 def ramp(*shape, dtype=np.uint16):

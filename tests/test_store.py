@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import blurlatent.store as store_module
+import blurlatent.prepare.store as store_module
 from blurlatent.errors import UsageError
-from blurlatent.store import SAMPLE_BLOCKS, SAMPLE_BYTES, Store, write_store
+from blurlatent.prepare.store import SAMPLE_BLOCKS, SAMPLE_BYTES, Store, write_store
 
 
 def make(path: Path, channels=("w1", "w2"), crops=40) -> Path:
@@ -100,8 +100,8 @@ def test_an_older_store_without_stamps_gets_the_header_and_size_check(tmp_path):
 
 
 def test_prepare_refuses_a_changed_store_it_would_call_up_to_date_and_force_rebuilds_it(tmp_path):
-    from blurlatent.prepare import prepare
-    from blurlatent.synth import synthesize
+    from blurlatent.prepare.builder import prepare
+    from blurlatent.synth.generator import synthesize
 
     src = tmp_path / "src"
     synthesize(src, fields=4, channels=["w1"], planes=[0, 8, 16], size=(48, 40), seed=1, workers=1)

@@ -39,7 +39,7 @@ def private_imports(path: Path) -> list[str]:
     """``from X import _name`` and ``module._name`` uses of a blurlatent module, outside that module."""
     found = []
     tree = ast.parse(path.read_text())
-    own_modules = {p.stem for p in PACKAGE.glob("*.py")}
+    own_modules = {p.stem for p in PACKAGE.rglob("*.py")} | {p.parent.name for p in PACKAGE.rglob("__init__.py")}
     aliases = {}
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in {"blurlatent", ""} | own_modules:
@@ -82,7 +82,8 @@ def test_help_imports_no_torch():
 def test_the_checker_catches_what_it_looks_for(tmp_path):
     """The private-import check is not vacuous: it flags a planted offender."""
     planted = tmp_path / "planted.py"
-    planted.write_text("from blurlatent.train import _run\nfrom blurlatent import inference as I\nI._private\n")
+    planted.write_text("from blurlatent.training.trainer import _run\n"
+                       "from blurlatent.inference import predictor as I\nI._private\n")
     assert len(private_imports(planted)) == 2
 
 

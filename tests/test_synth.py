@@ -8,11 +8,12 @@ import pytest
 import tifffile
 from typer.testing import CliRunner
 
-from blurlatent import optics, synth
 from blurlatent.bbbc006 import parse_bbbc_name
 from blurlatent.cli import app
 from blurlatent.errors import UsageError
-from blurlatent.outputs import MARKER
+from blurlatent.files.output_folders import MARKER
+from blurlatent.synth import generator as synth
+from blurlatent.synth import optics
 
 NAME = re.compile(
     r"^mcf-z-stacks-03212011_[a-p]\d{2}_s[12]_w[12][0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}\.tif$"

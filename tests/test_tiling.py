@@ -11,9 +11,9 @@ from infer_model import pair, tiny_checkpoint
 
 from blurlatent.config import ModelConfig
 from blurlatent.errors import UsageError
-from blurlatent.inference import Predictor, load_model
-from blurlatent.model import build_autoencoder
-from blurlatent.tiling import crop_to, pad_to_multiple, plan_tiles, receptive_radius
+from blurlatent.inference.predictor import Predictor, load_model
+from blurlatent.nets.autoencoder import build_autoencoder
+from blurlatent.nets.tiling import crop_to, pad_to_multiple, plan_tiles, receptive_radius
 
 
 @pytest.fixture(scope="module")

@@ -14,13 +14,13 @@ import yaml
 from train_store import TINY, make_store, metrics, tiny_config
 from typer.testing import CliRunner
 
-import blurlatent.losses as losses
+import blurlatent.training.losses as losses
 from blurlatent.bbbc006 import FOCUS_TRIPLETS
-from blurlatent.checkpoint import build_model, load_checkpoint, state_digest
 from blurlatent.cli import app
 from blurlatent.config import DEFAULT_WIDTHS, ModelConfig, TrainConfig, from_dict, load_yaml
 from blurlatent.errors import RuntimeFailure, UsageError
-from blurlatent.train import train
+from blurlatent.nets.checkpoint import build_model, load_checkpoint, state_digest
+from blurlatent.training.trainer import train
 
 
 @pytest.fixture(scope="module")
@@ -223,7 +223,7 @@ def test_cli_train_config_flags_and_refusals(store, tmp_path, monkeypatch):
 
 def _new_run_settings(monkeypatch, args: list[str]) -> TrainConfig:
     """The config `train ARGS` would start a new run with (the training itself replaced by a spy)."""
-    import blurlatent.train as train_module
+    import blurlatent.training.trainer as train_module
 
     got = []
     monkeypatch.setattr(train_module, "train", lambda cfg, out, **kw: got.append(cfg))

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from blurlatent.builtin import builtin_model, builtin_path
-from blurlatent.inference import load_model
+from blurlatent.inference.builtin import builtin_model, builtin_path
+from blurlatent.inference.predictor import load_model
 
 SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "train_default_model.py"
 

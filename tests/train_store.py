@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from blurlatent.config import DataConfig, ModelConfig, OptimConfig, TrainConfig
-from blurlatent.store import write_store
+from blurlatent.prepare.store import write_store
 
 TINY = [4, 8, 8]
 PLANES = list(range(0, 17, 2))

@@ -9,8 +9,8 @@ Errors: library code raises ``UsageError``/``ValueError``/``FileNotFoundError`` 
 from __future__ import annotations
 
 # Each module registers its commands on ``app``; the import order is the order --help lists them.
-from .common import app
-from . import data, train, infer, reports, models  # noqa: F401
+from blurlatent.cli.common import app
+from blurlatent.cli import data, train, infer, reports, models  # noqa: F401
 
 __all__ = ["app", "main"]
 

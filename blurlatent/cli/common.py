@@ -15,9 +15,21 @@ from typing import Optional
 
 import typer
 
-from .. import __version__
-from ..cli_errors import FlagNamesHandler, OneLineGroup, console, state
-from ..config import Amp, Arch, Intensity, Log, Normalization, OutDtype, Precision, Reg, TestCrops, TripletSet, choices
+from blurlatent import __version__
+from blurlatent.cli.errors import FlagNamesHandler, OneLineGroup, console, state
+from blurlatent.config import (
+    Amp,
+    Arch,
+    Intensity,
+    Log,
+    Normalization,
+    OutDtype,
+    Precision,
+    Reg,
+    TestCrops,
+    TripletSet,
+    choices,
+)
 
 
 def choice_enum(name: str, option) -> type[enum.Enum]:
@@ -86,7 +98,7 @@ def at_least(value: Optional[int], low: int, what: str) -> Optional[int]:
 
 def int_list(text: str, what: str) -> list[int]:
     """``8,16,32`` → [8, 16, 32]; UsageError naming ``what`` (a parameter, shown as its flag) otherwise."""
-    from ..errors import UsageError
+    from blurlatent.errors import UsageError
 
     try:
         return [int(t) for t in split_list(text)]

@@ -8,8 +8,8 @@ from typing import Optional
 
 import typer
 
-from ..cli_errors import console, handle_errors
-from .common import NormalizeChoice, TestCropsChoice, app, at_least, choice_value, split_list
+from blurlatent.cli.common import NormalizeChoice, TestCropsChoice, app, at_least, choice_value, split_list
+from blurlatent.cli.errors import console, handle_errors
 
 FOCUS_SHOWN = 8  # stacks whose focus plane prepare's summary line names
 
@@ -49,9 +49,9 @@ def synth_cli(
 
     The optics flags image the same cells through another microscope (a test set unlike the training data).
     """
-    from ..bbbc006 import format_planes, parse_planes
-    from ..optics import Optics
-    from ..synth import parse_size, synthesize  # numpy, scipy, tifffile: not for --help
+    from blurlatent.bbbc006 import format_planes, parse_planes
+    from blurlatent.synth.generator import parse_size, synthesize  # numpy, scipy, tifffile: not for --help
+    from blurlatent.synth.optics import Optics
 
     given = {"na": na, "wavelength_um": wavelength, "z_step_um": z_step, "read_noise": read_noise, "gain": gain,
              "background": background}
@@ -99,8 +99,8 @@ def prepare_cli(
 ):
     """Match fields across planes (or find each z-stack's focus), split, scale to 8 bit and crop into a
     memory-mapped store for training."""
-    from ..bbbc006 import format_planes
-    from ..prepare import parse_split, prepare  # numpy, scipy: not for --help
+    from blurlatent.bbbc006 import format_planes
+    from blurlatent.prepare.builder import parse_split, prepare  # numpy, scipy: not for --help
 
     result = prepare(
         src, out, channels=split_list(channels) if channels is not None else None, planes=planes, crop=crop,

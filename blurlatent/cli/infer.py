@@ -8,13 +8,13 @@ from typing import List, Optional, Tuple
 
 import typer
 
-from ..cli_errors import console, handle_errors
-from .common import IntensityChoice, OutDtypeChoice, PrecisionChoice, app, choice_value
+from blurlatent.cli.common import IntensityChoice, OutDtypeChoice, PrecisionChoice, app, choice_value
+from blurlatent.cli.errors import console, handle_errors
 
 # === inference: blur, deblur =================================================================
 
 def _inference_config(device: str, tile, out_dtype, intensity: str, precision: str, batch_size: int = 4):
-    from ..config import InferenceConfig
+    from blurlatent.config import InferenceConfig
 
     return InferenceConfig(intensity=intensity, tile=tile, precision=precision, batch_size=batch_size,
                            out_dtype=out_dtype, device=device).check()
@@ -46,7 +46,7 @@ MODEL_OPTION = typer.Option(None, "--model", "-m", help="A built-in model instea
 
 def _checkpoint(checkpoint: Optional[Path], model: Optional[str]) -> Path:
     """--checkpoint, else the built-in model (its checksum verified), said in one line on stderr."""
-    from ..builtin import resolve_checkpoint
+    from blurlatent.inference.builtin import resolve_checkpoint
 
     path, note = resolve_checkpoint(checkpoint, model)
     if note:
@@ -97,8 +97,8 @@ def blur(
     batch_size: int = typer.Option(4, "--batch-size", help="Images per forward pass (pairs in folder mode)."),
 ):
     """Synthesize defocus blur between two planes of one field (Eq. 2): G(alpha E(sharp) + (1 - alpha) E(blurry))."""
-    from .. import batch
-    from ..errors import UsageError
+    from blurlatent.errors import UsageError
+    from blurlatent.inference import jobs as batch
 
     config = _inference_config(device, tile, choice_value(out_dtype), choice_value(intensity),
                                choice_value(precision), batch_size)
@@ -162,8 +162,8 @@ def deblur(
     alpha comes from --alpha, from --planes P1 P2 or the stack planes --z P1 P2 (--target, default 16), or,
     for BBBC006 files inside BBBC006_v1_images_z_XX folders, from the folder names.
     """
-    from .. import batch
-    from ..errors import UsageError
+    from blurlatent.errors import UsageError
+    from blurlatent.inference import jobs as batch
 
     config = _inference_config(device, tile, choice_value(out_dtype), choice_value(intensity),
                                choice_value(precision), batch_size)

@@ -6,8 +6,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ..cli_errors import handle_errors
-from .common import app
+from blurlatent.cli.common import app
+from blurlatent.cli.errors import handle_errors
 
 
 @app.command("models")
@@ -16,7 +16,7 @@ def models_cli(
     verify: bool = typer.Option(False, "--verify", help="Also check each model's sha256 against its card."),
 ):
     """List the models built into blurlatent (used by blur and deblur when no --checkpoint is given)."""
-    from ..builtin import builtin_models, builtin_path  # torch: not for --help
+    from blurlatent.inference.builtin import builtin_models, builtin_path  # torch: not for --help
 
     screen = Console()
     models = builtin_models()

@@ -10,9 +10,9 @@ import typer
 from rich.console import Console
 from rich.markup import escape  # messages hold paths and lists: [w1] must print, not vanish as markup
 
-from ..cli_errors import console, flag_message, handle_errors
-from ..config import TRAIN_DEFAULT_ARCH
-from .common import ArchChoice, app, choice_value
+from blurlatent.cli.common import ArchChoice, app, choice_value
+from blurlatent.cli.errors import console, flag_message, handle_errors
+from blurlatent.config import TRAIN_DEFAULT_ARCH
 
 # === evaluate ================================================================================
 
@@ -35,8 +35,8 @@ def evaluate_cli(
     force: bool = typer.Option(False, "--force", help="Replace an existing report folder."),
 ):
     """Score models on the test split: the paper's Tables 1-2 and Figs 2/5/6/7, with classical baselines."""
-    from ..evaluate import evaluate
-    from ..report import rich_tables
+    from blurlatent.evaluation.loop import evaluate
+    from blurlatent.evaluation.report import rich_tables
 
     report = evaluate(store, checkpoint, channel, out, whole=whole, fid_weights=fid_weights, device=device,
                       batch_size=batch_size, progress=True, force=force)
@@ -67,7 +67,7 @@ def demo(
     """Show the whole idea on synthetic data: synth → prepare → train (weak) → blur → deblur → evaluate."""
     from rich.table import Table
 
-    from ..demo import run_demo, verdict_rows  # torch: not for --help
+    from blurlatent.demo import run_demo, verdict_rows  # torch: not for --help
 
     result = run_demo(out, fast=fast, device=device, force=force, seed=seed, arch=choice_value(arch))
     table = Table(title=f"blurlatent demo ({result.seconds:.0f} s)")
@@ -101,9 +101,9 @@ def export_cli(
 ):
     """Export a checkpoint as a bioimage.io model package (TorchScript + ONNX); needs blurlatent\\[export]."""
     try:
-        from ..export import export_package  # torch, bioimageio, onnx: not for --help
+        from blurlatent.bmz.package import export_package  # torch, bioimageio, onnx: not for --help
     except ModuleNotFoundError as exc:
-        from ..errors import UsageError
+        from blurlatent.errors import UsageError
         raise UsageError(f"export needs blurlatent[export] ({exc.name} is missing): pip install 'blurlatent[export]'")
     typer.echo(export_package(checkpoint, output, task=choice_value(task), alpha=alpha, planes=planes, target=target,
                               authors=author or (), force=force).summary())

@@ -8,8 +8,17 @@ from typing import Optional
 
 import typer
 
-from ..cli_errors import console, handle_errors, state
-from .common import AmpChoice, ArchChoice, LogChoice, RegChoice, TripletChoice, app, choice_value, int_list
+from blurlatent.cli.common import (
+    AmpChoice,
+    ArchChoice,
+    LogChoice,
+    RegChoice,
+    TripletChoice,
+    app,
+    choice_value,
+    int_list,
+)
+from blurlatent.cli.errors import console, handle_errors, state
 
 # === train ===================================================================================
 
@@ -76,9 +85,9 @@ def train_cli(
     Strong fine-tunes weak: `--reg weak --out runs/w1-weak`, then `--reg strong --init runs/w1-weak/best.pt --out
     runs/w1-strong`.
     """
-    from ..config import triplet_set
-    from ..errors import UsageError
-    from ..run import store_argument
+    from blurlatent.config import triplet_set
+    from blurlatent.errors import UsageError
+    from blurlatent.training.run_folder import store_argument
 
     if gpus is not None and nproc is not None and gpus != nproc:
         raise UsageError(f"--gpus {gpus} and --nproc {nproc} disagree; give one of them")
@@ -101,8 +110,8 @@ def train_cli(
 def _run_config(resume: Optional[Path], config: Optional[Path], out: Optional[Path], init: Optional[Path],
                 changes: dict):
     """(config, run folder): a resumed run's own config with the flags' allowed changes, or a new run's."""
-    from ..errors import UsageError
-    from ..run import resume_config
+    from blurlatent.errors import UsageError
+    from blurlatent.training.run_folder import resume_config
 
     if resume is not None and config is not None:
         raise UsageError("--resume continues a run with its own settings; drop --config")
@@ -118,7 +127,7 @@ def _new_run_config(config: Optional[Path], init: Optional[Path], changes: dict)
     init's model, the arch is `train`'s default (``TRAIN_DEFAULT_ARCH``) unless the YAML describes a model (a
     model without ``arch`` has always meant the paper's), and the arch's recipe (``arch_recipe``) fills in the
     rest."""
-    from ..config import (
+    from blurlatent.config import (
         DEFAULT_WIDTHS,
         TRAIN_DEFAULT_ARCH,
         TrainConfig,
@@ -127,7 +136,7 @@ def _new_run_config(config: Optional[Path], init: Optional[Path], changes: dict)
         override,
         read_yaml,
     )
-    from ..run import init_model
+    from blurlatent.training.run_folder import init_model
 
     tree = read_yaml(config) or {} if config is not None else {}
     base = checked_config(TrainConfig, tree, config) if config is not None else TrainConfig()
@@ -161,7 +170,7 @@ def _dotted_keys(tree: dict, prefix: str = "") -> set[str]:
 
 def _run(cfg, out: Path, resume: bool, force: bool) -> None:
     """Train; one summary line (a line per epoch before it when stderr is not a terminal: ``logs``)."""
-    from ..train import train
+    from blurlatent.training.trainer import train
 
     try:
         result = train(cfg, out, resume=resume, progress=sys.stderr.isatty(), force=force)

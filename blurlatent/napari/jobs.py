@@ -19,12 +19,12 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from .. import batch
-from ..builtin import resolve_checkpoint
-from ..cli_errors import one_line
-from ..config import InferenceConfig, OutDtype, choices
-from ..errors import RuntimeFailure, UsageError
-from ..inference import Predictor
+from blurlatent.cli.errors import one_line
+from blurlatent.config import InferenceConfig, OutDtype, choices
+from blurlatent.errors import RuntimeFailure, UsageError
+from blurlatent.inference import jobs as batch
+from blurlatent.inference.builtin import resolve_checkpoint
+from blurlatent.inference.predictor import Predictor
 
 log = logging.getLogger(__name__)
 

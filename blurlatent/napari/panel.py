@@ -20,8 +20,8 @@ from qtpy.QtCore import QObject, Signal
 from qtpy.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
 from superqt import QCollapsible
 
-from ..config import Intensity, choices
-from .jobs import OUT_DTYPES, Outcome, Placement, Ticker, failure, guarded, inference_config
+from blurlatent.config import Intensity, choices
+from blurlatent.napari.jobs import OUT_DTYPES, Outcome, Placement, Ticker, failure, guarded, inference_config
 
 
 @thread_worker(start_thread=False)

@@ -7,9 +7,9 @@ dataset's (2 µm, 0.645 µm, 0.645 µm), so the widgets' defaults (planes 0 and 
 
 from __future__ import annotations
 
-from ..bbbc006 import IN_FOCUS_PLANE, N_PLANES, PLANE_STEP_UM
-from ..optics import PIXEL_UM
-from ..synth import render_field
+from blurlatent.bbbc006 import IN_FOCUS_PLANE, N_PLANES, PLANE_STEP_UM
+from blurlatent.synth.generator import render_field
+from blurlatent.synth.optics import PIXEL_UM
 
 SIZE = (256, 256)  # (width, height) px
 SEED = 0  # 18 nuclei in the field
@@ -20,7 +20,7 @@ def synthetic_stack() -> list[tuple]:
     planes = list(range(N_PLANES))
     images, truth = render_field(SEED, 0, SIZE, planes, ["w1"])
     meta = {"planes": planes, "in_focus_plane": IN_FOCUS_PLANE, "channel": "w1", "seed": SEED, "truth": truth,
-            "made_by": "blurlatent.synth.render_field"}
+            "made_by": "blurlatent.synth.generator.render_field"}
     kwargs = {"name": "synthetic z-stack (w1)", "scale": (PLANE_STEP_UM, PIXEL_UM, PIXEL_UM),
               "axis_labels": ("z", "y", "x"), "metadata": meta}
     return [(images["w1"], kwargs, "image")]

@@ -11,10 +11,10 @@ from __future__ import annotations
 import numpy as np
 from magicgui.widgets import Container, FileEdit, FloatSpinBox, LineEdit, RadioButtons, SpinBox
 
-from ..bbbc006 import IN_FOCUS_PLANE
-from ..errors import UsageError
-from .jobs import BlurRequest, DeblurRequest, checkpoint_path, parse_alphas, stack_plane
-from .panel import JobPanel, image_choice, layer_data, placement
+from blurlatent.bbbc006 import IN_FOCUS_PLANE
+from blurlatent.errors import UsageError
+from blurlatent.napari.jobs import BlurRequest, DeblurRequest, checkpoint_path, parse_alphas, stack_plane
+from blurlatent.napari.panel import JobPanel, image_choice, layer_data, placement
 
 TWO_LAYERS, STACK = "two layers", "stack"
 MAX_Z = 9999

@@ -1,0 +1,263 @@
+"""The bioimage.io description (model format 0.5) of an exported package, built with ``bioimageio.spec``'s own
+classes: the two named inputs and their preprocessing, the output, the weights entries, the README (the
+paper cited, the training data said as it was), the cover and the config. ``export`` builds the files.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import torch
+import yaml
+from bioimageio.spec.model.v0_5 import (
+    Author,
+    AxisId,
+    BatchAxis,
+    ChannelAxis,
+    CiteEntry,
+    ClipDescr,
+    ClipKwargs,
+    FileDescr,
+    Identifier,
+    InputTensorDescr,
+    IntervalOrRatioDataDescr,
+    ModelDescr,
+    OnnxWeightsDescr,
+    OutputTensorDescr,
+    ParameterizedSize,
+    ScaleRangeDescr,
+    ScaleRangeKwargs,
+    SizeReference,
+    SpaceInputAxis,
+    SpaceOutputAxis,
+    TensorId,
+    TorchscriptWeightsDescr,
+    Version,
+    WeightsDescr,
+)
+
+from blurlatent import __version__
+from blurlatent.files.atomic import json_safe
+from blurlatent.inference.predictor import NEAR_FOCUS
+from blurlatent.intensity import PERCENTILES
+from blurlatent.prepare.store import MANIFEST
+from blurlatent.synth.generator import RECORD, written_by_synth
+
+# The method's paper (TScIT 37, 2022) has no DOI; its extended version on arXiv (2023) has one.
+PAPER = ("Mazilu, I.-G. (2022). Defocus Blur Synthesis and Deblurring through Interpolation in the Latent Space. "
+         "TScIT 37, University of Twente. Extended as: Mazilu, I., Wang, S., Dummer, S., Veldhuis, R., Brune, C. & "
+         "Strisciuglio, N. (2023). Defocus Blur Synthesis and Deblurring via Interpolation and Extrapolation in "
+         "Latent Space.")
+PAPER_DOI = "10.48550/arXiv.2307.15461"
+BBBC006 = ("Ljosa, V., Sokolnicki, K. L. & Carpenter, A. E. (2012). Annotated high-throughput microscopy image sets "
+           "for validation. Nature Methods 9, 637 (BBBC006v1).")
+BBBC006_DOI = "10.1038/nmeth.2083"
+# bioimageio.core's test compares a rerun with the test output to these; export itself checks to 1e-4, but
+# a GPU consumer runs fp32 convolutions as TF32 (cuDNN's default), which Eq. 3 amplifies by 1/(1 - alpha).
+CONSUMER_TOLERANCE = 1e-3
+
+
+@dataclass(frozen=True)
+class Task:
+    rule: str  # inference.RULES key: Eq. 2 ("blur") or Eq. 3 ("deblur")
+    inputs: tuple[str, str]  # tensor ids, in the rule's order (first = sharper for blur, blurriest for deblur)
+    output: str
+    what: str
+
+    @property
+    def near_focus(self) -> int:
+        """Which input sets the ``stack`` scale: the one nearer focus (``inference.NEAR_FOCUS``)."""
+        return NEAR_FOCUS[self.rule]
+
+
+TASKS = {
+    "deblur": Task("deblur", ("blurriest", "less_blurry"), "deblurred",
+                   "recovers the in-focus plane from two defocused planes of one field (Eq. 3)"),
+    "blur": Task("blur", ("sharp", "blurry"), "blurred",
+                 "synthesizes a defocus level between a sharper and a blurrier plane of one field (Eq. 2)"),
+}
+
+
+@dataclass(frozen=True)
+class Built:
+    """The files ``export.build`` left in the work folder and what they were made from."""
+
+    alpha: float
+    planes: tuple[int, int]  # focal planes of the synthetic test pair
+    channel: str
+    tests: tuple[Path, Path, Path]  # .npy [1, 1, H, W] float32: both inputs (raw intensities), the Predictor's output
+    samples: tuple[Path, Path, Path]  # the same as 2-D TIFFs (inputs in their own dtype) for people to look at
+    cover: Path
+    torchscript: Path
+    onnx: Path
+    opset: int
+    max_diff: dict[str, float]  # weights format -> largest |package − Predictor| on the test output
+
+
+# --- tensors --------------------------------------------------------------------------------------------
+
+
+def preprocessing(normalize: str, reference: str | None) -> list:
+    """The checkpoint's normalization in the spec's terms: ``scale_range`` per image (or from ``reference``
+    for ``stack``), then ``clip`` to [0, 1], exactly as ``intensity.to_unit`` maps ``intensity_range``."""
+    low, high = (0.0, 100.0) if normalize == "minmax" else PERCENTILES
+    kwargs = ScaleRangeKwargs(axes=[AxisId("channel"), AxisId("y"), AxisId("x")], min_percentile=low,
+                              max_percentile=high,
+                              reference_tensor=TensorId(reference) if normalize == "stack" else None)
+    return [ScaleRangeDescr(kwargs=kwargs), ClipDescr(kwargs=ClipKwargs(min=0.0, max=1.0))]
+
+
+def tensors(task: Task, normalize: str, multiple: int, built: Built) -> tuple[list, list]:
+    """Input and output tensor descriptions, axes [batch, channel, y, x]: the first input any y, x ≥ ``multiple``
+    (the network pads), the second input and the output of the first input's size."""
+    first = TensorId(task.inputs[0])
+
+    def space(axis_type, axis: str, free: bool):
+        size = ParameterizedSize(min=multiple, step=1) if free else SizeReference(tensor_id=first, axis_id=AxisId(axis))
+        return axis_type(id=AxisId(axis), size=size)
+
+    def axes(name: str, axis_type, free: bool) -> list:
+        return [BatchAxis(), ChannelAxis(channel_names=[Identifier(name)]), space(axis_type, "y", free),
+                space(axis_type, "x", free)]
+
+    inputs = [InputTensorDescr(
+        id=TensorId(name), axes=axes(name, SpaceInputAxis, i == 0),
+        description=f"the {name.replace('_', ' ')} plane, raw intensities (the preprocessing normalizes them)",
+        test_tensor=FileDescr(source=built.tests[i]), sample_tensor=FileDescr(source=built.samples[i]),
+        data=IntervalOrRatioDataDescr(type="float32"),
+        preprocessing=preprocessing(normalize, task.inputs[task.near_focus]),
+    ) for i, name in enumerate(task.inputs)]
+    output = OutputTensorDescr(
+        id=TensorId(task.output), axes=axes(task.output, SpaceOutputAxis, False),
+        description=f"the {task.output} plane on the [0, 1] scale of the normalized inputs",
+        test_tensor=FileDescr(source=built.tests[2]), sample_tensor=FileDescr(source=built.samples[2]),
+        data=IntervalOrRatioDataDescr(type="float32", range=(0.0, 1.0)),
+    )
+    return inputs, [output]
+
+
+# --- words ----------------------------------------------------------------------------------------------
+
+
+def training_data(config: dict) -> tuple[str, bool | None]:
+    """What the checkpoint was trained on, from its config's store and that store's manifest, as far as the
+    files still tell: (one sentence, True synthetic / False real / None unknown)."""
+    store = (config.get("data") or {}).get("store") or ""
+    if not store:
+        return "unknown: the checkpoint names no training store", None
+    try:
+        source = Path(json.loads((Path(store) / MANIFEST).read_text())["source"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return (f"the prepared store {store}, which could not be read at export, so whether its images were real "
+                "or synthetic is unknown"), None
+    if written_by_synth(source / RECORD):
+        return (f"synthetic widefield z-stacks made by `blurlatent synth` ({source}) and prepared into the store "
+                f"{store}; no real microscope images"), True
+    if source.is_dir():
+        return (f"the images in {source} (no synth record there: real images, BBBC006 layout), prepared into the "
+                f"store {store}"), False
+    return (f"the store {store}, prepared from {source}, which is gone, so whether its images were real or synthetic "
+            "is unknown"), None
+
+
+NORMALIZATION_WORDS = {
+    "minmax": "min-max of each image",
+    "percentile": f"the {PERCENTILES[0]}-{PERCENTILES[1]} percentiles of each image",
+    "stack": f"the {PERCENTILES[0]}-{PERCENTILES[1]} percentiles of the input nearer focus, for both inputs",
+}
+VALIDATE = {"deblur": "deblur two defocused planes and compare the result with the in-focus plane",
+            "blur": "synthesize an intermediate plane and compare it with the plane acquired there"}
+RULE_WORDS = {"deblur": "E(less_blurry)/(1 - a) - a/(1 - a) E(blurriest)", "blur": "a E(sharp) + (1 - a) E(blurry)"}
+CAUTION = {True: "It was trained on synthetic images only: check it on stacks from your own microscope first.",
+           False: "", None: "Where its training images came from is not known for sure: treat it as unvalidated."}
+
+
+def readme(task: Task, normalize: str, config: dict, built: Built, source_name: str, data_text: str,
+           synthetic: bool | None) -> str:
+    """The package's README.md: what it computes, its inputs and output, training, validation, citation."""
+    data, optim = config.get("data") or {}, config.get("optim") or {}
+    first, second = task.inputs
+    diffs = ", ".join(f"{fmt} {d:.1e}" for fmt, d in built.max_diff.items())
+    return f"""# blurlatent {task.rule} model, alpha = {built.alpha:.4g}
+
+This model {task.what}: `{task.output}` = G({RULE_WORDS[task.rule]}) with a = {built.alpha:.4g}, where E and G
+are the encoder and decoder of {ARCH_WORDS.get((config.get("model") or {}).get("arch", "paper"), "the autoencoder")}.
+Exported from `{source_name}` by
+blurlatent {__version__}.
+
+## Inputs and output
+- `{first}` and `{second}`: two grayscale planes of one field, of one size (any height and width of at least
+  2**depth; the network reflect-pads to a multiple of 2**depth and crops back).
+- Preprocessing, declared in the description so that every consumer runs it: `{normalize}` normalization, the
+  range of {NORMALIZATION_WORDS[normalize]} mapped to [0, 1], then clipped to [0, 1].
+- `{task.output}`: the result on that [0, 1] scale. `blurlatent {task.rule}` also maps it back to the inputs'
+  intensities (`--intensity conserve` or `minmax`); with this package that step is yours.
+
+## Training
+- Data: {data_text}.
+- Channel {data.get("channel", "w1")}, regularization `{config.get("reg", "unknown")}`, {optim.get("epochs", "?")} \
+epochs of batch {optim.get("batch", "?")}, learning rate {optim.get("lr", "?")}, triplets {data.get("triplets", "?")}.
+  The whole training config is attached as `training_config.yaml`.
+
+## Validation
+The test inputs are a synthetic field (`blurlatent.synth.generator`, channel {built.channel}, planes
+z{built.planes[0]:02d} and z{built.planes[1]:02d}); the test output is what blurlatent's own forward path
+(`Predictor`) makes of them, and at export the weights reproduced it to {diffs} (largest difference on the
+[0, 1] scale). To validate on your own data, take a focal stack, {VALIDATE[task.rule]} (PSNR, SSIM), as
+`blurlatent evaluate` does on a prepared store. {CAUTION[synthetic]}
+
+## Citation
+{PAPER} https://doi.org/{PAPER_DOI}
+"""
+
+
+# config.model.arch → what the README calls the network (a checkpoint without arch is the paper's)
+ARCH_WORDS = {"paper": "the paper's convolutional autoencoder",
+              "multiscale": "blurlatent's multiscale autoencoder (a latent at every resolution, the rule applied to "
+                            "each)"}
+
+
+def describe(work: Path, task: Task, predictor, ckpt: dict, built: Built, source_name: str,
+             authors: Sequence[str] = ()) -> ModelDescr:
+    """The package's ``ModelDescr`` over the files in ``work`` (bioimageio.spec validates it as it is built)."""
+    config = ckpt["config"]
+    data_text, synthetic = training_data(config)
+    normalize = predictor.normalize
+    (work / "README.md").write_text(readme(task, normalize, config, built, source_name, data_text, synthetic))
+    (work / "training_config.yaml").write_text(yaml.safe_dump(json_safe(config), sort_keys=False))
+    inputs, outputs = tensors(task, normalize, predictor.multiple, built)
+    cite = [CiteEntry(text=PAPER, doi=PAPER_DOI)]
+    if synthetic is not True:
+        cite.append(CiteEntry(text=BBBC006, doi=BBBC006_DOI))
+    weights = WeightsDescr(
+        torchscript=TorchscriptWeightsDescr(source=built.torchscript, pytorch_version=Version(torch.__version__),
+                                            comment="torch.jit.trace of blurlatent.bmz.package.LatentNet"),
+        onnx=OnnxWeightsDescr(source=built.onnx, opset_version=built.opset, parent="torchscript",
+                              comment="torch.onnx.export (dynamo) of the same network"),
+    )
+    what = "deblurring" if task.rule == "deblur" else "blur synthesis"
+    tolerance = {"absolute_tolerance": CONSUMER_TOLERANCE, "relative_tolerance": CONSUMER_TOLERANCE}
+    return ModelDescr(
+        name=f"blurlatent {task.rule} {built.channel} {config.get('reg', 'none')}",
+        description=(f"Defocus {what} by linear interpolation in an autoencoder's latent space at alpha = "
+                     f"{built.alpha:.4g}: two planes of one field in, one plane out. Trained on {data_text}.")[:1024],
+        authors=[Author(name=name) for name in authors],
+        cite=cite,
+        license="MIT",
+        documentation=FileDescr(source=work / "README.md"),
+        covers=[FileDescr(source=built.cover)],
+        tags=["defocus", what, "microscopy", "fluorescence", "2d", "autoencoder", "latent-space", "pytorch", "onnx",
+              "nuclei" if built.channel == "w1" else "cytoskeleton"],
+        inputs=inputs,
+        outputs=outputs,
+        weights=weights,
+        attachments=[FileDescr(source=work / "training_config.yaml")],
+        version=Version(__version__),
+        config={"bioimageio": {"reproducibility_tolerance": [tolerance]},
+                "blurlatent": {"task": task.rule, "alpha": built.alpha, "normalize": normalize,
+                               "checkpoint": source_name, "version": __version__, "training_data": data_text,
+                               "test_planes": list(built.planes), "export_max_diff": built.max_diff}},
+    )

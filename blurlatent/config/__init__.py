@@ -1,0 +1,60 @@
+"""Every config of blurlatent, and the one place each default is written: the option types and their choices
+(``options``), what a training run is (``train``), the jobs that use a trained model (``jobs``), and configs as
+plain data and YAML (``schema``: unknown keys, wrong types and values outside the choices are refused, naming
+the key). Importing this package does not import torch; the names below are the public API."""
+
+from blurlatent.config.jobs import DemoSettings, InferenceConfig
+from blurlatent.config.options import (
+    DEFAULT_WIDTHS,
+    MAX_DEBLUR_WEIGHT,
+    MAX_DEPTH,
+    MAX_SEED,
+    MAX_WIDTH,
+    MULTISCALE_WIDTHS,
+    PAPER_WIDTHS,
+    RESUMABLE_CHANGES,
+    TRAIN_DEFAULT_ARCH,
+    AlphaRule,
+    Amp,
+    Arch,
+    Intensity,
+    Log,
+    Normalization,
+    OutDtype,
+    Precision,
+    Reg,
+    Skips,
+    TestCrops,
+    TripletSet,
+    check_choice,
+    choices,
+)
+from blurlatent.config.schema import (
+    StrictLoader,
+    YamlRefused,
+    checked_config,
+    from_dict,
+    load_yaml,
+    override,
+    read_yaml,
+    save_yaml,
+    to_dict,
+)
+from blurlatent.config.train import (
+    DataConfig,
+    ModelConfig,
+    OptimConfig,
+    TrainConfig,
+    arch_recipe,
+    recipe_settings,
+    triplet_set,
+)
+
+__all__ = [
+    "DEFAULT_WIDTHS", "MAX_DEBLUR_WEIGHT", "MAX_DEPTH", "MAX_SEED", "MAX_WIDTH", "MULTISCALE_WIDTHS", "PAPER_WIDTHS",
+    "RESUMABLE_CHANGES", "TRAIN_DEFAULT_ARCH", "AlphaRule", "Amp", "Arch", "Intensity", "Log", "Normalization",
+    "OutDtype", "Precision", "Reg", "Skips", "TestCrops", "TripletSet", "check_choice", "choices", "StrictLoader",
+    "YamlRefused", "checked_config", "from_dict", "load_yaml", "override", "read_yaml", "save_yaml", "to_dict",
+    "DataConfig", "ModelConfig", "OptimConfig", "TrainConfig", "arch_recipe", "recipe_settings", "triplet_set",
+    "DemoSettings", "InferenceConfig",
+]

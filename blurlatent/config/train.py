@@ -1,0 +1,195 @@
+"""What a training run is: the model, the data, the optimizer and the run (``TrainConfig``), with their range checks."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Optional, Union
+
+from blurlatent.bbbc006 import FOCUS_TRIPLETS, PAPER_TRIPLETS
+from blurlatent.config.options import (
+    DEFAULT_WIDTHS,
+    MAX_DEBLUR_WEIGHT,
+    MAX_DEPTH,
+    MAX_SEED,
+    MAX_WIDTH,
+    PAPER_WIDTHS,
+    AlphaRule,
+    Amp,
+    Arch,
+    Log,
+    Normalization,
+    Reg,
+    Skips,
+    TripletSet,
+    check_choice,
+)
+from blurlatent.errors import UsageError
+
+
+def triplet_set(name: str) -> dict:
+    """``train --triplets``: the data keys a named set of training triplets sets, ``data.triplets`` and
+    ``data.alpha``. paper: its seven evenly spaced triplets, α 0.5; focus: the 28 ending at the in-focus plane,
+    each with its own α (Eq. 2 at every level between z00 and focus, Eq. 3 toward focus from every pair)."""
+    check_choice(TripletSet, name, "triplets")
+    triplets, alpha = (PAPER_TRIPLETS, 0.5) if name == "paper" else (FOCUS_TRIPLETS, "planes")
+    return {"data.triplets": [list(t) for t in triplets], "data.alpha": alpha}
+
+
+def arch_recipe(arch: str) -> list[dict]:
+    """The settings ``arch`` trains with unless the user gives them, in groups that are taken whole or not at all.
+    paper: none (its own defaults: the seven triplets at α 0.5, no deblur loss); multiscale: the recipe
+    ``bench_quality`` measured — every triplet toward focus with its own α, the deblur loss at weight 1, and no
+    latent finer than ¼ resolution in the decoder (``skips: quarter``).
+    `train` and ``bench_quality`` apply it to new runs; a ``TrainConfig`` built in Python keeps the dataclass
+    defaults, which is what a config or checkpoint without these keys has always meant."""
+    check_choice(Arch, arch, "model arch")
+    return [] if arch == "paper" else [triplet_set("focus"), {"deblur_weight": 1.0}, {"model.skips": "quarter"}]
+
+
+def recipe_settings(arch: str) -> dict:
+    """Every setting of ``arch_recipe(arch)`` as one dict of dotted keys: the recipe taken whole, as the demo,
+    the benchmarks and the example scripts take it (`train` takes each group only where the user gave none)."""
+    return {key: value for group in arch_recipe(arch) for key, value in group.items()}
+
+
+@dataclass
+class ModelConfig:
+    # None: the arch's default (DEFAULT_WIDTHS), filled in on construction, so a config always holds its widths
+    widths: Optional[list[int]] = None
+    in_channels: int = 1
+    negative_slope: float = 0.01  # torch's LeakyReLU default, as in the paper's code
+    arch: Arch = "paper"  # a checkpoint without it is the paper's model
+    skips: Skips = "coarse"  # multiscale only: which latent scales the decoder takes
+
+    def __post_init__(self):
+        if self.widths is None:
+            self.widths = list(DEFAULT_WIDTHS.get(self.arch, PAPER_WIDTHS))
+
+    @property
+    def depth(self) -> int:
+        return len(self.widths)
+
+    def check(self) -> "ModelConfig":
+        check_choice(Arch, self.arch, "model arch")
+        check_choice(Skips, self.skips, "model skips")
+        if not self.widths or any(not 1 <= w <= MAX_WIDTH for w in self.widths):
+            raise UsageError(f"model widths {self.widths}: give layer widths from 1 to {MAX_WIDTH}, "
+                             "e.g. 64,128,256,512,1024")
+        if self.arch == "multiscale" and not 2 <= len(self.widths or []) <= MAX_DEPTH:
+            raise UsageError(f"model widths {self.widths}: the multiscale arch needs 2 to {MAX_DEPTH} scales (full "
+                             "resolution, then one per stride-2 stage), e.g. 12,24,64,128,256")
+        if self.arch == "multiscale" and self.skips == "quarter" and len(self.widths or []) < 3:
+            raise UsageError(f"model widths {self.widths}: skips quarter needs at least 3 scales (its finest latent is "
+                             "¼ resolution); give 3 or more widths, e.g. 12,24,64,128,256, or model.skips coarse")
+        if self.depth > MAX_DEPTH:
+            raise UsageError(f"model widths {self.widths}: {self.depth} layers, at most {MAX_DEPTH} "
+                             "(inputs must be divisible by 2**depth)")
+        if self.in_channels != 1:
+            raise UsageError(f"model in_channels {self.in_channels}: blurlatent's images are one grayscale channel; "
+                             "use 1")
+        if not 0.0 <= self.negative_slope <= 1.0:  # False for NaN too
+            raise UsageError(f"model negative_slope {self.negative_slope}: the LeakyReLU slope must lie in [0, 1] "
+                             "(the paper's 0.01)")
+        return self
+
+
+@dataclass
+class DataConfig:
+    store: str = ""
+    channel: str = "w1"
+    # (left, target, right) focal planes; the target's latent is interpolated from left and right.
+    triplets: list[tuple[int, int, int]] = field(default_factory=lambda: [tuple(t) for t in PAPER_TRIPLETS])
+    # weight of the right plane's latent: z' = α z_r + (1 − α) z_l (Eq. 2); "planes": each triplet's own,
+    # (target − left) / (right − left) (latent.triplet_weight), what unevenly spaced triplets need
+    alpha: Union[float, AlphaRule] = 0.5
+    normalize: Normalization = "minmax"  # copied from the store's manifest; inference scales images the same way
+
+    def check(self) -> "DataConfig":
+        if isinstance(self.alpha, str):
+            check_choice(AlphaRule, self.alpha, "alpha")
+        elif not 0.0 <= self.alpha <= 1.0:  # False for NaN too
+            raise UsageError(f"alpha {self.alpha}: must be a number in [0, 1]")
+        if not self.triplets:
+            raise UsageError("data.triplets is empty: list (left, target, right) planes, e.g. [[0, 8, 16]]")
+        for t in self.triplets:
+            if not (0 <= t[0] < t[1] < t[2]):
+                raise UsageError(f"triplet {list(t)}: planes must be ordered 0 <= left < target < right")
+        return self
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-4
+    step: int = 15  # StepLR: multiply the learning rate by gamma every `step` epochs
+    gamma: float = 0.5
+    epochs: int = 40
+    batch: int = 40  # triplets per step *per process*
+
+    def check(self) -> "OptimConfig":
+        for name, value in (("epochs", self.epochs), ("batch size", self.batch), ("optim.step", self.step)):
+            if value < 1:
+                raise UsageError(f"{name} {value}: must be at least 1")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise UsageError(f"learning rate {self.lr}: must be a finite number > 0, e.g. 1e-4")
+        if not 0.0 < self.gamma <= 1.0:  # False for NaN too
+            raise UsageError(f"optim.gamma {self.gamma}: the learning-rate decay factor must lie in (0, 1] "
+                             "(the paper's 0.5; 1 keeps it constant)")
+        return self
+
+
+@dataclass
+class TrainConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    reg: Reg = "none"  # none (baseline), weak (Eq. 4) or strong (Eq. 5)
+    seed: int = 0
+    device: str = "auto"  # auto, cpu, cuda, cuda:N, mps
+    # auto: bf16 on CUDA (fp16 + GradScaler where bf16 is missing), bf16 on CPUs with native bf16, else off
+    amp: Amp = "auto"
+    channels_last: Optional[bool] = None  # None: on for CUDA and CPU (measured 1.5x on CPU at batch 40), off on MPS
+    workers: Optional[int] = None  # loader processes; None: 0 on CPU (compute needs the cores), 4 per GPU
+    nproc: int = 1  # processes (one per GPU, or CPU shares with gloo); set by --gpus / --nproc
+    sync_bn: bool = False  # SyncBatchNorm across GPUs (CUDA only)
+    init: Optional[str] = None  # start from this checkpoint's weights (strong fine-tunes a weak run)
+    from_scratch: bool = False  # allow reg=strong without init
+    strip_every: int = 5  # PNG strip every N epochs (and at the last); 0 turns strips off
+    log: Log = "none"  # tensorboard: also write TensorBoard events (the blurlatent[tensorboard] extra)
+    check_every: Optional[int] = None  # steps between NaN/Ctrl-C checks; None: 1 on CPU, 20 on GPU (each check syncs)
+    # weight of the deblur loss (losses.py): L1(G(Eq. 3(z_left, z_target)), x_right); 0 = off; adds to any reg
+    deblur_weight: float = 0.0
+
+    def check_ranges(self) -> "TrainConfig":
+        """Every value on its own: choices and numeric ranges (what a YAML file alone can get wrong)."""
+        check_choice(Reg, self.reg, "reg")
+        check_choice(Amp, self.amp, "amp")
+        check_choice(Log, self.log, "log")
+        self.model.check()
+        self.data.check()
+        self.optim.check()
+        if not 0 <= self.seed <= MAX_SEED:
+            raise UsageError(f"seed {self.seed}: must be an integer from 0 to {MAX_SEED}")
+        if self.nproc < 1:
+            raise UsageError(f"nproc {self.nproc}: must be at least 1")
+        if self.workers is not None and self.workers < 0:
+            raise UsageError(f"workers {self.workers}: give 0 (load in the training process) or more loader processes")
+        if self.strip_every < 0:
+            raise UsageError(f"strip_every {self.strip_every}: give epochs between strips, or 0 for none")
+        if self.check_every is not None and self.check_every < 1:
+            raise UsageError(f"check_every {self.check_every}: must be at least 1 step (or unset for the default)")
+        if not 0.0 <= self.deblur_weight <= MAX_DEBLUR_WEIGHT:  # False for NaN too
+            raise UsageError(f"deblur_weight {self.deblur_weight}: give a loss weight from 0 (off) to "
+                             f"{MAX_DEBLUR_WEIGHT:g}, e.g. 1")
+        if self.deblur_weight > 0 and self.data.alpha == 0.0:
+            raise UsageError("deblur_weight needs alpha > 0: with alpha 0 the target equals the left plane and Eq. 3 "
+                             "cannot reach the right one")
+        return self
+
+    def check(self) -> "TrainConfig":
+        """Range and choice checks that need no files (the store and --init are checked by ``train``)."""
+        self.check_ranges()
+        if self.reg == "strong" and not self.init and not self.from_scratch:
+            raise UsageError("reg strong fine-tunes a weak model: give init (a weak run's best.pt), or from_scratch to "
+                             "start from random weights")
+        return self

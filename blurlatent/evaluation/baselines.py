@@ -1,0 +1,172 @@
+"""Classical baselines beside the model columns of ``evaluate``: a Gaussian PSF fitted per plane.
+
+Blur synthesis: x_n ≈ gain · Gaussian_σ(x_T) + offset, with σ, gain and offset fitted per plane n on the
+train split (``fit_blur``). Deblurring: the less-blurry input itself, and Richardson–Lucy or Wiener
+deconvolution (scikit-image) of (x_k − offset)/gain with that Gaussian PSF, iterations and balance chosen
+on train (``fit_deconvolution``). Images are float arrays in [0, 1].
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+from scipy.ndimage import gaussian_filter
+from scipy.optimize import minimize_scalar
+from skimage.restoration import richardson_lucy, wiener
+
+from blurlatent.errors import UsageError
+from blurlatent.evaluation.plan import PlanePlan
+
+BASELINE_FIT_CROPS = 16
+DECONV_FIT_CROPS = 8
+RL_ITERATIONS = (10, 30)
+WIENER_BALANCES = tuple(float(b) for b in np.logspace(-3, 0, 7))
+DECONVOLUTIONS = ("rl", "wiener")
+
+
+def gaussian_blur(images, sigma: float) -> np.ndarray:
+    """float64 images [..., H, W] blurred by a Gaussian of ``sigma`` px over the last two axes (reflect edges)."""
+    images = np.asarray(images, dtype=np.float64)
+    if sigma <= 0:
+        return images.copy()
+    return gaussian_filter(images, sigma=(0,) * (images.ndim - 2) + (sigma, sigma), mode="reflect")
+
+
+def gaussian_psf(sigma: float) -> np.ndarray:
+    """float64 [2r+1, 2r+1] normalised Gaussian kernel, r = int(4σ + 0.5): the kernel ``gaussian_blur`` applies."""
+    radius = max(int(4.0 * sigma + 0.5), 1)
+    x = np.arange(-radius, radius + 1, dtype=np.float64)
+    g = np.exp(-0.5 * (x / max(sigma, 1e-12)) ** 2)
+    psf = np.outer(g, g)
+    return psf / psf.sum()
+
+
+def affine_fit(pred: np.ndarray, target: np.ndarray) -> tuple[float, float, float]:
+    """(gain, offset, mse) of the least-squares fit gain·pred + offset ≈ target, pooled over all pixels."""
+    p, t = pred.ravel(), target.ravel()
+    pm, tm = p.mean(), t.mean()
+    var = float(np.sum((p - pm) ** 2))
+    gain = float(np.sum((p - pm) * (t - tm)) / var) if var > 0 else 0.0
+    offset = float(tm - gain * pm)
+    mse = float(np.mean((gain * p + offset - t) ** 2))
+    return gain, offset, mse
+
+
+@dataclass
+class BlurFit:
+    """x_n ≈ gain · Gaussian_σ(x_T) + offset, fitted on the train split for one plane n."""
+
+    plane: int
+    sigma: float
+    gain: float
+    offset: float
+    mse: float
+    rl_iterations: int | None = None
+    wiener_balance: float | None = None
+
+    def synthesize(self, sharp) -> np.ndarray:
+        """float64 [..., H, W]: the baseline's version of plane n from the in-focus images, clipped to [0, 1]."""
+        return np.clip(self.gain * gaussian_blur(sharp, self.sigma) + self.offset, 0.0, 1.0)
+
+
+def fit_blur(sharp, blurred, plane: int = -1, sigma_max: float | None = None) -> BlurFit:
+    """Fit σ (and a global gain/offset) so that gain·G_σ(sharp) + offset ≈ blurred in the least-squares sense.
+
+    ``sharp``, ``blurred``: float [N, H, W] in [0, 1], aligned. The gain/offset absorb the per-image
+    intensity scaling of the store, so σ measures blur only. Coarse log grid, then a bounded Brent refine.
+    Raises UsageError when the stacks are not two aligned, non-empty [N, H, W] arrays.
+    """
+    sharp = np.asarray(sharp, np.float64)
+    blurred = np.asarray(blurred, np.float64)
+    if sharp.shape != blurred.shape or sharp.ndim != 3 or len(sharp) == 0:
+        raise UsageError(f"sharp and blurred must be two aligned [N>0, H, W] stacks, got {sharp.shape} "
+                         f"and {blurred.shape}")
+    # Defocus at the far plane can reach tens of pixels; beyond a third of the image σ is no longer identifiable.
+    sigma_max = sigma_max or max(2.0, min(sharp.shape[-2:]) / 3.0)
+
+    def loss(sigma: float) -> float:
+        return affine_fit(gaussian_blur(sharp, sigma), blurred)[2]
+
+    grid = np.concatenate([[0.0], np.geomspace(0.25, sigma_max, 10)])
+    losses = [loss(s) for s in grid]
+    i = int(np.argmin(losses))
+    best_sigma, best_loss = float(grid[i]), losses[i]
+    lo, hi = grid[max(i - 1, 0)], grid[min(i + 1, len(grid) - 1)]
+    if hi > lo:
+        res = minimize_scalar(loss, bounds=(lo, hi), method="bounded", options={"xatol": 1e-3})
+        if res.fun < best_loss:
+            best_sigma, best_loss = float(res.x), float(res.fun)
+    gain, offset, mse = affine_fit(gaussian_blur(sharp, best_sigma), blurred)
+    return BlurFit(plane=plane, sigma=best_sigma, gain=gain, offset=offset, mse=mse)
+
+
+def deconvolve(image, fit: BlurFit, method: str, param: float | None = None) -> np.ndarray:
+    """float64 [H, W]: undo ``fit`` on one image (gain/offset, then RL or Wiener with the Gaussian PSF).
+
+    ``method``: ``"rl"`` (``param`` = iterations, default the fitted one) or ``"wiener"`` (``param`` = balance).
+    The image is reflect-padded by the PSF radius first so that the deconvolution does not ring at the borders.
+    Raises UsageError for another ``method``.
+    """
+    if method not in DECONVOLUTIONS:
+        raise UsageError(f"method {method!r} is not a deconvolution this module knows; "
+                         f"use one of {', '.join(DECONVOLUTIONS)}")
+    image = np.asarray(image, np.float64)
+    y = np.clip((image - fit.offset) / fit.gain, 0.0, 1.0) if abs(fit.gain) > 1e-6 else image.copy()
+    if fit.sigma < 0.3:  # the fitted blur is below a third of a pixel: nothing to undo
+        return y
+    psf = gaussian_psf(fit.sigma)
+    r = psf.shape[0] // 2
+    padded = np.pad(y, r, mode="reflect")
+    if method == "rl":
+        iterations = int(param if param is not None else (fit.rl_iterations or RL_ITERATIONS[-1]))
+        out = richardson_lucy(padded, psf, num_iter=iterations, clip=True)
+    else:
+        balance = float(param if param is not None else (fit.wiener_balance or 0.1))
+        out = wiener(padded, psf, balance=balance, clip=True)
+    return np.clip(out[r:-r, r:-r], 0.0, 1.0)
+
+
+def fit_deconvolution(fit: BlurFit, blurred, sharp) -> BlurFit:
+    """Choose RL iterations and the Wiener balance for ``fit`` by the MSE to ``sharp`` on train images [N, H, W]."""
+
+    def mse(method, param):
+        return float(np.mean([np.mean((deconvolve(b, fit, method, param) - s) ** 2) for b, s in zip(blurred, sharp)]))
+
+    fit.rl_iterations = min(RL_ITERATIONS, key=lambda n: mse("rl", n))
+    fit.wiener_balance = min(WIENER_BALANCES, key=lambda b: mse("wiener", b))
+    return fit
+
+
+def fit_baselines(train: np.ndarray, plan: "PlanePlan", plane_index: Callable[[int], int],
+                  progress: Callable[[], None] | None = None) -> dict[int, BlurFit]:
+    """Per plane n between far and target: a ``BlurFit`` (σ, gain, offset, RL iterations, Wiener balance).
+
+    ``train``: uint8 [crops, planes, H, W]; at most BASELINE_FIT_CROPS evenly spaced crops are used;
+    ``plane_index(plane)`` gives a plane's position on axis 1; ``progress()`` is called after each plane.
+    """
+    n = len(train)
+    take = np.unique(np.linspace(0, n - 1, min(n, BASELINE_FIT_CROPS)).round().astype(int))
+    sharp = np.asarray(train[take, plane_index(plan.target)], np.float64) / 255.0
+    fits = {}
+    for plane in plan.between:
+        blurred = np.asarray(train[take, plane_index(plane)], np.float64) / 255.0
+        fit = fit_blur(sharp, blurred, plane=plane)
+        k = min(len(take), DECONV_FIT_CROPS)
+        fits[plane] = fit_deconvolution(fit, blurred[:k], sharp[:k])
+        if progress is not None:
+            progress()
+    return fits
+
+
+def apply_baselines(fits: dict[int, BlurFit], plan: "PlanePlan", real: np.ndarray,
+                    truth: np.ndarray) -> dict[str, np.ndarray]:
+    """The baselines' images for one batch: ``gaussian`` [B, N, H, W] (blur synthesis of each plane
+    between from ``truth`` [B, H, W]) and ``rl``/``wiener`` [B, N, H, W] (deconvolutions of ``real``
+    [B, N, H, W], the planes between, each toward the target)."""
+    out = {"gaussian": np.stack([fits[n].synthesize(truth) for n in plan.between], 1)}
+    for method in DECONVOLUTIONS:
+        out[method] = np.stack([np.stack([deconvolve(img, fits[k], method) for img in real[:, j]])
+                                for j, k in enumerate(plan.between)], 1)
+    return out

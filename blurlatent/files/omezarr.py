@@ -1,0 +1,207 @@
+"""OME-Zarr images (OME-NGFF 0.1–0.5) in and out through zarr, the optional extra ``blurlatent[zarr]``.
+
+Reading takes the full-resolution level (``datasets[0]``) of one image: an image group (``multiscales``), a
+bioformats2raw folder (images ``0``, ``1``, …) or a well (its ``images``); which one is the caller's ``series``
+choice. Pixel sizes come from the ``scale`` transforms (dataset and multiscale level) with the axes' units,
+channel names from ``omero``. Writing makes an NGFF 0.4 image (zarr format 2, ``/`` chunk keys): the version
+most viewers read (napari-ome-zarr, Fiji/MoBIE, QuPath, OMERO). Plane labels and the source file go in a
+``blurlatent`` attribute beside the NGFF metadata; it also marks the folder as ours, the only kind of folder a
+write with ``force`` replaces. stacks.py is the public face (``read_stack``/``write_stack``).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from blurlatent.errors import UsageError
+from blurlatent.files.atomic import (
+    check_output_location,
+    disk_space,
+    make_temp_dir,
+    replace_folder,
+    terminate_as_interrupt,
+)
+
+EXTRA = "pip install 'blurlatent[zarr]'"
+NGFF_VERSION = "0.4"
+OURS = "blurlatent"  # our group attribute: {"labels": [...], "source": ...}
+ZARR_FILES = ("zarr.json", ".zgroup", ".zattrs")
+# NGFF units are UDUNITS-2 names; µm per unit
+UM_PER_NGFF_UNIT = {"angstrom": 1e-4, "picometer": 1e-6, "nanometer": 1e-3, "micrometer": 1.0, "micron": 1.0,
+                    "millimeter": 1e3, "centimeter": 1e4, "decimeter": 1e5, "meter": 1e6, "inch": 25400.0,
+                    "foot": 304800.0}
+AXIS_LETTERS = {"x": "X", "y": "Y", "z": "Z", "t": "T", "c": "C"}
+TYPE_LETTERS = {"time": "T", "channel": "C"}
+PLANE_CHUNK = 1024  # chunks are one plane deep and at most this many pixels across
+
+
+@dataclass(frozen=True)
+class ZarrImage:
+    """One OME-Zarr image at full resolution: ``data`` in the order of ``axes`` (upper-case letters, e.g.
+    "TCZYX"; an axis that is none of T, C, Z, Y, X is "O"); ``size`` (x, y, z) in µm, None where unknown;
+    ``names`` channel names ("" where unnamed); ``labels`` our plane labels by z."""
+
+    data: np.ndarray
+    axes: str
+    size: tuple[float | None, float | None, float | None]
+    names: list[str] = field(default_factory=list)
+    labels: dict[int, str] = field(default_factory=dict)
+
+
+def is_zarr_path(path: str | Path) -> bool:
+    """True for a ``.zarr`` name or a folder holding zarr metadata: what ``read_stack`` reads as OME-Zarr."""
+    path = Path(path)
+    return path.suffix.lower() == ".zarr" or (path.is_dir() and any((path / n).is_file() for n in ZARR_FILES))
+
+
+def import_zarr(path: Path, doing: str):
+    try:
+        import zarr
+    except ImportError:
+        raise UsageError(f"{path}: {doing} OME-Zarr needs the zarr package; {EXTRA}") from None
+    return zarr
+
+
+def ngff_attrs(group) -> dict:
+    """The NGFF metadata of a zarr group: under "ome" from NGFF 0.5 (zarr format 3), at the top before."""
+    attrs = group.attrs.asdict()
+    return attrs["ome"] if isinstance(attrs.get("ome"), dict) else attrs
+
+
+def read_omezarr(path: str | Path, choose: Callable[[int], int]) -> ZarrImage:
+    """Image ``choose(count)`` of the OME-Zarr at ``path``. UsageError naming the file when zarr is missing, the
+    folder is no OME-Zarr image, or a chunk cannot be read."""
+    path = Path(path)
+    if not path.exists():
+        raise UsageError(f"{path}: file not found; check the path")
+    zarr = import_zarr(path, "reading")
+    try:
+        root = zarr.open_group(str(path), mode="r")
+    except Exception as exc:  # zarr raises several types for folders that are not (or not readable) zarr groups
+        raise UsageError(f"{path}: not a zarr group ({type(exc).__name__}: {exc}); pass an OME-Zarr image "
+                         "folder") from None
+    images = list_images(path, root)
+    group, multiscale = images[choose(len(images))]
+    try:
+        return load_image(group, multiscale, ngff_attrs(group))
+    except UsageError:
+        raise
+    except Exception as exc:
+        raise UsageError(f"{path}: cannot read OME-Zarr ({type(exc).__name__}: {exc}); re-copy or re-export "
+                         "the image") from None
+
+
+def list_images(path: Path, root) -> list[tuple]:
+    """(group, multiscale) of every image ``path`` holds, in order: the series a caller chooses from."""
+    meta = ngff_attrs(root)
+    if "plate" in meta:
+        raise UsageError(f"{path}: is an OME-Zarr plate; pass one well or image inside it (e.g. {path}/A/1/0)")
+    if "multiscales" in meta:
+        groups = [root]
+    elif "bioformats2raw.layout" in meta:
+        groups = [root[k] for k in sorted((k for k in root.group_keys() if k.isdigit()), key=int)]
+    elif isinstance(meta.get("well"), dict):
+        groups = [root[im["path"]] for im in meta["well"].get("images", []) if str(im.get("path", "")) in root]
+    else:
+        groups = []
+    images = [(g, m) for g in groups for m in ngff_attrs(g).get("multiscales", []) if m.get("datasets")]
+    if not images:
+        raise UsageError(f"{path}: holds no OME-Zarr image (no multiscales metadata); pass an OME-Zarr image folder")
+    return images
+
+
+def load_image(group, multiscale: dict, meta: dict) -> ZarrImage:
+    dataset = multiscale["datasets"][0]
+    array = group[dataset["path"]]
+    axes_meta = multiscale.get("axes") or list("tczyx"[-array.ndim:])  # NGFF 0.1/0.2 had no axes: always TCZYX
+    axes_meta = [a if isinstance(a, dict) else {"name": a} for a in axes_meta]  # 0.3: names only
+    if len(axes_meta) != array.ndim:
+        raise UsageError(f"{group.store}: {len(axes_meta)} axes for an array of {array.ndim} dimensions; re-export "
+                         "the image")
+    axes = "".join(AXIS_LETTERS.get(str(a.get("name", "")).lower(), TYPE_LETTERS.get(a.get("type"), "O"))
+                   for a in axes_meta)
+    scale = np.ones(array.ndim)
+    for transforms in (dataset.get("coordinateTransformations"), multiscale.get("coordinateTransformations")):
+        for t in transforms or []:
+            if t.get("type") == "scale" and len(t.get("scale", [])) == array.ndim:
+                scale = scale * np.asarray(t["scale"], dtype=float)
+    size = []
+    for ax in "XYZ":
+        i = axes.find(ax)
+        unit = UM_PER_NGFF_UNIT.get(str(axes_meta[i].get("unit", "")).lower()) if i >= 0 else None
+        size.append(None if unit is None else float(scale[i]) * unit)  # no unit: the scale's unit is unknown
+    channels = meta.get("omero", {}).get("channels", []) if isinstance(meta.get("omero"), dict) else []
+    names = [str(c.get("label") or "") if isinstance(c, dict) else "" for c in channels]
+    ours = group.attrs.asdict().get(OURS, {})
+    labels = ours.get("labels") if isinstance(ours, dict) else None
+    labels = {z: str(s) for z, s in enumerate(labels)} if isinstance(labels, list) else {}
+    return ZarrImage(np.asarray(array[...]), axes, tuple(size), names, labels)
+
+
+def write_omezarr(path: str | Path, data: np.ndarray, *, pixel_size=(None, None, None), channel: str | None = None,
+                  labels: list[str] | None = None, source: str | None = None, force: bool = False,
+                  inputs: tuple[Path, ...] = ()) -> None:
+    """Write a YX plane or ZYX stack as an NGFF 0.4 image folder, atomically (built in a temp folder beside
+    ``path``, then renamed onto it). ``pixel_size`` (x, y, z) in µm becomes the scale (unit micrometer); a
+    None size is written as scale 1 without a unit. An existing ``path`` is replaced only with ``force`` and
+    only when blurlatent wrote it; an input is never replaced."""
+    path, data = Path(path), np.asarray(data)
+    zarr = import_zarr(path, "writing")
+    check_zarr_output(path, force, inputs)
+    axes = "zyx" if data.ndim == 3 else "yx"
+    sizes = dict(zip("xyz", pixel_size))
+    axes_meta = [{"name": a, "type": "space", **({"unit": "micrometer"} if sizes[a] is not None else {})}
+                 for a in axes]
+    scale = [float(sizes[a]) if sizes[a] is not None else 1.0 for a in axes]
+    multiscale = {"version": NGFF_VERSION, "name": channel or path.name.split(".")[0], "axes": axes_meta,
+                  "datasets": [{"path": "0", "coordinateTransformations": [{"type": "scale", "scale": scale}]}]}
+    attrs: dict = {"multiscales": [multiscale], OURS: {"source": source or "", "labels": list(labels or [])}}
+    if channel:
+        lo, hi = (float(data.min()), float(data.max())) if data.size else (0.0, 1.0)
+        attrs["omero"] = {"version": NGFF_VERSION, "channels": [
+            {"label": channel, "color": "FFFFFF", "active": True,
+             "window": {"min": lo, "max": hi, "start": lo, "end": hi}}]}
+    chunks = (1,) * (data.ndim - 2) + tuple(min(n, PLANE_CHUNK) for n in data.shape[-2:])
+    with terminate_as_interrupt(), disk_space(path, data.nbytes + 65536):
+        tmp = make_temp_dir(path)
+        try:
+            root = zarr.open_group(str(tmp), mode="w", zarr_format=2)
+            root.create_array("0", data=data, chunks=chunks, chunk_key_encoding={"name": "v2", "separator": "/"})
+            root.attrs.update(attrs)
+            replace_folder(tmp, path)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+
+
+def check_zarr_output(path: Path, force: bool, inputs: tuple[Path, ...] = ()) -> None:
+    """Refuse an existing ``path`` unless ``force`` and it is an OME-Zarr blurlatent wrote (a folder we did not
+    write is never replaced), and an output that is one of ``inputs``."""
+    if any(path.resolve() == Path(p).resolve() for p in inputs):
+        raise UsageError(f"{path}: is the input; choose another output (an input is never overwritten, even with "
+                         "force=True)")
+    if path.exists() or path.is_symlink():
+        if not force:
+            raise UsageError(f"{path}: already exists; pass force=True to overwrite it or choose another output")
+        if path.is_symlink() or not path.is_dir() or not written_by_us(path):
+            raise UsageError(f"{path}: exists and is not an OME-Zarr written by blurlatent, so it is never replaced "
+                             "(even with force=True); choose another output")
+    check_output_location(path)
+
+
+def written_by_us(path: Path) -> bool:
+    for name in (".zattrs", "zarr.json"):
+        try:
+            attrs = json.loads((path / name).read_text())
+        except (OSError, ValueError):
+            continue
+        attrs = attrs.get("attributes", attrs) if name == "zarr.json" else attrs
+        if isinstance(attrs, dict) and isinstance(attrs.get(OURS), dict):
+            return True
+    return False

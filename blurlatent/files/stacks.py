@@ -1,0 +1,349 @@
+"""Z-stacks in and out with their metadata: multi-page TIFF, ImageJ hyperstacks, OME-TIFF (tifffile) and
+OME-Zarr (omezarr.py, the optional extra ``blurlatent[zarr]``).
+
+The API (A2's batch/CLI and B's prepare call these; extend, never rename)::
+
+    read_stack(path, *, channel=None, series=None) -> Stack
+        path: a .tif/.tiff/.ome.tif/.png file, or an OME-Zarr folder (a ``.zarr`` name or a folder with zarr
+        metadata). channel: index or name (a digit string counts as an index); series: TIFF series or
+        OME-Zarr image (bioformats2raw image, well image, or multiscales entry).
+    Stack(data ZYX, axes, pixel_size (x, y, z) µm | None each, channel, path, kind, labels)
+        kind: "tiff", "imagej", "ome", "png" or "zarr"; labels: one per plane or None.
+    stack_plane(stack, z) -> YX array            (UsageError naming z and the range)
+    write_stack(path, data YX|ZYX, *, like=None, labels=None, force=False, pixel_size=None) -> None
+    alpha_labels(alphas) -> ["alpha=0.000", ...]  (the plane labels of blur levels)
+    is_ome_name(path) -> bool
+
+``read_stack`` gives one channel of one series as a ZYX array (a single plane is Z=1) with its pixel sizes
+in µm (OME in any unit, ImageJ resolution + unit, OME-Zarr scale + axis units); what a file holds more of
+(series, channels, time points) is chosen by the caller or refused with one line naming the choices, never
+guessed. ``write_stack`` writes OME-TIFF for OME/OME-Zarr inputs and every ``.ome.tif`` name (a plain TIFF
+never gets that name), ImageJ for ImageJ inputs (or plane labels, or pixel sizes), OME-Zarr for ``.zarr``
+names, else a plain TIFF, always atomically.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from blurlatent.errors import UsageError
+from blurlatent.files.atomic import atomic_path, check_writable, disk_space, terminate_as_interrupt
+from blurlatent.files.images import check_image_path, read_image, write_image
+from blurlatent.files.omezarr import UM_PER_NGFF_UNIT, is_zarr_path, read_omezarr, write_omezarr
+
+OME_SUFFIXES = (".ome.tif", ".ome.tiff")
+LABELS_NAMESPACE = "blurlatent/plane-labels"  # the OME MapAnnotation holding one label per Z plane
+# µm per unit, as OME (UnitsLength symbols) and ImageJ (its unit strings) write them; NGFF names in omezarr
+UM_PER_UNIT = {"µm": 1.0, "μm": 1.0, "um": 1.0, "micron": 1.0, "microns": 1.0, "\\u00B5m": 1.0, "am": 1e-12,
+               "fm": 1e-9, "pm": 1e-6, "Å": 1e-4, "nm": 1e-3, "mm": 1e3, "cm": 1e4, "dm": 1e5, "m": 1e6,
+               "in": 25400.0, "inch": 25400.0, "thou": 25.4}
+Z_LIKE = "ZQI"  # tifffile names the pages of a plain multi-page TIFF Q (shaped) or I (sequence): the z axis
+IMAGEJ_DTYPES = (np.uint8, np.uint16, np.float32)
+
+
+@dataclass(frozen=True)
+class Stack:
+    """One channel of one series: ``data`` is ZYX; ``axes`` the source's axes (e.g. "ZCYX");
+    ``pixel_size`` (x, y, z) in µm, None where the file does not say; ``kind`` "ome", "imagej" or "tiff";
+    ``labels`` one per plane where the file has plane labels."""
+
+    data: np.ndarray
+    axes: str
+    pixel_size: tuple[float | None, float | None, float | None] = (None, None, None)
+    channel: str | None = None
+    path: Path | None = None
+    kind: str = "tiff"
+    labels: tuple[str, ...] | None = None
+
+
+def is_ome_name(path: str | Path) -> bool:
+    return str(path).lower().endswith(OME_SUFFIXES)
+
+
+def read_stack(path: str | Path, *, channel: int | str | None = None, series: int | None = None) -> Stack:
+    """One channel of one series of ``path`` as a ZYX ``Stack``. UsageError (naming the file and the
+    parameter to pass) for several series without ``series``, several channels without ``channel``, more than
+    one time point, or axes that cannot be read as one z-stack."""
+    path = Path(path)
+    if isinstance(channel, str) and channel.strip().isdigit():
+        channel = int(channel)
+    if is_zarr_path(path):
+        image = read_omezarr(path, lambda count: choose_series(path, count, series))
+        axes, data, kind, imagej = image.axes, image.data, "zarr", None
+        meta = {"names": image.names, "size": image.size, "labels": image.labels}
+    else:
+        if path.is_dir():
+            raise UsageError(f"{path}: is a folder without zarr metadata; pass an image file (.tif/.tiff/.png) or an "
+                             "OME-Zarr folder")
+        check_image_path(path)
+        if path.suffix.lower() == ".png":
+            return Stack(read_image(path)[None], "YX", path=path, kind="png")
+        axes, data, kind, meta, imagej = read_tiff(path, series)
+    data, plane_ids, c = select_zyx(path, axes, data, channel, meta["names"])
+    labels = plane_labels(imagej, meta["labels"], plane_ids)
+    names = meta["names"]
+    name = (names[c or 0] or None) if (c or 0) < len(names) else None
+    check_pixels(path, data)
+    return Stack(data, axes, meta["size"], name, path, kind, labels)
+
+
+def read_tiff(path: Path, series: int | None) -> tuple[str, np.ndarray, str, dict, dict | None]:
+    """Axes, data, kind, OME facts (``ome_facts``'s keys) and ImageJ metadata of one series of a TIFF."""
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            index = choose_series(path, len(tif.series), series)
+            s = tif.series[index]
+            axes, data = s.axes, s.asarray()
+            kind = "ome" if tif.is_ome else "imagej" if tif.is_imagej else "tiff"
+            ome = tif.ome_metadata if tif.is_ome else None
+            imagej = tif.imagej_metadata if tif.is_imagej else None
+            resolution = imagej_resolution(tif.pages[0]) if imagej is not None else (None, None)
+    except UsageError:
+        raise
+    except Exception as exc:  # tifffile raises many types for truncated/corrupt files
+        raise UsageError(f"{path}: cannot read TIFF ({type(exc).__name__}: {exc}); re-copy or re-export the "
+                         "file") from None
+    meta = ome_facts(ome, index) if ome is not None else {"names": [], "size": (None, None, None), "labels": {}}
+    if imagej is not None:
+        z = imagej.get("spacing")
+        scale = um_per_unit(imagej.get("unit"))
+        meta["size"] = tuple(None if v is None or scale is None else float(v) * scale for v in (*resolution, z))
+    return axes, data, kind, meta, imagej
+
+
+def choose_series(path: Path, count: int, series: int | None) -> int:
+    if count == 0:
+        raise UsageError(f"{path}: TIFF holds no readable image; re-copy or re-export the file")
+    if series is None:
+        if count > 1:
+            raise UsageError(f"{path}: holds {count} image series; pass series=0..{count - 1} to choose one")
+        return 0
+    if not 0 <= series < count:
+        raise UsageError(f"series {series} does not exist: {path} holds {count} series (0..{count - 1}); "
+                         f"pass series=0..{count - 1}")
+    return series
+
+
+def select_zyx(path: Path, axes: str, data: np.ndarray, channel: int | str | None,
+               names: list[str]) -> tuple[np.ndarray, np.ndarray, int | None]:
+    """``data`` (axes ``axes``) as ZYX: singleton axes dropped, the channel chosen, the z axis found. Also
+    returns the file's plane number of each chosen plane (for its label) and the chosen channel."""
+    if "S" in axes and data.shape[axes.index("S")] > 1:
+        raise UsageError(f"{path}: holds colour samples (axes {axes}, shape {data.shape}); save one grayscale "
+                         "channel per file")
+    if axes.endswith("S"):  # one sample per pixel
+        axes, data = axes[:-1], data[..., 0]
+    if axes[-2:] != "YX" or len(axes) != data.ndim:
+        raise UsageError(f"{path}: axes {axes} with shape {data.shape} are not planes of Y by X pixels; re-export "
+                         "the stack as ZYX or CZYX")
+    ids = np.arange(int(np.prod(data.shape[:-2], dtype=np.int64))).reshape(data.shape[:-2])
+    shape = data.shape  # for messages: data loses axes below
+    chosen = None
+    if "C" in axes and data.shape[axes.index("C")] > 1:
+        chosen = channel_index(path, data.shape[axes.index("C")], channel, names)
+    elif channel not in (None, 0) and (channel not in names):
+        raise UsageError(f"channel {channel} does not exist: {path} has one channel; leave channel out")
+    keep = ""
+    for ax in axes[:-2]:
+        i = len(keep)  # the axes before this one that were kept: the dropped ones are gone from data
+        size = data.shape[i]
+        if ax == "C" and chosen is not None:
+            data, ids = np.take(data, chosen, axis=i), np.take(ids, chosen, axis=i)
+        elif size == 1:
+            data, ids = np.take(data, 0, axis=i), np.take(ids, 0, axis=i)
+        elif ax == "T":
+            raise UsageError(f"{path}: holds {size} time points (axes {axes}, shape {shape}); blurlatent "
+                             "reads one z-stack, save one time point per file")
+        elif ax not in Z_LIKE:
+            raise UsageError(f"{path}: axis {ax} of size {size} (axes {axes}) is not a z axis; re-export the "
+                             "stack as ZYX or CZYX")
+        else:
+            keep += ax
+    if len(keep) > 1:
+        raise UsageError(f"{path}: {len(keep)} axes ({keep}) could each be z (axes {axes}); re-export the stack "
+                         "as ZYX or CZYX")
+    if not keep:
+        data, ids = data[None], ids[None]
+    return data, ids, chosen
+
+
+def channel_index(path: Path, count: int, channel: int | str | None, names: list[str]) -> int:
+    named = f" ({', '.join(f'{i}: {n}' for i, n in enumerate(names))})" if any(names) else ""
+    fix = f"pass channel=0..{count - 1}" + (" or a channel name" if any(names) else "")
+    if channel is None:
+        raise UsageError(f"{path}: holds {count} channels{named}; {fix}")
+    if isinstance(channel, str):
+        if not channel or channel not in names:
+            raise UsageError(f"channel {channel} does not exist: {path} holds {count} channels{named}; {fix}")
+        return names.index(channel)
+    if not 0 <= int(channel) < count:
+        raise UsageError(f"channel {channel} does not exist: {path} holds {count} channels{named}; {fix}")
+    return int(channel)
+
+
+def check_pixels(path: Path, data: np.ndarray) -> None:
+    if data.shape[-1] < 2 or data.shape[-2] < 2:
+        raise UsageError(f"{path}: planes are {data.shape[-1]}x{data.shape[-2]} pixels, too small; pass a real image")
+    if data.dtype.kind not in "uif" or data.dtype == np.bool_:
+        raise UsageError(f"{path}: unsupported pixel type {data.dtype}; pass 8/16-bit integer or float images")
+    if data.dtype.kind == "f" and not np.isfinite(data).all():
+        raise UsageError(f"{path}: image holds NaN or infinite values; clean or re-export it")
+
+
+def imagej_resolution(page) -> tuple[float | None, float | None]:
+    """Pixel width and height in the ImageJ unit, from the TIFF resolution tags (pixels per unit)."""
+    sizes = []
+    for tag in ("XResolution", "YResolution"):
+        value = page.tags.get(tag)
+        num, den = value.value if value is not None else (0, 1)
+        sizes.append(den / num if num else None)
+    return sizes[0], sizes[1]
+
+
+def ome_facts(xml: str, index: int) -> dict:
+    """Channel names, (x, y, z) pixel sizes in µm and our plane labels of OME Image ``index``."""
+    root = ET.fromstring(xml)
+    images = root.findall("{*}Image")
+    pixels = images[index].find("{*}Pixels") if index < len(images) else None
+    if pixels is None:
+        return {"names": [], "size": (None, None, None), "labels": {}}
+    size = []
+    for ax in "XYZ":
+        value, unit = pixels.get(f"PhysicalSize{ax}"), pixels.get(f"PhysicalSize{ax}Unit", "µm")
+        scale = um_per_unit(unit)
+        size.append(None if value is None or scale is None else float(value) * scale)
+    names = [c.get("Name") or "" for c in pixels.findall("{*}Channel")]  # "" where a channel has no name
+    refs = {r.get("ID") for r in images[index].findall("{*}AnnotationRef")}
+    labels = {}
+    for annotation in root.iter():
+        if (annotation.tag.endswith("MapAnnotation") and annotation.get("Namespace") == LABELS_NAMESPACE
+                and annotation.get("ID") in refs):
+            for m in annotation.iter():
+                if m.tag.endswith("}M") and (m.get("K") or "").isdigit():
+                    labels[int(m.get("K"))] = m.text or ""
+    return {"names": names, "size": tuple(size), "labels": labels}
+
+
+def plane_labels(imagej: dict | None, ome_labels: dict[int, str], ids: np.ndarray) -> tuple[str, ...] | None:
+    """The labels of the chosen planes: ImageJ slice labels (by plane number) or our OME labels (by z)."""
+    flat = ids.reshape(-1)
+    if imagej is not None and isinstance(imagej.get("Labels"), list):
+        source = imagej["Labels"]
+        return tuple(str(source[i]) for i in flat) if all(i < len(source) for i in flat) else None
+    if ome_labels and all(z in ome_labels for z in range(len(flat))):
+        return tuple(ome_labels[z] for z in range(len(flat)))
+    return None
+
+
+def stack_plane(stack: Stack, z: int) -> np.ndarray:
+    """Plane ``z`` of ``stack`` (YX); UsageError naming z and the valid range."""
+    count = stack.data.shape[0]
+    if not 0 <= z < count:
+        raise UsageError(f"z {z} is out of range: {stack.path} has {count} planes; pass z=0..{count - 1}")
+    return stack.data[z]
+
+
+def alpha_labels(alphas) -> list[str]:
+    """One plane label per blur level, ``alpha=0.250``: what ``write_stack(labels=...)`` gets for blur levels."""
+    return [f"alpha={float(a):.3f}" for a in alphas]
+
+
+def write_stack(path: str | Path, data: np.ndarray, *, like: Stack | None = None,
+                labels: list[str] | None = None, force: bool = False,
+                pixel_size: tuple[float | None, float | None, float | None] | None = None) -> None:
+    """Write a YX plane or ZYX stack atomically, keeping ``like``'s metadata: OME-TIFF for an OME or OME-Zarr
+    ``like`` and for every ``.ome.tif``/``.ome.tiff`` name (pixel sizes, channel name, source file in the
+    description, plane labels as a MapAnnotation), ImageJ for an ImageJ ``like`` or when ``labels`` or
+    ``pixel_size`` are given (resolution, unit, z spacing, slice labels), an NGFF image folder for a ``.zarr``
+    name (needs ``blurlatent[zarr]``), a PNG for a ``.png`` plane, else a plain TIFF. ``labels``: one per plane
+    (``alpha_labels``); ``pixel_size`` (x, y, z) in µm overrides ``like``'s. UsageError for a wrong shape or
+    label count, an existing output without ``force``, or ``like``'s own file as the output."""
+    path, data = Path(path), np.asarray(data)
+    if data.ndim not in (2, 3):
+        raise UsageError(f"{path}: data has shape {data.shape}; write a YX plane or a ZYX stack")
+    planes = 1 if data.ndim == 2 else data.shape[0]
+    if labels is not None and len(labels) != planes:
+        raise UsageError(f"labels: {len(labels)} given for {planes} planes; pass one label per plane")
+    if pixel_size is not None or like is not None:
+        like = replace(like or Stack(data, "ZYX", kind="tiff"), pixel_size=pixel_size or like.pixel_size)
+    inputs = (like.path,) if like is not None and like.path is not None else ()
+    kind = output_kind(path, like, labels)
+    if kind == "zarr":
+        write_omezarr(path, data, pixel_size=like.pixel_size if like else (None, None, None), force=force,
+                      channel=like.channel if like else None, labels=labels, source=str(inputs[0]) if inputs else None,
+                      inputs=inputs)
+        return
+    if kind == "png":
+        if planes != 1:
+            raise UsageError(f"{path}: PNG holds one plane, data has {planes}; write a .tif or .ome.tif")
+        check_writable(path, force, inputs)
+        write_image(path, data.reshape(data.shape[-2:]), force=force)
+        return
+    if kind == "imagej" and data.dtype not in IMAGEJ_DTYPES:
+        data = data.astype(np.float32)  # ImageJ stores 8/16-bit integers or 32-bit floats only
+    axes = "YX" if data.ndim == 2 else "ZYX"
+    options = (ome_options(axes, like, labels) if kind == "ome" else imagej_options(axes, like, labels)
+               if kind == "imagej" else {"photometric": "minisblack"})
+    import tifffile
+
+    check_writable(path, force, inputs)
+    with terminate_as_interrupt(), disk_space(path, data.nbytes + 65536), atomic_path(path, force) as tmp:
+        tifffile.imwrite(tmp, data, compression="zlib", **options)
+
+
+def output_kind(path: Path, like: Stack | None, labels: list[str] | None) -> str:
+    """"zarr", "png", "ome", "imagej" or "tiff": the name decides first (a ``.ome.tif`` is always OME), then
+    what ``like`` was read from, then whether labels or pixel sizes need ImageJ's metadata."""
+    name = path.name.lower()
+    if name.endswith(".zarr"):
+        return "zarr"
+    if name.endswith(".png"):
+        return "png"
+    source = like.kind if like is not None else None
+    if is_ome_name(path) or source in ("ome", "zarr"):
+        return "ome"
+    sized = like is not None and any(v is not None for v in like.pixel_size)
+    return "imagej" if labels is not None or source == "imagej" or sized else "tiff"
+
+
+def source_note(like: Stack | None) -> str:
+    return f"written by blurlatent; source: {like.path}" if like is not None and like.path else "written by blurlatent"
+
+
+def um_per_unit(unit) -> float | None:
+    """µm per ``unit`` (an OME symbol, an ImageJ unit or an NGFF name); None for pixels or unknown units."""
+    text = str(unit or "").strip()
+    return UM_PER_UNIT.get(text) or UM_PER_NGFF_UNIT.get(text.lower())
+
+
+def ome_options(axes: str, like: Stack | None, labels: list[str] | None) -> dict:
+    meta: dict = {"axes": axes, "Description": source_note(like)}
+    size = like.pixel_size if like is not None else (None, None, None)
+    for ax, value in zip("XYZ", size):
+        if value is not None and (ax != "Z" or axes == "ZYX"):
+            meta[f"PhysicalSize{ax}"], meta[f"PhysicalSize{ax}Unit"] = value, "µm"
+    if like is not None and like.channel:
+        meta["Channel"] = {"Name": [like.channel]}
+    if labels is not None:
+        meta["MapAnnotation"] = {"Namespace": LABELS_NAMESPACE, "Value": {str(i): s for i, s in enumerate(labels)}}
+    return {"ome": True, "imagej": False, "photometric": "minisblack", "metadata": meta}
+
+
+def imagej_options(axes: str, like: Stack | None, labels: list[str] | None) -> dict:
+    meta: dict = {"axes": axes, "Info": source_note(like)}
+    x, y, z = like.pixel_size if like is not None else (None, None, None)
+    options: dict = {"imagej": True, "ome": False, "metadata": meta}
+    if x is not None and y is not None:
+        options["resolution"] = (1 / x, 1 / y)
+        meta["unit"] = "um"
+    if z is not None and axes == "ZYX":
+        meta["spacing"], meta["unit"] = z, "um"
+    if labels is not None:
+        meta["Labels"] = list(labels)
+    return options

@@ -1,0 +1,7 @@
+"""Using a trained model: ``predictor`` holds ``Predictor``, THE forward path every caller uses (CLI, API, napari,
+evaluation, training strips); ``inputs`` reads the two planes of a job; ``jobs`` runs file and folder jobs;
+``builtin`` the shipped models; ``shipping`` turns a checkpoint into one.
+
+The modules are imported where they are used (torch stays out of ``blurlatent --help``)."""
+
+__all__ = ["predictor", "inputs", "jobs", "builtin", "shipping"]

@@ -1,0 +1,167 @@
+"""Which two planes a blur or deblur works on — the one place that chooses them, for the command line (through
+``batch``) and the Python API alike.
+
+Two forms: one plane per file (or per 2-D array), or two planes ``z = (P1, P2)`` of one z-stack (a file read
+with ``stacks.read_stack``, or an array with ``axes`` such as "ZYX" or "CZYX"). A stack given without ``z``,
+``z`` with a single-plane input, or ``z`` beside a second input is refused with one line saying what to pass,
+never guessed. ``Inputs.sources`` keeps each plane's ``Stack``, whose metadata the outputs carry.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import NamedTuple, Sequence
+
+import numpy as np
+
+from blurlatent.errors import UsageError
+from blurlatent.files.images import read_image
+from blurlatent.files.stacks import Stack, read_stack
+
+TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+ARRAY_AXES = "TCZYX"  # the axes an array given to the API may have, in any order ending in YX
+
+
+class Inputs(NamedTuple):
+    """Two YX planes of one shape and the ``Stack`` each came from (the same one for two planes of a stack)."""
+
+    first: np.ndarray
+    second: np.ndarray
+    sources: tuple[Stack, Stack]
+
+
+def read_file(path: str | Path, channel: int | str | None = None, series: int | None = None) -> Stack:
+    """``path`` as a ZYX ``Stack``: TIFF (plain, ImageJ, OME) and anything else ``read_stack`` reads; a file that
+    is not a TIFF (PNG, or not an image at all) through ``imageio.read_image`` and its messages."""
+    path = Path(path)
+    if path.is_file() and not path.name.lower().endswith(".zarr"):
+        with open(path, "rb") as handle:
+            magic = handle.read(4)
+        if magic not in TIFF_MAGIC:
+            plane = read_image(path)
+            return Stack(plane[None], "YX", path=path, kind="png" if path.suffix.lower() == ".png" else "tiff")
+    return read_stack(path, channel=channel, series=series)
+
+
+def check_z(z: Sequence[int]) -> tuple[int, int]:
+    """``z`` as two different plane indices; UsageError otherwise."""
+    values = tuple(z)
+    if len(values) != 2 or any(isinstance(v, bool) or int(v) != v for v in values):
+        raise UsageError(f"z {' '.join(map(str, values))}: give two plane indices, e.g. z=0 8")
+    first, second = int(values[0]), int(values[1])
+    if first == second:
+        raise UsageError(f"z {first} {second}: the two planes must differ; pass two different plane indices")
+    return first, second
+
+
+def single_plane(stack: Stack) -> np.ndarray:
+    """The one YX plane of ``stack``; UsageError when it holds several (then ``z`` chooses two of them)."""
+    count = stack.data.shape[0]
+    if count != 1:
+        raise UsageError(f"{stack.path}: holds {count} planes (axes {stack.axes}); pass z=P1 P2 with this one file "
+                         "to use two of its planes, or split channels/pages into one file per plane")
+    return stack.data[0]
+
+
+def stack_pair(stack: Stack, z: Sequence[int], name: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Planes ``z[0]`` and ``z[1]`` of a ZYX ``stack``; UsageError naming z and the valid range."""
+    first, second = check_z(z)
+    name = name or str(stack.path)
+    count = stack.data.shape[0]
+    if count == 1:
+        raise UsageError(f"{name}: holds one plane, so z=P1 P2 cannot choose two; pass a z-stack, or two "
+                         "single-plane images without z=P1 P2")
+    for value in (first, second):
+        if not 0 <= value < count:
+            raise UsageError(f"z {value} is out of range: {name} has {count} planes; pass z=0..{count - 1}")
+    return stack.data[first], stack.data[second]
+
+
+def read_inputs(first: str | Path, second: str | Path | None = None, *, z: Sequence[int] | None = None,
+                channel: int | str | None = None, series: int | None = None) -> Inputs:
+    """The two planes of a job: one per file (``second`` given, no ``z``) or planes ``z`` of the stack ``first``.
+
+    UsageError (naming the file and what to pass) for a stack without ``z``, ``z`` on a single plane or
+    beside ``second``, planes of two sizes, and whatever ``read_stack`` refuses (``channel``, ``series``).
+    """
+    if second is not None and z is not None:
+        raise UsageError(f"z chooses two planes of one stack, but two files were given ({first}, {second}); pass one "
+                         "z-stack and z=P1 P2, or two single-plane files without z=P1 P2")
+    stack = read_file(first, channel, series)
+    if second is None:
+        if z is None:
+            if stack.data.shape[0] > 1:
+                single_plane(stack)  # raises: names the planes and z
+            raise UsageError(f"{first}: holds one plane; give a second image of the same field, or a z-stack "
+                             "and z=P1 P2")
+        a, b = stack_pair(stack, z)
+        return Inputs(a, b, (stack, stack))
+    other = read_file(second, channel, series)
+    a, b = single_plane(stack), single_plane(other)
+    if a.shape != b.shape:
+        raise UsageError(f"{second}: image is {b.shape[1]}x{b.shape[0]} but {first} is {a.shape[1]}x{a.shape[0]}; "
+                         "pass two planes of one field")
+    return Inputs(a, b, (stack, other))
+
+
+def output_like(stack: Stack) -> Stack:
+    """``stack``'s metadata for an output whose planes are α levels, not focal planes: no z spacing."""
+    x, y, _ = stack.pixel_size
+    return dataclasses.replace(stack, pixel_size=(x, y, None), labels=None)
+
+
+# --- arrays (the Python API) ----------------------------------------------------------------------------
+
+
+def check_axes(axes: str, shape: tuple[int, ...]) -> str:
+    """``axes`` upper-cased: letters of TCZYX, each once, one per array dimension, ending in YX, with Z."""
+    text = str(axes).upper()
+    if (len(text) != len(shape) or len(set(text)) != len(text) or not set(text) <= set(ARRAY_AXES)
+            or not text.endswith("YX") or "Z" not in text):
+        raise UsageError(f"axes {axes!r} do not describe an array of shape {shape}; give one letter of TCZYX per "
+                         "dimension, ending in YX, with Z, e.g. axes='ZYX' or 'CZYX'")
+    return text
+
+
+def array_stack(data: np.ndarray, axes: str | None, channel: int | None = None) -> Stack:
+    """A 3-D or 4-D array as a ZYX ``Stack``: axes checked, the channel chosen, singleton T dropped."""
+    data = np.asarray(data)
+    if axes is None:
+        if data.ndim != 3:
+            raise UsageError(f"axes: give the axes of an array of shape {data.shape}, e.g. axes='CZYX'")
+        axes = "ZYX"
+    axes = check_axes(axes, data.shape)
+    if "T" in axes:
+        if data.shape[axes.index("T")] != 1:
+            raise UsageError(f"axes {axes}: the array holds {data.shape[axes.index('T')]} time points; pass one "
+                             "z-stack")
+        data, axes = np.take(data, 0, axis=axes.index("T")), axes.replace("T", "")
+    if "C" in axes:
+        count = data.shape[axes.index("C")]
+        if channel is None and count > 1:
+            raise UsageError(f"channel: the array holds {count} channels (axes {axes}); pass channel=0..{count - 1}")
+        index = 0 if channel is None else channel
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not 0 <= index < count:
+            raise UsageError(f"channel {channel} does not exist: the array holds {count} channels; pass "
+                             f"channel=0..{count - 1}")
+        data, axes = np.take(data, int(index), axis=axes.index("C")), axes.replace("C", "")
+    elif channel not in (None, 0):
+        raise UsageError(f"channel {channel} does not exist: axes {axes} have no C; leave channel out")
+    return Stack(data, axes)
+
+
+def array_pair(first: np.ndarray, second: np.ndarray | None = None, *, z: Sequence[int] | None = None,
+               axes: str | None = None, channel: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The two planes of an API call: ``first`` and ``second`` as they are, or planes ``z`` of the stack
+    ``first`` (axes e.g. "ZYX", "CZYX" with ``channel``). UsageError for z beside ``second``, a stack without z."""
+    if z is None:
+        if second is None:
+            raise UsageError("z: give a second image, or z=(P1, P2) with a stack and its axes")
+        if axes is not None or channel is not None:
+            raise UsageError("axes and channel describe a stack: pass z=(P1, P2) with them, or leave them out")
+        return first, second
+    if second is not None:
+        raise UsageError("z chooses two planes of one stack, but a second image was given; pass one z-stack and "
+                         "z=(P1, P2), or two images without z")
+    return stack_pair(array_stack(first, axes, channel), z, name="the stack")

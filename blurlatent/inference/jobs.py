@@ -1,0 +1,352 @@
+"""File and folder jobs for blur and deblur: reading pairs, pairing folders, naming and writing outputs.
+
+Every output path is checked before the model is loaded (``files.check_outputs``): an existing file
+(without ``force``), an output that is an input (even with ``force``), two levels that would share a file
+name, or a PNG of pixels PNG cannot hold stop a job with nothing written. The files of one job are
+written all or nothing (``files.staged_files``): a pair that fails in folder mode leaves no output of any
+pair, so the corrected rerun needs no ``force``. The images go through one ``Predictor``.
+
+Inputs are one plane per file or two planes ``z`` of one z-stack (``planes``); outputs keep the metadata of
+the input nearer focus (``stacks.write_stack``: OME-TIFF stays OME-TIFF with its pixel sizes, ImageJ stays
+ImageJ) and several levels in one file are labelled with their α (``alpha=0.125``).
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from blurlatent.bbbc006 import parse_bbbc_name, plane_from_path
+from blurlatent.config import InferenceConfig
+from blurlatent.errors import UsageError
+from blurlatent.files.atomic import check_outputs, staged_files
+from blurlatent.files.images import IMAGE_SUFFIXES
+from blurlatent.files.stacks import Stack, alpha_labels, is_ome_name, write_stack
+from blurlatent.inference.inputs import Inputs, output_like, read_inputs
+from blurlatent.inference.predictor import NEAR_FOCUS, Predictor
+from blurlatent.nets.latent import alpha_from_planes, check_blur_alpha, check_deblur_alpha, steps_to_alphas
+from blurlatent.progress import progress_bar, tile_progress
+
+OUTPUT_SUFFIXES = (".tif", ".tiff", ".png", ".zarr")
+LABELLED_KINDS = ("ome", "imagej", "zarr")  # inputs whose outputs carry a label even for a single level
+
+
+def read_pair(path_a, path_b) -> tuple[np.ndarray, np.ndarray]:
+    """Read two grayscale images of one shape; UsageError names the file at fault (see ``planes.read_inputs``)."""
+    inputs = read_inputs(path_a, path_b)
+    return inputs.first, inputs.second
+
+
+def level_names(alphas: Sequence[float]) -> list[str]:
+    """One file-name tag per α, ``a0.250``: three decimals, more when two levels would share a tag (0.1 and
+    0.1004 → ``a0.1000``, ``a0.1004``). UsageError for a level given twice."""
+    for digits in range(3, 18):
+        names = [f"a{a:.{digits}f}" for a in alphas]
+        if len(set(names)) == len(names):
+            return names
+    names = [f"a{a!r}" for a in alphas]
+    if len(set(names)) == len(names):
+        return names
+    twice = next(a for a in alphas if list(alphas).count(a) > 1)
+    raise UsageError(f"alpha {twice:g} is given twice and each level gets its own file; give each level once")
+
+
+def level_paths(out, alphas: Sequence[float]) -> list[Path]:
+    """Where K levels go: one (multi-page) TIFF or OME-Zarr, or numbered PNGs ``stem_a0.250.png`` for a .png
+    with K > 1."""
+    out = Path(out)
+    if out.suffix.lower() not in OUTPUT_SUFFIXES:
+        raise UsageError(f"{out}: output must end in .tif, .tiff, .png or .ome.zarr")
+    if out.suffix.lower() == ".png" and len(alphas) > 1:
+        return [out.with_name(f"{out.stem}_{name}.png") for name in level_names(alphas)]
+    return [out]
+
+
+def check_png(paths: Sequence[Path], dtype) -> None:
+    """UsageError when a .png output would get pixels PNG cannot hold (it holds 8- and 16-bit unsigned)."""
+    png = next((p for p in paths if p.suffix.lower() == ".png"), None)
+    if png is not None and np.dtype(dtype) not in (np.uint8, np.uint16):
+        raise UsageError(f"{png}: PNG holds 8- or 16-bit unsigned pixels, not {np.dtype(dtype)}; write a .tif, or "
+                         "pass out_dtype uint16")
+
+
+def write_output(path: Path, levels: np.ndarray, alphas: Sequence[float], like: Stack | None = None) -> None:
+    """One output file of [K, H, W] levels (or one [H, W] level) with ``like``'s metadata (``stacks.write_stack``):
+    several levels are labelled with their α (``alpha=0.125``), so is one level of an OME, ImageJ or OME-Zarr
+    input; a PNG is a plain PNG."""
+    labelled = levels.ndim == 3 or (like is not None and like.kind in LABELLED_KINDS)
+    write_stack(path, levels, like=None if like is None else output_like(like),
+                labels=alpha_labels(alphas) if labelled else None)
+
+
+def write_levels(out, levels: np.ndarray, alphas: Sequence[float], force: bool = False,
+                 like: Stack | None = None) -> list[Path]:
+    """Write [K, H, W] levels as ``level_paths`` says (K labelled planes in one file), all or nothing, with
+    ``like``'s metadata; returns the paths."""
+    paths = level_paths(out, alphas)
+    check_outputs(paths, force)
+    check_png(paths, levels.dtype)
+    with staged_files() as stage:
+        if len(paths) == 1:
+            write_output(stage(paths[0]), levels[0] if len(levels) == 1 else levels, alphas, like)
+        else:
+            for p, level, a in zip(paths, levels, alphas):
+                write_output(stage(p), level, [a], like)
+    return paths
+
+
+def image_files(folder: Path) -> list[Path]:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UsageError(f"{folder}: folder not found; pass an existing folder of .tif/.png images")
+    files = sorted(p for p in folder.iterdir()
+                   if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+    if not files:
+        raise UsageError(f"{folder}: holds no .tif/.tiff/.png images")
+    return files
+
+
+def field_name(path: Path) -> str:
+    key = parse_bbbc_name(path.name)
+    return key.name if key is not None else path.stem
+
+
+def pair_folders(sharp_dir, blurry_dir) -> tuple[list[tuple[str, Path, Path]], list[Path]]:
+    """Pair the images of two folders by field: BBBC006 names by (well, site, channel), whatever the
+    UUID; other files by identical file name.
+
+    Returns (pairs as (name, sharp_path, blurry_path) sorted by name, files left without a partner).
+    Raises UsageError when a folder is missing or empty, a field appears twice, or nothing pairs.
+    """
+    def index(folder):
+        found: dict[str, Path] = {}
+        for p in image_files(folder):
+            name = field_name(p)
+            if name in found:
+                raise UsageError(f"{p}: field {name} also appears as {found[name].name}; keep one file per field in "
+                                 f"{folder}")
+            found[name] = p
+        return found
+
+    sharp, blurry = index(sharp_dir), index(blurry_dir)
+    names = sorted(set(sharp) & set(blurry))
+    if not names:
+        raise UsageError(f"no image in {sharp_dir} has a partner in {blurry_dir}: name files identically or keep "
+                         "BBBC006 names (well, site, channel)")
+    unpaired = sorted([sharp[n] for n in set(sharp) - set(names)] + [blurry[n] for n in set(blurry) - set(names)])
+    return [(n, sharp[n], blurry[n]) for n in names], unpaired
+
+
+def stem_name(path: Path) -> str:
+    """A file's name without its image suffix: ``x.ome.tif``, ``x.tif`` and ``x.ome.zarr`` are all ``x``."""
+    name = path.name
+    for suffix in (".ome.tiff", ".ome.tif", ".ome.zarr", ".tiff", ".tif", ".png", ".zarr"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return path.stem
+
+
+def stack_folder(folder) -> list[tuple[str, Path, None]]:
+    """The stacks of a folder (TIFF/PNG files, ``.zarr`` folders) as jobs (name, path, None) sorted by name;
+    UsageError for a missing or empty folder or two files of one name (``x.tif`` and ``x.ome.tif``)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UsageError(f"{folder}: folder not found; pass an existing folder of z-stacks")
+    found: dict[str, Path] = {}
+    for p in sorted(folder.iterdir()):
+        if p.name.startswith(".") or not ((p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+                                          or (p.is_dir() and p.suffix.lower() == ".zarr")):
+            continue
+        name = stem_name(p)
+        if name in found:
+            raise UsageError(f"{p}: stack {name} also appears as {found[name].name}; keep one file per stack in "
+                             f"{folder}")
+        found[name] = p
+    if not found:
+        raise UsageError(f"{folder}: holds no z-stacks (.tif/.tiff/.png files or .ome.zarr folders)")
+    return [(name, found[name], None) for name in sorted(found)]
+
+
+def output_suffix(pair) -> str:
+    """``.ome.tif`` when an input of the pair is OME (by name, or an OME-Zarr), else ``.tif``."""
+    ome = any(p is not None and (is_ome_name(p) or Path(p).suffix.lower() == ".zarr") for p in pair[1:])
+    return ".ome.tif" if ome else ".tif"
+
+
+def folder_outputs(out_dir, pairs, alphas: Sequence[float], suffix: str | None = None) -> list[list[Path]]:
+    """Per pair, one file per level: ``OUT/{field}_a0.250.tif`` (``level_names``; ``.ome.tif`` for OME inputs)."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError(f"{out_dir}: exists and is not a folder; folder mode writes into a folder")
+    names = level_names(alphas)
+    return [[out_dir / f"{pair[0]}_{tag}{suffix or output_suffix(pair)}" for tag in names] for pair in pairs]
+
+
+def check_folder_outputs(out_dir, pairs, alphas: Sequence[float], force: bool) -> list[list[Path]]:
+    """``folder_outputs``, each checked (``files.check_outputs``: none may be an input, or exist without ``force``)."""
+    outputs = folder_outputs(out_dir, pairs, alphas)
+    inputs = [f for _, a, b in pairs for f in (a, b) if f is not None]
+    check_outputs([p for paths in outputs for p in paths], force, inputs)
+    return outputs
+
+
+def run_folder(predictor: Predictor, pairs: Sequence[tuple], alphas: Sequence[float], out_dir, rule: str = "blur", *,
+               force: bool = False, extrapolate: bool = False, progress: Callable[[int], None] | None = None,
+               read: Callable[..., Inputs] = read_inputs) -> list[Path]:
+    """Blur (``rule="blur"``) or deblur every pair (``pair_folders``; ``stack_folder`` jobs with ``read`` choosing
+    their planes) at every α, writing ``folder_outputs``; returns the paths.
+
+    All or nothing: every output path is checked before anything is written, and the images are kept in
+    temps until every pair is done, so a pair that fails (or Ctrl-C) leaves no output of any pair.
+    ``progress(n)`` is called after each batch of n pairs.
+    """
+    check = partial(check_blur_alpha, extrapolate=extrapolate) if rule == "blur" else check_deblur_alpha
+    alphas = [check(a) for a in alphas]
+    outputs = check_folder_outputs(out_dir, pairs, alphas, force)
+    written = []
+    with staged_files() as stage:
+        for batch in same_shape_batches(list(zip(pairs, outputs)), predictor.config.batch_size, read):
+            (_, first0, second0), _ = batch[0][1]
+            levels = predictor.run_pairs([im.first for im, _ in batch], [im.second for im, _ in batch], alphas, rule,
+                                         names=(str(first0), str(second0 or first0)))
+            for (images, (_, paths)), stack in zip(batch, levels):
+                for p, level, a in zip(paths, stack, alphas):
+                    write_output(stage(p), level, [a], images.sources[NEAR_FOCUS[rule]])
+                    written.append(p)
+            if progress is not None:
+                progress(len(batch))
+    return written
+
+
+def blur_folder(predictor: Predictor, pairs: Sequence[tuple[str, Path, Path]], alphas: Sequence[float], out_dir, *,
+                force: bool = False, extrapolate: bool = False,
+                progress: Callable[[int], None] | None = None) -> list[Path]:
+    """``run_folder`` with ``predictor.blur``'s rule (Eq. 2): pairs (name, sharp, blurry)."""
+    return run_folder(predictor, pairs, alphas, out_dir, "blur", force=force, extrapolate=extrapolate,
+                      progress=progress)
+
+
+def same_shape_batches(jobs: list, size: int, read: Callable[..., Inputs] = read_inputs):
+    """Read the pairs of ``jobs`` [((name, a, b), outputs), ...] with ``read(a, b)`` and yield lists of up to
+    ``size`` (``Inputs``, job) of one image shape, in order: pairs in a batch go through the model together."""
+    batch: list = []
+    for job in jobs:
+        images = read(job[0][1], job[0][2])
+        if batch and (len(batch) >= max(1, size) or images.first.shape != batch[0][0].first.shape):
+            yield batch
+            batch = []
+        batch.append((images, job))
+    if batch:
+        yield batch
+
+
+def planes_from_paths(path_a, path_b) -> tuple[int, int] | None:
+    """Focal planes of two BBBC006 files inside (or two folders named) ``..._z_XX``, or None when either is not."""
+    pa, pb = (plane_from_path(Path(p) / "x" if Path(p).is_dir() else p) for p in (path_a, path_b))
+    return None if pa is None or pb is None else (pa, pb)
+
+
+# --- the jobs the command line runs ------------------------------------------------------------------
+
+
+def blur_alphas(alphas: Sequence[float] | None, steps: int | None, extrapolate: bool = False) -> list[float]:
+    """The blur levels from a list of α or from ``steps`` evenly spaced ones (exactly one of the two)."""
+    if bool(alphas) == (steps is not None):
+        raise UsageError("levels: give alpha (one or more values) or steps N, one of the two")
+    return [check_blur_alpha(a, extrapolate) for a in alphas] if alphas else steps_to_alphas(steps)
+
+
+def deblur_alphas(alpha: float | None, planes: tuple[float, float] | None, target: float, sweep: bool,
+                  paths: tuple[Path, Path] | None = None,
+                  z: tuple[int, int] | None = None) -> tuple[list[float], tuple[float, float] | None]:
+    """Eq. 3's α list and the planes it came from: from ``alpha``, from ``planes`` toward ``target``, from the
+    stack planes ``z`` (indices as planes), or from the BBBC006_v1_images_z_XX folders of ``paths``; ``sweep``
+    adds 1/8 … 7/8."""
+    if alpha is not None and planes is not None:
+        raise UsageError("alpha or planes: give one, not both")
+    if alpha is None and planes is None and z is not None:
+        planes = (z[0], z[1])
+    if alpha is None and planes is None and paths is not None:
+        planes = planes_from_paths(*paths)
+        if planes is None and not sweep:
+            raise UsageError(f"alpha or planes: give one; the planes of {paths[0]} and {paths[1]} are not in "
+                             "BBBC006_v1_images_z_XX folder names")
+    alphas = []
+    if alpha is not None:
+        alphas = [check_deblur_alpha(alpha, warn=False)]  # Predictor.deblur warns once
+    elif planes is not None:
+        alphas = [alpha_from_planes(planes[0], planes[1], target)]
+    if sweep:
+        alphas = sorted(set(alphas) | set(steps_to_alphas(7)))
+    return alphas, planes
+
+
+def run_files(checkpoint, config: InferenceConfig, first: Path, second: Path | None, alphas: Sequence[float],
+              output: Path, rule: str, force: bool = False, extrapolate: bool = False, *, z=None, channel=None,
+              series: int | None = None, progress_enabled: bool = False) -> list[Path]:
+    """Blur (``rule="blur"``: first = sharp) or deblur (first = blurriest) two files, or planes ``z`` of the
+    stack ``first`` (``second`` None), into ``output`` with the metadata of the input nearer focus.
+
+    Inputs and every output path (not an input, not existing without ``force``, a pixel type the format
+    holds) are checked before the model is loaded; a tiled image shows a progress bar (``progress_enabled``).
+    Returns the paths written.
+    """
+    inputs = read_inputs(first, second, z=z, channel=channel, series=series)
+    paths = level_paths(output, alphas)
+    check_outputs(paths, force, [p for p in (first, second) if p is not None])
+    check_png(paths, config.out_dtype or np.result_type(inputs.first.dtype, inputs.second.dtype))
+    predictor = Predictor.from_checkpoint(checkpoint, config)
+    with tile_progress(rule, progress_enabled) as update:
+        if rule == "blur":
+            levels = predictor.blur(inputs.first, inputs.second, list(alphas), extrapolate=extrapolate,
+                                    progress=update)
+        else:
+            levels = predictor.deblur(inputs.first, inputs.second, list(alphas), progress=update)
+    return write_levels(output, levels, alphas, force=force, like=inputs.sources[NEAR_FOCUS[rule]])
+
+
+def run_folders(checkpoint, config: InferenceConfig, pairs: list[tuple], alphas: Sequence[float], output: Path,
+                rule: str, force: bool = False, extrapolate: bool = False, *, z=None, channel=None,
+                series: int | None = None, progress_enabled: bool = True) -> list[Path]:
+    """``run_folder`` on ``pairs`` (``pair_folders`` or, with ``z``, ``stack_folder``) into the folder ``output``,
+    outputs checked before the model is loaded, a bar per pair (``progress_enabled``); returns the paths."""
+    check_folder_outputs(output, pairs, alphas, force)
+    read = partial(read_inputs, z=z, channel=channel, series=series)
+    predictor = Predictor.from_checkpoint(checkpoint, config)
+    with progress_bar(rule, len(pairs), progress_enabled) as advance:
+        return run_folder(predictor, pairs, alphas, output, rule, force=force, extrapolate=extrapolate,
+                          progress=advance, read=read)
+
+
+def blur_folders(checkpoint, config: InferenceConfig, sharp_dir: Path, blurry_dir: Path, alphas: Sequence[float],
+                 output: Path, force: bool = False, extrapolate: bool = False, progress_enabled: bool = True, *,
+                 channel=None, series: int | None = None):
+    """Blur every pair of two folders into the folder ``output``: (paths written, pairs, unpaired files)."""
+    pairs, unpaired = pair_folders(sharp_dir, blurry_dir)
+    written = run_folders(checkpoint, config, pairs, alphas, output, "blur", force, extrapolate, channel=channel,
+                          series=series, progress_enabled=progress_enabled)
+    return written, pairs, unpaired
+
+
+def deblur_folders(checkpoint, config: InferenceConfig, alphas: Sequence[float], output: Path, *,
+                   blurriest_dir: Path | None = None, less_blurry_dir: Path | None = None,
+                   stack_dir: Path | None = None, z=None, channel=None, series: int | None = None,
+                   force: bool = False, progress_enabled: bool = True):
+    """Deblur every field of two folders (paired as ``pair_folders`` does), or planes ``z`` of every stack of
+    ``stack_dir``, into the folder ``output``: (paths written, jobs, inputs left without a partner)."""
+    if stack_dir is not None:
+        if blurriest_dir is not None or less_blurry_dir is not None:
+            raise UsageError("folder mode: give stack_dir, or blurriest_dir and less_blurry_dir; not both")
+        if z is None:
+            raise UsageError(f"{stack_dir}: a folder of stacks needs the two planes to deblur from; pass z=P1 P2")
+        pairs, unpaired = stack_folder(stack_dir), []
+    else:
+        if blurriest_dir is None or less_blurry_dir is None:
+            raise UsageError("folder mode: give both blurriest_dir and less_blurry_dir")
+        pairs, unpaired = pair_folders(blurriest_dir, less_blurry_dir)
+    written = run_folders(checkpoint, config, pairs, alphas, output, "deblur", force, z=z, channel=channel,
+                          series=series, progress_enabled=progress_enabled)
+    return written, pairs, unpaired

@@ -1,0 +1,6 @@
+"""The synthetic data generator: in-focus nuclei and actin scenes (``scene``), a calibrated widefield defocus PSF and
+camera (``optics``), and fields written in the BBBC006 layout (``generator``).
+
+The modules are imported where they are used (torch stays out of ``blurlatent --help``)."""
+
+__all__ = ["scene", "optics", "generator"]

@@ -1,0 +1,357 @@
+"""Synthetic BBBC006v1-layout z-stacks: nuclei (w1) and actin (w2) seen through a widefield defocus PSF.
+
+The files are laid out exactly like the real download, so ``prepare`` cannot tell the difference::
+
+    OUT/BBBC006_v1_images_z_00/mcf-z-stacks-03212011_a01_s1_w1<UUID>.tif   (no separator before the UUID)
+    ...
+    OUT/BBBC006_v1_images_z_33/...
+    OUT/synth.json     parameters, seed and per-field ground truth (prepare ignores it)
+
+696x520 uint16 LZW TIFFs, a new UUID for the same field on every plane, as in the real set.
+
+How a field is made: ``scene`` draws the cells and renders their in-focus signal; ``optics`` holds the
+calibrated defocus PSF and camera (the optical model is written out in its docstring). Cells are
+rendered in focus on a canvas padded by 64 px on every side (cells just outside the field still shine
+into it), grouped into 1 µm depth bins, each bin FFT'd once; each plane is then the inverse FFT of
+Σ_bins spectrum × OTF(d_bin), cropped to the field. The background is 8–18 ADU plus a haze that grows
+with the number of cells (dense real fields sit 30–80 ADU above sparse ones at z00), the illumination
+falls off ~6 % towards the corners, and ``optics.camera`` adds the calibrated noise. ``optics.Optics``
+(``synth --na/--wavelength/--z-step/--read-noise/--gain/--background``) images the same cells through
+another microscope; its defaults give the calibrated one, byte for byte.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+import uuid
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import scipy.fft as sfft
+import tifffile
+
+from blurlatent.bbbc006 import BBBC_PLANE_DIR, IN_FOCUS_PLANE, N_PLANES, PLATE_PREFIX
+from blurlatent.errors import UsageError
+from blurlatent.files.atomic import make_temp_dir, replace_folder
+from blurlatent.files.output_folders import claim_output_folder, write_marker
+from blurlatent.progress import progress_bar
+from blurlatent.synth.optics import (
+    BETA_PX_PER_UM,
+    CAMERA_OFFSET,
+    DEFAULT,
+    FULL_SCALE,
+    PIXEL_UM,
+    WAVELENGTH_UM,
+    Optics,
+    RadialOTF,
+    camera,
+    equivalent_sigma_px,
+    plane_distance_um,
+)
+from blurlatent.synth.scene import cells_for_size, make_cells, render_scene
+
+log = logging.getLogger(__name__)
+
+PAD = 64  # px of scene around the field that still shines into it
+DEPTH_BIN_UM = 1.0
+ROWS = "abcdefghijklmnop"
+N_FIELDS_MAX = len(ROWS) * 24 * 2  # 384 wells x 2 sites
+RECORD = "synth.json"  # written last: its presence marks a finished synth output
+TOOL = "blurlatent synth"
+COMMAND = "synth"  # its output marker's signature (``outputs``)
+
+
+def plane_folder(plane: int) -> str:
+    """``BBBC006_v1_images_z_07``: the folder (or, without ``.zip``, the zip) holding one plane."""
+    return f"BBBC006_v1_images_z_{plane:02d}"
+
+
+def field_name(index: int) -> tuple[str, int]:
+    """(well, site) of field ``index`` in plate order: a01 s1, a01 s2, a02 s1, …, p24 s2."""
+    well, site = divmod(index, 2)
+    row, col = divmod(well, 24)
+    return f"{ROWS[row]}{col + 1:02d}", site + 1
+
+
+def channel_number(channel: str) -> int:
+    """1 for w1, 2 for w2: the channel's slot in the per-(plane, channel) random streams."""
+    return 1 + list(WAVELENGTH_UM).index(channel)
+
+
+# --- one field -----------------------------------------------------------------------------------
+
+
+def canvas_shape(width: int, height: int) -> tuple[int, int]:
+    """(H, W) of the padded canvas: the field plus PAD on every side, rounded up to a fast FFT size."""
+    return sfft.next_fast_len(height + 2 * PAD, real=True), sfft.next_fast_len(width + 2 * PAD, real=True)
+
+
+def vignetting(height: int, width: int) -> np.ndarray:
+    """float32 [H, W] illumination: 1 at the centre, falling off ~6 % towards the corners."""
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    r2 = ((yy - height / 2) / height) ** 2 + ((xx - width / 2) / width) ** 2
+    return 1 - 0.12 * r2
+
+
+def defocused_plane(spectra: dict[tuple[str, int], np.ndarray], otf: RadialOTF, plane: int, channel: str,
+                    canvas: tuple[int, int], size: tuple[int, int]) -> np.ndarray:
+    """Noise-free float32 [H, W] signal of ``channel`` at ``plane``: every depth bin's spectrum times the OTF
+    of its defocus, summed, inverse-FFT'd and cropped from the canvas to the field of ``size`` (W, H)."""
+    width, height = size
+    total = None
+    for (ch, b), spectrum in spectra.items():
+        if ch != channel:
+            continue
+        term = spectrum * otf(plane_distance_um(plane, otf.optics) - b * DEPTH_BIN_UM, channel)
+        if total is None:
+            total = term
+        else:
+            total += term
+    if total is None:
+        clean = np.zeros((height, width), dtype=np.float32)
+    else:
+        clean = sfft.irfft2(total, s=canvas, workers=1)[PAD : PAD + height, PAD : PAD + width]
+    return np.clip(clean, 0, None)  # the FFT leaves ±1e-3 ADU ringing where the scene is empty
+
+
+def render_field(seed: int, index: int, size: tuple[int, int], planes: Sequence[int], channels: Sequence[str],
+                 noise: bool = True, optics: Optics = DEFAULT) -> tuple[dict[str, np.ndarray], dict]:
+    """All planes of one field: {channel: uint16 [planes, H, W]} (float32 when ``noise`` is False, without
+    offset/background), plus ground truth. Deterministic in (seed, index, optics); a plane's image does not
+    depend on which other planes are asked for, and the cells do not depend on ``optics``."""
+    width, height = size
+    rng = np.random.default_rng([seed, index, 0])
+    canvas = canvas_shape(width, height)
+    cells = make_cells(rng, canvas, cells_for_size(rng, *canvas[::-1]))
+    # unresolved haze (medium, debris, far out-of-focus cells) that grows with the number of cells
+    haze = 0.1 * len(cells) * (696 * 520) / (canvas[0] * canvas[1])
+    # drawn for every channel so that a field's images do not depend on which channels are asked for
+    background = {c: float(rng.uniform(8, 18) + haze) + optics.background for c in WAVELENGTH_UM}
+    # cells grouped by 1 µm depth bins: one FFT per bin instead of one per cell
+    bins = [int(round(c.offset_um / DEPTH_BIN_UM)) for c in cells]
+    layers = render_scene(rng, cells, canvas, channels, bins)
+    spectra = {key: sfft.rfft2(layer, workers=1) for key, layer in layers.items()}
+    del layers
+    otf = RadialOTF(canvas, optics)
+    flat = vignetting(height, width)
+    out = {c: np.zeros((len(planes), height, width), dtype=np.uint16 if noise else np.float32) for c in channels}
+    for p, plane in enumerate(planes):
+        for channel in channels:
+            clean = defocused_plane(spectra, otf, plane, channel, canvas, size)
+            if not noise:
+                out[channel][p] = clean
+                continue
+            noise_rng = np.random.default_rng([seed, index, 1 + plane, channel_number(channel)])
+            out[channel][p] = camera((clean + background[channel]) * flat, noise_rng, optics)
+    inside = [c for c in cells if PAD <= c.y < PAD + height and PAD <= c.x < PAD + width]
+    well, site = field_name(index)
+    truth = {
+        "field": f"{well}_s{site}",
+        "cells": len(cells),
+        "cells_in_field": len(inside),
+        "offsets_um": [round(c.offset_um, 3) for c in inside],
+        "background_adu": {c: round(background[c], 2) for c in channels},
+    }
+    return out, truth
+
+
+# --- files -----------------------------------------------------------------------------------------
+
+
+def file_name(well: str, site: int, channel: str, rng: np.random.Generator) -> str:
+    """``mcf-z-stacks-03212011_a01_s1_w1<uuid4>.tif``: NO separator before the UUID, as in BBBC006v1."""
+    uid = uuid.UUID(bytes=rng.bytes(16), version=4)
+    return f"{PLATE_PREFIX}_{well}_s{site}_{channel}{uid}.tif"
+
+
+@dataclass(frozen=True)
+class FieldTask:
+    """One field to render and write under ``root`` (picklable: it crosses into pool workers)."""
+
+    root: str
+    seed: int
+    index: int
+    size: tuple[int, int]  # (width, height)
+    planes: tuple[int, ...]
+    channels: tuple[str, ...]
+    optics: Optics = DEFAULT
+
+
+def write_field(task: FieldTask) -> dict:
+    """Render one field and write its TIFFs into the plane folders under ``task.root``; returns its truth."""
+    stacks, truth = render_field(task.seed, task.index, task.size, task.planes, task.channels, optics=task.optics)
+    well, site = field_name(task.index)
+    for p, plane in enumerate(task.planes):
+        folder = Path(task.root) / plane_folder(plane)
+        for channel in task.channels:
+            # a UUID per (field, plane, channel) that does not depend on which planes are written
+            name_rng = np.random.default_rng([task.seed, task.index, 1000 + plane, channel_number(channel)])
+            tifffile.imwrite(folder / file_name(well, site, channel, name_rng), stacks[channel][p],
+                             compression="lzw", metadata=None, photometric="minisblack")
+    return truth
+
+
+def write_fields(tasks: list[FieldTask], workers: int, progress: bool) -> list[dict]:
+    """``write_field`` over ``tasks`` in order, in ``workers`` processes; the fields' truths in that order."""
+    truths = []
+    with progress_bar(f"synth {len(tasks)} fields", len(tasks), progress) as advance:
+        if workers == 1:
+            for task in tasks:
+                truths.append(write_field(task))
+                advance()
+        else:
+            with ProcessPoolExecutor(workers) as pool:
+                for truth in pool.map(write_field, tasks):
+                    truths.append(truth)
+                    advance()
+    return truths
+
+
+def synth_record(seed: int, size: tuple[int, int], planes: list[int], channels: list[str], truths: list[dict],
+                 optics: Optics = DEFAULT) -> dict:
+    """The contents of ``synth.json``: parameters, optics, camera and per-field ground truth (the fields'
+    ``background_adu`` include ``optics.background``). Optics other than the calibrated defaults are also
+    listed under ``optics.changed`` (absent for the defaults, so their record is as it always was)."""
+    record = {
+        "tool": TOOL,
+        "seed": seed,
+        "size": list(size),
+        "planes": planes,
+        "channels": channels,
+        "optics": {
+            "pixel_um": PIXEL_UM, "na": optics.na, "z_step_um": optics.z_step_um, "focus_plane": IN_FOCUS_PLANE,
+            "psf": "disk(R=|d| tan(asin NA)/px) * gauss(sigma^2 = sigma0^2 + (beta d)^2)",
+            "beta_px_per_um": round(BETA_PX_PER_UM, 4),
+            "sigma_px_at_32um": round(equivalent_sigma_px(32.0, optics=optics), 3),
+        },
+        "camera": {"offset_adu": CAMERA_OFFSET, "gain_adu_per_e": optics.gain, "read_noise_adu": optics.read_noise,
+                   "full_scale": FULL_SCALE},
+        "fields": truths,
+    }
+    if optics.changed():
+        record["optics"]["changed"] = optics.changed()
+    return record
+
+
+# --- the command -----------------------------------------------------------------------------------
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``696x520`` → (width, height). Raises UsageError."""
+    try:
+        width, height = (int(v) for v in str(text).lower().split("x"))
+    except ValueError:
+        raise UsageError(f"size {text!r} is not WIDTHxHEIGHT; use e.g. 696x520") from None
+    if width < 16 or height < 16:
+        raise UsageError(f"size {text!r} is too small; use at least 16x16 (the real set is 696x520)")
+    return width, height
+
+
+def check_synth_options(fields: int, channels: Sequence[str], planes: Sequence[int], size: Sequence[int],
+                        seed: int, optics: Optics = DEFAULT) -> tuple[list[str], list[int]]:
+    """(channels as a list, planes sorted and unique) when every option, ``optics`` included, is valid, else
+    UsageError."""
+    channels = list(channels)
+    planes = sorted(set(int(p) for p in planes))
+    if not 1 <= fields <= N_FIELDS_MAX:
+        raise UsageError(f"fields {fields}: a BBBC006 plate has 1..{N_FIELDS_MAX} fields (384 wells x 2 sites)")
+    bad = [c for c in channels if c not in WAVELENGTH_UM]
+    if bad or not channels:
+        raise UsageError(f"channel {bad[0] if bad else '(none)'!r} is not a BBBC006 channel; "
+                         "use w1 (nuclei) and/or w2 (actin)")
+    if not planes or planes[0] < 0 or planes[-1] >= N_PLANES:
+        raise UsageError(f"planes {planes}: BBBC006 has planes 0..{N_PLANES - 1}")
+    if len(size) != 2 or min(size) < 16:
+        raise UsageError(f"size {tuple(size)}: give (width, height) of at least 16x16 (the real set is 696x520)")
+    if int(seed) != seed or seed < 0:
+        raise UsageError(f"seed {seed}: must be a non-negative integer, e.g. 0")
+    optics.check()
+    return channels, planes
+
+
+@dataclass
+class SynthResult:
+    path: Path
+    fields: int
+    planes: list[int]
+    channels: list[str]
+    files: int
+    seconds: float
+
+
+def synthesize(
+    out: str | Path,
+    fields: int = 10,
+    channels: Sequence[str] = ("w1", "w2"),
+    planes: Sequence[int] = tuple(range(N_PLANES)),
+    size: tuple[int, int] = (696, 520),
+    seed: int = 0,
+    force: bool = False,
+    progress: bool = False,
+    workers: int | None = None,
+    optics: Optics = DEFAULT,
+) -> SynthResult:
+    """Write ``fields`` synthetic fields in the BBBC006v1 layout under ``out`` (see the module docstring).
+
+    ``size`` is (width, height). Field k is the same image for a given seed whatever ``fields`` and
+    ``planes`` are (so a small set is a prefix of a big one); ``optics`` (NA, wavelength, z step, noise,
+    background) changes how the same cells are imaged, not which cells there are. The folder is built in a
+    temp sibling and renamed into place; an existing ``out`` is replaced only with ``force`` and only if it is
+    an earlier synth output (``synth.json`` and BBBC006 plane folders, nothing else). Raises UsageError for
+    bad arguments (``optics`` out of range included) or outputs.
+    """
+    start = time.perf_counter()
+    out = Path(out)
+    channels, planes = check_synth_options(fields, channels, planes, size, seed, optics)
+    with claim_output_folder(out, COMMAND, force, "a synth output", legacy=foreign_entry):
+        tmp = make_temp_dir(out)
+        try:
+            for plane in planes:
+                (tmp / plane_folder(plane)).mkdir()
+            tasks = [FieldTask(str(tmp), seed, i, tuple(size), tuple(planes), tuple(channels), optics)
+                     for i in range(fields)]
+            workers = max(1, min(workers or min(2, os.cpu_count() or 1), fields))
+            truths = write_fields(tasks, workers, progress)
+            (tmp / RECORD).write_text(json.dumps(synth_record(seed, size, planes, channels, truths, optics), indent=1))
+            write_marker(tmp, COMMAND)
+            replace_folder(tmp, out)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+    return SynthResult(out, fields, planes, channels, fields * len(planes) * len(channels), time.perf_counter() - start)
+
+
+def foreign_entry(out: Path) -> str | None:
+    """The migration path for a folder without an output marker (written before markers existed): None when
+    ``out`` provably holds an earlier synth output, else the entry that shows it does not (``outputs``).
+
+    Proof: a ``synth.json`` written by synth (it is written last, inside the temp folder) and nothing
+    but BBBC006 plane folders beside it. A real download (plane folders, no ``synth.json``) is foreign.
+    """
+    entries = sorted(out.iterdir())
+    stranger = next((e.name for e in entries if e.name != RECORD and not is_plane_folder(e)), None)
+    if stranger is not None:
+        return stranger
+    if not written_by_synth(out / RECORD):
+        return entries[0].name
+    return None
+
+
+def is_plane_folder(entry: Path) -> bool:
+    """True for a ``BBBC006_v1_images_z_XX`` folder (not a zip: synth writes folders)."""
+    return entry.is_dir() and BBBC_PLANE_DIR.match(entry.name) is not None and entry.suffix != ".zip"
+
+
+def written_by_synth(record: Path) -> bool:
+    """True when ``record`` is a readable ``synth.json`` whose tool is synth."""
+    try:
+        return json.loads(record.read_text()).get("tool") == TOOL
+    except (OSError, ValueError, AttributeError):
+        return False
