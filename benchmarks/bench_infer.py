@@ -14,8 +14,8 @@ its parts timed apart (interpreter + imports, checkpoint load, inference + writi
 
 No trained checkpoint is needed: the network gets random weights and BatchNorm statistics calibrated
 on smooth random crops (so activations are as scaled as in a trained model and the output is not a
-saturated constant); the time does not depend on the weights. The pair is a real BBBC006 file (when
-/work/shared/data is there) and the same file Gaussian-blurred as the blurriest plane, else synthetic.
+saturated constant); the time does not depend on the weights. The pair is a real BBBC006 file (from
+``--samples``, default tests/data/bbbc006) and the same file Gaussian-blurred as the blurriest plane, else synthetic.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-SAMPLES = Path("/work/shared/data/bbbc006-samples")
+SAMPLES = Path(__file__).resolve().parents[1] / "tests" / "data" / "bbbc006"
 
 
 def make_pair(shape=(520, 696)) -> tuple[np.ndarray, np.ndarray]:

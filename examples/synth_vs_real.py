@@ -1,6 +1,6 @@
 """Real BBBC006 w1 samples vs synthetic fields: numbers and a PNG montage.
 
-    python examples/synth_vs_real.py [--samples ../shared/data/bbbc006-samples] [--out docs/images/synth_vs_real.png]
+    python examples/synth_vs_real.py --samples tests/data/bbbc006 [--out docs/images/synth_vs_real.png]
 
 The real samples are one strongly defocused plane (probably z00) per field, so the comparison is made at
 z00: background (1st percentile), mean, 99.9th percentile and maximum (ADU), and two size measures:
@@ -21,7 +21,7 @@ from blurlatent.files.pictures import save_grid
 from blurlatent.synth import generator as synth
 
 HERE = Path(__file__).resolve().parent
-DEFAULT_SAMPLES = HERE.parents[1] / "shared" / "data" / "bbbc006-samples"
+DEFAULT_SAMPLES = HERE.parent / "tests" / "data" / "bbbc006"  # three real defocused planes
 
 
 def acf_hwhm(image: np.ndarray) -> float:

@@ -14,7 +14,7 @@ from blurlatent.errors import UsageError
 from blurlatent.prepare.focus import MEASURES, best_plane, focus_curve, laplacian_energy, normalized_variance
 from blurlatent.synth import generator as synth
 
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "data" / "bbbc006-samples"
+SAMPLES = Path(__file__).resolve().parent / "data" / "bbbc006"  # three real planes (README there)
 
 
 def test_measures_match_their_formulas():
@@ -71,7 +71,6 @@ def test_synth_focus_within_one_plane(synth_stacks, noisy):
         assert np.mean(np.abs(errs) <= 1) >= 0.95, (channel, errs)
 
 
-@pytest.mark.skipif(not SAMPLES.is_dir(), reason="the real BBBC006 sample planes are not on this machine")
 def test_real_planes_score_lower_when_blurred_further():
     """The real samples hold one (defocused) plane per field, no z16 to compare with: check instead that more
     defocus (a Gaussian of growing width) lowers the measure on every real plane."""

@@ -13,13 +13,23 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from blurlatent.files.atomic import atomic_path, sha256_file
+from blurlatent.files.atomic import sha256_file
 from blurlatent.inference.predictor import Predictor
-from blurlatent.nets.checkpoint import build_model, load_checkpoint
+from blurlatent.nets.checkpoint import build_model, load_checkpoint, save_torch_file
 
 TOLERANCE = 1e-3  # the largest output change, on the [0, 1] scale, that a lower weight precision may cause
 PRECISIONS = ("float16", "bfloat16", "float32")  # tried in this order: the first within TOLERANCE is kept
 STAMPS = ("format_version", "package_version", "torch_version")
+
+
+def shipped_config(config: dict) -> dict:
+    """The training config as it ships: the store and init checkpoint by their file names only, since their
+    full paths name folders (and often the user) of the machine that trained the model."""
+    data = dict(config.get("data", {}))
+    if data.get("store"):
+        data["store"] = Path(data["store"]).name
+    init = config.get("init")
+    return {**config, "data": data, "init": Path(init).name if init else init}
 
 
 def slim_checkpoint(src: str | Path, dst: str | Path, probe: np.ndarray, alphas: Sequence[float] = (0.5,),
@@ -37,12 +47,11 @@ def slim_checkpoint(src: str | Path, dst: str | Path, probe: np.ndarray, alphas:
         dtype = getattr(torch, precision)
         weights = {k: v.to(dtype) if v.is_floating_point() else v for k, v in ckpt["model"].items()}
         slim = {key: ckpt[key] for key in STAMPS if key in ckpt}
-        slim.update(config=ckpt["config"], model=weights)
+        slim.update(config=shipped_config(ckpt["config"]), model=weights)
         model = build_model(slim, str(src))  # the weights as they will load: rounded, then float32 again
         got = Predictor(model, fuse=False).combine(probe[:, 0], probe[:, 1], list(alphas), "deblur")
         diff = float(np.abs(got - expected).max())
         if diff <= TOLERANCE:
             break
-    with atomic_path(dst, force=force) as tmp:
-        torch.save(slim, tmp)
+    save_torch_file(slim, dst, force=force)
     return {"precision": precision, "max_abs_diff": diff, "sha256": sha256_file(dst), "bytes": Path(dst).stat().st_size}

@@ -5,8 +5,9 @@ A checkpoint is a dict::
     format_version   int (CHECKPOINT_FORMAT_VERSION)
     package_version  str
     torch_version    str
-    config           the resolved run config as plain data; config["model"] rebuilds the network (its
-                     ``arch``, paper or multiscale, recorded since issue 13: absent means paper),
+    config           the resolved run config as plain data (``version``: what keys it lacks mean; none:
+                     version 1, ``config.OLDER_DEFAULTS``); config["model"] rebuilds the network
+                     (``config.model_config``: its ``arch``, paper or multiscale; absent in version 1: paper),
                      config["data"]["normalize"] says how images were scaled to [0, 1]
     model            state_dict of the unwrapped model
     optimizer, scheduler, scaler   state dicts (or None)
@@ -37,7 +38,7 @@ import numpy as np
 import torch
 
 from blurlatent import __version__
-from blurlatent.config import ModelConfig, from_dict, to_dict
+from blurlatent.config import ModelConfig, model_config, to_dict
 from blurlatent.errors import UsageError
 from blurlatent.files.atomic import atomic_path, json_safe, refuse_special_file
 from blurlatent.nets.autoencoder import build_autoencoder
@@ -53,8 +54,15 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
     payload.setdefault("format_version", CHECKPOINT_FORMAT_VERSION)
     payload.setdefault("package_version", __version__)
     payload.setdefault("torch_version", str(torch.__version__))
-    with atomic_path(path, force=True) as tmp:
-        torch.save(payload, tmp)
+    save_torch_file(payload, path, force=True)
+
+
+def save_torch_file(obj: Any, path: str | Path, force: bool) -> None:
+    """``torch.save`` atomically, through an open file: given a path, torch names the zip's folder after the file
+    it writes (our temp file, which holds the process id and host name); given a file object it writes the
+    neutral ``archive/``. Nothing of the machine that saved it goes into a checkpoint."""
+    with atomic_path(path, force=force) as tmp, open(tmp, "wb") as handle:
+        torch.save(obj, handle)
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -106,7 +114,7 @@ def check_checkpoint(ckpt: Any, source: str) -> ModelConfig:
     if not isinstance(config.get("data", {}), dict):
         raise UsageError(f"{source}: damaged checkpoint: config.data is not a mapping; pass a .pt written by "
                          "`blurlatent train`")
-    model = from_dict(ModelConfig, config["model"], f"{source}: config.model")
+    model = model_config(config, f"{source}: config.model")
     try:
         model.check()
     except UsageError as exc:
@@ -172,8 +180,8 @@ def check_fits(model: ModelConfig, source: str | None, device: torch.device, cop
                          f"than the {_gb(free)} free on {device}; load it on a machine with more memory")
     what = f"weights, gradients and optimizer state need ~{_gb(need)} ({copies}x {_gb(need // copies)})" \
         if copies > 1 else f"the weights need ~{_gb(need)}"
-    raise UsageError(f"model widths {model.widths}: {what}, more than the {_gb(free)} free on {device}; use smaller "
-                     "model widths")
+    raise UsageError(f"{{model.widths}} {model.widths}: {what}, more than the {_gb(free)} free on {device}; use "
+                     "smaller {model.widths}", "model.widths")
 
 
 def free_memory(device: torch.device) -> int | None:
@@ -213,7 +221,7 @@ def build_model(ckpt: dict[str, Any], source: str = "checkpoint") -> torch.nn.Mo
     checkpoint ``load_checkpoint`` checked (memory included), with its weights, in eval mode. Built on the meta
     device and given the checkpoint's tensors (as float32), so no time goes into a random initialization that
     the weights replace."""
-    config = from_dict(ModelConfig, ckpt["config"]["model"], f"{source}: config.model")
+    config = model_config(ckpt["config"], f"{source}: config.model")
     with torch.device("meta"):
         model = build_autoencoder(config)
     own = model.state_dict()  # load_checkpoint's check_weights has matched names and shapes against it
@@ -253,10 +261,10 @@ def check_resumable(ckpt: dict[str, Any], source: str) -> None:
     missing = [k for k in RESUME_KEYS if ckpt.get(k) is None]
     if missing:
         raise UsageError(f"{source}: not resumable (no {', '.join(missing)}: not a run's last.pt); start a new run "
-                         "with init instead")
+                         "with {init} instead", "init")
     if any(t.is_floating_point() and not bool(torch.isfinite(t).all()) for t in tensors_in(ckpt["optimizer"])):
         raise UsageError(f"{source}: the optimizer state holds NaN or infinite values (a diverged run); "
-                         "resume from an earlier copy or start a new run with init")
+                         "resume from an earlier copy or start a new run with {init}", "init")
 
 
 def tensors_in(value: Any) -> Iterator[torch.Tensor]:
@@ -287,7 +295,7 @@ def restore_run(ckpt: dict[str, Any], model, optimizer, scheduler, scaler, devic
                 int(ckpt.get("best_epoch", 0)), ckpt.get("partial"))
     except (AttributeError, KeyError, IndexError, TypeError, ValueError, RuntimeError) as exc:
         raise UsageError(f"{source}: damaged resume state ({type(exc).__name__}: {str(exc)[:120]}); resume from "
-                         "an earlier copy or start a new run with init") from None
+                         "an earlier copy or start a new run with {init}", "init") from None
 
 
 def load_init(path: str | Path, model: ModelConfig, into: torch.nn.Module | None = None) -> dict[str, Any]:
@@ -295,12 +303,12 @@ def load_init(path: str | Path, model: ModelConfig, into: torch.nn.Module | None
     broken (``check_checkpoint``) or of another model config than ``model``; its weights loaded ``into``
     that module when given."""
     if not Path(path).is_file():
-        raise UsageError(f"init {path}: checkpoint not found; pass a .pt written by `blurlatent train`")
+        raise UsageError(f"{{init}} {path}: checkpoint not found; pass a .pt written by `blurlatent train`", "init")
     ckpt = load_checkpoint(path)
-    init_model = from_dict(ModelConfig, ckpt["config"]["model"], f"{path}: config.model")
-    if init_model != model:
-        raise UsageError(f"init {path}: its model {to_dict(init_model)} differs from this run's {to_dict(model)}; "
-                         "pass matching model widths")
+    init_model = model_config(ckpt["config"], f"{path}: config.model")
+    if not init_model.same_network(model):
+        raise UsageError(f"{{init}} {path}: its model {to_dict(init_model)} differs from this run's "
+                         f"{to_dict(model)}; pass matching {{model.widths}}", "init", "model.widths")
     if into is not None:
         load_weights(into, ckpt["model"], str(path))
     return ckpt

@@ -16,7 +16,7 @@ Plane z images a cell at defocus distance ``d = 2 µm·(z − 16) − offset`` t
   aqueous sample through a plate bottom with a dry objective, and the cell's own thickness. It also
   smooths the disk's hard edge: real defocused BBBC006 nuclei are soft blobs without a bright rim.
   β is CALIBRATED, not chosen: the real z00 of field a01_s1 equals its in-focus plane blurred by a
-  Gaussian of σ ≈ 18 px (``../shared/data/bbbc006-samples/README.md``), so the PSF's second moment at
+  Gaussian of σ ≈ 18 px (the real BBBC006 samples: tests/data/bbbc006/README.md), so the PSF's second moment at
   d = 32 µm, ``sqrt(R²/4 + σ²)``, is set to 18 px, giving β = 0.405 px/µm.
 
 Why not a Born–Wolf (Airy defocus) PSF: at 10–35 µm of defocus (40–50 waves of defocus aberration) its
@@ -97,7 +97,7 @@ class Optics:
             if value is None and name == "wavelength_um":
                 continue
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
-                raise UsageError(f"{name} {value}: {what} must lie in [{low:g}, {high:g}]")
+                raise UsageError(f"{{{name}}} {value}: {what} must lie in [{low:g}, {high:g}]", name)
         return self
 
     def wavelength(self, channel: str) -> float:
