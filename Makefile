@@ -4,9 +4,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-EXTRAS := test,napari,export,tensorboard,zarr
+EXTRAS := test,napari,export,tensorboard,zarr,bench,docs
 
-.PHONY: venv demo test clean constraints
+.PHONY: venv demo test docs clean constraints
 
 $(BIN)/blurlatent: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +20,13 @@ demo: venv
 
 test: venv
 	$(BIN)/ruff check blurlatent tests benchmarks examples
+	$(MAKE) --no-print-directory docs
 	$(BIN)/python -m pytest -q
+
+# The docs site into site/ (open site/index.html); --strict fails on a broken link or anchor, a page missing from
+# the nav, or a docstring mkdocstrings cannot read. (No -q: mkdocs counts only the warnings it prints.)
+docs: venv
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 
 # After testing an upgrade in .venv: pin what it holds now (blurlatent itself, installed editable, left out).
 constraints: venv
@@ -28,4 +34,4 @@ constraints: venv
 	mv constraints.txt.new constraints.txt
 
 clean:
-	rm -rf $(VENV) demo/ .pytest_cache
+	rm -rf $(VENV) demo/ site/ .pytest_cache

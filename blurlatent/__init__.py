@@ -11,7 +11,7 @@ The small public API (numpy in, numpy out, the input's dtype kept)::
 Heavy modules (torch) are imported lazily so that ``blurlatent --help`` stays instant.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = ["__version__", "load_model", "blur", "deblur"]
 
