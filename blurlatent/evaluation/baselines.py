@@ -4,6 +4,9 @@ Blur synthesis: x_n ≈ gain · Gaussian_σ(x_T) + offset, with σ, gain and off
 train split (``fit_blur``). Deblurring: the less-blurry input itself, and Richardson–Lucy or Wiener
 deconvolution (scikit-image) of (x_k − offset)/gain with that Gaussian PSF, iterations and balance chosen
 on train (``fit_deconvolution``). Images are float arrays in [0, 1].
+
+Two planes at once: ``multiframe_wiener``, the classical counterpart of Eq. 3 (both defocused planes, each with
+its own PSF, combined in one least-squares filter); ``psf_otf`` is the kernel's transfer function it uses.
 """
 
 from __future__ import annotations
@@ -137,6 +140,66 @@ def fit_deconvolution(fit: BlurFit, blurred, sharp) -> BlurFit:
     fit.rl_iterations = min(RL_ITERATIONS, key=lambda n: mse("rl", n))
     fit.wiener_balance = min(WIENER_BALANCES, key=lambda b: mse("wiener", b))
     return fit
+
+
+def psf_otf(psf, shape: tuple[int, int]) -> np.ndarray:
+    """complex128 [H, W // 2 + 1]: the ``rfft2`` of ``psf`` (float [h, w], odd sizes, h ≤ H, w ≤ W) zero-padded to
+    ``shape`` with its centre moved to the origin, so multiplying a spectrum by it convolves circularly
+    without shifting the image. Raises UsageError for an even-sized or too large kernel."""
+    psf = np.asarray(psf, np.float64)
+    if psf.ndim != 2 or psf.shape[0] % 2 == 0 or psf.shape[1] % 2 == 0:
+        raise UsageError(f"psf must be one 2-D kernel of odd sizes (centred), got shape {psf.shape}")
+    if psf.shape[0] > shape[0] or psf.shape[1] > shape[1]:
+        raise UsageError(f"psf {psf.shape} is larger than the image {tuple(shape)}; use a smaller kernel")
+    full = np.zeros(shape, np.float64)
+    full[: psf.shape[0], : psf.shape[1]] = psf
+    full = np.roll(full, (-(psf.shape[0] // 2), -(psf.shape[1] // 2)), axis=(0, 1))
+    return np.fft.rfft2(full)
+
+
+def multiframe_wiener(images, psfs, balance: float, pad: bool = True) -> np.ndarray:
+    """float64 [H, W]: one image estimated from P blurred views of it, each with its own PSF.
+
+    ``images``: float [P, H, W] (or P arrays [H, W]), one field under P blurs (e.g. two planes of a focus series,
+    offsets removed); ``psfs``: P kernels [h, w] with odd sizes, each normalised to sum 1 (sizes may differ);
+    ``balance``: λ ≥ 0. ``pad``: reflect-pad the images by the largest kernel radius first (then crop), so that
+    the circular convolution of the FFT does not wrap one border onto the other; ``pad=False`` takes the images
+    as periodic, the filter's exact model. Raises UsageError for mismatched inputs or a negative ``balance``.
+
+    Notes
+    -----
+    Model: Y_i = H_i ⊛ X + N_i (i = 1…P) with white noise of one variance in every view and a white prior
+    on X. The MAP estimate of the stacked system (equivalently, Tikhonov regularisation of it) is, per frequency,
+
+        X̂(f) = Σ_i conj(H_i(f)) · Y_i(f) / (Σ_i |H_i(f)|² + λ),
+
+    the classical counterpart of Eq. 3: two defocused planes, each with its own PSF, give the in-focus plane.
+    Frequencies that one plane's PSF nearly removes (the zeros of a defocus OTF) are filled from the other.
+    With P = 1 it is the single-plane Wiener–Tikhonov filter (skimage's ``wiener`` with ``reg`` = the identity);
+    for any λ > 0, a second view can only raise Σ|H_i|² and so bring the noiseless transfer
+    Σ|H_i|²/(Σ|H_i|² + λ) closer to 1; as λ → 0 it inverts the blur wherever Σ|H_i|² > 0.
+    """
+    images = [np.asarray(img, np.float64) for img in images]
+    psfs = [np.asarray(p, np.float64) for p in psfs]
+    if not images or len(images) != len(psfs) or len({img.shape for img in images}) != 1 or images[0].ndim != 2:
+        raise UsageError(f"images and psfs must be P >= 1 aligned [H, W] images and P kernels, got {len(images)} "
+                         f"images of shapes {sorted({img.shape for img in images})} and {len(psfs)} kernels")
+    if not balance >= 0:
+        raise UsageError(f"balance {balance}: λ must be >= 0")
+    h, w = images[0].shape
+    r = max(max(p.shape) // 2 for p in psfs) if pad else 0
+    shape = (h + 2 * r, w + 2 * r)
+    numerator = np.zeros((shape[0], shape[1] // 2 + 1), np.complex128)
+    power = np.zeros(numerator.shape, np.float64)
+    for img, psf in zip(images, psfs):
+        otf = psf_otf(psf, shape)
+        spectrum = np.fft.rfft2(np.pad(img, r, mode="reflect") if r else img)
+        numerator += np.conj(otf) * spectrum
+        power += np.abs(otf) ** 2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        estimate = np.where(power + balance > 0, numerator / (power + balance), 0.0)
+    out = np.fft.irfft2(estimate, s=shape)
+    return out[r : r + h, r : r + w] if r else out
 
 
 def fit_baselines(train: np.ndarray, plan: "PlanePlan", plane_index: Callable[[int], int],

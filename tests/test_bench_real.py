@@ -1,0 +1,148 @@
+"""benchmarks/bench_real.py: --smoke end to end on a hand-made data folder (no real data needed), checked against
+independent computations; the data check's exit status; the optics families' stated grid."""
+
+import hashlib
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+from scipy.ndimage import gaussian_filter
+from skimage.draw import ellipse
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_real.py"
+SIZE = (96, 128)
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("bench_real", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _field(rng) -> tuple[np.ndarray, np.ndarray]:
+    """uint16 image and uint16 labels: ~10 textured elliptical nuclei on a camera background, one per grid cell."""
+    labels = np.zeros(SIZE, np.uint16)
+    signal = np.zeros(SIZE)
+    n = 0
+    for cy in range(16, SIZE[0], 32):
+        for cx in range(16, SIZE[1], 32):
+            if rng.random() < 0.2:
+                continue
+            n += 1
+            rr, cc = ellipse(cy + rng.integers(-3, 4), cx + rng.integers(-3, 4), rng.integers(6, 11),
+                             rng.integers(6, 11), shape=SIZE, rotation=rng.uniform(0, np.pi))
+            labels[rr, cc] = n
+            signal[rr, cc] = rng.uniform(600, 1500) * (1 + 0.2 * rng.standard_normal(len(rr)))
+    image = 110 + gaussian_filter(signal, 1.0) + rng.normal(0, 3, SIZE)
+    return np.clip(np.rint(image), 0, 4095).astype(np.uint16), labels
+
+
+def _data(folder: Path) -> Path:
+    """A data folder in benchmarks/data/real's layout: two test fields and one train field, manifest.json."""
+    rng = np.random.default_rng(7)
+    manifest = []
+    for i, split in enumerate(("test", "test", "train")):
+        image, labels = _field(rng)
+        name = f"IXMtest_A0{i}_s1_w1HANDMADE.tif"
+        entry = {"file": f"images/{name}", "mask": f"masks/{name}", "source": "hand-made", "content": "nuclei",
+                 "plate": "NOCODE", "well": f"A0{i}", "site": 1, "split": split, "pixel_size_um": 0.645,
+                 "shape": list(SIZE), "dtype": "uint16", "bit_depth": 12, "n_nuclei": int(labels.max())}
+        for key, array in (("file", image), ("mask", labels)):
+            path = folder / entry[key]
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tifffile.imwrite(path, array)
+            entry["sha256" if key == "file" else "mask_sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+        manifest.append(entry)
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    return folder
+
+
+def _calibrated_psnr(pred: np.ndarray, truth: np.ndarray) -> float:
+    """PSNR of the least-squares a·pred + b against truth scaled to [0, 1] by its min and max, by hand."""
+    t = (truth - truth.min()) / (truth.max() - truth.min())
+    design = np.stack([pred.ravel(), np.ones(pred.size)], 1)
+    coef, *_ = np.linalg.lstsq(design, t.ravel(), rcond=None)
+    return float(10 * np.log10(1.0 / np.mean((design @ coef - t.ravel()) ** 2)))
+
+
+@pytest.mark.slow
+def test_smoke_on_hand_made_fields(tmp_path):
+    data = _data(tmp_path / "data")
+    bench = _bench()
+    care = tmp_path / "care"
+    for i, entry in enumerate(json.loads((data / "manifest.json").read_text())[:2]):  # CARE: the truth, smoothed
+        stem = f"IXMtest_A0{i}_s1"  # the name up to the site
+        image = tifffile.imread(data / entry["file"]).astype(np.float32)
+        for k in bench.SMOKE["ks"]:
+            (care / "born-wolf").mkdir(parents=True, exist_ok=True)
+            np.save(care / "born-wolf" / f"{stem}_k{k}.npy", gaussian_filter(image, 1.5))
+    out = tmp_path / "out"
+    result = bench.main(["--out", str(out), "--data", str(data), "--smoke", "--device", "cpu", "--care", str(care)])
+    saved = json.loads((out / "bench_real.json").read_text())
+    assert saved["split"] == "test" and list(saved["deblur"]) == ["born-wolf"] and saved["ks"] == [2, 8]
+    assert saved["families"]["born-wolf"]["held_out"]
+    methods = ["identity", "rl", "wiener", "two-plane", "oracle", "builtin-w1", "care"]
+    assert saved["methods"] == methods and saved["blur_methods"] == ["gaussian", "builtin-w1"]
+    table = saved["deblur"]["born-wolf"]
+    for method in methods:
+        for k in ("2", "8"):
+            cell = table[method][k]
+            assert len(cell["psnr"]["per_field"]) == 2, (method, k)
+            for metric in ("psnr", "ssim", "f1", "intensity_error", "count_error"):
+                assert np.isfinite(cell[metric]["mean"]), (method, k, metric)
+    for method in saved["blur_methods"]:
+        assert all(np.isfinite(saved["blur"]["born-wolf"][method][k]["psnr"]["mean"]) for k in ("2", "8"))
+    # identity's PSNR, computed again from the field and an independently made stack
+    entry = json.loads((data / "manifest.json").read_text())[0]
+    truth = tifffile.imread(data / entry["file"]).astype(np.float64)
+    labels = tifffile.imread(data / entry["mask"]).astype(np.int32)
+    stem = "IXMtest_A00_s1"
+    stack = bench.degrade(truth, labels, bench.FAMILIES["born-wolf"], 0, stem)[0]
+    expected = _calibrated_psnr(stack.plane(2).astype(np.float64), truth)
+    assert table["identity"]["2"]["psnr"]["per_field"][stem] == pytest.approx(expected, abs=1e-6)
+    # the two planes together beat the less-blurry input at the blurriest k
+    assert table["two-plane"]["2"]["psnr"]["mean"] > table["identity"]["2"]["psnr"]["mean"]
+    assert result["overall"]["identity"]["2"]["psnr"] == pytest.approx(table["identity"]["2"]["psnr"]["mean"])
+    for name in ("bench_real.md", "psnr_vs_k.png", "ssim_vs_k.png", "f1_vs_k.png", "born-wolf/f1_vs_k.png"):
+        assert (out / name).stat().st_size > 0, name
+    assert "| 2 |" in (out / "bench_real.md").read_text()
+    # a rerun reads every stack and fit from the cache and gives the same numbers
+    again = bench.main(["--out", str(out), "--data", str(data), "--smoke", "--device", "cpu", "--care", str(care)])
+    assert again["deblur"] == result["deblur"]
+    assert all(p["cached"] for p in again["field_params"]["born-wolf"].values())
+
+
+def test_missing_images_exit_2_with_the_rebuild_line(tmp_path, capsys):
+    data = _data(tmp_path / "data")
+    for path in (data / "images").iterdir():
+        path.unlink()
+    with pytest.raises(SystemExit) as stop:
+        _bench().main(["--out", str(tmp_path / "out"), "--data", str(data), "--smoke"])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "make_real_set.py" in err and "cell_counting_dataset" in err
+
+
+def test_an_altered_image_is_refused(tmp_path, capsys):
+    data = _data(tmp_path / "data")
+    first = json.loads((data / "manifest.json").read_text())[0]["file"]
+    tifffile.imwrite(data / first, np.zeros(SIZE, np.uint16))
+    with pytest.raises(SystemExit) as stop:
+        _bench().main(["--out", str(tmp_path / "out"), "--data", str(data), "--smoke"])
+    assert stop.value.code == 2 and "sha256" in capsys.readouterr().err
+
+
+def test_every_family_states_a_grid_in_range_and_test_optics_are_held_out():
+    _bench()  # puts benchmarks/ on sys.path
+    degrade = sys.modules["real.degrade"]
+    grids = degrade.check_grid()
+    for grid in grids.values():
+        assert 5 <= min(grid["blur_radius_px"]) <= max(grid["blur_radius_px"]) <= 25
+        assert grid["step_um"] == pytest.approx(grid["defocus_um"] / 16)
+    held_out = [f for f in degrade.FAMILIES.values() if f.splits == ("test",)]
+    assert [f.name for f in held_out] == ["born-wolf"] and held_out[0].model == "scalar"
