@@ -46,12 +46,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from blurlatent.config import (  # noqa: E402
+    CONFIG_VERSION,
     OptimConfig,
     TrainConfig,
     from_dict,
     load_yaml,
     override,
-    recipe_settings,
     to_dict,
     triplet_set,
 )
@@ -71,6 +71,8 @@ EVAL_OPTICS = "na=0.55,wavelength_um=0.52,z_step_um=1.8,read_noise=3,gain=0.6,ba
 BASELINES = {"identity": "less-blurry input x_k", "rl": "Richardson–Lucy", "wiener": "Wiener"}
 GAUSSIAN = "Gaussian blur (σ fitted)"
 DEFAULT_WIDTHS = {"paper": [32, 64, 128, 256, 512]}  # the issue's "paper-like" prototype; others: the arch's default
+# the reference, paper, trains as the paper did (its seven triplets at α 0.5, no deblur loss); others: `train`'s
+DEFAULT_TRIPLETS, DEFAULT_DEBLUR_WEIGHT = {"paper": "paper"}, {"paper": 0.0}
 # --smoke: tiny everything, a pipeline check and not a measurement; one epoch unless --steps/--minutes say
 SMOKE = dict(fields=4, eval_fields=3, size="64x64", crop=32, batch=16,
              widths={"paper": [4, 8], "multiscale": [4, 8, 8]})
@@ -115,23 +117,24 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="wall-time budget per model and seed (default 10 without --steps, none with --smoke)")
     p.add_argument("--steps", type=int, default=None, help="step budget per model (rounded up to whole epochs)")
     p.add_argument("--fields", type=int, default=60,
-                   help="synthetic training fields (80:20 train/val); with 30 the multiscale net overfits (README)")
+                   help="synthetic training fields (80:20 train/val); with 30 the multiscale net overfits "
+                        "(docs/research-log.md)")
     p.add_argument("--eval-fields", type=int, default=8, help="synthetic evaluation fields (25:0:75; test whole)")
     p.add_argument("--size", default="696x520", help="field size WIDTHxHEIGHT of both sets")
     p.add_argument("--crop", type=int, default=128, help="training crop size (px)")
     p.add_argument("--widths", action="append", default=[], metavar="ARCH=W1,W2,…",
                    help="model widths per arch (repeat); default paper=32,64,128,256,512, others the arch's own")
     p.add_argument("--deblur-weight", action="append", default=[], metavar="ARCH=W",
-                   help="deblur loss weight per arch (repeat), e.g. multiscale=2; default the arch's recipe "
-                        "(train --arch: multiscale 1, paper 0)")
+                   help="deblur loss weight per arch (repeat), e.g. multiscale=2; default paper 0 (as the paper), "
+                        "others train's (1)")
     p.add_argument("--triplets", action="append", default=[], metavar="ARCH=SET",
-                   help="training triplets per arch (repeat): paper or focus (train --triplets); default the "
-                        "arch's recipe (multiscale focus, paper paper)")
+                   help="training triplets per arch (repeat): paper or focus (train --triplets); default paper "
+                        "paper (as the paper), others train's (focus)")
     p.add_argument("--reuse", type=Path, action="append", default=[], metavar="DIR",
                    help="score the runs of an earlier bench in DIR (repeat) that were trained with exactly this run's "
                         "data and settings instead of training them again (e.g. paper, or seeds run in parallel)")
     p.add_argument("--skips", default=None,
-                   help="multiscale only: coarse, all, gated or quarter (default: its recipe's, quarter)")
+                   help="multiscale only: coarse, all, gated or quarter (default: train's, quarter)")
     p.add_argument("--reg", default="weak", help="regularization for every arch (none, weak)")
     p.add_argument("--reg-of", action="append", default=[], metavar="ARCH=REG",
                    help="another regularization for one arch (repeat), e.g. multiscale=strong (trained from scratch)")
@@ -155,8 +158,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     args.checkpoints = per_arch(args.checkpoint, Path, "--checkpoint")
     args.seeds = int_list(args.seeds)
     given = per_arch(args.widths, int_list, "--widths")
-    args.deblur_weight = per_arch(args.deblur_weight, float, "--deblur-weight")
-    args.triplets = per_arch(args.triplets, str.strip, "--triplets")
+    args.deblur_weight = {**DEFAULT_DEBLUR_WEIGHT, **per_arch(args.deblur_weight, float, "--deblur-weight")}
+    args.triplets = {**DEFAULT_TRIPLETS, **per_arch(args.triplets, str.strip, "--triplets")}
     args.reg_of = per_arch(args.reg_of, str.strip, "--reg-of")
     if args.minutes is None and args.steps is None and not args.smoke:
         args.minutes = 10.0
@@ -201,16 +204,17 @@ def make_data(args) -> dict:
 
 def train_config(args, arch: str, seed: int, store: Path) -> TrainConfig:
     """The run's config; an arch this tree's ``ModelConfig`` does not know fails here, naming it."""
-    model = {"arch": arch} if arch != "paper" else {}
+    model = {"arch": arch}
     if arch in args.widths:
         model["widths"] = args.widths[arch]
     reg = args.reg_of.get(arch, args.reg)
     # every model here starts from random weights, for the same budget
     extra = {"from_scratch": True} if reg == "strong" else {}
-    config = from_dict(TrainConfig, {"model": model, "reg": reg, "seed": seed, "device": args.device,
-                                     "strip_every": 0, **extra}, source=f"bench_quality arch {arch}")
-    # what `train --arch ARCH` trains with (``arch_recipe``), but for the triplets and deblur weight given here
-    changes = recipe_settings(arch)
+    config = from_dict(TrainConfig, {"version": CONFIG_VERSION, "model": model, "reg": reg, "seed": seed,
+                                     "device": args.device, "strip_every": 0, **extra},
+                       source=f"bench_quality arch {arch}")
+    # what `train --arch ARCH` trains, but for the triplets and deblur weight given here (or paper's, above)
+    changes = {}
     if arch in args.triplets:
         changes.update(triplet_set(args.triplets[arch]))
     if arch in args.deblur_weight:

@@ -83,17 +83,17 @@ def parse_planes(text: str, limit: int = N_PLANES - 1, lowest: int = 0) -> list[
                 raise ValueError
             start, stop, step = parts[0], parts[1], (parts[2] if len(parts) == 3 else 1)
             if step <= 0 or stop < start:
-                raise UsageError(f"planes {text!r}: need START <= STOP and STEP > 0; {hint}")
+                raise UsageError(f"{{planes}} {text!r}: need START <= STOP and STEP > 0; {hint}", "planes")
             planes = list(range(start, stop + 1, step))
         else:
             planes = [int(p) for p in text.split(",") if p.strip()]
     except ValueError:
-        raise UsageError(f"planes {text!r} is not a plane range; {hint}") from None
+        raise UsageError(f"{{planes}} {text!r} is not a plane range; {hint}", "planes") from None
     if not planes:
-        raise UsageError(f"planes {text!r} selects no plane; {hint}")
+        raise UsageError(f"{{planes}} {text!r} selects no plane; {hint}", "planes")
     bad = [p for p in planes if p < lowest or p > limit]
     if bad:
-        raise UsageError(f"planes {text!r}: plane {bad[0]} is outside {lowest}..{limit}; {hint}")
+        raise UsageError(f"{{planes}} {text!r}: plane {bad[0]} is outside {lowest}..{limit}; {hint}", "planes")
     return sorted(set(planes))
 
 

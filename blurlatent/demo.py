@@ -1,11 +1,12 @@
 """The main job in one call: synthesize → prepare → train (weak) → blur → deblur → evaluate.
 
 Everything runs on data the demo makes itself (``synth``), so it needs no download. The model is `train`'s
-default, the multiscale net with its recipe (``arch="paper"``: the paper's autoencoder), reduced so that it
+default, the multiscale net trained as `train` trains it (``arch="paper"``: the paper's autoencoder, trained as
+the paper did: its seven triplets, no deblur loss), reduced so that it
 converges on 2 CPU cores: 64 px crops, 4 levels of 16..128 filters and a learning rate of 1e-3 instead of 1e-4
 (a short schedule needs the larger step; the paper's 40 epochs at 1e-4 on the full set is what ``examples/``
-reproduces). Each arch has its own epochs: the multiscale recipe's epoch holds 4× the triplets (every one
-toward focus), and 6 of them (``FAST``) measured 2.7–3.5 dB above the paper model's 12 (README, The demo).
+reproduces). Each arch has its own epochs: the multiscale net's epoch holds 4× the triplets (every one
+toward focus), and 6 of them (``FAST``) measured 2.7–3.5 dB above the paper model's 12 (docs/benchmarks.md, The demo).
 
 The model runs through ``inference.Predictor``, the path ``blurlatent blur``/``deblur`` use, on whole
 16-bit test-field files. The verdicts at the end are measured, never assumed: the deblurred field is
@@ -15,10 +16,7 @@ are checked to be ordered. When a run does not get there, the summary says so.
 
 from __future__ import annotations
 
-import json
 import logging
-import re
-import shutil
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -27,43 +25,33 @@ import numpy as np
 
 from blurlatent.bbbc006 import IN_FOCUS_PLANE, PAPER_PLANES
 from blurlatent.config import (
-    TRAIN_DEFAULT_ARCH,
     Arch,
     DataConfig,
     DemoSettings,
     InferenceConfig,
     ModelConfig,
     OptimConfig,
+    PrepareConfig,
     TrainConfig,
     check_choice,
     override,
-    recipe_settings,
+    triplet_set,
 )
+from blurlatent.errors import Message
 from blurlatent.evaluation.loop import evaluate
 from blurlatent.evaluation.metrics import psnr, ssim
-from blurlatent.evaluation.report_folder import foreign_entry as report_legacy
 from blurlatent.files.atomic import write_json
 from blurlatent.files.images import write_image
-from blurlatent.files.output_folders import (
-    MARKER,
-    check_output_folder,
-    claim_output_folder,
-    remove_owned,
-    strangers,
-    write_marker,
-)
+from blurlatent.files.output_folders import check_output_folder, claim_output_folder, remove_owned, write_marker
 from blurlatent.files.pictures import save_grid
 from blurlatent.inference.predictor import Predictor
 from blurlatent.intensity import intensity_range, to_unit
 from blurlatent.nets.device import assign_device
 from blurlatent.nets.latent import alpha_from_planes
 from blurlatent.prepare.builder import check_options, prepare
-from blurlatent.prepare.builder import foreign_entry as prepare_legacy
 from blurlatent.prepare.crops import split_counts
 from blurlatent.prepare.store import Store
 from blurlatent.synth.generator import check_synth_options, synthesize
-from blurlatent.synth.generator import foreign_entry as synth_legacy
-from blurlatent.training.run_folder import legacy_entry as run_legacy
 from blurlatent.training.trainer import train
 
 log = logging.getLogger(__name__)
@@ -73,20 +61,20 @@ BLUR_ALPHAS = (0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875)
 CHANNEL = "w1"
 PLANES = list(PAPER_PLANES)
 BLURRIEST, LESS_BLURRY = 0, 8  # the deblur pair; the target is the in-focus plane
-# everything a demo writes into its folder, and the hidden temps of those (a killed run leaves them)
-DEMO_ENTRIES = ("synthetic", "prepared", "run", "report", "blur_levels.tif", "deblurred.tif", "demo.png", DEMO_MARKER)
-DEMO_TEMP = re.compile(r"^\.(" + "|".join(re.escape(name) for name in DEMO_ENTRIES) + r")\..*\.tmp$")
 # its output marker (``outputs``): the files it writes, and the folders other commands write (each signed)
-COMMAND, WHAT, OPTION = "demo", "a blurlatent demo folder", "an empty or new out folder"
+COMMAND, WHAT, OPTION = "demo", "a blurlatent demo folder", Message("an empty or new {out} folder", "out")
 DEMO_FILES = ("blur_levels.tif", "deblurred.tif", "demo.png", DEMO_MARKER)
 NESTED = {"synthetic": "synth", "prepared": "prepare", "run": "train", "report": "evaluate"}
-LEGACY = {"synth": synth_legacy, "prepare": prepare_legacy, "train": run_legacy, "evaluate": report_legacy}
 
-# per arch: the multiscale recipe's epoch holds 4× the paper's triplets (every triplet toward focus)
-_FULL = DemoSettings(fields=30, size=(348, 260), crop=64, widths=[16, 32, 64, 128], epochs=8, batch=16)
-_FAST = DemoSettings(fields=12, size=(256, 192), crop=64, widths=[16, 32, 64, 128], epochs=6, batch=16)
-FULL = {"multiscale": replace(_FULL, arch="multiscale"), "paper": replace(_FULL, arch="paper", epochs=30)}
-FAST = {"multiscale": replace(_FAST, arch="multiscale"), "paper": replace(_FAST, arch="paper", epochs=12)}
+# per arch: the multiscale net's epoch holds 4× the paper's triplets (every triplet toward focus); the paper's
+# model trains as the paper did
+_FULL = DemoSettings(fields=30, size=(348, 260), crop=64, widths=[16, 32, 64, 128], epochs=8, batch=16,
+                     arch="multiscale")
+_FAST = DemoSettings(fields=12, size=(256, 192), crop=64, widths=[16, 32, 64, 128], epochs=6, batch=16,
+                     arch="multiscale")
+PAPER = {"arch": "paper", "triplets": "paper", "deblur_weight": 0.0}
+FULL = {"multiscale": _FULL, "paper": replace(_FULL, epochs=30, **PAPER)}
+FAST = {"multiscale": _FAST, "paper": replace(_FAST, epochs=12, **PAPER)}
 
 
 @dataclass
@@ -121,60 +109,28 @@ def unit(image: np.ndarray) -> np.ndarray:
 
 
 def train_config(out: Path, settings: DemoSettings, device: str, seed: int) -> TrainConfig:
-    """The demo's weak-regularised training run on its own store, with its arch's recipe as `train` applies it."""
+    """The demo's weak-regularised training run on its own store: `train`'s defaults but for ``settings``."""
     config = TrainConfig(
         model=ModelConfig(widths=list(settings.widths), arch=settings.arch),
         data=DataConfig(store=str(out / "prepared"), channel=CHANNEL),
         optim=OptimConfig(lr=settings.lr, step=settings.step, epochs=settings.epochs, batch=settings.batch),
         reg="weak", seed=seed, device=device, strip_every=0,
     )
-    return override(config, recipe_settings(settings.arch))
+    triplets = triplet_set(settings.triplets) if settings.triplets is not None else {}
+    return override(config, {**triplets, "deblur_weight": settings.deblur_weight})
 
 
 def check_demo(out: Path, settings: DemoSettings, device: str, seed: int, force: bool) -> TrainConfig:
     """Check every option of every step and the output folder, so nothing fails after ``out`` is replaced
     (or after minutes of synth and prepare). Returns the training config. Raises UsageError."""
     check_synth_options(settings.fields, (CHANNEL,), PLANES, settings.size, seed)
-    options = check_options((CHANNEL,), PLANES, settings.crop, (70, 10, 20), "minmax", "center")
+    options = check_options((CHANNEL,), PLANES, settings.crop, PrepareConfig.split, PrepareConfig.normalize,
+                            PrepareConfig.test_crops)
     split_counts(settings.fields, options.split)
     config = train_config(out, settings, device, seed).check()
     assign_device(device)  # a device that does not exist fails now
-    check_output_folder(out, COMMAND, force, WHAT, foreign_entry, option=OPTION)  # again, locked, in run_demo
+    check_output_folder(out, COMMAND, force, WHAT, option=OPTION)  # again, locked, in run_demo
     return config
-
-
-def clear(out: Path) -> None:
-    """Remove an earlier demo from ``out`` (``check_output_folder`` proved it holds nothing else)."""
-    if (out / MARKER).exists():
-        remove_owned(out)
-    else:  # a demo of a version before markers: every entry passed ``foreign_entry``
-        shutil.rmtree(out)
-
-
-def foreign_entry(out: Path) -> str | None:
-    """The migration path for a demo folder without an output marker (``outputs``; written before markers
-    existed): None when ``out`` provably holds an earlier demo, else the entry that shows it does not.
-
-    Proof: nothing but what a demo writes (and temps of it), each step's folder provably that step's, and
-    its ``demo.json`` (with the checks it measured) or, for a demo stopped before its end, its ``synthetic/``
-    data (the first thing it writes).
-    """
-    entries = sorted(out.iterdir())
-    stranger = next((e.name for e in entries if e.name not in DEMO_ENTRIES and not DEMO_TEMP.match(e.name)), None)
-    if stranger is not None:
-        return stranger
-    for name, command in NESTED.items():
-        if (out / name).is_dir() and not (out / name).is_symlink():
-            found = strangers(out / name, command, LEGACY[command])
-            if found:
-                return f"{name}/{found[0]}"
-    try:
-        finished = "checks" in json.loads((out / DEMO_MARKER).read_text())
-    except (OSError, ValueError, TypeError):
-        finished = False
-    if not (finished or (out / "synthetic").is_dir()):
-        return DEMO_MARKER if (out / DEMO_MARKER).exists() else entries[0].name
-    return None
 
 
 # --- the steps -----------------------------------------------------------------------------------
@@ -248,7 +204,7 @@ def demo_figure(out: Path, images: dict[str, np.ndarray]) -> str:
 
 
 def run_demo(out: str | Path = "demo", fast: bool = False, device: str = "auto", force: bool = False,
-             progress: bool = True, seed: int = 0, arch: str = TRAIN_DEFAULT_ARCH) -> DemoResult:
+             progress: bool = True, seed: int = 0, arch: str = ModelConfig.arch) -> DemoResult:
     """Run the whole tool on synthetic data into ``out`` and return what was measured.
 
     Writes ``out``/synthetic (BBBC006 layout), prepared/ (store), run/ (weak model), blur_levels.tif,
@@ -257,12 +213,12 @@ def run_demo(out: str | Path = "demo", fast: bool = False, device: str = "auto",
     ``force`` only an earlier demo folder is replaced). ``arch``: multiscale (`train`'s default) or paper.
     """
     started = time.perf_counter()
-    settings = (FAST if fast else FULL)[check_choice(Arch, arch, "arch")]
+    settings = (FAST if fast else FULL)[check_choice(Arch, arch, "{arch}")]
     out = Path(out)
     config = check_demo(out, settings, device, seed, force)
-    with claim_output_folder(out, COMMAND, force, WHAT, foreign_entry, option=OPTION) as replacing:
+    with claim_output_folder(out, COMMAND, force, WHAT, option=OPTION) as replacing:
         if replacing:
-            clear(out)
+            remove_owned(out)
         out.mkdir(parents=True, exist_ok=True)
         write_marker(out, COMMAND, DEMO_FILES, nested=NESTED)  # before anything else is written
         return run_steps(out, settings, config, fast, device, progress, seed, started)

@@ -4,9 +4,9 @@
     python examples/train_default_model.py --out build/default-models --install  # and replace blurlatent/models/
 
 Per channel (w1 nuclei, w2 actin): ``synth`` widefield stacks with the calibrated default optics (seed 0),
-``prepare`` the paper's planes 0..16 step 2 as 128 px crops, ``train`` the architecture that deblurs best in
-``benchmarks/bench_quality.py`` on every triplet toward focus (``--triplets focus``) with the weak loss (Eq. 4)
-plus the deblur loss, then ``shipping.slim_checkpoint``
+``prepare`` the paper's planes 0..16 step 2 as 128 px crops, ``train`` what `blurlatent train` trains (the
+architecture that deblurs best in ``benchmarks/bench_quality.py``, on every triplet toward focus, with the deblur
+loss) with the weak loss (Eq. 4) and this script's short schedule, then ``shipping.slim_checkpoint``
 (weights only, the smallest precision within 1e-3 of float32) and the card: what it was trained on, and the
 benchmark's figures for it on a synthetic test set made with ANOTHER seed and OTHER optics
 (``bench_quality.py --checkpoint``), next to the less-blurry input, Richardson–Lucy and Wiener.
@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from blurlatent.config import (
+    Arch,
     DataConfig,
     ModelConfig,
     OptimConfig,
@@ -35,7 +36,7 @@ from blurlatent.config import (
     TrainConfig,
     TripletSet,
     choices,
-    recipe_settings,
+    override,
     triplet_set,
 )
 from blurlatent.files.atomic import write_json
@@ -62,20 +63,22 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, required=True, help="work folder: data, runs, benchmark, models/")
     p.add_argument("--channels", default="w1,w2", help="channels to train, one model each")
-    p.add_argument("--arch", default="multiscale", help="architecture (bench_quality.py's winner)")
+    p.add_argument("--arch", default=None, choices=choices(Arch),
+                   help="architecture; default train's (multiscale, bench_quality.py's winner)")
     p.add_argument("--widths", default=None,
                    help="encoder widths, e.g. 12,24,48,96,192 (the shipped w1 model); default: the arch's own")
     p.add_argument("--skips", default=None, choices=choices(Skips),
-                   help="multiscale: the latent scales the decoder takes; default: train's recipe for the arch "
-                        "(quarter; the shipped w1 model: coarse)")
+                   help="multiscale: the latent scales the decoder takes; default: the arch's (multiscale: quarter; "
+                        "the shipped w1 model: coarse)")
     p.add_argument("--fields", type=int, default=30, help="synthetic training fields (80:20 train/val)")
     p.add_argument("--epochs", type=int, default=3, help="epochs (focus triplets: 420 steps each)")
     p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate, halved every --lr-step epochs")
     p.add_argument("--lr-step", type=int, default=1)
     p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--deblur-weight", type=float, default=1.0)
-    p.add_argument("--triplets", default="focus", choices=choices(TripletSet),
-                   help="training triplets (train --triplets): focus, every (left, target, 16) with its own alpha")
+    p.add_argument("--deblur-weight", type=float, default=None, help="deblur loss weight; default train's (1)")
+    p.add_argument("--triplets", default=None, choices=choices(TripletSet),
+                   help="training triplets (train --triplets); default train's: focus, every (left, target, 16) with "
+                        "its own alpha")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
     p.add_argument("--smoke", action="store_true", help="a tiny end-to-end run (tests): 64 px, 1 epoch, widths 4,8")
@@ -90,20 +93,25 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
+def triplets_name(config: TrainConfig) -> str:
+    """The ``--triplets`` set ``config`` trains on."""
+    given = [list(t) for t in config.data.triplets]
+    return next((name for name in choices(TripletSet) if triplet_set(name)["data.triplets"] == given), "custom")
+
+
 def train_channel(args, store: Path, channel: str) -> tuple[Path, dict]:
-    triplets = triplet_set(args.triplets)
-    data = DataConfig(store=str(store), channel=channel, triplets=triplets["data.triplets"],
-                      alpha=triplets["data.alpha"])
-    # the model `train --arch ARCH` builds (its recipe's skips) unless --skips says otherwise
-    skips = args.skips or recipe_settings(args.arch).get("model.skips", ModelConfig.skips)
+    # what `blurlatent train --arch ARCH` trains (its defaults) unless an option here says otherwise
+    model = ModelConfig(widths=args.widths, skips=args.skips, **({"arch": args.arch} if args.arch else {}))
     config = TrainConfig(
-        model=ModelConfig(arch=args.arch, widths=args.widths, skips=skips), data=data,
+        model=model, data=DataConfig(store=str(store), channel=channel),
         optim=OptimConfig(lr=args.lr, step=args.lr_step, gamma=0.5, epochs=args.epochs, batch=args.batch),
-        reg="weak", deblur_weight=args.deblur_weight, seed=args.seed, device=args.device).check()
+        reg="weak", seed=args.seed, device=args.device)
+    triplets = triplet_set(args.triplets) if args.triplets else {}
+    config = override(config, {**triplets, "deblur_weight": args.deblur_weight}).check()
     t0 = time.perf_counter()
     result = train(config, args.out / "runs" / channel, progress=sys.stderr.isatty(), force=args.force)
-    training = {"arch": args.arch, "widths": config.model.widths, "skips": config.model.skips, "reg": "weak",
-                "deblur_weight": args.deblur_weight, "triplets": args.triplets,
+    training = {"arch": config.model.arch, "widths": config.model.widths, "skips": config.model.skips, "reg": "weak",
+                "deblur_weight": config.deblur_weight, "triplets": triplets_name(config),
                 "epochs": args.epochs,
                 "lr": args.lr, "lr_halved_every": args.lr_step, "batch": args.batch, "seed": args.seed,
                 "best_epoch": result.best_epoch, "best_val": round(result.best_val, 5),
@@ -184,14 +192,14 @@ def main(argv=None) -> None:
         what = "nuclei (Hoechst)" if channel == "w1" else "actin (phalloidin)"
         result = benchmark(args, shipped, channel)
         card = {
-            "name": channel, "channel": channel, "file": shipped.name, **facts, "arch": args.arch,
-            "summary": f"synthetic training, widefield {what}, arch {args.arch}",
+            "name": channel, "channel": channel, "file": shipped.name, **facts, "arch": training["arch"],
+            "summary": f"synthetic training, widefield {what}, arch {training['arch']}",
             "trained_on": f"{args.fields} synthetic widefield fields of {what}, planes 0..16 step 2 (z16 in focus), "
                           f"default optics (NA 0.45, 2 µm per plane), seed {args.seed}, {args.crop} px crops",
             "training": training, "benchmark": benchmark_card(result), "limits": LIMITS,
             "reproduce": f"python examples/train_default_model.py --out build/default-models --channels {channel} "
-                         f"--arch {args.arch} --widths {','.join(map(str, training['widths']))} "
-                         f"--skips {training['skips']} --triplets {args.triplets} --epochs {args.epochs} "
+                         f"--arch {training['arch']} --widths {','.join(map(str, training['widths']))} "
+                         f"--skips {training['skips']} --triplets {training['triplets']} --epochs {args.epochs} "
                          f"--lr-step {args.lr_step} --install",
         }
         write_json(args.out / "models" / f"{channel}.json", card)  # atomic, like every file blurlatent writes

@@ -63,25 +63,38 @@ def store_copy(work: Path, paths: dict) -> None:
 
 
 def run_folder(work: Path, paths: dict) -> None:
+    from blurlatent.training.run_folder import mark_run
+
     (work / "run").mkdir()
+    mark_run(work / "run")  # a run's output marker, then what it logged
     (work / "run" / "metrics.jsonl").write_text('{"epoch": 1}\n')
 
 
 def unstarted_run(work: Path, paths: dict) -> None:
+    from blurlatent.training.run_folder import mark_run
+
     (work / "run").mkdir()
-    # what a run writes before its first checkpoint: its marker (an empty metrics.jsonl) and its config
+    # what a run writes before its first checkpoint: its marker, an empty metrics.jsonl and its config
+    mark_run(work / "run")
     (work / "run" / "metrics.jsonl").write_text("")
     (work / "run" / "config.yaml").write_text("seed: 0\n")
 
 
 def report_folder(work: Path, paths: dict) -> None:
-    (work / "report").mkdir()  # a report of a version before output markers (its report.json has a format_version)
+    from blurlatent.files.output_folders import write_marker
+
+    (work / "report").mkdir()  # an earlier report, signed by its output marker
     (work / "report" / "report.json").write_text('{"format_version": 1}\n')
+    write_marker(work / "report", "evaluate")
 
 
 def demo_folder(work: Path, paths: dict) -> None:
-    (work / "demo").mkdir()  # a demo of a version before output markers (its demo.json holds the checks)
+    from blurlatent.demo import DEMO_FILES, NESTED
+    from blurlatent.files.output_folders import write_marker
+
+    (work / "demo").mkdir()  # an earlier demo, signed by its output marker
     (work / "demo" / "demo.json").write_text('{"checks": {}}\n')
+    write_marker(work / "demo", "demo", DEMO_FILES, nested=NESTED)
 
 
 def read_only(work: Path, paths: dict) -> None:
@@ -157,7 +170,7 @@ def user_config_metrics(work: Path, paths: dict) -> None:
 
 
 def finished_run(work: Path, paths: dict) -> None:
-    run_folder(work, paths)  # a run of a version before output markers, with its checkpoints
+    run_folder(work, paths)  # an earlier run, with its checkpoints
     for name in ("last.pt", "best.pt"):
         shutil.copy(paths["ckpt"], work / "run" / name)
 
@@ -440,11 +453,30 @@ def argv_of(case: Case, fields: dict) -> list[str]:
     return [token.format(**fields) for token in case.argv.split()]
 
 
+class Unresolved(dict):
+    """A command's flag names (``cli.errors.flag_names``) that note each library parameter they lack."""
+
+    def __init__(self, names: dict, missing: list):
+        super().__init__(names)
+        self.missing = missing
+
+    def get(self, key, default=None):
+        if key not in self:
+            self.missing.append(key)
+        return super().get(key, default)
+
+
 def run_case(case: Case, paths: dict, tmp_path: Path, monkeypatch) -> None:
-    """Run one row through the command line in-process and check its code, one-line message and that nothing changed."""
+    """Run one row through the command line in-process and check its code, one-line message (every parameter it
+    names spelled as one of the command's flags) and that nothing changed."""
     from typer.testing import CliRunner
 
     from blurlatent.cli import app
+    from blurlatent.cli import errors as cli_errors
+
+    unresolved: list[str] = []
+    flag_names = cli_errors.flag_names
+    monkeypatch.setattr(cli_errors, "flag_names", lambda ctx: Unresolved(flag_names(ctx), unresolved))
 
     work = tmp_path / "work"
     work.mkdir()
@@ -459,6 +491,7 @@ def run_case(case: Case, paths: dict, tmp_path: Path, monkeypatch) -> None:
     result = CliRunner().invoke(app, argv_of(case, fields))
     output = result.output
     assert "Traceback" not in output, output
+    assert not unresolved, f"{case.argv.split()[0]} has no option for the library's {unresolved}: {output}"
     assert not any(cwd.iterdir()), f"wrote into the working folder: {sorted(p.name for p in cwd.iterdir())}"
 
     if case.code == 0:

@@ -183,9 +183,9 @@ def broken_checkpoints(v: Path, store: Path) -> None:
     save("no_model_cfg.pt", lambda c: c["config"].pop("model"))
     save("state_list.pt", lambda c: c["model"].__setitem__(w0, c["model"][w0].tolist()))
     save("huge_weights.pt", lambda c: c["model"][w0].fill_(3e38))  # finite, but a conv of them overflows
-    in3 = ModelConfig(widths=TINY, in_channels=3)
+    in3 = ModelConfig(widths=TINY, in_channels=3, arch="paper")
     save("in3.pt", lambda c: c.update(config={"model": to_dict(in3)}, model=Autoencoder(in3).state_dict()))
-    run = TrainConfig(model=ModelConfig(widths=TINY), data=DataConfig(store=str(store.absolute())),
+    run = TrainConfig(model=ModelConfig(widths=TINY, arch="paper"), data=DataConfig(store=str(store.absolute())),
                       optim=OptimConfig(epochs=1, batch=4), device="cpu", amp="off")
     save("run_noopt.pt", lambda c: c.update(config=to_dict(run), scheduler={}, rng={}, epoch=1))
 

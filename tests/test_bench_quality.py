@@ -97,7 +97,7 @@ def test_skips_reach_the_multiscale_config_only():
     assert bench.train_config(args, "paper", 0, Path("store")).model.arch == "paper"
 
 
-def test_each_arch_trains_with_its_recipe_unless_the_bench_is_told_otherwise():
+def test_multiscale_trains_as_train_does_and_paper_as_the_paper_did_unless_told_otherwise():
     bench = _bench()
 
     def recipe(argv, arch):
@@ -105,7 +105,7 @@ def test_each_arch_trains_with_its_recipe_unless_the_bench_is_told_otherwise():
         return len(config.data.triplets), config.data.alpha, config.deblur_weight
 
     assert recipe([], "multiscale") == (28, "planes", 1.0)  # as `train --arch multiscale`
-    assert recipe([], "paper") == (7, 0.5, 0.0)
+    assert recipe([], "paper") == (7, 0.5, 0.0)  # the reference: the paper's training
     assert recipe(["--triplets", "multiscale=paper"], "multiscale") == (7, 0.5, 1.0)
     assert recipe(["--deblur-weight", "multiscale=2"], "multiscale") == (28, "planes", 2.0)
     assert recipe(["--triplets", "paper=focus", "--deblur-weight", "paper=0.5"], "paper") == (28, "planes", 0.5)

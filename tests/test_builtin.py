@@ -89,7 +89,7 @@ def test_resolve_checkpoint_prefers_the_users_and_refuses_both(shipped, monkeypa
     assert resolve_checkpoint(tmp_path / "mine.pt") == (tmp_path / "mine.pt", None)
     path, note = resolve_checkpoint(None)
     assert path == folder / "w1.pt" and note.startswith("using the built-in w1 model (tiny test model")
-    with pytest.raises(UsageError, match="both a built-in model"):
+    with pytest.raises(UsageError, match=r"both model \(w1\) and checkpoint"):
         resolve_checkpoint(tmp_path / "mine.pt", "w1")
 
 

@@ -19,8 +19,8 @@ MARGIN_DB = {"w1": 1.5}
 
 
 def test_the_nuclei_model_ships_and_the_actin_model_does_not():
-    """w2, trained the same way, was worse than its less-blurry input on the card's test set (README,
-    "Built-in models"): not shipped, so `--model w2` names the models there are."""
+    """w2, trained the same way, was worse than its less-blurry input on the card's test set
+    (docs/tutorials/blur-deblur.md, "Built-in models"): not shipped, so `--model w2` names the models there are."""
     assert [m.name for m in builtin_models()] == ["w1"]
 
 

@@ -165,14 +165,15 @@ def test_good_checkpoint_still_loads_and_matches(tmp_path):
 def test_model_bytes_from_the_config_alone():
     """Oracle: the meta-device estimate equals the bytes of a model actually built, for several configs."""
     for widths in ([4], [4, 8, 8], [8, 16, 32, 64]):
-        built = Autoencoder(ModelConfig(widths=widths)).state_dict()
-        assert model_bytes(ModelConfig(widths=widths)) == sum(t.numel() * t.element_size() for t in built.values())
+        config = ModelConfig(widths=widths, arch="paper")
+        built = Autoencoder(config).state_dict()
+        assert model_bytes(config) == sum(t.numel() * t.element_size() for t in built.values())
     # the paper's model by hand: conv weights and biases, 4 BatchNorm vectors per layer (+1 int64 counter)
     w = [1, 64, 128, 256, 512, 1024]
     enc = sum(9 * a * b + b + 4 * b for a, b in zip(w, w[1:]))
     ups = [(1024, 512), (512, 256), (256, 128), (128, 64), (64, 64)]
     dec = sum(9 * a * b + b + 4 * b for a, b in ups) + 9 * 64 + 1
-    assert model_bytes(ModelConfig()) == 4 * (enc + dec) + 8 * 10
+    assert model_bytes(ModelConfig(arch="paper")) == 4 * (enc + dec) + 8 * 10
 
 
 def test_huge_claimed_widths_refused_before_building(tmp_path, monkeypatch):
@@ -199,8 +200,8 @@ def test_check_fits_counts_copies(monkeypatch):
     one = model_bytes(cfg)
     monkeypatch.setattr(checkpoint, "free_memory", lambda device: 3 * one)
     check_fits(cfg, None, torch.device("cpu"), copies=3)
-    with pytest.raises(UsageError, match=r"^model widths \[4, 8, 8\]: weights, gradients and optimizer state need "
-                                         r".* \(4x .*use smaller model widths$"):
+    with pytest.raises(UsageError, match=r"^model\.widths \[4, 8, 8\]: weights, gradients and optimizer state need "
+                                         r".* \(4x .*use smaller model\.widths$"):
         check_fits(cfg, None, torch.device("cpu"), copies=4)
 
 
@@ -232,9 +233,10 @@ def test_resume_state_refused_when_missing_or_non_finite(store, tmp_path):
 def test_training_refuses_a_model_whose_optimizer_state_would_not_fit(store, tmp_path, monkeypatch):
     """Training needs 4 copies of the weights (weights, gradients, Adam's two moments) on its device: checked
     before the model is built; 3 copies of memory pass the host check (1 copy) but not this one."""
-    monkeypatch.setattr(checkpoint, "free_memory", lambda device: 3 * model_bytes(ModelConfig(widths=TINY)))
-    with pytest.raises(UsageError, match=r"model widths \[4, 8, 8\]: weights, gradients and optimizer state need "
-                                         r".*\(4x .*free on cpu; use smaller model widths"):
+    monkeypatch.setattr(checkpoint, "free_memory",
+                        lambda device: 3 * model_bytes(ModelConfig(widths=TINY, arch="paper")))
+    with pytest.raises(UsageError, match=r"model\.widths \[4, 8, 8\]: weights, gradients and optimizer state need "
+                                         r".*\(4x .*free on cpu; use smaller model\.widths"):
         train(tiny_config(store, epochs=1), tmp_path / "run", progress=False)
     assert not (tmp_path / "run").exists()
 

@@ -36,6 +36,7 @@ RANGES = [
     (OptimConfig, "step", [0, -3], 1),
     (OptimConfig, "epochs", [0, -1], 1),
     (OptimConfig, "batch", [0, -4], 1),
+    (TrainConfig, "version", [0, 1, 3], 2),
     (TrainConfig, "seed", [-1, MAX_SEED + 1], MAX_SEED),
     (TrainConfig, "nproc", [0, -2], 2),
     (TrainConfig, "workers", [-1], 0),
@@ -135,3 +136,75 @@ def test_alpha_is_a_number_or_planes_and_triplet_sets_set_both():
     assert triplet_set("focus") == {"data.triplets": [list(t) for t in FOCUS_TRIPLETS], "data.alpha": "planes"}
     with pytest.raises(UsageError, match="triplets all"):
         triplet_set("all")
+
+
+# --- versions: what a config without a key means (issue 27) -----------------------------------------------
+
+
+PAPER_MEANING = ("paper", [64, 128, 256, 512, 1024], "coarse", 7, 0.5, 0.0)
+
+
+def meaning(cfg: TrainConfig) -> tuple:
+    return (cfg.model.arch, cfg.model.widths, cfg.model.skips, len(cfg.data.triplets), cfg.data.alpha,
+            cfg.deblur_weight)
+
+
+def test_the_defaults_are_what_train_trains_and_version_1_is_the_papers():
+    from blurlatent.bbbc006 import FOCUS_TRIPLETS, PAPER_TRIPLETS
+    from blurlatent.config import CONFIG_VERSION, MULTISCALE_WIDTHS, from_dict, to_dict
+
+    cfg = TrainConfig()
+    assert cfg.version == CONFIG_VERSION == 2
+    assert meaning(cfg) == ("multiscale", list(MULTISCALE_WIDTHS), "quarter", 28, "planes", 1.0)
+    assert [tuple(t) for t in cfg.data.triplets] == list(FOCUS_TRIPLETS)
+    assert from_dict(TrainConfig, to_dict(cfg)) == cfg and from_dict(TrainConfig, {"version": 2}) == cfg
+    # a config without ``version`` is version 1: every key it lacks means what it meant then, the paper's
+    old = from_dict(TrainConfig, {"optim": {"epochs": 3}})
+    assert meaning(old) == PAPER_MEANING and old.version == 2 and old.optim.epochs == 3
+    assert [tuple(t) for t in old.data.triplets] == list(PAPER_TRIPLETS)
+    assert from_dict(TrainConfig, {"version": 1}) == from_dict(TrainConfig, {})
+    # what it does give stays: a version-1 multiscale model without skips had "coarse"
+    mixed = from_dict(TrainConfig, {"model": {"arch": "multiscale"}, "data": {"alpha": "planes"}})
+    assert meaning(mixed) == ("multiscale", list(MULTISCALE_WIDTHS), "coarse", 7, "planes", 0.0)
+
+
+def test_older_defaults_list_exactly_the_defaults_that_changed():
+    from blurlatent.config import OLDER_DEFAULTS, to_dict
+
+    now = to_dict(TrainConfig())
+    for version, changed in OLDER_DEFAULTS.items():
+        for dotted, old in changed.items():
+            node = now
+            for part in dotted.split("."):
+                node = node[part]
+            assert node != old, f"{dotted}: version {version} did not change it"
+
+
+def test_upgrade_leaves_its_input_alone_and_refuses_unknown_versions():
+    from blurlatent.config import from_dict, model_config, upgrade
+
+    data = {"model": {"widths": [4, 8, 8]}}
+    assert upgrade(data)["model"] == {"widths": [4, 8, 8], "arch": "paper", "skips": "coarse"}
+    assert data == {"model": {"widths": [4, 8, 8]}}
+    for bad in (3, 0, "2", True, 1.5):
+        with pytest.raises(UsageError, match=f"run.yaml: version {bad!r}: this blurlatent reads config versions 1 to"):
+            from_dict(TrainConfig, {"version": bad}, "run.yaml")
+    # a checkpoint's model: of its config's version (none: the paper's model)
+    assert model_config(data).arch == "paper"
+    assert (model_config({"version": 2, **data}).arch, model_config({"version": 2, **data}).skips) == \
+        ("multiscale", "quarter")
+
+
+def test_a_yaml_without_a_version_means_the_papers_training(tmp_path):
+    cfg = tmp_path / "old.yaml"
+    cfg.write_text("reg: weak\ndata: {store: prepared, channel: w2}\n")
+    assert meaning(load_yaml(TrainConfig, cfg)) == PAPER_MEANING
+    cfg.write_text("version: 2\nreg: weak\n")
+    assert meaning(load_yaml(TrainConfig, cfg)) == meaning(TrainConfig())
+
+
+def test_the_paper_model_ignores_skips_when_compared():
+    paper, multiscale = ModelConfig(arch="paper"), ModelConfig()
+    assert paper.skips == "coarse" and multiscale.skips == "quarter"
+    assert paper.same_network(ModelConfig(arch="paper", skips="all")) and not paper.same_network(multiscale)
+    assert not multiscale.same_network(ModelConfig(skips="all"))

@@ -10,8 +10,9 @@ from typer.testing import CliRunner
 from blurlatent import demo
 from blurlatent.bbbc006 import FOCUS_TRIPLETS, PAPER_TRIPLETS
 from blurlatent.cli import app
-from blurlatent.config import TRAIN_DEFAULT_ARCH
-from blurlatent.demo import foreign_entry, sharpness
+from blurlatent.config import ModelConfig, TrainConfig, to_dict
+from blurlatent.demo import sharpness
+from blurlatent.files.output_folders import write_marker
 
 
 @pytest.mark.slow
@@ -42,11 +43,16 @@ def test_demo_refuses_a_folder_that_is_not_a_demo(tmp_path):
 
 
 @pytest.mark.parametrize("fast", [True, False])
-def test_demo_trains_the_default_arch_with_its_recipe_and_paper_on_request(tmp_path, fast):
+def test_demo_trains_what_train_trains_and_paper_as_the_paper_did(tmp_path, fast):
     settings = demo.FAST if fast else demo.FULL
-    ms = demo.train_config(tmp_path, settings[TRAIN_DEFAULT_ARCH], "cpu", 0).check()
+    ms = demo.train_config(tmp_path, settings[ModelConfig.arch], "cpu", 0).check()
     assert (ms.model.arch, ms.model.skips, ms.deblur_weight, ms.data.alpha) == ("multiscale", "quarter", 1.0, "planes")
     assert [tuple(t) for t in ms.data.triplets] == list(FOCUS_TRIPLETS)
+    # `train`'s defaults, but for the demo's sizes, schedule, store and weak loss
+    defaults, own = to_dict(TrainConfig()), to_dict(ms)
+    assert {k for k in defaults if defaults[k] != own[k]} == {"model", "data", "optim", "reg", "device", "strip_every"}
+    assert {k for k in defaults["model"] if defaults["model"][k] != own["model"][k]} == {"widths"}
+    assert {k for k in defaults["data"] if defaults["data"][k] != own["data"][k]} == {"store"}
     paper = demo.train_config(tmp_path, settings["paper"], "cpu", 0).check()
     assert (paper.model.arch, paper.deblur_weight, paper.data.alpha) == ("paper", 0.0, 0.5)
     assert [tuple(t) for t in paper.data.triplets] == list(PAPER_TRIPLETS)
@@ -68,13 +74,12 @@ def test_demo_validates_its_options_before_replacing_an_earlier_demo(tmp_path, b
 
 def test_demo_force_replaces_only_a_folder_of_demo_outputs(tmp_path):
     out = tmp_path / "demo"
-    (out / "run").mkdir(parents=True)  # demo-named, but no demo.json or synthetic/: not provably a demo
-    assert foreign_entry(out) == "run"
-    (out / "synthetic").mkdir()
-    (out / ".demo.png.123@host.abc.tmp").write_text("")  # a killed demo's temp file
-    assert foreign_entry(out) is None
+    (out / "run").mkdir(parents=True)  # demo-named, but no marker: not provably a demo (nor one of a version
+    (out / "demo.json").write_text('{"checks": {}}')  # before markers), refused even with --force
+    result = CliRunner().invoke(app, ["demo", "--fast", "--out", str(out), "--force", "--device", "cpu"])
+    assert result.exit_code == 2 and "not a blurlatent demo folder" in result.output
+    write_marker(out, "demo", demo.DEMO_FILES, nested=demo.NESTED)  # a demo's marker, but a file it did not write
     (out / "thesis.docx").write_text("precious")
-    assert foreign_entry(out) == "thesis.docx"
     result = CliRunner().invoke(app, ["demo", "--fast", "--out", str(out), "--force", "--device", "cpu"])
     assert result.exit_code == 2 and "thesis.docx" in result.output
     assert (out / "thesis.docx").read_text() == "precious"

@@ -267,7 +267,7 @@ def test_bad_options_are_refused_before_any_work(argv, needle, tmp_path, tmp_pat
 
 
 def test_output_policy_zip_name_force_and_atomic_write(tmp_path, tmp_path_factory, monkeypatch):
-    from blurlatent.bmz.description import package as export
+    from blurlatent.bmz import package as export
     ckpt = tiny_checkpoint(tmp_path_factory)
     result = run("export", ckpt, "-o", tmp_path / "model.tif", "--alpha", 0.5)
     assert result.exit_code == 2 and "ending in .zip" in result.output

@@ -33,6 +33,10 @@ TRAIN_ARGS = [
     "cpu",
     "--arch",
     "paper",
+    "--triplets",  # the paper's training: the quickest epoch
+    "paper",
+    "--deblur-weight",
+    "0",
     "--epochs",
     "4",
     "--widths",
@@ -230,6 +234,30 @@ def test_sigterm_during_prepare_ends_its_pool_workers_and_leaves_nothing(source,
     assert proc.returncode == 130, (proc.returncode, err)
     assert "Traceback" not in out + err and len([line for line in err.splitlines() if line.strip()]) == 1, err
     assert not any(work.iterdir()), "a terminated prepare must remove its temp folder"
+    assert not any(cwd.iterdir())
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_or_sigterm_during_synth_ends_its_pool_workers_and_leaves_nothing(tmp_path, signum):
+    """synth renders fields in a pool (``files.workers``): Ctrl-C to the group or SIGTERM to the process exits 130
+    with one line, the temp folder removed and no worker left running."""
+    work, cwd = tmp_path / "work", tmp_path / "cwd"
+    work.mkdir()
+    proc = _start(["synth", work / "synth", "--fields", "24", "--channels", "w1", "--size", "256x192",
+                   "--workers", "2"], cwd)
+    _wait_for(lambda: any(work.glob(".synth.*.tmp/*/*.tif")), proc)
+    (os.killpg if signum == signal.SIGINT else os.kill)(proc.pid, signum)
+    try:
+        out, err = proc.communicate(timeout=30)  # orphaned workers would hold the pipes open
+    except subprocess.TimeoutExpired:
+        left = _group(proc.pid)
+        _kill_group(proc)
+        pytest.fail(f"still running 30 s after the signal: processes {left}")
+    left = _leftovers(proc)
+    assert not left, f"pool workers left running: {left}"
+    assert proc.returncode == 130, (proc.returncode, err)
+    assert "Traceback" not in out + err and len([line for line in err.splitlines() if line.strip()]) == 1, err
+    assert not any(work.iterdir()), "a stopped synth must remove its temp folder"
     assert not any(cwd.iterdir())
 
 

@@ -65,7 +65,7 @@ def test_channels_last_gives_the_same_output():
 
 
 def test_build_autoencoder_picks_the_arch():
-    paper = build_autoencoder(ModelConfig(widths=[4, 8, 8]))
+    paper = build_autoencoder(ModelConfig(widths=[4, 8, 8], arch="paper"))
     assert type(paper) is Autoencoder and paper.multiple == 8 and paper.radius == receptive_radius(8) == 16
     ms = build_autoencoder(ModelConfig(arch="multiscale", widths=[4, 8, 8]))
     assert type(ms) is MultiScaleAutoencoder and ms.multiple == 4

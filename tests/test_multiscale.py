@@ -10,7 +10,7 @@ import pytest
 import torch
 from train_store import make_store, tiny_config
 
-from blurlatent.config import MULTISCALE_WIDTHS, PAPER_WIDTHS, ModelConfig, TrainConfig, from_dict
+from blurlatent.config import MULTISCALE_WIDTHS, PAPER_WIDTHS, ModelConfig, TrainConfig, from_dict, model_config
 from blurlatent.errors import UsageError
 from blurlatent.inference.predictor import fuse_batchnorm
 from blurlatent.nets.autoencoder import Autoencoder, build_autoencoder
@@ -135,9 +135,9 @@ def test_quarter_needs_three_scales():
 
 
 def test_config_arch_and_default_widths():
-    assert ModelConfig().arch == "paper" and ModelConfig().widths == list(PAPER_WIDTHS)
-    assert ModelConfig(arch="multiscale").widths == list(MULTISCALE_WIDTHS)
-    assert from_dict(ModelConfig, {"widths": [4, 8]}).arch == "paper"  # an old checkpoint's config
+    assert ModelConfig().arch == "multiscale" and ModelConfig().widths == list(MULTISCALE_WIDTHS)
+    assert ModelConfig().skips == "quarter" and ModelConfig(arch="paper").widths == list(PAPER_WIDTHS)
+    assert model_config({"model": {"widths": [4, 8]}}).arch == "paper"  # an old checkpoint's config (version 1)
     assert from_dict(ModelConfig, {"arch": "multiscale"}).widths == list(MULTISCALE_WIDTHS)
     with pytest.raises(UsageError, match="arch unet: use one of paper, multiscale"):
         from_dict(ModelConfig, {"arch": "unet"}, source="")
@@ -169,7 +169,7 @@ def test_multiscale_latent_flops_within_the_paper_budget():
             h.remove()
         macs[arch] = enc + sum(count)
     assert 2 * macs["paper"] / 1e9 == pytest.approx(50.1, abs=0.05)
-    assert 2 * macs["multiscale"] / 1e9 == pytest.approx(40.2, abs=0.05)  # README, Quality: 0.157 s per deblur
+    assert 2 * macs["multiscale"] / 1e9 == pytest.approx(40.2, abs=0.05)  # docs/benchmarks.md, Quality
     assert macs["multiscale"] < 0.85 * macs["paper"]
 
 
@@ -183,7 +183,7 @@ def test_deblur_loss_decreases_on_a_tiny_problem():
     planes = [np.stack([gaussian_filter(s, sigma) for s in sharp]) for sigma in (3.0, 1.5, 0.0)]
     left, target, right = (torch.from_numpy(p.astype(np.float32))[:, None] for p in planes)
     torch.manual_seed(0)
-    model = build_autoencoder(ModelConfig(arch="multiscale", widths=[4, 8, 8]))
+    model = build_autoencoder(ModelConfig(arch="multiscale", widths=[4, 8, 8], skips="coarse"))
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     history = []
     for _ in range(40):

@@ -1,5 +1,5 @@
 """outputs: THE folder rule (replace only what the marker proves the command wrote; name anything else; a
-folder of another command or without a marker is not ours unless the legacy check passes) and the lock of
+folder of another command or without a marker is not ours) and the lock of
 an output folder (one writer; a dead writer's lock is taken over). The commands' use of both, with real
 second processes, is in ``test_bad_inputs_outputs.py``."""
 
@@ -59,8 +59,7 @@ def test_strangers_name_everything_the_marker_does_not_list(tmp_path):
     assert strangers(out, "train") == [".notes.txt.lock", "link.pt", "notes.txt", "report/notes.md",
                                        "strips/mine.png", "sub/deep/"]
     assert strangers(out, "prepare") == [MARKER]  # another command's folder is not prepare's
-    assert strangers(make(tmp_path / "plain", "x"), "train") == ["x"]  # no marker, no legacy check: foreign
-    assert strangers(tmp_path / "plain", "train", legacy=lambda folder: None) == []
+    assert strangers(make(tmp_path / "plain", "x"), "train") == ["x"]  # no marker: not ours
 
 
 def test_check_output_folder_replaces_only_an_earlier_output_of_the_same_command(tmp_path):
@@ -75,10 +74,9 @@ def test_check_output_folder_replaces_only_an_earlier_output_of_the_same_command
     with pytest.raises(UsageError, match=r"\(it holds 'a.txt', 'b.txt', 'c.txt' and 1 more\); choose another output "
                                          "folder, nothing there is replaced even with force=True"):
         check_output_folder(out, "prepare", True, "a store")
-    legacy = make(tmp_path / "old", "w1_train.npy")  # before markers: the command's own check decides
+    unmarked = make(tmp_path / "old", "w1_train.npy")  # no marker (a blurlatent before markers, or not ours)
     with pytest.raises(UsageError, match="'w1_train.npy'"):
-        check_output_folder(legacy, "prepare", True, "a store")
-    assert check_output_folder(legacy, "prepare", True, "a store", legacy=lambda folder: None)
+        check_output_folder(unmarked, "prepare", True, "a store")
     assert check_output_folder(tmp_path / "new", "prepare", False, "a store") is False
     (tmp_path / "empty").mkdir()
     assert check_output_folder(tmp_path / "empty", "prepare", False, "a store") is False

@@ -11,8 +11,9 @@ import pytest
 from train_store import make_store, metrics, tiny_config
 
 from blurlatent.errors import UsageError
+from blurlatent.files.output_folders import MARKER
 from blurlatent.nets.checkpoint import load_checkpoint, save_checkpoint
-from blurlatent.training.run_folder import resume_config
+from blurlatent.training.run_folder import mark_run, resume_config
 from blurlatent.training.trainer import train
 
 
@@ -90,8 +91,12 @@ def test_resume_config_takes_the_runs_settings_and_only_resumable_changes(finish
         resume_config(foreign)
     unstarted = tmp_path / "unstarted"
     unstarted.mkdir()
-    (unstarted / "metrics.jsonl").touch()  # what a run writes first, before its first checkpoint
+    mark_run(unstarted)  # what a run writes first, before its first checkpoint
+    (unstarted / "metrics.jsonl").touch()
     with pytest.raises(UsageError, match="rerun its `blurlatent train` command with force=True"):
+        resume_config(unstarted)
+    (unstarted / MARKER).unlink()  # no marker: not a run (a blurlatent before markers, or not ours)
+    with pytest.raises(UsageError, match="no last.pt there; pass a run folder written by `blurlatent train`"):
         resume_config(unstarted)
 
 

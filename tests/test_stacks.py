@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 import tifffile
 
-from blurlatent.cli.errors import flag_message
 from blurlatent.errors import UsageError
 from blurlatent.files.stacks import alpha_labels, read_stack, stack_plane, write_stack
 
@@ -34,7 +33,7 @@ def test_imagej_hyperstack_needs_a_channel_and_keeps_resolution(tmp_path):
                      metadata={"axes": "ZCYX", "spacing": 2.0, "unit": "um", "Labels": labels})
     with pytest.raises(UsageError, match=r"h.tif: holds 2 channels; pass channel=0..1$") as err:
         read_stack(tmp_path / "h.tif")
-    assert flag_message(str(err.value)).endswith("pass --channel 0..1")
+    assert err.value.render({"channel": "--channel"}).endswith("pass --channel 0..1")  # as the command line says it
     stack = read_stack(tmp_path / "h.tif", channel=1)
     assert stack.kind == "imagej" and stack.axes == "ZCYX"
     assert np.array_equal(stack.data, data[:, 1]) and stack.pixel_size == (0.5, 0.5, 2.0)
@@ -77,7 +76,10 @@ def test_ome_name_always_gets_ome_metadata_and_imagej_in_gives_imagej_out(tmp_pa
     tifffile.imwrite(tmp_path / "ij.tif", ramp(3, 32, 32), imagej=True, resolution=(1 / 0.25, 1 / 0.25),
                      metadata={"axes": "ZYX", "spacing": 1.5, "unit": "um"})
     like = read_stack(tmp_path / "ij.tif")
-    write_stack(tmp_path / "o.tif", like.data[:2].astype(np.float64), like=like, labels=["a", "b"])
+    with pytest.raises(UsageError, match="o.tif: an ImageJ TIFF .* not float64; .* or write a .ome.tif"):
+        write_stack(tmp_path / "o.tif", like.data[:2].astype(np.float64), like=like, labels=["a", "b"])  # issue 28
+    assert not (tmp_path / "o.tif").exists()  # never converted to float32 behind the caller's back
+    write_stack(tmp_path / "o.tif", like.data[:2].astype(np.float32), like=like, labels=["a", "b"])
     with tifffile.TiffFile(tmp_path / "o.tif") as tif:
         assert tif.is_imagej and not tif.is_ome and tif.series[0].dtype == np.float32
         meta = tif.imagej_metadata
@@ -101,7 +103,7 @@ def test_several_series_need_series(tmp_path):
         tif.write(ramp(2, 16, 16, dtype=np.uint8))
     with pytest.raises(UsageError, match=r"two.tif: holds 2 image series; pass series=0..1 to choose one") as err:
         read_stack(tmp_path / "two.tif")
-    assert "pass --series 0..1" in flag_message(str(err.value))
+    assert "pass --series 0..1" in err.value.render({"series": "--series"})
     assert read_stack(tmp_path / "two.tif", series=1).data.shape == (2, 16, 16)
     with pytest.raises(UsageError, match="series 2 does not exist"):
         read_stack(tmp_path / "two.tif", series=2)

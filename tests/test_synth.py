@@ -89,20 +89,20 @@ def test_refuses_to_replace_without_force_and_foreign_folders_even_with_it(tmp_p
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp folder left
 
 
-def test_force_never_replaces_a_download_or_a_folder_without_synths_record(tmp_path):
-    """Plane folders alone do not prove a synth output: they may be the real BBBC006 download."""
+def test_force_never_replaces_a_folder_without_an_output_marker(tmp_path):
+    """Plane folders alone do not prove a synth output: they may be the real BBBC006 download. Without its
+    marker not even a folder synth wrote (a blurlatent before markers) is replaced."""
     download = tmp_path / "BBBC006"
     synth.synthesize(download, fields=1, channels=["w1"], planes=[16], seed=0, **TINY)
-    (download / "synth.json").unlink()
-    (download / MARKER).unlink()  # plane folders only, as downloaded
+    (download / MARKER).unlink()  # synth's files, its synth.json included, but no marker
     before = sorted(p.relative_to(download) for p in download.rglob("*"))
     with pytest.raises(UsageError, match="is not a synth output"):
         synth.synthesize(download, fields=1, channels=["w1"], planes=[16], seed=0, force=True, **TINY)
-    (download / "synth.json").write_text('{"tool": "something else"}')
+    (download / "synth.json").unlink()  # plane folders only, as downloaded
     with pytest.raises(UsageError, match="is not a synth output"):
         synth.synthesize(download, fields=1, channels=["w1"], planes=[16], seed=0, force=True, **TINY)
-    (download / "synth.json").unlink()
-    assert sorted(p.relative_to(download) for p in download.rglob("*")) == before
+    assert sorted(p.relative_to(download) for p in download.rglob("*")) == [p for p in before
+                                                                             if p.name != "synth.json"]
 
 
 def test_bad_options_fail_before_anything_is_written(tmp_path):

@@ -17,8 +17,9 @@ from typer.testing import CliRunner
 import blurlatent.training.losses as losses
 from blurlatent.bbbc006 import FOCUS_TRIPLETS
 from blurlatent.cli import app
-from blurlatent.config import DEFAULT_WIDTHS, ModelConfig, TrainConfig, from_dict, load_yaml
+from blurlatent.config import DEFAULT_WIDTHS, DataConfig, ModelConfig, OptimConfig, TrainConfig, from_dict, load_yaml
 from blurlatent.errors import RuntimeFailure, UsageError
+from blurlatent.nets.autoencoder import Autoencoder
 from blurlatent.nets.checkpoint import build_model, load_checkpoint, state_digest
 from blurlatent.training.trainer import train
 
@@ -236,27 +237,28 @@ def _recipe(cfg: TrainConfig) -> tuple:
     return cfg.model.arch, len(cfg.data.triplets), cfg.data.alpha, cfg.deblur_weight, cfg.model.skips
 
 
-FOCUS_RECIPE, PAPER_RECIPE = ("multiscale", 28, "planes", 1.0, "quarter"), ("paper", 7, 0.5, 0.0, "coarse")
+# `train`'s defaults (TrainConfig's), and the paper's model trained as the paper did (a version-1 config)
+DEFAULTS, PAPER_TRAINING = ("multiscale", 28, "planes", 1.0, "quarter"), ("paper", 7, 0.5, 0.0, "coarse")
+PAPER_MODEL = ("paper", 28, "planes", 1.0, "coarse")  # --arch paper: the paper's model, train's training
 
 
 @pytest.mark.parametrize("flags, yml, expected", [
-    ([], None, FOCUS_RECIPE),  # train's default: the multiscale net with its measured recipe
-    (["--arch", "multiscale"], None, FOCUS_RECIPE),
-    (["--arch", "paper"], None, PAPER_RECIPE),  # the paper's model, trained as the paper did
-    (["--arch", "multiscale", "--triplets", "paper"], None, ("multiscale", 7, 0.5, 1.0, "quarter")),  # a flag
-    (["--arch", "multiscale", "--deblur-weight", "0"], None, ("multiscale", 28, "planes", 0.0, "quarter")),  # replaces
-    (["--arch", "paper", "--triplets", "focus"], None, ("paper", 28, "planes", 0.0, "coarse")),  # its part only
-    ([], {"model": {"arch": "multiscale"}}, FOCUS_RECIPE),
-    ([], {"model": {"arch": "paper"}}, PAPER_RECIPE),
-    ([], {"optim": {"epochs": 3}}, FOCUS_RECIPE),  # a config that does not describe the model: train's default
-    ([], {"model": {"arch": "multiscale"}, "data": {"triplets": [[0, 8, 16]]}},
-     ("multiscale", 1, 0.5, 1.0, "quarter")),
-    ([], {"model": {"arch": "multiscale"}, "deblur_weight": 0.5}, ("multiscale", 28, "planes", 0.5, "quarter")),
-    ([], {"model": {"arch": "multiscale", "skips": "all"}}, ("multiscale", 28, "planes", 1.0, "all")),
-    (["--arch", "paper"], {"model": {"arch": "multiscale", "widths": [4, 8]}}, PAPER_RECIPE),
-    (["--arch", "multiscale"], {"model": {"arch": "paper", "widths": [4, 8]}}, FOCUS_RECIPE),
+    ([], None, DEFAULTS),
+    (["--arch", "multiscale"], None, DEFAULTS),
+    (["--arch", "paper"], None, PAPER_MODEL),  # one flag changes one thing
+    (["--arch", "paper", "--triplets", "paper", "--deblur-weight", "0"], None, PAPER_TRAINING),
+    (["--triplets", "paper"], None, ("multiscale", 7, 0.5, 1.0, "quarter")),
+    (["--deblur-weight", "0"], None, ("multiscale", 28, "planes", 0.0, "quarter")),
+    ([], {"version": 2, "optim": {"epochs": 3}}, DEFAULTS),
+    ([], {"version": 2, "model": {"arch": "paper"}}, PAPER_MODEL),
+    ([], {"optim": {"epochs": 3}}, PAPER_TRAINING),  # no version: what a config meant before version 2
+    ([], {"model": {"arch": "paper"}}, PAPER_TRAINING),
+    ([], {"model": {"arch": "multiscale"}}, ("multiscale", 7, 0.5, 0.0, "coarse")),
+    (["--arch", "multiscale"], {"model": {"arch": "paper", "widths": [4, 8]}}, ("multiscale", 7, 0.5, 0.0, "quarter")),
+    (["--arch", "paper"], {"version": 2, "model": {"arch": "multiscale", "widths": [4, 8], "skips": "coarse"}},
+     PAPER_MODEL),
 ])
-def test_each_arch_trains_with_its_recipe_unless_told_otherwise(store, tmp_path, monkeypatch, flags, yml, expected):
+def test_flags_and_configs_change_only_what_they_name(store, tmp_path, monkeypatch, flags, yml, expected):
     args = [str(store), "--out", str(tmp_path / "run"), *flags]
     if yml is not None:
         (tmp_path / "run.yaml").write_text(yaml.safe_dump(yml))
@@ -269,25 +271,44 @@ def test_each_arch_trains_with_its_recipe_unless_told_otherwise(store, tmp_path,
         assert [tuple(t) for t in cfg.data.triplets] == list(FOCUS_TRIPLETS)
 
 
+@pytest.mark.parametrize("flags, python", [
+    ([], {}),
+    (["--arch", "paper", "--reg", "weak"], {"arch": "paper", "reg": "weak"}),
+])
+def test_train_in_python_trains_what_the_cli_trains(store, tmp_path, flags, python):
+    """`train(TrainConfig(...))` and `blurlatent train` mean one thing: the same config.yaml, the same weights."""
+    common = ["--epochs", "1", "--widths", "4,8,8", "--batch-size", "16", "--device", "cpu"]
+    res = CliRunner().invoke(app, ["train", str(store), "--out", str(tmp_path / "cli"), *common, *flags])
+    assert res.exit_code == 0, res.output
+    model = ModelConfig(widths=list(TINY), **({"arch": python["arch"]} if "arch" in python else {}))
+    config = TrainConfig(model=model, data=DataConfig(store=str(store)), optim=OptimConfig(epochs=1, batch=16),
+                         device="cpu", reg=python.get("reg", "none"))
+    train(config, tmp_path / "py", progress=False)
+    saved = [yaml.safe_load((tmp_path / run / "config.yaml").read_text()) for run in ("cli", "py")]
+    assert saved[0] == saved[1] and saved[0]["version"] == 2
+    digests = [state_digest(load_checkpoint(tmp_path / run / "best.pt")["model"]) for run in ("cli", "py")]
+    assert digests[0] == digests[1]
+
+
 def test_yaml_widths_without_an_arch_are_the_users(store, tmp_path, monkeypatch):
     (tmp_path / "run.yaml").write_text(yaml.safe_dump({"model": {"widths": [4, 8, 8]}}))
     cfg = _new_run_settings(monkeypatch, [str(store), "--out", str(tmp_path / "run"), "--config",
                                           str(tmp_path / "run.yaml"), "--arch", "multiscale"])
-    assert _recipe(cfg) == FOCUS_RECIPE and cfg.model.widths == [4, 8, 8]
+    assert _recipe(cfg) == ("multiscale", 7, 0.5, 0.0, "quarter") and cfg.model.widths == [4, 8, 8]
 
 
-def test_a_yaml_model_without_an_arch_keeps_meaning_the_papers(store, tmp_path, monkeypatch):
-    """A run's config.yaml written before `arch` existed (or any YAML whose model names no arch) was the paper's
-    model; `train`'s default arch changing must not turn it into another one."""
+def test_a_yaml_without_a_version_keeps_meaning_the_papers(store, tmp_path, monkeypatch):
+    """A run's config.yaml written before `version` existed (or any YAML without one) was the paper's model,
+    trained as the paper did; `train`'s defaults changing must not turn it into another run."""
     (tmp_path / "run.yaml").write_text(yaml.safe_dump({"model": {"widths": [4, 8, 8], "negative_slope": 0.01}}))
     cfg = _new_run_settings(monkeypatch, [str(store), "--out", str(tmp_path / "run"), "--config",
                                           str(tmp_path / "run.yaml")])
-    assert _recipe(cfg) == PAPER_RECIPE and cfg.model.widths == [4, 8, 8]
+    assert _recipe(cfg) == PAPER_TRAINING and cfg.model.widths == [4, 8, 8]
 
 
 def test_widths_given_as_a_flag_are_the_default_archs(store, tmp_path, monkeypatch):
     cfg = _new_run_settings(monkeypatch, [str(store), "--out", str(tmp_path / "run"), "--widths", "4,8,8"])
-    assert _recipe(cfg) == FOCUS_RECIPE and cfg.model.widths == [4, 8, 8]
+    assert _recipe(cfg) == DEFAULTS and cfg.model.widths == [4, 8, 8]
     cfg.check()  # a valid multiscale net (skips quarter needs 3 scales)
 
 
@@ -302,33 +323,59 @@ def test_two_widths_for_the_default_arch_say_what_to_give(store, tmp_path):
 def test_the_example_configs_reproduce_the_paper(store, base_run, tmp_path, monkeypatch, name):
     config = Path(__file__).parents[1] / "examples" / "configs" / name
     args = [str(store), "--out", str(tmp_path / "run"), "--config", str(config)]
-    fine_tunes = load_yaml(TrainConfig, config).init is not None
-    if fine_tunes:  # the strong configs fine-tune a weak run: here a tiny paper-model one
+    loaded = load_yaml(TrainConfig, config)
+    if loaded.init is not None:  # the strong configs fine-tune a weak run: here a tiny paper-model one
         args += ["--init", str(base_run / "best.pt")]
     cfg = _new_run_settings(monkeypatch, args)
-    assert _recipe(cfg) == PAPER_RECIPE
-    assert cfg.model.widths == (TINY if fine_tunes else list(DEFAULT_WIDTHS["paper"]))
+    assert _recipe(cfg) == PAPER_TRAINING and cfg.model.widths == list(DEFAULT_WIDTHS["paper"])
+    assert (cfg.optim.lr, cfg.optim.step, cfg.optim.gamma, cfg.optim.epochs, cfg.optim.batch) == (1e-4, 15, 0.5, 40, 40)
+    # written out, it means what the same settings meant before version 2 (the paper's, as the paper ran them)
+    old = {"data": {"store": "prepared", "channel": loaded.data.channel}, "reg": loaded.reg}
+    assert loaded == from_dict(TrainConfig, {**old, **({"init": loaded.init} if loaded.init else {})})
 
 
 def test_fine_tuning_keeps_the_init_models_arch_even_from_a_checkpoint_without_one(store, base_run, tmp_path,
                                                                                   monkeypatch):
-    old = tmp_path / "old.pt"  # a checkpoint written before `arch` existed: the paper's model
+    old = tmp_path / "old.pt"  # a checkpoint written before `version` and `arch` existed: the paper's model
     ckpt = torch.load(base_run / "best.pt", weights_only=True)
-    del ckpt["config"]["model"]["arch"]
+    for key in ("version", "deblur_weight"):
+        del ckpt["config"][key]
+    for key in ("arch", "skips"):
+        del ckpt["config"]["model"][key]
     torch.save(ckpt, old)
+    assert isinstance(build_model(load_checkpoint(old)), Autoencoder)
     cfg = _new_run_settings(monkeypatch, [str(store), "--out", str(tmp_path / "run"), "--reg", "strong", "--init",
                                           str(old)])
-    assert _recipe(cfg) == PAPER_RECIPE and cfg.model.widths == TINY
+    assert _recipe(cfg) == PAPER_MODEL and cfg.model.widths == TINY
 
 
-def test_fine_tuning_a_multiscale_checkpoint_takes_its_arch_and_recipe(store, tmp_path, monkeypatch):
+def test_fine_tuning_a_multiscale_checkpoint_takes_its_model_whole(store, tmp_path, monkeypatch):
     init = tmp_path / "ms"
     config = tiny_config(store, epochs=1)
-    config.model = ModelConfig(arch="multiscale", widths=[4, 8])
+    config.model = ModelConfig(arch="multiscale", widths=[4, 8], skips="coarse")
     train(config, init, progress=False)
     cfg = _new_run_settings(monkeypatch, [str(store), "--out", str(tmp_path / "run"), "--init", str(init / "best.pt")])
-    # its model whole, skips included (the init's "coarse", not the recipe's "quarter"); the rest of the recipe
+    # its model whole, skips included (the init's "coarse", not the default "quarter"); train's training
     assert _recipe(cfg) == ("multiscale", 28, "planes", 1.0, "coarse") and cfg.model.widths == [4, 8]
+
+
+def test_a_run_of_version_1_resumes_as_it_was(store, tmp_path):
+    """A run folder whose checkpoint and config.yaml predate ``version`` (and the keys version 2 changed)
+    resumes with the meaning it was started with: the paper's model and training."""
+    run = tmp_path / "old"
+    train(tiny_config(store, epochs=1), run, progress=False)
+    ckpt = torch.load(run / "last.pt", weights_only=True)
+    for key in ("version", "deblur_weight"):
+        del ckpt["config"][key]
+    for key in ("arch", "skips"):
+        del ckpt["config"]["model"][key]
+    for key in ("triplets", "alpha"):
+        del ckpt["config"]["data"][key]
+    torch.save(ckpt, run / "last.pt")
+    res = CliRunner().invoke(app, ["train", "--resume", str(run), "--epochs", "2"])
+    assert res.exit_code == 0, res.output
+    assert [r["epoch"] for r in metrics(run)] == [1, 2]
+    assert _recipe(load_yaml(TrainConfig, run / "config.yaml")) == PAPER_TRAINING
 
 
 def test_focus_triplets_train_with_each_triplets_alpha(store, tmp_path, monkeypatch):

@@ -6,9 +6,10 @@ paper cited, the training data said as it was), the cover and the config. ``expo
 from __future__ import annotations
 
 import json
+import string
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import torch
 import yaml
@@ -20,10 +21,13 @@ from bioimageio.spec.model.v0_5 import (
     CiteEntry,
     ClipDescr,
     ClipKwargs,
+    Config,
+    Doi,
     FileDescr,
     Identifier,
     InputTensorDescr,
     IntervalOrRatioDataDescr,
+    LicenseId,
     ModelDescr,
     OnnxWeightsDescr,
     OutputTensorDescr,
@@ -220,6 +224,16 @@ ARCH_WORDS = {"paper": "the paper's convolutional autoencoder",
                             "each)"}
 
 
+# what BBBC006's channels show (own stacks are prepared as w1 … w16 too: a tag for w1 and w2 only)
+CHANNEL_TAGS = {"w1": "nuclei", "w2": "cytoskeleton"}
+NAME_CHARACTERS = set(string.ascii_letters + string.digits + "_+- ()")  # what the spec allows in a model's name
+
+
+def model_name(text: str) -> str:
+    """``text`` as a bioimage.io model name: characters the spec refuses become "-", at most 64 of them."""
+    return "".join(c if c in NAME_CHARACTERS else "-" for c in text)[:64]
+
+
 def describe(work: Path, task: Task, predictor, ckpt: dict, built: Built, source_name: str,
              authors: Sequence[str] = ()) -> ModelDescr:
     """The package's ``ModelDescr`` over the files in ``work`` (bioimageio.spec validates it as it is built)."""
@@ -229,9 +243,9 @@ def describe(work: Path, task: Task, predictor, ckpt: dict, built: Built, source
     (work / "README.md").write_text(readme(task, normalize, config, built, source_name, data_text, synthetic))
     (work / "training_config.yaml").write_text(yaml.safe_dump(json_safe(config), sort_keys=False))
     inputs, outputs = tensors(task, normalize, predictor.multiple, built)
-    cite = [CiteEntry(text=PAPER, doi=PAPER_DOI)]
+    cite = [CiteEntry(text=PAPER, doi=Doi(PAPER_DOI))]
     if synthetic is not True:
-        cite.append(CiteEntry(text=BBBC006, doi=BBBC006_DOI))
+        cite.append(CiteEntry(text=BBBC006, doi=Doi(BBBC006_DOI)))
     weights = WeightsDescr(
         torchscript=TorchscriptWeightsDescr(source=built.torchscript, pytorch_version=Version(torch.__version__),
                                             comment="torch.jit.trace of blurlatent.bmz.package.LatentNet"),
@@ -239,25 +253,27 @@ def describe(work: Path, task: Task, predictor, ckpt: dict, built: Built, source
                               comment="torch.onnx.export (dynamo) of the same network"),
     )
     what = "deblurring" if task.rule == "deblur" else "blur synthesis"
+    channel = str((config.get("data") or {}).get("channel", built.channel))
     tolerance = {"absolute_tolerance": CONSUMER_TOLERANCE, "relative_tolerance": CONSUMER_TOLERANCE}
     return ModelDescr(
-        name=f"blurlatent {task.rule} {built.channel} {config.get('reg', 'none')}",
+        name=model_name(f"blurlatent {task.rule} {channel} {config.get('reg', 'none')}"),
         description=(f"Defocus {what} by linear interpolation in an autoencoder's latent space at alpha = "
                      f"{built.alpha:.4g}: two planes of one field in, one plane out. Trained on {data_text}.")[:1024],
         authors=[Author(name=name) for name in authors],
         cite=cite,
-        license="MIT",
+        license=LicenseId("MIT"),
         documentation=FileDescr(source=work / "README.md"),
         covers=[FileDescr(source=built.cover)],
         tags=["defocus", what, "microscopy", "fluorescence", "2d", "autoencoder", "latent-space", "pytorch", "onnx",
-              "nuclei" if built.channel == "w1" else "cytoskeleton"],
+              *[tag for tag in [CHANNEL_TAGS.get(channel)] if tag]],
         inputs=inputs,
         outputs=outputs,
         weights=weights,
         attachments=[FileDescr(source=work / "training_config.yaml")],
         version=Version(__version__),
-        config={"bioimageio": {"reproducibility_tolerance": [tolerance]},
-                "blurlatent": {"task": task.rule, "alpha": built.alpha, "normalize": normalize,
-                               "checkpoint": source_name, "version": __version__, "training_data": data_text,
-                               "test_planes": list(built.planes), "export_max_diff": built.max_diff}},
+        config=Config.model_validate({
+            "bioimageio": {"reproducibility_tolerance": [tolerance]},
+            "blurlatent": {"task": task.rule, "alpha": built.alpha, "normalize": normalize, "checkpoint": source_name,
+                           "version": __version__, "training_data": data_text, "test_planes": list(built.planes),
+                           "export_max_diff": built.max_diff}}),
     )

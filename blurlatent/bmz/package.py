@@ -18,7 +18,7 @@ What the package holds and why:
   README that cites the paper and says what the model was trained on (``describe``), and the training config.
 
 The package is built in a temp folder beside ``out`` and renamed into place (``files``); an existing
-``out`` is replaced only with ``force``.
+``out`` is replaced only with ``force``; a failed export leaves nothing, not even the folders it made for ``out``.
 """
 
 from __future__ import annotations
@@ -28,9 +28,9 @@ import copy
 import shutil
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import onnx
@@ -42,16 +42,16 @@ from bioimageio.spec import save_bioimageio_package
 from loguru import logger
 from torch import nn
 
-from blurlatent.bbbc006 import IN_FOCUS_PLANE, N_PLANES
+from blurlatent.bbbc006 import CHANNELS, IN_FOCUS_PLANE, N_PLANES
 from blurlatent.bmz.description import TASKS, Built, Task, describe
-from blurlatent.config import InferenceConfig
+from blurlatent.config import InferenceConfig, TrainConfig, checked_config
 from blurlatent.errors import RuntimeFailure, UsageError
-from blurlatent.files.atomic import atomic_path, check_writable, make_temp_dir
+from blurlatent.files.atomic import atomic_path, check_writable, make_temp_dir, missing_folders, remove_empty_folders
 from blurlatent.files.pictures import save_grid
 from blurlatent.inference.jobs import deblur_alphas
 from blurlatent.inference.predictor import RULES, Predictor, checkpoint_normalization
 from blurlatent.intensity import to_unit
-from blurlatent.nets.autoencoder import Autoencoder
+from blurlatent.nets.autoencoder import AnyAutoencoder
 from blurlatent.nets.checkpoint import build_model, load_checkpoint
 from blurlatent.nets.latent import check_blur_alpha, check_deblur_alpha
 from blurlatent.synth.generator import render_field
@@ -73,7 +73,7 @@ class LatentNet(nn.Module):
     keeps the batch size free.
     """
 
-    def __init__(self, model: Autoencoder, rule: str, alpha: float):
+    def __init__(self, model: AnyAutoencoder, rule: str, alpha: float):
         super().__init__()
         self.model = model
         self.rule = rule
@@ -111,17 +111,18 @@ class ExportResult:
 def export_alpha(task: str, alpha: float | None, planes: tuple[float, float] | None, target: float) -> float:
     """The package's fixed α: deblur from ``alpha`` or ``planes`` toward ``target``; blur from ``alpha`` only."""
     if task not in TASKS:
-        raise UsageError(f"task {task!r} is not one of {', '.join(TASKS)}")
+        raise UsageError(f"{{task}} {task!r} is not one of {', '.join(TASKS)}", "task")
     if task == "blur":
         if planes is not None:
-            raise UsageError("planes: task blur takes alpha (the blur level, 1 = sharp, 0 = blurry), not planes; "
-                             "planes give Eq. 3's alpha for task deblur")
+            raise UsageError("{planes}: {task} blur takes {alpha} (the blur level, 1 = sharp, 0 = blurry), not planes; "
+                             "planes give Eq. 3's alpha for {task} deblur", "planes", "task", "alpha")
         if alpha is None:
-            raise UsageError("alpha: task blur takes alpha (the blur level, 1 = sharp, 0 = blurry); give one")
+            raise UsageError("{alpha}: {task} blur takes {alpha} (the blur level, 1 = sharp, 0 = blurry); give one",
+                             "alpha", "task")
         return check_blur_alpha(alpha)
     alphas, _ = deblur_alphas(alpha, planes, target, sweep=False)
     if not alphas:
-        raise UsageError("alpha or planes: give one; the package deblurs at one fixed alpha")
+        raise UsageError("{alpha} or {planes}: give one; the package deblurs at one fixed alpha", "alpha", "planes")
     return check_deblur_alpha(alphas[0])  # warns when 1/(1 − α) amplifies past latent.MAX_GAIN
 
 
@@ -136,10 +137,12 @@ def check_out(out: Path, force: bool, checkpoint: str | Path) -> None:
 def load_exportable(checkpoint: str | Path) -> tuple[Predictor, dict]:
     """The checkpoint as a CPU Predictor (BatchNorm folded) and its dict; UsageError, one line, when it
     cannot be exported: unreadable, foreign or broken (``checkpoint`` checks the file, its config, one input
-    channel, and that its weights fit and are finite) or of an unknown normalization."""
+    channel, and that its weights fit and are finite), of an unknown normalization, or whose training config
+    the config schema refuses (the description and README are written from it)."""
     source = str(checkpoint)
     ckpt = load_checkpoint(checkpoint, map_location="cpu")
     model = build_model(ckpt, source)
+    checked_config(TrainConfig, ckpt["config"], f"{source}: config")  # keys, types, choices, ranges; names the key
     normalize = checkpoint_normalization(ckpt, source)
     return Predictor(model, normalize, config=InferenceConfig(device="cpu"), source=source), ckpt
 
@@ -150,12 +153,18 @@ def load_exportable(checkpoint: str | Path) -> tuple[Predictor, dict]:
 def field_planes(task: Task, planes: tuple[float, float] | None, target: float, alpha: float) -> tuple[int, int]:
     """Focal planes of the synthetic test pair: the given ones, else blurriest z0 and the less-blurry plane
     that ``alpha`` implies toward ``target`` (deblur), or sharp z16 and blurry z0 (blur)."""
-    clip = lambda p: int(min(max(round(p), 0), N_PLANES - 1))  # noqa: E731
+    clip = lambda p: int(min(max(round(p), 0), N_PLANES - 1))
     if task.rule == "blur":
         return IN_FOCUS_PLANE, 0
     if planes is not None:
         return clip(planes[0]), clip(planes[1])
     return 0, clip(target - alpha * target)
+
+
+def field_channel(channel) -> str:
+    """The synthetic channel of the test field: the checkpoint's own where the generator renders it (w1, w2), else
+    w1 (own stacks are prepared as w1 … w16: a test field only has to exercise the network, not match the dye)."""
+    return channel if channel in CHANNELS else CHANNELS[0]
 
 
 def synthetic_pair(channel: str, planes: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
@@ -190,6 +199,7 @@ def write_weights(net: LatentNet, example: tuple[torch.Tensor, torch.Tensor], ta
     axes = {0: batch, 2: y, 3: x}
     program = torch.onnx.export(net, example, dynamo=True, verbose=False, input_names=list(task.inputs),
                                 output_names=[task.output], dynamic_shapes={"first": axes, "second": axes})
+    assert program is not None  # dynamo=True always returns the program (only the old exporter gives None)
     program.save(str(onnx_path), external_data=False)
     opset = next(o.version for o in onnx.load(str(onnx_path), load_external_data=False).opset_import
                  if o.domain in ("", "ai.onnx"))
@@ -203,7 +213,7 @@ def run_weights(torchscript: Path, onnx_path: Path, first: np.ndarray, second: n
     with torch.no_grad():
         ts = net(torch.from_numpy(first), torch.from_numpy(second)).numpy()
     session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    ort = session.run(None, dict(zip(task.inputs, (first, second))))[0]
+    ort = session.run(None, dict(zip(task.inputs, (first, second), strict=True)))[0]
     return {"torchscript": ts, "onnx": ort}
 
 
@@ -237,6 +247,7 @@ def export_package(checkpoint: str | Path, out: str | Path, *, task: str = "debl
     check_out(out, force, checkpoint)
     predictor, ckpt = load_exportable(checkpoint)
     spec = TASKS[task]
+    created = missing_folders(out.parent)  # a failed export takes away the folders it made for ``out``, only those
     work = make_temp_dir(out)
     try:
         with quiet():
@@ -245,30 +256,35 @@ def export_package(checkpoint: str | Path, out: str | Path, *, task: str = "debl
             with atomic_path(out, force) as tmp:
                 save_bioimageio_package(descr, output_path=work / "package.zip")
                 (work / "package.zip").replace(tmp)
+        created = []
     finally:
         shutil.rmtree(work, ignore_errors=True)
+        remove_empty_folders(created)
     return ExportResult(out, task, alpha, predictor.normalize, result.max_diff, out.stat().st_size,
                         time.perf_counter() - start)
 
 
 def build(predictor: Predictor, ckpt: dict, task: Task, alpha: float, planes: tuple[int, int], work: Path) -> Built:
     """Network, weights, test and sample tensors and cover in ``work``, the weights checked against the Predictor."""
-    channel = (ckpt["config"].get("data") or {}).get("channel", "w1")
+    channel = field_channel((ckpt["config"].get("data") or {}).get("channel", "w1"))
     raw = synthetic_pair(channel, planes)
     # the Predictor's own path on the test pair: its normalization, then padding, E, Eq. 2/3, G
     scales = predictor.pair_scales(raw[0], raw[1], task.rule)
-    unit = [to_unit(image, s.lo, s.hi)[None] for image, s in zip(raw, scales)]  # [1, H, W] each
+    unit = [to_unit(image, s.lo, s.hi)[None] for image, s in zip(raw, scales, strict=True)]  # [1, H, W] each
     reference = predictor.combine(unit[0], unit[1], [alpha], task.rule)  # [1, 1, H, W]
     model = copy.deepcopy(predictor.model).to(memory_format=torch.contiguous_format)
+    if not isinstance(model, AnyAutoencoder):  # load_exportable builds one; a Predictor may hold any module
+        raise UsageError(f"{type(model).__name__}: only blurlatent's autoencoders can be exported")
     net = LatentNet(model, task.rule, alpha).eval()
-    example = tuple(torch.from_numpy(np.repeat(u[None], 2, axis=0)) for u in unit)  # batch 2 keeps the batch free
-    torchscript, onnx_path, opset = write_weights(net, example, task, work)
+    first, second = (torch.from_numpy(np.repeat(u[None], 2, axis=0)) for u in unit)  # batch 2 keeps the batch free
+    torchscript, onnx_path, opset = write_weights(net, (first, second), task, work)
     max_diff = check_weights(run_weights(torchscript, onnx_path, unit[0][None], unit[1][None], task), reference)
     names = (*task.inputs, task.output)
     arrays = (raw[0].astype(np.float32), raw[1].astype(np.float32), reference[0, 0])
-    tests = tuple(work / f"test_{name}.npy" for name in names)
-    samples = tuple(work / f"sample_{name}.tif" for name in names)
-    for test, sample, array, kept in zip(tests, samples, arrays, (*raw, reference[0, 0])):
+    t1, t2, t3 = (work / f"test_{name}.npy" for name in names)
+    s1, s2, s3 = (work / f"sample_{name}.tif" for name in names)
+    tests, samples = (t1, t2, t3), (s1, s2, s3)
+    for test, sample, array, kept in zip(tests, samples, arrays, (*raw, reference[0, 0]), strict=True):
         np.save(test, array[None, None])
         tifffile.imwrite(sample, kept)
     shown = task.near_focus

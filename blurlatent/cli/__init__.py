@@ -1,8 +1,8 @@
 """The command line (Typer): ``blurlatent`` and its commands, one module per group.
 
-Errors: library code raises ``UsageError``/``ValueError``/``FileNotFoundError`` (exit 2) or
-``RuntimeFailure`` (exit 1); ``handle_errors`` turns them into one line on stderr, no traceback unless
-``--debug``. Heavy imports (torch) happen inside the commands so ``--help`` is instant.
+Errors: each command prints a failure as one line with its own flag names and exits with the code
+``blurlatent.errors`` states (2 bad input, 1 runtime failure or internal error); ``--debug`` shows the
+traceback (``cli.errors``). Heavy imports (torch) happen inside the commands so ``--help`` is instant.
 """
 
 # ruff: noqa: I001  (the order of the command imports below is the order --help lists the commands)

@@ -2,21 +2,20 @@
 
 The command line is Typer only. Each command parses, builds a config, calls one library function, prints.
 
-Errors: library code raises ``UsageError``/``ValueError``/``FileNotFoundError`` (exit 2) or
-``RuntimeFailure`` (exit 1); ``handle_errors`` turns them into one line on stderr, no traceback unless
-``--debug``. Heavy imports (torch) happen inside the commands so ``--help`` is instant.
+Errors: every command is a ``OneLineCommand`` (``cli.errors``): a failure is one line on stderr with the
+command's flag names and the exit code ``blurlatent.errors`` states, no traceback unless ``--debug``.
+Heavy imports (torch) happen inside the commands so ``--help`` is instant.
 """
 
 from __future__ import annotations
 
 import enum
-import logging
 from typing import Optional
 
 import typer
 
 from blurlatent import __version__
-from blurlatent.cli.errors import FlagNamesHandler, OneLineGroup, console, state
+from blurlatent.cli.errors import DEBUG, VERBOSE, OneLineGroup
 from blurlatent.config import (
     Amp,
     Arch,
@@ -65,19 +64,13 @@ def _print_version(value: bool) -> None:
 
 @app.callback()
 def _root(
+    ctx: typer.Context,
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks instead of one-line errors."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress details."),
     version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
                                  help="Print blurlatent's version and exit."),
 ):
-    state["debug"] = debug
-    state.pop("flags", None)  # one command's flag names (train --gpus) must not leak into the next in-process call
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(message)s",
-        handlers=[FlagNamesHandler(console=console, show_path=False)],
-        force=True,
-    )
+    ctx.meta[DEBUG], ctx.meta[VERBOSE] = debug, verbose  # the command's context shares meta (OneLineCommand)
 
 
 def choice_value(option):
@@ -96,11 +89,11 @@ def at_least(value: Optional[int], low: int, what: str) -> Optional[int]:
     return value
 
 
-def int_list(text: str, what: str) -> list[int]:
-    """``8,16,32`` → [8, 16, 32]; UsageError naming ``what`` (a parameter, shown as its flag) otherwise."""
+def int_list(text: str, param: str) -> list[int]:
+    """``8,16,32`` → [8, 16, 32]; UsageError naming ``param`` (a parameter, shown as its flag) otherwise."""
     from blurlatent.errors import UsageError
 
     try:
         return [int(t) for t in split_list(text)]
     except ValueError:
-        raise UsageError(f"{what} {text}: give comma-separated whole numbers, e.g. 8,16,32") from None
+        raise UsageError(f"{{{param}}} {text}: give comma-separated whole numbers, e.g. 8,16,32", param) from None

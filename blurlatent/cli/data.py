@@ -7,9 +7,12 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.markup import escape  # paths and field names are the user's: "[bold]" must print, "[/b]" must not raise
 
+from blurlatent.bbbc006 import format_planes
 from blurlatent.cli.common import NormalizeChoice, TestCropsChoice, app, at_least, choice_value, split_list
-from blurlatent.cli.errors import console, handle_errors
+from blurlatent.cli.errors import OneLineCommand, console, library_names
+from blurlatent.config import PrepareConfig, SynthConfig
 
 FOCUS_SHOWN = 8  # stacks whose focus plane prepare's summary line names
 
@@ -18,16 +21,18 @@ FOCUS_SHOWN = 8  # stacks whose focus plane prepare's summary line names
 OPTICS = {"rich_help_panel": "Optics (default: the calibrated BBBC006 microscope)"}
 
 
-@app.command("synth")
-@handle_errors
+@app.command("synth", cls=OneLineCommand)
+@library_names({"wavelength_um": "wavelength", "z_step_um": "z_step"})  # Optics' fields are in µm
 def synth_cli(
     out: Path = typer.Argument(..., help="Output folder; gets BBBC006_v1_images_z_00/ … z_33/ like the real download."),
-    fields: int = typer.Option(10, "--fields", help="Number of fields (a01_s1, a01_s2, a02_s1, …)."),
-    channels: str = typer.Option("w1,w2", "--channels", help="w1 (nuclei), w2 (actin), or both."),
-    planes: str = typer.Option("0:33", "--planes", help="Planes START:STOP[:STEP], stop inclusive; z16 is in focus."),
-    size: str = typer.Option("696x520", "--size", help="Image size WIDTHxHEIGHT."),
-    seed: int = typer.Option(0, "--seed", help="Random seed; the same seed gives the same images."),
-    workers: int = typer.Option(2, "--workers", callback=lambda v: at_least(v, 0, "processes"),
+    fields: int = typer.Option(SynthConfig.fields, "--fields", help="Number of fields (a01_s1, a01_s2, a02_s1, …)."),
+    channels: str = typer.Option(",".join(SynthConfig.channels), "--channels",
+                                 help="w1 (nuclei), w2 (actin), or both."),
+    planes: str = typer.Option(format_planes(SynthConfig.planes), "--planes",
+                               help="Planes START:STOP[:STEP], stop inclusive; z16 is in focus."),
+    size: str = typer.Option("x".join(map(str, SynthConfig.size)), "--size", help="Image size WIDTHxHEIGHT."),
+    seed: int = typer.Option(SynthConfig.seed, "--seed", help="Random seed; the same seed gives the same images."),
+    workers: int = typer.Option(SynthConfig.workers, "--workers", callback=lambda v: at_least(v, 0, "processes"),
                                  help="Processes rendering fields in parallel."),
     force: bool = typer.Option(False, "--force", help="Replace an existing synth output folder."),
     na: Optional[float] = typer.Option(None, "--na", help="Numerical aperture of the dry objective, 0.05-0.95 "
@@ -49,7 +54,7 @@ def synth_cli(
 
     The optics flags image the same cells through another microscope (a test set unlike the training data).
     """
-    from blurlatent.bbbc006 import format_planes, parse_planes
+    from blurlatent.bbbc006 import parse_planes
     from blurlatent.synth.generator import parse_size, synthesize  # numpy, scipy, tifffile: not for --help
     from blurlatent.synth.optics import Optics
 
@@ -62,13 +67,13 @@ def synth_cli(
     )
     console.print(
         f"[green]synth[/green] {result.files} TIFFs: {result.fields} fields × {len(result.planes)} planes "
-        f"({format_planes(result.planes)}) × {','.join(result.channels)} → {result.path} in {result.seconds:.1f} s",
+        f"({format_planes(result.planes)}) × {escape(','.join(result.channels))} → {escape(str(result.path))} in "
+        f"{result.seconds:.1f} s",
         highlight=False, soft_wrap=True,
     )
 
 
-@app.command("prepare")
-@handle_errors
+@app.command("prepare", cls=OneLineCommand)
 def prepare_cli(
     src: Path = typer.Argument(...,
         help="Folder with BBBC006_v1_images_z_XX/ folders or .zip files, or with one z-stack file per field (TIFF, "
@@ -83,15 +88,15 @@ def prepare_cli(
     planes: Optional[str] = typer.Option(None, "--planes",
         help="Planes START:STOP[:STEP], stop inclusive (the paper: 0:16:2, the default). Z-stacks: relative to "
              "the focus, one side: -16:0:2 (default; before focus) or 0:16:2 (after); stored as z16-|offset|."),
-    crop: int = typer.Option(128, "--crop", help="Crop size in pixels."),
-    split: str = typer.Option("70:10:20", "--split",
+    crop: int = typer.Option(PrepareConfig.crop, "--crop", help="Crop size in pixels."),
+    split: str = typer.Option(":".join(f"{r:g}" for r in PrepareConfig.split), "--split",
         help="TRAIN:VAL:TEST ratios; fields sorted by name go test, val, train."),
-    normalize: NormalizeChoice = typer.Option("minmax", "--normalize",
+    normalize: NormalizeChoice = typer.Option(PrepareConfig.normalize, "--normalize",
         help="16→8 bit: minmax (per image, the paper), stack (one scale per field from the in-focus plane) or "
              "percentile."),
-    test_crops: TestCropsChoice = typer.Option("center", "--test-crops",
+    test_crops: TestCropsChoice = typer.Option(PrepareConfig.test_crops, "--test-crops",
         help="Test crops: center (one) or ten (as train)."),
-    workers: int = typer.Option(2, "--workers", callback=lambda v: at_least(v, 0, "processes"),
+    workers: int = typer.Option(PrepareConfig.workers, "--workers", callback=lambda v: at_least(v, 0, "processes"),
                                  help="Decoding processes."),
     strict: bool = typer.Option(False, "--strict",
         help="Fail on incomplete fields (or stacks without the planes around their focus) instead of skipping them."),
@@ -99,7 +104,6 @@ def prepare_cli(
 ):
     """Match fields across planes (or find each z-stack's focus), split, scale to 8 bit and crop into a
     memory-mapped store for training."""
-    from blurlatent.bbbc006 import format_planes
     from blurlatent.prepare.builder import parse_split, prepare  # numpy, scipy: not for --help
 
     result = prepare(
@@ -114,6 +118,6 @@ def prepare_cli(
     shown = [f"{name} z{z}" for name, z in list(result.focus.items())[:FOCUS_SHOWN]]
     more = f", … {len(result.focus) - FOCUS_SHOWN} more" if len(result.focus) > FOCUS_SHOWN else ""
     focus_note = f"; focus ({focus}) {', '.join(shown)}{more} (manifest.json: focus_planes)" if result.focus else ""
-    console.print(f"[green]prepare[/green] {result.path}: {state}; planes {format_planes(result.planes)}"
-                  f"{focus_note}; {counts}{skipped}",
+    console.print(f"[green]prepare[/green] {escape(str(result.path))}: {state}; planes {format_planes(result.planes)}"
+                  f"{escape(focus_note)}; {counts}{skipped}",
                   highlight=False, soft_wrap=True)

@@ -1,26 +1,28 @@
-"""The command line's error policy: one line per error, exit codes, and flag names in messages.
+"""The command line's error policy: one line per error, its exit code, and the command's own flag names.
 
-Exit codes: 2 for bad input (``UsageError``, a missing or unreadable path, a command-line parse error),
-1 for a runtime failure (``RuntimeFailure``) and 1 with "internal error" for anything else, which is a
-bug; ``--debug`` shows the traceback instead. Library messages name parameters (``tile 8 is too
-small``); ``flag_message`` puts the command line's flag names in their place.
+Exit codes are ``blurlatent.errors``'s (2 bad input, 1 a runtime failure, 1 "internal error" for a bug),
+and 2 for a command-line parse error; the root's ``--debug`` shows the traceback instead. A library
+message names parameters (``blurlatent.errors.Message``); each command spells them with its flags, from
+its own click parameters (``flag_names``: ``tile`` → ``--tile``), plus the few library names it declares
+beside itself (``library_names``: ``nproc`` → ``--gpus``). No text is rewritten. The root's options live
+in click's ``ctx.meta`` (``DEBUG``, ``VERBOSE``), shared by the command's context.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
+from typing import Callable, Mapping, Union
 
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.markup import escape  # messages hold paths and lists: [w1] must print, not vanish as markup
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
-from blurlatent.errors import RuntimeFailure, UsageError
+from blurlatent.errors import Message, RuntimeFailure, UsageError, one_line
 
 console = Console(stderr=True)
-state = {"debug": False}
+DEBUG, VERBOSE = "blurlatent.debug", "blurlatent.verbose"  # ctx.meta keys the root callback sets
 
 # typer re-exports BadParameter only; its base is click's UsageError whether click is vendored or not
 _ClickUsageError = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
@@ -54,105 +56,98 @@ def _parse_error(exc, where: str):
     raise typer.Exit(2) from None
 
 
-# Library messages name parameters ("tile 8 is too small"); the command line names its flags instead.
-FLAGS = {
-    "tile": "--tile", "alpha": "--alpha", "steps": "--steps", "intensity": "--intensity", "precision": "--precision",
-    "out_dtype": "--out-dtype", "device": "--device", "batch_size": "--batch-size", "batch size": "--batch-size",
-    "reg": "--reg", "amp": "--amp", "epochs": "--epochs", "learning rate": "--lr", "model widths": "--widths",
-    "nproc": "--nproc", "seed": "--seed", "normalize": "--normalize", "planes": "--planes", "levels": "--alpha/--steps",
-    "alpha or planes": "--alpha or --planes", "init": "--init", "channel": "--channel", "data.channel": "--channel",
-    "fields": "--fields", "channels": "--channels", "size": "--size", "crop": "--crop", "split": "--split",
-    "test_crops": "--test-crops", "resume": "--resume", "out": "--out", "sync_bn": "--sync-bn", "workers": "--workers",
-    "task": "--task", "z": "--z", "series": "--series", "log": "--log", "focus": "--focus",
-    "na": "--na", "wavelength_um": "--wavelength", "z_step_um": "--z-step", "read_noise": "--read-noise",
-    "gain": "--gain", "background": "--background",
-}
-# ... and parameters named inside a message's fix ("pass extrapolate=True", "choose channels that exist").
-IN_MESSAGE = {
-    "leave focus out": "leave --focus out",
-    "extrapolate=True": "--extrapolate", "force=True": "--force", "from_scratch=True": "--from-scratch",
-    "strict=True": "--strict", "resume=True": "--resume", "or from_scratch": "or --from-scratch",
-    "give init": "give --init", "choose channels": "choose --channels", "choose planes": "choose --planes",
-    "choose crop": "choose --crop", "prepare with planes": "prepare with --planes", "another crop": "another --crop",
-    "fewer model widths": "fewer --widths", "matching model widths": "matching --widths",
-    "smaller model widths": "smaller --widths", "new run with init": "new run with --init",
-    "use amp bf16": "use --amp bf16", "lower the learning rate": "lower --lr", "new out folder": "new --out folder",
-    "use device cpu": "use --device cpu", "optim.lr": "--lr", "optim.batch": "--batch-size",
-    "with store=PATH": "with --store PATH", "pass out_dtype": "pass --out-dtype",
-    "model.widths": "--widths", "data.store": "STORE", "data.channel": "--channel", "optim.epochs": "--epochs",
-    "task blur takes alpha": "--task blur takes --alpha", "task deblur": "--task deblur",
-    "with channel=": "with --channel=", "whole=True": "--whole", "fid_weights=": "--fid-weights=",
-    "pass channel=": "pass --channel ", "pass series=": "pass --series ", "pass z=": "pass --z ",
-    "so z=P1 P2": "so --z P1 P2", "and z=P1 P2": "and --z P1 P2", "without z=P1 P2": "without --z P1 P2",
-    "stack_dir, or blurriest_dir and less_blurry_dir": "--stack-dir, or --blurriest-dir and --less-blurry-dir",
-    "both blurriest_dir and less_blurry_dir": "both --blurriest-dir and --less-blurry-dir",
-    "both a built-in model (": "both --model (", "and a checkpoint (": "and --checkpoint (",
-    "pass a checkpoint trained": "pass --checkpoint trained",
-}
+def library_names(table: Union[Mapping[str, str], Callable[[dict], Mapping[str, str]]]):
+    """Declare, beside a command, the library parameters it spells otherwise: library name → the command's
+    parameter (its python name), e.g. ``{"optim.lr": "lr"}``; a callable gets the parsed parameters
+    (``train --gpus N`` reports the library's ``nproc`` as ``--gpus``)."""
+
+    def mark(fn):
+        fn.library_names = table
+        return fn
+
+    return mark
+
+
+def spelling(param) -> str:
+    """How the command line spells a click parameter: an option's long flag, an argument's metavar."""
+    if param.param_type_name == "option":
+        return next((o for o in param.opts if o.startswith("--")), param.opts[0])
+    return param.metavar or param.name.upper()
+
+
+def flag_names(ctx) -> dict[str, str]:
+    """Library parameter name → how the running command (click context ``ctx``) spells it: ``command_names``."""
+    group = ctx.parent.command if ctx.parent is not None else None
+    return command_names(ctx.command, ctx.params, getattr(group, "commands", {}))
+
+
+def command_names(command, params: dict, commands: Mapping[str, object]) -> dict[str, str]:
+    """Library parameter name → how ``command`` spells it: each of its own parameters (python name → ``--flag``
+    or ``METAVAR``), then the library names it declared with ``library_names`` (given its parsed ``params``),
+    and the parameters of the app's ``commands`` as ``name:param`` (a fix that sends the user to ``prepare
+    --planes``)."""
+    spelled = {param.name: spelling(param) for param in command.params if param.name}
+    table = getattr(command.callback, "library_names", None) or {}
+    if callable(table):
+        table = table(params)
+    others = {f"{name}:{param.name}": spelling(param) for name, other in commands.items()
+              for param in other.params if param.name}
+    return {**others, **spelled, **{name: spelled[param] for name, param in table.items()}}
 
 
 class FlagNamesHandler(RichHandler):
-    """Library warnings name parameters too ("pass out_dtype=float32"): show the command line's flags.
+    """Library warnings that name parameters (a ``Message`` as the record's message) shown with the command's
+    flags. Done where the line is rendered, not by changing the record, which other handlers also see."""
 
-    Done where the line is rendered, not by changing the record, which other handlers also see."""
+    def __init__(self, names: Mapping[str, str], **kwargs):
+        super().__init__(**kwargs)
+        self.names = names
 
     def render_message(self, record: logging.LogRecord, message: str):
-        return super().render_message(record, flag_message(message, state.get("flags")))
+        if isinstance(record.msg, Message) and not record.args:
+            message = record.msg.render(self.names)
+        return super().render_message(record, message)
 
 
-def flag_message(text: str, flags: dict[str, str] | None = None) -> str:
-    """``text`` with a leading library parameter name, and parameters named in its fix, as command-line flags.
-
-    ``flags`` overrides ``FLAGS`` for one command (``train --gpus N`` reports ``nproc`` as ``--gpus``).
-    """
-    table = {**FLAGS, **(flags or {})}
-    for phrase, flag in IN_MESSAGE.items():
-        text = text.replace(phrase, flag)
-    for param in sorted(table, key=len, reverse=True):
-        if text.startswith(param) and text[len(param):len(param) + 1] in (" ", ":"):
-            return table[param] + text[len(param):]
-    return text
+def log_to_console(ctx, names: Mapping[str, str]) -> None:
+    """Log lines on stderr (INFO with the root's --verbose, else WARNING), parameters spelled as ``names``."""
+    logging.basicConfig(
+        level=logging.INFO if ctx.meta.get(VERBOSE) else logging.WARNING,
+        format="%(message)s",
+        handlers=[FlagNamesHandler(names, console=console, show_path=False)],
+        force=True,
+    )
 
 
-def one_line(exc: BaseException) -> str:
-    if isinstance(exc, (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)) and exc.filename:
-        return f"{exc.filename}: {exc.strerror}"
-    text = str(exc).strip() or type(exc).__name__
-    return " ".join(text.split())
+class OneLineCommand(TyperCommand):
+    """Every command's class: it runs with log lines and errors that spell parameters as its own flags
+    (``flag_names``), and turns its failures into one line and an exit code (``blurlatent.errors``):
+    2 for bad input (UsageError, a missing or unreadable path), 1 for a runtime failure, 1 with "internal
+    error" for anything else (a bug); the traceback instead only with the root's --debug."""
 
-
-def handle_errors(fn):
-    """One-line message; exit 2 for bad input (UsageError, a missing or unreadable path), 1 for a runtime
-    failure, 1 with "internal error" for anything else (a bug); a traceback only with --debug."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
+    def invoke(self, ctx):
+        names = flag_names(ctx)
+        log_to_console(ctx, names)
         try:
-            return fn(*args, **kwargs)
-        except typer.Exit:
+            return super().invoke(ctx)
+        except (typer.Exit, _ClickUsageError):  # an exit code already chosen; a parse error: OneLineGroup's
             raise
         except KeyboardInterrupt:
             console.print("[red]interrupted[/red]")
             raise typer.Exit(130)
-        except (UsageError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError) as exc:
-            if state["debug"]:
-                raise
-            message = flag_message(one_line(exc), state.get("flags"))
-            console.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
-            raise typer.Exit(2)
-        except RuntimeFailure as exc:
-            if state["debug"]:
-                raise
-            message = flag_message(one_line(exc), state.get("flags"))
-            console.print(f"[red]error:[/red] {escape(message)} (rerun with --debug for the traceback)",
-                          highlight=False, soft_wrap=True)
-            raise typer.Exit(1)
         except Exception as exc:
-            if state["debug"]:
+            if ctx.meta.get(DEBUG):
                 raise
-            console.print(f"[red]internal error:[/red] {escape(type(exc).__name__ + ': ' + one_line(exc))} "
-                          "(a bug in blurlatent: run with --debug and report the traceback)",
-                          highlight=False, soft_wrap=True)
-            raise typer.Exit(1)
+            code, line = error_line(exc, names)
+            console.print(line, highlight=False, soft_wrap=True)
+            raise typer.Exit(code) from None
 
-    return wrapper
+
+def error_line(exc: Exception, names: Mapping[str, str]) -> tuple[int, str]:
+    """(exit code, the line to print, rich markup) for a command's exception."""
+    if isinstance(exc, (UsageError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)):
+        return 2, f"[red]error:[/red] {escape(one_line(exc, names))}"
+    if isinstance(exc, RuntimeFailure):
+        return 1, f"[red]error:[/red] {escape(one_line(exc, names))} (rerun with --debug for the traceback)"
+    return 1, (f"[red]internal error:[/red] {escape(type(exc).__name__ + ': ' + one_line(exc))} "
+               "(a bug in blurlatent: run with --debug and report the traceback)")

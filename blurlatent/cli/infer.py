@@ -8,14 +8,14 @@ from typing import List, Optional, Tuple
 
 import typer
 
+from blurlatent.bbbc006 import IN_FOCUS_PLANE
 from blurlatent.cli.common import IntensityChoice, OutDtypeChoice, PrecisionChoice, app, choice_value
-from blurlatent.cli.errors import console, handle_errors
+from blurlatent.cli.errors import OneLineCommand, console
+from blurlatent.config import InferenceConfig
 
 # === inference: blur, deblur =================================================================
 
-def _inference_config(device: str, tile, out_dtype, intensity: str, precision: str, batch_size: int = 4):
-    from blurlatent.config import InferenceConfig
-
+def _inference_config(device: str, tile, out_dtype, intensity: str, precision: str, batch_size: int):
     return InferenceConfig(intensity=intensity, tile=tile, precision=precision, batch_size=batch_size,
                            out_dtype=out_dtype, device=device).check()
 
@@ -30,12 +30,12 @@ def _report(paths, alphas) -> None:
 
 
 # Options blur and deblur share, declared once.
-DEVICE_OPTION = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps.")
+DEVICE_OPTION = typer.Option(InferenceConfig.device, "--device", help="auto, cpu, cuda, cuda:N or mps.")
 TILE_OPTION = typer.Option(
     None, "--tile", help="Tile size in px for large images (0 = whole; default: whole up to 2048x2048, else 512).")
 OUT_DTYPE_OPTION = typer.Option(None, "--out-dtype", help="Output pixel type (default: the input's).")
-PRECISION_OPTION = typer.Option("auto", "--precision", help="auto (= fp32), fp32, or opt-in autocast bf16/fp16 "
-                                "(measured off fp32 by up to 0.05 and 0.009 of the range).")
+PRECISION_OPTION = typer.Option(InferenceConfig.precision, "--precision", help="auto (= fp32), fp32, or opt-in "
+                                "autocast bf16/fp16 (measured off fp32 by up to 0.05 and 0.009 of the range).")
 CHANNEL_OPTION = typer.Option(None, "--channel", help="Channel of a multi-channel file: index or name.")
 SERIES_OPTION = typer.Option(None, "--series", help="Image series of a file holding several (0, 1, ...).")
 CHECKPOINT_OPTION = typer.Option(None, "--checkpoint", "-c",
@@ -64,8 +64,7 @@ def _report_folder(written, pairs, unpaired, alphas, output, what: str = "pairs"
         typer.echo(f"skipped {len(unpaired)} file(s) without a partner, e.g. {unpaired[0]}")
 
 
-@app.command()
-@handle_errors
+@app.command(cls=OneLineCommand)
 def blur(
     sharp: Optional[Path] = typer.Argument(None, help="The sharper image x1 (TIFF/PNG, grayscale), or a z-stack "
                                            "(TIFF, OME-TIFF, OME-Zarr) with --z."),
@@ -91,10 +90,11 @@ def blur(
     device: str = DEVICE_OPTION,
     tile: Optional[int] = TILE_OPTION,
     out_dtype: Optional[OutDtypeChoice] = OUT_DTYPE_OPTION,
-    intensity: IntensityChoice = typer.Option("conserve", "--intensity",
+    intensity: IntensityChoice = typer.Option(InferenceConfig.intensity, "--intensity",
         help="conserve: keep the total signal above background; minmax: map to the inputs' range."),
     precision: PrecisionChoice = PRECISION_OPTION,
-    batch_size: int = typer.Option(4, "--batch-size", help="Images per forward pass (pairs in folder mode)."),
+    batch_size: int = typer.Option(InferenceConfig.batch_size, "--batch-size",
+                                   help="Images per forward pass (pairs in folder mode)."),
 ):
     """Synthesize defocus blur between two planes of one field (Eq. 2): G(alpha E(sharp) + (1 - alpha) E(blurry))."""
     from blurlatent.errors import UsageError
@@ -107,20 +107,21 @@ def blur(
     if sharp_dir is not None or blurry_dir is not None:
         if sharp_dir is None or blurry_dir is None or sharp is not None or blurry is not None:
             raise UsageError("folder mode needs both --sharp-dir and --blurry-dir and no SHARP/BLURRY files")
-        written, pairs, unpaired = batch.blur_folders(checkpoint, config, sharp_dir, blurry_dir, alphas, output, force,
-                                                      extrapolate, progress_enabled=sys.stderr.isatty(),
+        written, pairs, unpaired = batch.blur_folders(checkpoint, config, sharp_dir, blurry_dir, alphas, output,
+                                                      force=force, extrapolate=extrapolate,
+                                                      progress_enabled=sys.stderr.isatty(),
                                                       channel=channel, series=series)
         _report_folder(written, pairs, unpaired, alphas, output)
         return
     if sharp is None or (blurry is None and z is None):
         raise UsageError("give SHARP and BLURRY image files, a z-stack SHARP with --z P1 P2, or --sharp-dir and "
                          "--blurry-dir")
-    _report(batch.run_files(checkpoint, config, sharp, blurry, alphas, output, "blur", force, extrapolate, z=z,
-                            channel=channel, series=series, progress_enabled=sys.stderr.isatty()), alphas)
+    _report(batch.run_files(checkpoint, config, sharp, blurry, alphas, output, "blur", force=force,
+                            extrapolate=extrapolate, z=z, channel=channel, series=series,
+                            progress_enabled=sys.stderr.isatty()), alphas)
 
 
-@app.command()
-@handle_errors
+@app.command(cls=OneLineCommand)
 def deblur(
     blurriest: Optional[Path] = typer.Argument(None, help="The most defocused image (z1), e.g. plane 0; or a z-stack "
                                                "(TIFF, OME-TIFF, OME-Zarr) with --z."),
@@ -134,7 +135,8 @@ def deblur(
         help="Focal planes of BLURRIEST and LESS_BLURRY, e.g. --planes 0 8."),
     z: Optional[Tuple[int, int]] = typer.Option(None, "--z",
         help="Two planes of a z-stack, blurriest first, e.g. --z 0 8 (alpha from them and --target)."),
-    target: float = typer.Option(16.0, "--target", help="The in-focus plane to recover (BBBC006: 16)."),
+    target: float = typer.Option(float(IN_FOCUS_PLANE), "--target",
+                                 help=f"The in-focus plane to recover (BBBC006: {IN_FOCUS_PLANE})."),
     sweep: bool = typer.Option(False, "--sweep",
         help="Also write alpha = 1/8 .. 7/8, one page each, to see which alpha is best."),
     output: Path = typer.Option(..., "--output", "-o",
@@ -152,10 +154,11 @@ def deblur(
     device: str = DEVICE_OPTION,
     tile: Optional[int] = TILE_OPTION,
     out_dtype: Optional[OutDtypeChoice] = OUT_DTYPE_OPTION,
-    intensity: IntensityChoice = typer.Option("conserve", "--intensity",
+    intensity: IntensityChoice = typer.Option(InferenceConfig.intensity, "--intensity",
         help="conserve: keep the less-blurry input's total signal above background; minmax: its range."),
     precision: PrecisionChoice = PRECISION_OPTION,
-    batch_size: int = typer.Option(4, "--batch-size", help="Images per forward pass (fields in folder mode)."),
+    batch_size: int = typer.Option(InferenceConfig.batch_size, "--batch-size",
+                                   help="Images per forward pass (fields in folder mode)."),
 ):
     """Recover the in-focus image from two defocused planes of one field (Eq. 3).
 
@@ -183,8 +186,8 @@ def deblur(
             stack_dir=stack_dir, z=z, channel=channel, series=series, force=force,
             progress_enabled=sys.stderr.isatty())
     else:
-        written = batch.run_files(checkpoint, config, blurriest, less_blurry, alphas, output, "deblur", force, z=z,
-                                  channel=channel, series=series, progress_enabled=sys.stderr.isatty())
+        written = batch.run_files(checkpoint, config, blurriest, less_blurry, alphas, output, "deblur", force=force,
+                                  z=z, channel=channel, series=series, progress_enabled=sys.stderr.isatty())
     if alpha is None and planes is not None:  # after the job: an error stays the only line
         typer.echo(f"alpha = {alphas[0] if not sweep else batch.alpha_from_planes(planes[0], planes[1], target):.4g} "
                    f"from planes {planes[0]:g}, {planes[1]:g} toward {target:g}")

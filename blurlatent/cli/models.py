@@ -7,11 +7,10 @@ from rich.console import Console
 from rich.table import Table
 
 from blurlatent.cli.common import app
-from blurlatent.cli.errors import handle_errors
+from blurlatent.cli.errors import OneLineCommand
 
 
-@app.command("models")
-@handle_errors
+@app.command("models", cls=OneLineCommand)
 def models_cli(
     verify: bool = typer.Option(False, "--verify", help="Also check each model's sha256 against its card."),
 ):

@@ -10,31 +10,34 @@ import typer
 from rich.console import Console
 from rich.markup import escape  # messages hold paths and lists: [w1] must print, not vanish as markup
 
+from blurlatent.bbbc006 import IN_FOCUS_PLANE
 from blurlatent.cli.common import ArchChoice, app, choice_value
-from blurlatent.cli.errors import console, flag_message, handle_errors
-from blurlatent.config import TRAIN_DEFAULT_ARCH
+from blurlatent.cli.errors import OneLineCommand, console, flag_names
+from blurlatent.config import EvalConfig, ModelConfig
 
 # === evaluate ================================================================================
 
 
-@app.command("evaluate")
-@handle_errors
+@app.command("evaluate", cls=OneLineCommand)
 def evaluate_cli(
+    ctx: typer.Context,
     store: Path = typer.Argument(..., help="Prepared store folder (from `blurlatent prepare`)."),
     checkpoint: List[Path] = typer.Option(..., "--checkpoint", "-c",
         help="Model checkpoint .pt; repeat to compare models (one column each)."),
-    channel: str = typer.Option("w1", "--channel", help="Channel to evaluate (w1 nuclei, w2 cell structure)."),
+    channel: str = typer.Option(EvalConfig.channel, "--channel",
+                                help="Channel to evaluate (w1 nuclei, w2 cell structure)."),
     out: Path = typer.Option(..., "--out", "-o", help="Report folder to create (report.json, report.md, figures/)."),
     whole: bool = typer.Option(False, "--whole",
         help="Use full-size test fields (padded to 2**depth) instead of centre crops."),
     fid_weights: Optional[Path] = typer.Option(None, "--fid-weights",
         help="pytorch-fid Inception weights pt_inception-2015-12-05-6726825d.pth (else the torch hub cache; never "
              "downloaded)."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
-    batch_size: int = typer.Option(8, "--batch-size", help="Test fields per forward pass."),
+    device: str = typer.Option(EvalConfig.device, "--device", help="auto, cpu, cuda, cuda:N or mps."),
+    batch_size: int = typer.Option(EvalConfig.batch_size, "--batch-size", help="Test fields per forward pass."),
     force: bool = typer.Option(False, "--force", help="Replace an existing report folder."),
 ):
     """Score models on the test split: the paper's Tables 1-2 and Figs 2/5/6/7, with classical baselines."""
+    from blurlatent.errors import Message
     from blurlatent.evaluation.loop import evaluate
     from blurlatent.evaluation.report import rich_tables
 
@@ -44,23 +47,23 @@ def evaluate_cli(
     for table in rich_tables(report):
         screen.print(table)
     if not report.config.fid.available:
-        note = flag_message(report.config.fid.note)
+        note = report.config.fid.note  # a Message naming fid_weights: said with this command's --fid-weights
+        note = note.render(flag_names(ctx)) if isinstance(note, Message) else str(note)
         console.print(f"[yellow]{escape(note)}[/yellow]", highlight=False, soft_wrap=True)
-    screen.print(f"report written to {out}/ (report.md, report.json, figures/)", highlight=False)
+    screen.print(f"report written to {escape(str(out))}/ (report.md, report.json, figures/)", highlight=False)
 
 
 # === demo ====================================================================================
 
 
-@app.command()
-@handle_errors
+@app.command(cls=OneLineCommand)
 def demo(
     out: Path = typer.Option(Path("demo"), "--out", "-o", help="Folder for everything the demo writes."),
     fast: bool = typer.Option(False, "--fast",
-        help="Smaller data and fewer epochs (under 3 minutes on 2 CPU cores; CI runs this)."),
+        help="Smaller data and fewer epochs (what CI runs)."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
     seed: int = typer.Option(0, help="Seed for the synthetic data and training."),
-    arch: ArchChoice = typer.Option(TRAIN_DEFAULT_ARCH, "--arch",
+    arch: ArchChoice = typer.Option(ModelConfig.arch, "--arch",
         help="The model to train: multiscale (train's default) or paper (the paper's autoencoder)."),
     force: bool = typer.Option(False, "--force", help="Replace an earlier demo folder."),
 ):
@@ -77,7 +80,8 @@ def demo(
         table.add_row(check, measured, "[green]yes[/green]" if passed else "[red]NO[/red]")
     screen = Console()
     screen.print(table)
-    screen.print(f"report: {result.report}\npicture: {result.figures['demo']}")
+    screen.print(f"report: {escape(str(result.report))}\npicture: {escape(str(result.figures['demo']))}",
+                 highlight=False)
     if not result.passed:
         screen.print("[yellow]The demo ran, but not every check passed (see above); "
                      "the numbers are real, not hidden.[/yellow]")
@@ -87,14 +91,14 @@ def demo(
 ExportTaskChoice = enum.Enum("ExportTaskChoice", {"deblur": "deblur", "blur": "blur"}, type=str)
 
 
-@app.command("export")
-@handle_errors
+@app.command("export", cls=OneLineCommand)
 def export_cli(
     checkpoint: Path = typer.Argument(..., help="A checkpoint written by `blurlatent train` (runs/NAME/best.pt)."),
     output: Path = typer.Option(..., "--output", "-o", help="The bioimage.io model package to write (.zip)."),
     alpha: Optional[float] = typer.Option(None, "--alpha", "-a", help="The package's fixed alpha (blur: 1 = sharp)."),
     planes: Optional[Tuple[float, float]] = typer.Option(None, "--planes", help="deblur: alpha from planes, e.g. 0 8."),
-    target: float = typer.Option(16.0, "--target", help="deblur: the in-focus plane to recover (BBBC006: 16)."),
+    target: float = typer.Option(float(IN_FOCUS_PLANE), "--target",
+                                 help=f"deblur: the in-focus plane to recover (BBBC006: {IN_FOCUS_PLANE})."),
     task: ExportTaskChoice = typer.Option("deblur", "--task", help="deblur or blur (inputs sharp, blurry)."),
     author: Optional[List[str]] = typer.Option(None, "--author", help="Who trained the model; repeat for several."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing package."),

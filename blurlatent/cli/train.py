@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.markup import escape  # run folders are the user's paths: "[bold]" must print, "[/b]" must not raise
 
 from blurlatent.cli.common import (
     AmpChoice,
@@ -18,13 +19,21 @@ from blurlatent.cli.common import (
     choice_value,
     int_list,
 )
-from blurlatent.cli.errors import console, handle_errors, state
+from blurlatent.cli.errors import OneLineCommand, console, library_names
 
 # === train ===================================================================================
 
 
-@app.command("train")
-@handle_errors
+def train_names(params: dict) -> dict[str, str]:
+    """The library names train's parameters differ from: a run config's dotted keys, and ``nproc`` as --gpus
+    when the user said --gpus."""
+    return {"data.store": "store_option", "data.channel": "channel", "model.widths": "widths", "model.arch": "arch",
+            "optim.epochs": "epochs", "optim.batch": "batch_size", "optim.lr": "lr",
+            "nproc": "gpus" if params.get("gpus") is not None else "nproc"}
+
+
+@app.command("train", cls=OneLineCommand)
+@library_names(train_names)
 def train_cli(
     store: Optional[Path] = typer.Argument(None,
         help="Prepared store folder (from `blurlatent prepare`); not needed with --resume or data.store in --config."),
@@ -40,7 +49,8 @@ def train_cli(
     from_scratch: bool = typer.Option(False, "--from-scratch",
         help="Allow --reg strong without --init (random start)."),
     config: Optional[Path] = typer.Option(None, "--config",
-        help="YAML run config (keys as in a run's config.yaml); flags override it."),
+        help="YAML run config (keys as in a run's config.yaml); flags override it. Without `version: 2` it means "
+             "what configs meant before: the paper's model and training (examples/configs/)."),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Epochs (the paper: 40)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size",
         help="Triplets per step PER PROCESS (the paper: 40); with --gpus N the effective batch is N times this."),
@@ -58,23 +68,21 @@ def train_cli(
     widths: Optional[str] = typer.Option(None, "--widths",
         help="Encoder widths of the --arch, e.g. 12,24,64,128,256 (multiscale's), 64,128,256,512,1024 (paper's)."),
     arch: Optional[ArchChoice] = typer.Option(None, "--arch",
-        help="multiscale (the default: a latent at every resolution, resize+conv decoder; unless given, it trains "
-             "with --triplets focus --deblur-weight 1, skips quarter: its measured recipe) or paper (the paper's "
-             "autoencoder). A --config whose model names no arch means paper."),
+        help="multiscale (the default: a latent at every resolution, resize+conv decoder, skips quarter) or paper "
+             "(the paper's autoencoder); the other settings stay train's defaults (the paper's training: "
+             "examples/configs/)."),
     deblur_weight: Optional[float] = typer.Option(None, "--deblur-weight",
-        help="Weight of the deblur loss, L1(G(Eq. 3(z_left, z_target)), x_right) on each triplet; 0 is off; adds to "
-             "any --reg. Default: 0 for --arch paper, 1 for multiscale."),
+        help="Weight of the deblur loss, L1(G(Eq. 3(z_left, z_target)), x_right) on each triplet; 0 is off (the "
+             "paper); adds to any --reg. Default 1."),
     triplets: Optional[TripletChoice] = typer.Option(None, "--triplets",
-        help="Training triplets: paper (its seven, alpha 0.5; the default for --arch paper) or focus (all 28 (left, "
-             "target, 16) of the even planes, each with its own alpha: every blur level and every pair toward "
-             "focus; the default for multiscale)."),
+        help="Training triplets: focus (the default: all 28 (left, target, 16) of the even planes, each with its "
+             "own alpha: every blur level and every pair toward focus) or paper (its seven, alpha 0.5)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (weights and batch order)."),
     workers: Optional[int] = typer.Option(None, "--workers", help="Loader processes (default: 0 on CPU, 4 per GPU)."),
     amp: Optional[AmpChoice] = typer.Option(None, "--amp",
         help="Mixed precision: auto (bf16 on CUDA and on CPUs with native bf16), bf16, fp16 (CUDA) or off."),
     channels_last: Optional[bool] = typer.Option(None, "--channels-last/--no-channels-last",
-        help="NHWC memory format (default: on for CUDA and CPU, where it measured 1.5x faster at batch 40; off on "
-             "MPS)."),
+        help="NHWC memory format (default: on for CUDA and CPU, where it trains faster; off on MPS)."),
     log: Optional[LogChoice] = typer.Option(None, "--log",
         help="Also log to TensorBoard (RUN/tensorboard/; needs blurlatent\\[tensorboard]). metrics.jsonl and "
              "metrics.csv are always written."),
@@ -92,7 +100,6 @@ def train_cli(
     if gpus is not None and nproc is not None and gpus != nproc:
         raise UsageError(f"--gpus {gpus} and --nproc {nproc} disagree; give one of them")
     if gpus is not None:
-        state["flags"] = {"nproc": "--gpus"}  # the user said --gpus: report it so
         device = "cuda" if device is None else device
     changes = {
         "data.store": store_argument(store, store_option), "data.channel": channel, "reg": choice_value(reg),
@@ -100,7 +107,7 @@ def train_cli(
         "optim.epochs": epochs, "optim.batch": batch_size, "optim.lr": lr, "device": device, "seed": seed,
         "nproc": gpus if gpus is not None else nproc, "sync_bn": sync_bn or None, "workers": workers,
         "amp": choice_value(amp), "channels_last": channels_last, "deblur_weight": deblur_weight,
-        "model.widths": int_list(widths, "model widths") if widths else None, "model.arch": choice_value(arch),
+        "model.widths": int_list(widths, "model.widths") if widths else None, "model.arch": choice_value(arch),
         **(triplet_set(choice_value(triplets)) if triplets is not None else {}),
     }
     cfg, out = _run_config(resume, config, out, init, changes)
@@ -123,39 +130,25 @@ def _run_config(resume: Optional[Path], config: Optional[Path], out: Optional[Pa
 
 
 def _new_run_config(config: Optional[Path], init: Optional[Path], changes: dict):
-    """A new run's config: defaults ← --config ← flags. Where neither gives them, fine-tuning (--init) takes the
-    init's model, the arch is `train`'s default (``TRAIN_DEFAULT_ARCH``) unless the YAML describes a model (a
-    model without ``arch`` has always meant the paper's), and the arch's recipe (``arch_recipe``) fills in the
-    rest."""
-    from blurlatent.config import (
-        DEFAULT_WIDTHS,
-        TRAIN_DEFAULT_ARCH,
-        TrainConfig,
-        arch_recipe,
-        checked_config,
-        override,
-        read_yaml,
-    )
+    """A new run's config: ``TrainConfig``'s defaults ← --config (of its version: ``config.upgrade``) ← flags, as
+    ``train(TrainConfig(...))`` would run them. Where neither gives them, fine-tuning (--init) takes the init's
+    model, and an arch other than the config's takes its own default widths and skips."""
+    from blurlatent.config import DEFAULT_SKIPS, DEFAULT_WIDTHS, TrainConfig, checked_config, override, read_yaml
     from blurlatent.training.run_folder import init_model
 
     tree = read_yaml(config) or {} if config is not None else {}
     base = checked_config(TrainConfig, tree, config) if config is not None else TrainConfig()
     in_yaml = _dotted_keys(tree)
-
-    def unset(key: str) -> bool:
-        return changes.get(key) is None and key not in in_yaml
-
     if init is not None:  # fine-tuning: the init's model, except what flags or --config give
-        changes.update({key: value for key, value in init_model(init).items() if unset(key)})
-    yaml_model = any(key.startswith("model.") for key in in_yaml)
-    arch = changes["model.arch"] = changes.get("model.arch") or (base.model.arch if yaml_model else TRAIN_DEFAULT_ARCH)
-    # widths the YAML gave for its own arch do not fit another one; widths it gave alone are the user's
-    yaml_widths_fit = "model.widths" in in_yaml and "model.arch" not in in_yaml
-    if arch != base.model.arch and changes.get("model.widths") is None and not yaml_widths_fit:
-        changes["model.widths"] = list(DEFAULT_WIDTHS[arch])
-    for group in arch_recipe(arch):
-        if all(unset(key) for key in group):
-            changes.update(group)
+        changes.update({key: value for key, value in init_model(init).items()
+                        if changes.get(key) is None and key not in in_yaml})
+    arch = changes.get("model.arch")
+    if arch is not None and arch != base.model.arch:
+        # widths the YAML gave for its own arch do not fit another one; widths it gave alone are the user's
+        if changes.get("model.widths") is None and ("model.widths" not in in_yaml or "model.arch" in in_yaml):
+            changes["model.widths"] = list(DEFAULT_WIDTHS[arch])
+        if changes.get("model.skips") is None and "model.skips" not in in_yaml:
+            changes["model.skips"] = DEFAULT_SKIPS[arch]
     return override(base, changes)
 
 
@@ -175,9 +168,9 @@ def _run(cfg, out: Path, resume: bool, force: bool) -> None:
     try:
         result = train(cfg, out, resume=resume, progress=sys.stderr.isatty(), force=force)
     except KeyboardInterrupt as exc:  # train() saved a resumable last.pt first; say how to continue
-        console.print(f"[yellow]{exc or 'interrupted'}[/yellow]", highlight=False, soft_wrap=True)
+        console.print(f"[yellow]{escape(str(exc) or 'interrupted')}[/yellow]", highlight=False, soft_wrap=True)
         raise typer.Exit(130)
     if result is not None:
-        console.print(f"[green]train[/green] {result.out}: {result.epochs} epochs, best validation loss "
-                      f"{result.best_val:.5f} at epoch {result.best_epoch} → {result.out / 'best.pt'}", highlight=False,
-                      soft_wrap=True)
+        console.print(f"[green]train[/green] {escape(str(result.out))}: {result.epochs} epochs, best validation loss "
+                      f"{result.best_val:.5f} at epoch {result.best_epoch} → {escape(str(result.out / 'best.pt'))}",
+                      highlight=False, soft_wrap=True)

@@ -3,8 +3,9 @@
 plain data and YAML (``schema``: unknown keys, wrong types and values outside the choices are refused, naming
 the key). Importing this package does not import torch; the names below are the public API."""
 
-from blurlatent.config.jobs import DemoSettings, InferenceConfig
+from blurlatent.config.jobs import DemoSettings, EvalConfig, InferenceConfig, PrepareConfig, SynthConfig
 from blurlatent.config.options import (
+    DEFAULT_SKIPS,
     DEFAULT_WIDTHS,
     MAX_DEBLUR_WEIGHT,
     MAX_DEPTH,
@@ -13,7 +14,6 @@ from blurlatent.config.options import (
     MULTISCALE_WIDTHS,
     PAPER_WIDTHS,
     RESUMABLE_CHANGES,
-    TRAIN_DEFAULT_ARCH,
     AlphaRule,
     Amp,
     Arch,
@@ -35,26 +35,28 @@ from blurlatent.config.schema import (
     checked_config,
     from_dict,
     load_yaml,
+    model_config,
     override,
     read_yaml,
     save_yaml,
     to_dict,
+    upgrade,
 )
 from blurlatent.config.train import (
+    CONFIG_VERSION,
+    OLDER_DEFAULTS,
     DataConfig,
     ModelConfig,
     OptimConfig,
     TrainConfig,
-    arch_recipe,
-    recipe_settings,
     triplet_set,
 )
 
 __all__ = [
-    "DEFAULT_WIDTHS", "MAX_DEBLUR_WEIGHT", "MAX_DEPTH", "MAX_SEED", "MAX_WIDTH", "MULTISCALE_WIDTHS", "PAPER_WIDTHS",
-    "RESUMABLE_CHANGES", "TRAIN_DEFAULT_ARCH", "AlphaRule", "Amp", "Arch", "Intensity", "Log", "Normalization",
+    "DEFAULT_SKIPS", "DEFAULT_WIDTHS", "MAX_DEBLUR_WEIGHT", "MAX_DEPTH", "MAX_SEED", "MAX_WIDTH", "MULTISCALE_WIDTHS",
+    "PAPER_WIDTHS", "RESUMABLE_CHANGES", "AlphaRule", "Amp", "Arch", "Intensity", "Log", "Normalization",
     "OutDtype", "Precision", "Reg", "Skips", "TestCrops", "TripletSet", "check_choice", "choices", "StrictLoader",
-    "YamlRefused", "checked_config", "from_dict", "load_yaml", "override", "read_yaml", "save_yaml", "to_dict",
-    "DataConfig", "ModelConfig", "OptimConfig", "TrainConfig", "arch_recipe", "recipe_settings", "triplet_set",
-    "DemoSettings", "InferenceConfig",
+    "YamlRefused", "checked_config", "from_dict", "load_yaml", "model_config", "override", "read_yaml", "save_yaml",
+    "to_dict", "upgrade", "CONFIG_VERSION", "OLDER_DEFAULTS", "DataConfig", "ModelConfig", "OptimConfig",
+    "TrainConfig", "triplet_set", "DemoSettings", "EvalConfig", "InferenceConfig", "PrepareConfig", "SynthConfig",
 ]

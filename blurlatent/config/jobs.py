@@ -1,18 +1,59 @@
-"""Configs of the jobs that use a trained model: inference (``InferenceConfig``) and the demo's sizes."""
+"""The defaults of the jobs around training, each written once: synth (``SynthConfig``), prepare
+(``PrepareConfig``), evaluate (``EvalConfig``), inference (``InferenceConfig``) and the demo's sizes. The library
+functions take these as keyword options and the command line reads its option defaults from here."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Optional
 
+from blurlatent.bbbc006 import CHANNELS, N_PLANES
 from blurlatent.config.options import (
     Arch,
     Intensity,
+    Normalization,
     OutDtype,
     Precision,
+    TestCrops,
+    TripletSet,
     check_choice,
 )
 from blurlatent.errors import UsageError
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    """What ``synth.generator.synthesize`` writes unless told otherwise (its optics: ``synth.optics.Optics``)."""
+
+    fields: int = 10
+    channels: tuple[str, ...] = CHANNELS
+    planes: tuple[int, ...] = tuple(range(N_PLANES))
+    size: tuple[int, int] = (696, 520)  # (width, height), as the real set
+    seed: int = 0
+    workers: int = 2  # processes rendering fields
+
+
+@dataclass(frozen=True)
+class PrepareConfig:
+    """How ``prepare.builder.prepare`` builds a store unless told otherwise (its channels and planes depend on the
+    source's layout: ``discover.bbbc_options``, ``own_stacks.stack_options``)."""
+
+    crop: int = 128  # px
+    split: tuple[float, float, float] = (70, 10, 20)  # (train, val, test) ratios
+    normalize: Normalization = "minmax"  # 16 → 8 bit per image, as the paper
+    test_crops: TestCrops = "center"
+    workers: int = 2  # decoding processes
+    measure: str = "normvar"  # own stacks, focus auto: the focus measure (``focus.MEASURES``)
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """How ``evaluation.loop.evaluate`` scores models unless told otherwise."""
+
+    channel: str = "w1"
+    device: str = "auto"  # auto, cpu, cuda, cuda:N or mps
+    batch_size: int = 8  # test fields per forward pass
+    examples: int = 2  # test fields kept for the figures
 
 
 @dataclass
@@ -27,14 +68,15 @@ class InferenceConfig:
     device: str = "auto"
 
     def check(self) -> "InferenceConfig":
-        check_choice(Intensity, self.intensity, "intensity")
-        check_choice(Precision, self.precision, "precision")
+        check_choice(Intensity, self.intensity, "{intensity}")
+        check_choice(Precision, self.precision, "{precision}")
         if self.out_dtype is not None:
-            check_choice(OutDtype, self.out_dtype, "out_dtype")
+            check_choice(OutDtype, self.out_dtype, "{out_dtype}")
         if self.tile is not None and self.tile < 0:
-            raise UsageError(f"tile {self.tile}: give a tile size in pixels, or 0 for whole-image inference")
+            raise UsageError(f"{{tile}} {self.tile}: give a tile size in pixels, or 0 for whole-image inference",
+                             "tile")
         if self.batch_size < 1:
-            raise UsageError(f"batch_size {self.batch_size}: must be at least 1")
+            raise UsageError(f"{{batch_size}} {self.batch_size}: must be at least 1", "batch_size")
         return self
 
 
@@ -48,6 +90,9 @@ class DemoSettings:
     widths: list[int]
     epochs: int
     batch: int
-    arch: Arch = "paper"  # trained with its recipe (``arch_recipe``), as `train --arch` trains it
+    arch: Arch
     lr: float = 1e-3
     step: int = 1000  # no learning-rate decay within a demo run
+    # None: `train`'s (``TrainConfig``); the paper demo trains as the paper did (its seven triplets, no deblur loss)
+    triplets: Optional[TripletSet] = None
+    deblur_weight: Optional[float] = None

@@ -7,7 +7,7 @@ from __future__ import annotations
 import typing
 from typing import Literal, TypeVar
 
-from blurlatent.errors import UsageError
+from blurlatent.errors import UsageError, field_names
 
 T = TypeVar("T")
 
@@ -30,12 +30,13 @@ TestCrops = Literal["center", "ten"]  # prepare: one center crop per test field,
 
 PAPER_WIDTHS = (64, 128, 256, 512, 1024)
 # The multiscale net's default: full resolution and four stride-2 stages, narrow where the pixels are many and
-# wide where they are few (40.2 GFLOP per 696×520 deblur against the paper model's 50.1; README, Quality)
+# wide where they are few (40.2 GFLOP per 696×520 deblur against the paper model's 50.1; docs/benchmarks.md, Quality)
 MULTISCALE_WIDTHS = (12, 24, 64, 128, 256)
 DEFAULT_WIDTHS = {"paper": PAPER_WIDTHS, "multiscale": MULTISCALE_WIDTHS}
-# `train`'s arch when nothing names one (README, Quality: all five targets of bench_quality); a config or
-# checkpoint that names no arch keeps meaning the paper's model (``ModelConfig.arch``)
-TRAIN_DEFAULT_ARCH = "multiscale"
+# The multiscale net's default skips: no latent finer than ¼ resolution, which measured best in blur synthesis and
+# deblurring alike (docs/benchmarks.md, Quality); the paper's model has one latent, and records "coarse" as it
+# always did
+DEFAULT_SKIPS = {"paper": "coarse", "multiscale": "quarter"}
 MAX_DEBLUR_WEIGHT = 100.0
 # Sane bounds a config or checkpoint must keep (the paper: widths up to 1024, depth 5); past them a config
 # is a typo or a crafted file, and building the model would exhaust memory before any other check.
@@ -52,7 +53,8 @@ def choices(option) -> tuple[str, ...]:
 
 
 def check_choice(option, value, what: str) -> str:
-    """``value`` if it is one of ``choices(option)``, else UsageError naming ``what`` and the choices."""
+    """``value`` if it is one of ``choices(option)``, else UsageError naming ``what`` and the choices; ``what``
+    is the thing's name, a parameter as a message field (``"{reg}"``, see ``errors``) or plain words."""
     if value not in choices(option):
-        raise UsageError(f"{what} {value}: use one of {', '.join(map(str, choices(option)))}")
+        raise UsageError(f"{what} {value}: use one of {', '.join(map(str, choices(option)))}", *field_names(what))
     return value

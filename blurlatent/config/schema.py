@@ -1,8 +1,11 @@
 """Configs as plain data and YAML: ``from_dict`` refuses unknown keys, wrong types and values outside the
-choices, naming the key; ``load_yaml`` refuses duplicate keys and aliases and checks ranges, naming the file."""
+choices, naming the key; ``load_yaml`` refuses duplicate keys and aliases and checks ranges, naming the file.
+A ``TrainConfig`` of an older ``version`` (none: version 1) gets the keys it lacks as that version meant them
+(``upgrade``), whether it comes from YAML or from a checkpoint."""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import types
 import typing
@@ -14,6 +17,7 @@ import yaml
 from blurlatent.config.options import (
     T,
 )
+from blurlatent.config.train import CONFIG_VERSION, OLDER_DEFAULTS, ModelConfig, TrainConfig
 from blurlatent.errors import UsageError
 from blurlatent.files.atomic import atomic_write_bytes, json_safe, refuse_special_file
 
@@ -26,10 +30,13 @@ def to_dict(cfg) -> dict:
 def from_dict(cls: type[T], data: dict, source: str = "config", prefix: str = "") -> T:
     """Build dataclass ``cls`` from ``data``, recursing into nested dataclasses.
 
+    A ``TrainConfig`` is upgraded first (``upgrade``): the keys its version lacks mean what they meant then.
     Raises UsageError naming the key when a key is unknown or a value has the wrong type.
     """
     if not isinstance(data, dict):
         raise UsageError(f"{source}: expected a mapping for {cls.__name__}, got {type(data).__name__}")
+    if cls is TrainConfig:
+        data = upgrade(data, source)
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     kwargs = {}
@@ -40,6 +47,36 @@ def from_dict(cls: type[T], data: dict, source: str = "config", prefix: str = ""
             )
         kwargs[key] = _coerce(hints[key], value, source, prefix + key)
     return cls(**kwargs)
+
+
+def upgrade(data: dict, source: str = "config") -> dict:
+    """A ``TrainConfig`` as plain data (a YAML file's, a checkpoint's ``config``) made the current version: a key
+    it lacks whose default changed after its ``version`` (none: 1) gets the default of its day (``OLDER_DEFAULTS``),
+    and ``version`` becomes ``CONFIG_VERSION``. ``data`` itself is not changed; values are not checked here
+    (``from_dict`` does). Raises UsageError for a version this blurlatent does not know."""
+    version = data.get("version", 1)
+    if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= CONFIG_VERSION:
+        raise UsageError(f"{source}: version {version!r}: this blurlatent reads config versions 1 to {CONFIG_VERSION}; "
+                         "give one of them (a newer one needs a newer blurlatent)")
+    data = copy.deepcopy(data)
+    for later in range(version + 1, CONFIG_VERSION + 1):
+        for dotted, value in OLDER_DEFAULTS.get(later, {}).items():
+            node, (*parents, leaf) = data, dotted.split(".")
+            for part in parents:
+                node = node.setdefault(part, {})
+                if not isinstance(node, dict):  # a damaged file: from_dict names the key
+                    break
+            else:
+                node.setdefault(leaf, copy.deepcopy(value))
+    data["version"] = CONFIG_VERSION
+    return data
+
+
+def model_config(config: dict, source: str = "config.model", prefix: str = "") -> ModelConfig:
+    """The ``ModelConfig`` of a ``TrainConfig`` as plain data (a checkpoint's ``config``), the keys its version
+    lacks filled in (``upgrade``: a checkpoint without ``version`` holds the paper's model unless it says
+    otherwise). Raises UsageError naming ``source`` and the key (``prefix`` + its name)."""
+    return from_dict(ModelConfig, upgrade(config, source)["model"], source, prefix)
 
 
 def _coerce(hint, value, source: str, key: str):

@@ -11,8 +11,8 @@ its own PSF, combined in one least-squares filter); ``psf_otf`` is the kernel's 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 from scipy.ndimage import gaussian_filter
@@ -135,7 +135,8 @@ def fit_deconvolution(fit: BlurFit, blurred, sharp) -> BlurFit:
     """Choose RL iterations and the Wiener balance for ``fit`` by the MSE to ``sharp`` on train images [N, H, W]."""
 
     def mse(method, param):
-        return float(np.mean([np.mean((deconvolve(b, fit, method, param) - s) ** 2) for b, s in zip(blurred, sharp)]))
+        pairs = zip(blurred, sharp, strict=True)
+        return float(np.mean([np.mean((deconvolve(b, fit, method, param) - s) ** 2) for b, s in pairs]))
 
     fit.rl_iterations = min(RL_ITERATIONS, key=lambda n: mse("rl", n))
     fit.wiener_balance = min(WIENER_BALANCES, key=lambda b: mse("wiener", b))
@@ -191,7 +192,7 @@ def multiframe_wiener(images, psfs, balance: float, pad: bool = True) -> np.ndar
     shape = (h + 2 * r, w + 2 * r)
     numerator = np.zeros((shape[0], shape[1] // 2 + 1), np.complex128)
     power = np.zeros(numerator.shape, np.float64)
-    for img, psf in zip(images, psfs):
+    for img, psf in zip(images, psfs, strict=True):
         otf = psf_otf(psf, shape)
         spectrum = np.fft.rfft2(np.pad(img, r, mode="reflect") if r else img)
         numerator += np.conj(otf) * spectrum
@@ -202,7 +203,7 @@ def multiframe_wiener(images, psfs, balance: float, pad: bool = True) -> np.ndar
     return out[r : r + h, r : r + w] if r else out
 
 
-def fit_baselines(train: np.ndarray, plan: "PlanePlan", plane_index: Callable[[int], int],
+def fit_baselines(train: np.ndarray, plan: PlanePlan, plane_index: Callable[[int], int],
                   progress: Callable[[], None] | None = None) -> dict[int, BlurFit]:
     """Per plane n between far and target: a ``BlurFit`` (σ, gain, offset, RL iterations, Wiener balance).
 
@@ -223,7 +224,7 @@ def fit_baselines(train: np.ndarray, plan: "PlanePlan", plane_index: Callable[[i
     return fits
 
 
-def apply_baselines(fits: dict[int, BlurFit], plan: "PlanePlan", real: np.ndarray,
+def apply_baselines(fits: dict[int, BlurFit], plan: PlanePlan, real: np.ndarray,
                     truth: np.ndarray) -> dict[str, np.ndarray]:
     """The baselines' images for one batch: ``gaussian`` [B, N, H, W] (blur synthesis of each plane
     between from ``truth`` [B, H, W]) and ``rl``/``wiener`` [B, N, H, W] (deconvolutions of ``real``

@@ -9,11 +9,13 @@ scores. ``evaluate`` feeds a ``ColumnScorer`` batch by batch (images as float ar
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
-from typing import Any, Optional, Sequence
+from typing import Any
 
 import numpy as np
 
+from blurlatent.errors import Message
 from blurlatent.evaluation import metrics as M
 from blurlatent.evaluation.plan import PlanePlan
 
@@ -104,8 +106,8 @@ class BlurScores:
     psnr_blur_quality_cal: float
     ssim_blur_quality_cal: float
     ffl_blur_real: float
-    psnr_blur: Optional[float] = None
-    ffl_blur: Optional[float] = None
+    psnr_blur: float | None = None
+    ffl_blur: float | None = None
 
 
 @dataclass
@@ -116,7 +118,7 @@ class DeblurScores:
     ssim_deblur_quality: float
     psnr_deblur_quality_cal: float
     ssim_deblur_quality_cal: float
-    psnr_deblur: Optional[float] = None
+    psnr_deblur: float | None = None
 
 
 @dataclass
@@ -126,9 +128,9 @@ class FieldScores:
 
     blur: dict[int, BlurScores] = field(default_factory=dict)
     deblur: dict[int, DeblurScores] = field(default_factory=dict)
-    lds: Optional[float] = None
-    apd: Optional[float] = None
-    psnr_recon_sharp: Optional[float] = None
+    lds: float | None = None
+    apd: float | None = None
+    psnr_recon_sharp: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -145,27 +147,27 @@ class BlurPlaneRow:
     """Plane n of the per-plane table: means over fields (None where the column has no such figure)
     and the pooled PSNR-blur-quality of that plane."""
 
-    psnr_blur: Optional[float]
-    psnr_blur_quality: Optional[float]
-    ssim_blur_quality: Optional[float]
-    psnr_blur_quality_cal: Optional[float]
-    ssim_blur_quality_cal: Optional[float]
-    ffl_blur: Optional[float]
-    ffl_blur_real: Optional[float]
-    psnr_blur_quality_pooled: Optional[float] = None
+    psnr_blur: float | None
+    psnr_blur_quality: float | None
+    ssim_blur_quality: float | None
+    psnr_blur_quality_cal: float | None
+    ssim_blur_quality_cal: float | None
+    ffl_blur: float | None
+    ffl_blur_real: float | None
+    psnr_blur_quality_pooled: float | None = None
 
 
 @dataclass
 class DeblurKRow:
     """Input plane k of the per-k table (Fig. 6): means over fields, the pooled PSNR-deblur-quality, α."""
 
-    psnr_deblur: Optional[float]
-    psnr_deblur_quality: Optional[float]
-    ssim_deblur_quality: Optional[float]
-    psnr_deblur_quality_cal: Optional[float]
-    ssim_deblur_quality_cal: Optional[float]
-    psnr_deblur_quality_pooled: Optional[float] = None
-    alpha: Optional[float] = None
+    psnr_deblur: float | None
+    psnr_deblur_quality: float | None
+    ssim_deblur_quality: float | None
+    psnr_deblur_quality_cal: float | None
+    ssim_deblur_quality_cal: float | None
+    psnr_deblur_quality_pooled: float | None = None
+    alpha: float | None = None
 
 
 @dataclass
@@ -175,7 +177,7 @@ class ColumnResult:
     name: str
     kind: str  # "model" or "baseline"
     tasks: tuple[str, ...]  # of "blur", "deblur", "latent"
-    summary: dict[str, Optional[float]]
+    summary: dict[str, float | None]
     blur_per_plane: dict[int, BlurPlaneRow]
     deblur_per_k: dict[int, DeblurKRow]
     per_field: dict[str, FieldScores]
@@ -223,7 +225,7 @@ def deblur_metrics(deblurred, truth, recon_sharp=None) -> dict[str, np.ndarray]:
     return out
 
 
-def _mean(values) -> Optional[float]:
+def _mean(values) -> float | None:
     values = [v for v in values if v is not None]
     return float(np.mean(values)) if values else None
 
@@ -235,16 +237,16 @@ class ColumnScorer:
     def __init__(self, name: str, kind: str, tasks: tuple[str, ...]):
         self.name, self.kind, self.tasks = name, kind, tasks
         self.per_field: dict[str, FieldScores] = {}
-        self.pooled: dict[tuple[str, Optional[int]], M.PooledPSNR] = {}  # (key, plane or None for all)
+        self.pooled: dict[tuple[str, int | None], M.PooledPSNR] = {}  # (key, plane or None for all)
         self.features: dict[str, list[np.ndarray]] = {}
 
     def field(self, name: str) -> FieldScores:
         return self.per_field.setdefault(name, FieldScores())
 
-    def _pool(self, key: str, plane: Optional[int], pred, target) -> None:
+    def _pool(self, key: str, plane: int | None, pred, target) -> None:
         self.pooled.setdefault((key, plane), M.PooledPSNR()).update(pred, target)
 
-    def add_blur(self, names: Sequence[str], plan: "PlanePlan", synth, real, recon=None) -> None:
+    def add_blur(self, names: Sequence[str], plan: PlanePlan, synth, real, recon=None) -> None:
         """synth/real/recon: [B, N, H, W] for plan.between; ``names`` the B fields."""
         for j, plane in enumerate(plan.between):
             values = blur_metrics(synth[:, j], real[:, j], None if recon is None else recon[:, j])
@@ -255,7 +257,7 @@ class ColumnScorer:
             if recon is not None:
                 self._pool("psnr_blur", None, synth[:, j], recon[:, j])
 
-    def add_deblur(self, names: Sequence[str], plan: "PlanePlan", deblurred, truth, recon_sharp=None) -> None:
+    def add_deblur(self, names: Sequence[str], plan: PlanePlan, deblurred, truth, recon_sharp=None) -> None:
         """deblurred: [B, N, H, W] for k in plan.between; truth/recon_sharp: [B, H, W]."""
         for j, k in enumerate(plan.between):
             values = deblur_metrics(deblurred[:, j], truth, recon_sharp)
@@ -275,18 +277,18 @@ class ColumnScorer:
     def add_features(self, key: str, feats: np.ndarray) -> None:
         self.features.setdefault(key, []).append(feats)
 
-    def _values(self, section: str, key: str, at: Optional[int] = None) -> list[float]:
+    def _values(self, section: str, key: str, at: int | None = None) -> list[float]:
         """``key`` of every field and plane (only plane ``at`` if given) of ``section`` ("blur"/"deblur")."""
         return [getattr(s, key) for f in self.per_field.values() for p, s in getattr(f, section).items()
                 if getattr(s, key) is not None and (at is None or p == at)]
 
-    def _pooled(self, key: str, plane: Optional[int] = None) -> Optional[float]:
+    def _pooled(self, key: str, plane: int | None = None) -> float | None:
         acc = self.pooled.get((key, plane))
         return acc.compute() if acc else None
 
-    def summary(self, fid: dict[str, Optional[float]]) -> dict[str, Optional[float]]:
+    def summary(self, fid: dict[str, float | None]) -> dict[str, float | None]:
         """ROWS key → the column's figure (None where it does not apply); ``fid`` holds the FID rows."""
-        out: dict[str, Optional[float]] = {}
+        out: dict[str, float | None] = {}
         for section, keys in (("blur", BLUR_KEYS), ("deblur", DEBLUR_KEYS)):
             for key in keys:
                 out[key + ("_mean" if key in POOLED_KEYS else "")] = _mean(self._values(section, key))
@@ -297,7 +299,7 @@ class ColumnScorer:
         out.update(fid)
         return {r.key: out.get(r.key) for r in ROWS}
 
-    def blur_rows(self, plan: "PlanePlan") -> dict[int, BlurPlaneRow]:
+    def blur_rows(self, plan: PlanePlan) -> dict[int, BlurPlaneRow]:
         """Per plane n: means over fields and the plane's pooled PSNR-blur-quality (planes this column scored)."""
         rows = {}
         for n in plan.between:
@@ -306,7 +308,7 @@ class ColumnScorer:
                 rows[n] = BlurPlaneRow(**means, psnr_blur_quality_pooled=self._pooled("psnr_blur_quality", n))
         return rows
 
-    def deblur_rows(self, plan: "PlanePlan") -> dict[int, DeblurKRow]:
+    def deblur_rows(self, plan: PlanePlan) -> dict[int, DeblurKRow]:
         """Per input plane k: means over fields, the pooled PSNR-deblur-quality and Eq. 3's α."""
         rows = {}
         for k in plan.between:
@@ -316,7 +318,7 @@ class ColumnScorer:
                                      alpha=plan.deblur_alpha(k))
         return rows
 
-    def result(self, plan: "PlanePlan", fid: dict[str, Optional[float]]) -> ColumnResult:
+    def result(self, plan: PlanePlan, fid: dict[str, float | None]) -> ColumnResult:
         """The finished column for the report."""
         return ColumnResult(name=self.name, kind=self.kind, tasks=self.tasks, summary=self.summary(fid),
                             blur_per_plane=self.blur_rows(plan), deblur_per_k=self.deblur_rows(plan),
@@ -325,10 +327,9 @@ class ColumnScorer:
 
 def best_columns(columns: Sequence[ColumnResult]) -> dict[str, list[str]]:
     """ROWS key → the names of the columns holding the best finite value of that row (ties all marked)."""
-    best = {}
+    best: dict[str, list[str]] = {}
     for row in ROWS:
-        vals = {c.name: c.summary[row.key] for c in columns
-                if c.summary.get(row.key) is not None and np.isfinite(c.summary[row.key])}
+        vals = {c.name: v for c in columns if (v := c.summary.get(row.key)) is not None and np.isfinite(v)}
         if not vals:
             continue
         target = max(vals.values()) if row.higher_is_better else min(vals.values())
@@ -337,12 +338,12 @@ def best_columns(columns: Sequence[ColumnResult]) -> dict[str, list[str]]:
 
 
 def fid_values(scorers: Sequence[ColumnScorer], real_features: list[np.ndarray],
-               note: Optional[str]) -> dict[str, dict[str, Optional[float]]]:
+               note: Message | str | None) -> dict[str, dict[str, float | None]]:
     """Column name → FID rows: fid_blur (synth vs reconstructions, models) and fid_blur_real (synth vs x_n).
 
     Empty when FID is unavailable (``note`` says why) or no features were gathered.
     """
-    out: dict[str, dict[str, Optional[float]]] = {}
+    out: dict[str, dict[str, float | None]] = {}
     if note is not None or not real_features:
         return out
     real = np.concatenate(real_features)
@@ -352,7 +353,7 @@ def fid_values(scorers: Sequence[ColumnScorer], real_features: list[np.ndarray],
         synth = np.concatenate(col.features["synth"])
         if len(synth) < 2:
             continue
-        values = {"fid_blur_real": M.fid_from_features(synth, real)}
+        values: dict[str, float | None] = {"fid_blur_real": M.fid_from_features(synth, real)}
         if "recon" in col.features:
             values["fid_blur"] = M.fid_from_features(synth, np.concatenate(col.features["recon"]))
         out[col.name] = values

@@ -18,14 +18,15 @@ into a temp folder renamed into place at the end.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Optional, Sequence
+from typing import Any
 
 import numpy as np
 
-from blurlatent.config import InferenceConfig
-from blurlatent.errors import UsageError
+from blurlatent.config import EvalConfig, InferenceConfig
+from blurlatent.errors import Message, UsageError
 from blurlatent.evaluation import metrics as M
 from blurlatent.evaluation.baselines import BlurFit, apply_baselines, fit_baselines
 from blurlatent.evaluation.columns import ColumnScorer, best_columns, fid_values
@@ -113,7 +114,8 @@ def model_outputs(predictor: Predictor, x: np.ndarray, plan: PlanePlan, index: d
     return ModelOutputs(z=z, recon=recon, z_synth=z_synth, synth=synth, deblur=deblur_images(predictor, x, plan, index))
 
 
-def load_predictor(path: Path, name: str, device: Any, batch_size: int = 8) -> tuple[Predictor, CheckpointInfo]:
+def load_predictor(path: Path, name: str, device: Any,
+                   batch_size: int = EvalConfig.batch_size) -> tuple[Predictor, CheckpointInfo]:
     """The checkpoint at ``path`` as a Predictor on ``device`` (fp32, fused BatchNorm, images per model call
     ``batch_size``) and its report entry. Raises UsageError for a missing, corrupt or foreign checkpoint."""
     ckpt = load_checkpoint(path)
@@ -126,21 +128,22 @@ def load_predictor(path: Path, name: str, device: Any, batch_size: int = 8) -> t
     return predictor, info
 
 
-def load_models(checkpoints: Sequence[str | Path], device: Any, batch_size: int, store_normalize: Optional[str],
-                channel: Optional[str] = None) -> tuple[list[Predictor], list[CheckpointInfo]]:
+def load_models(checkpoints: Sequence[str | Path], device: Any, batch_size: int, store_normalize: str | None,
+                channel: str | None = None) -> tuple[list[Predictor], list[CheckpointInfo]]:
     """``load_predictor`` for each checkpoint, under ``column_names``; warns when a checkpoint was trained on
     data normalized otherwise than the store, or on another channel than ``channel``."""
     paths = [Path(c) for c in checkpoints]
-    loaded = [load_predictor(path, name, device, batch_size) for path, name in zip(paths, column_names(paths))]
+    named = zip(paths, column_names(paths), strict=True)
+    loaded = [load_predictor(path, name, device, batch_size) for path, name in named]
     for _, info in loaded:
         if info.normalize is not None and store_normalize is not None and info.normalize != store_normalize:
             log.warning("%s was trained on %r-normalized data but the store is %r; numbers may not transfer",
                         info.path, info.normalize, store_normalize)
         trained = (info.config.get("data") or {}).get("channel")
         if channel is not None and trained is not None and trained != channel:
-            log.warning("%s was trained on channel %s but is evaluated on %s (nuclei and cell structure look "
-                        "different); numbers may not transfer: evaluate with channel=%s to match", info.path, trained,
-                        channel, trained)
+            log.warning(Message(f"{info.path} was trained on channel {trained} but is evaluated on {channel} (nuclei "
+                                "and cell structure look different); numbers may not transfer: evaluate with "
+                                f"{{channel={trained}}} to match", "channel"))
     return [p for p, _ in loaded], [i for _, i in loaded]
 
 
@@ -208,7 +211,7 @@ class Evaluation:
     index: dict[int, int]
     models: list[ColumnScorer]
     fits: dict[int, BlurFit]
-    extractor: Optional[M.Extractor]
+    extractor: M.Extractor | None
     device: Any
     examples: Examples
     latents: LatentSamples = field(default_factory=LatentSamples)
@@ -228,7 +231,7 @@ class Evaluation:
     def columns(self) -> list[ColumnScorer]:
         return self.models + list(self.baselines.values())
 
-    def _features(self, scorer: Optional[ColumnScorer], key: str, images: np.ndarray) -> None:
+    def _features(self, scorer: ColumnScorer | None, key: str, images: np.ndarray) -> None:
         """FID features of ``images`` [B, N, H, W] for ``scorer`` (None: the real planes); nothing without FID."""
         if self.extractor is None:
             return
@@ -274,7 +277,7 @@ class Evaluation:
             self.examples.keep(f"{scorer.name}:{key}", batch.start, images)
         self.latents.keep(scorer.name, z_seq)
 
-    def report(self, config: ReportConfig, checkpoints: list[CheckpointInfo], fid_note: Optional[str]) -> Report:
+    def report(self, config: ReportConfig, checkpoints: list[CheckpointInfo], fid_note: Message | None) -> Report:
         """The finished report: every column's result (with its FIDs) and the best column of each row."""
         fids = fid_values(self.columns, self.real_features, fid_note)
         columns = [c.result(self.plan, fids.get(c.name, {})) for c in self.columns]
@@ -282,7 +285,7 @@ class Evaluation:
 
 
 def fit_train_baselines(train: np.ndarray, plan: PlanePlan, store: Store,
-                        progress: bool) -> tuple[dict[int, BlurFit], Optional[str]]:
+                        progress: bool) -> tuple[dict[int, BlurFit], str | None]:
     """The baselines' fits on the train split, or none and the note why (an empty train split)."""
     if not len(train):
         return {}, "baselines skipped: the train split is empty, so no σ could be fitted"
@@ -290,16 +293,17 @@ def fit_train_baselines(train: np.ndarray, plan: PlanePlan, store: Store,
         return fit_baselines(train, plan, store.plane_index, progress=advance), None
 
 
-def feature_network(extractor: Optional[M.Extractor], fid_weights,
-                    device) -> tuple[Optional[M.Extractor], Optional[str]]:
-    """(the FID feature extractor, None) — ``extractor`` if given, else Inception — or (None, why not)."""
+def feature_network(extractor: M.Extractor | None, fid_weights,
+                    device) -> tuple[M.Extractor | None, Message | None]:
+    """(the FID feature extractor, None) — ``extractor`` if given, else Inception — or (None, why not: a message
+    naming ``fid_weights``)."""
     if extractor is not None:
         return extractor, None
     try:
         return M.inception_extractor(fid_weights, device=device), None
     except M.FidUnavailable as exc:
-        log.info("%s", exc)
-        return None, str(exc)
+        log.info(exc.message)
+        return None, exc.message
 
 
 def run_batches(ev: Evaluation, predictors: Sequence[Predictor], data: np.ndarray, names: Sequence[str],
@@ -311,7 +315,7 @@ def run_batches(ev: Evaluation, predictors: Sequence[Predictor], data: np.ndarra
             ev.add_real(batch)
             ev.add_baselines(batch)
             advance()
-            for predictor, scorer in zip(predictors, ev.models):
+            for predictor, scorer in zip(predictors, ev.models, strict=True):
                 ev.add_model(predictor, scorer, batch)
                 advance()
 
@@ -322,9 +326,10 @@ def warn_empty_crops(data: np.ndarray, target: int) -> None:
     peaks = np.asarray(data[:, target]).max(axis=(-2, -1))
     empty = int((peaks <= EMPTY_CROP_MAX).sum())
     if empty * 2 >= len(peaks):
-        log.warning("%d of %d test centre crops are nearly empty (in-focus maximum <= %d/255): every column, "
-                    "baselines included, gets about the same score, which says nothing about the models; "
-                    "evaluate whole test fields instead (whole=True)", empty, len(peaks), EMPTY_CROP_MAX)
+        log.warning(Message(f"{empty} of {len(peaks)} test centre crops are nearly empty (in-focus maximum <= "
+                            f"{EMPTY_CROP_MAX}/255): every column, baselines included, gets about the same score, "
+                            "which says nothing about the models; evaluate whole test fields instead ({whole=True})",
+                            "whole"))
 
 
 def _open(store, channel: str, whole: bool) -> tuple[Store, np.ndarray, np.ndarray]:
@@ -343,14 +348,15 @@ def evaluate(
     checkpoints: Sequence[str | Path],
     channel: str,
     out: str | Path,
+    *,
     whole: bool = False,
     fid_weights: str | Path | None = None,
-    device: str = "auto",
-    batch_size: int = 8,
+    device: str = EvalConfig.device,
+    batch_size: int = EvalConfig.batch_size,
     progress: bool = True,
     force: bool = False,
     feature_extractor: M.Extractor | None = None,
-    examples: int = 2,
+    examples: int = EvalConfig.examples,
 ) -> Report:
     """Evaluate ``checkpoints`` on the test split of ``store`` and write ``out``/report.json, report.md, figures/.
 
@@ -369,7 +375,7 @@ def evaluate(
     if not checkpoints:
         raise UsageError("checkpoints: give at least one checkpoint file (one report column each)")
     if batch_size < 1:
-        raise UsageError(f"batch_size {batch_size}: must be at least 1")
+        raise UsageError(f"{{batch_size}} {batch_size}: must be at least 1", "batch_size")
     check_report_folder(out, force, [p for p in (store, *checkpoints) if isinstance(p, (str, Path))])
     with disk_space(out), FolderLock(out, "evaluate"):  # one writer per report folder, until it is written
         store, data, train = _open(store, channel, whole)

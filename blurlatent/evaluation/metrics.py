@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -127,7 +127,7 @@ def ssim(pred, target, data_range: float = 1.0) -> float:
 def ssim_per_image(pred, target, data_range: float = 1.0) -> np.ndarray:
     """float64 [N]: ``ssim`` of each image of two [N, H, W] batches."""
     pred, target = _pair(pred, target)
-    return np.array([ssim(p, t, data_range) for p, t in zip(pred, target)], dtype=np.float64)
+    return np.array([ssim(p, t, data_range) for p, t in zip(pred, target, strict=True)], dtype=np.float64)
 
 
 def calibrate(pred, target) -> np.ndarray:
@@ -193,7 +193,7 @@ def ffl(pred, target) -> float:
 
 def ffl_per_image(pred, target) -> np.ndarray:
     """float64 [N]: ``ffl`` of each image of two [N, H, W] batches."""
-    return np.array([ffl(p, t) for p, t in zip(pred, target)], dtype=np.float64)
+    return np.array([ffl(p, t) for p, t in zip(pred, target, strict=True)], dtype=np.float64)
 
 
 # --- latent geometry (Table 2) ----------------------------------------------------------------------
@@ -296,7 +296,7 @@ def fid_from_features(features_pred, features_target) -> float:
     return frechet_distance(*activation_statistics(features_pred), *activation_statistics(features_target))
 
 
-Extractor = Callable[["object"], "object"]  # torch.Tensor [B, 3, H, W] in [0, 1] -> Tensor [B, D]
+Extractor = Callable[[torch.Tensor], torch.Tensor]  # [B, 3, H, W] in [0, 1] -> [B, D]
 
 
 def extract_features(images, extractor: Extractor, batch_size: int = 32, device="cpu") -> np.ndarray:
@@ -322,14 +322,15 @@ class FidUnavailable(UsageError):
 
 
 def fid_fix_text(searched: list[Path]) -> str:
-    """The one-line fix shown in place of an FID value; ``searched``: the paths that were tried."""
+    """The one-line fix shown in place of an FID value, a message template naming ``fid_weights``
+    (``FidUnavailable(text, "fid_weights")``); ``searched``: the paths that were tried."""
     hub = _hub_checkpoints()
     where = ", ".join(str(p) for p in searched) or str(hub / FID_WEIGHTS_NAME)
     return (
         f"FID unavailable: pytorch-fid's Inception weights {FID_WEIGHTS_NAME} were not found (looked at {where}) "
         f"and this tool never downloads. On a machine with internet run "
         f"`curl -L -o {FID_WEIGHTS_NAME} {FID_WEIGHTS_URL}`, "
-        f"copy the file here, then either pass fid_weights=/path/to/{FID_WEIGHTS_NAME} or place it at "
+        f"copy the file here, then either pass {{fid_weights=/path/to/{FID_WEIGHTS_NAME}}} or place it at "
         f"{hub / FID_WEIGHTS_NAME} (mkdir -p {hub})"
     )
 
@@ -348,11 +349,11 @@ def find_fid_weights(path: str | Path | None = None) -> Path:
         path = Path(path).expanduser()
         if path.is_file():
             return path
-        raise FidUnavailable(fid_fix_text([path]))
+        raise FidUnavailable(fid_fix_text([path]), "fid_weights")
     cached = _hub_checkpoints() / FID_WEIGHTS_NAME
     if cached.is_file():
         return cached
-    raise FidUnavailable(fid_fix_text([cached]))
+    raise FidUnavailable(fid_fix_text([cached]), "fid_weights")
 
 
 def _check_sha256(path: Path) -> None:
@@ -360,7 +361,8 @@ def _check_sha256(path: Path) -> None:
     if not digest.startswith(FID_WEIGHTS_SHA256_PREFIX):
         raise FidUnavailable(
             f"FID unavailable: {path} is not pytorch-fid's {FID_WEIGHTS_NAME} (sha256 {digest[:8]}…, "
-            f"expected {FID_WEIGHTS_SHA256_PREFIX}…); download it again from {FID_WEIGHTS_URL}; pass fid_weights=PATH"
+            f"expected {FID_WEIGHTS_SHA256_PREFIX}…); download it again from {FID_WEIGHTS_URL}; pass "
+            "{fid_weights=PATH}", "fid_weights"
         )
 
 
@@ -407,7 +409,7 @@ def inception_extractor(weights: str | Path | None = None, device="cpu", check_h
     except Exception as exc:
         raise FidUnavailable(
             f"FID unavailable: {path} could not be loaded as pytorch-fid's Inception ({type(exc).__name__}: "
-            f"{str(exc)[:120]}); download {FID_WEIGHTS_URL} again and pass fid_weights=PATH"
+            f"{str(exc)[:120]}); download {FID_WEIGHTS_URL} again and pass {{fid_weights=PATH}}", "fid_weights"
         ) from None
 
     def extract(batch: torch.Tensor) -> torch.Tensor:

@@ -4,8 +4,8 @@ baselines, the columns, the report and the loop all read it."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -41,7 +41,7 @@ def plan_planes(planes: Sequence[int], target: int = IN_FOCUS_PLANE) -> PlanePla
 
     Raises UsageError when the target is missing or no plane lies strictly between far and target.
     """
-    planes = sorted(set(int(p) for p in planes))
+    planes = sorted({int(p) for p in planes})
     if target not in planes:
         raise UsageError(f"store planes {planes} do not include the in-focus plane {target}; "
                          "prepare with --planes that include it (e.g. 0:16:2)")

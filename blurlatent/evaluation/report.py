@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
+from blurlatent.errors import Message
 from blurlatent.evaluation.baselines import BlurFit
 from blurlatent.evaluation.columns import ROWS, ColumnResult, Row
 from blurlatent.evaluation.plan import PlanePlan
@@ -29,9 +30,9 @@ PSNR_NOTE = ("'pooled' = the paper's torchmetrics PSNR (one figure over the set,
 @dataclass
 class FidInfo:
     available: bool
-    note: Optional[str]  # why FID is unavailable, with the fix
+    note: str | Message | None  # why FID is unavailable, with the fix (a Message naming fid_weights)
     extractor: str
-    weights: Optional[str]
+    weights: str | None
 
 
 @dataclass
@@ -39,9 +40,9 @@ class CheckpointInfo:
     name: str  # the column name
     path: str
     sha256: str
-    epoch: Optional[int]
+    epoch: int | None
     config: dict
-    normalize: Optional[str]  # the training data's normalization
+    normalize: str | None  # the training data's normalization
 
 
 @dataclass
@@ -53,13 +54,13 @@ class ReportConfig:
     whole: bool
     device: str
     batch_size: int
-    plan: "PlanePlan"
+    plan: PlanePlan
     fields: int
     image_size: tuple[int, int]  # (H, W)
-    store_normalize: Optional[str]
+    store_normalize: str | None
     fid: FidInfo
-    baselines: dict[int, "BlurFit"]
-    baseline_note: Optional[str] = None
+    baselines: dict[int, BlurFit]
+    baseline_note: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         plan = self.plan
@@ -70,7 +71,8 @@ class ReportConfig:
             "alpha_synth": {n: plan.synth_alpha(n) for n in plan.between},
             "alpha_deblur": {k: plan.deblur_alpha(k) for k in plan.between},
             "fields": self.fields, "image_size": list(self.image_size), "store_normalize": self.store_normalize,
-            "fid": asdict(self.fid), "baselines": {k: asdict(v) for k, v in self.baselines.items()},
+            "fid": {**asdict(self.fid), "note": None if self.fid.note is None else str(self.fid.note)},
+            "baselines": {k: asdict(v) for k, v in self.baselines.items()},
             "baseline_note": self.baseline_note, "psnr": PSNR_NOTE,
         }
 
@@ -160,14 +162,16 @@ def per_k_cells(report: Report, k: int, pooled: bool = False) -> list[str]:
 def rich_tables(report: Report) -> list:
     """Rich tables for the screen: the main table (best bold) and the per-k PSNR-deblur-quality table."""
     # rich is only needed when a table is shown; the library path (and `--help`) does without it.
+    from rich.markup import escape  # channel and column (checkpoint) names are the user's: never markup
     from rich.table import Table
 
     cfg = report.config
-    main = Table(title=f"blurlatent evaluate — {cfg.channel}, {cfg.fields} test {'fields' if cfg.whole else 'crops'}")
+    main = Table(title=f"blurlatent evaluate — {escape(cfg.channel)}, {cfg.fields} test "
+                       f"{'fields' if cfg.whole else 'crops'}")
     main.add_column("group", style="dim")
     main.add_column("metric")
     for col in report.columns:
-        main.add_column(col.name, justify="right")
+        main.add_column(escape(col.name), justify="right")
     last = None
     for group, label, cells in table_rows(report):
         main.add_row(group if group != last else "", label, *[f"[bold green]{t}[/]" if b else t for t, b in cells])
@@ -176,7 +180,7 @@ def rich_tables(report: Report) -> list:
     perk.add_column("k")
     perk.add_column("α")
     for col in report.columns_for("deblur"):
-        perk.add_column(col.name, justify="right")
+        perk.add_column(escape(col.name), justify="right")
     for k in cfg.plan.between:
         perk.add_row(str(k), f"{cfg.plan.deblur_alpha(k):.3f}", *per_k_cells(report, k))
     return [main, perk]

@@ -21,8 +21,9 @@ import socket
 import stat
 import tempfile
 import threading
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 from blurlatent.errors import RuntimeFailure, UsageError
 
@@ -51,12 +52,13 @@ def check_outputs(paths: Sequence[str | Path], force: bool, inputs: Sequence[str
             st = os.stat(path)
             if (st.st_dev, st.st_ino) in ids:
                 raise UsageError(f"{path}: is the input {ids[st.st_dev, st.st_ino]}; choose another output (an input "
-                                 "is never overwritten, even with force=True)")
+                                 "is never overwritten, even with {force=True})", "force")
         if path.is_dir():  # before "pass --force": force cannot make a folder a file
             raise UsageError(f"{path}: is a folder, expected a file path; choose a file name")
         if os.path.lexists(path) and not force:
             link = f" (a symbolic link to {os.readlink(path)})" if path.is_symlink() else ""
-            raise UsageError(f"{path}: already exists{link}; pass force=True to overwrite it or choose another output")
+            raise UsageError(f"{path}: already exists{link}; pass {{force=True}} to overwrite it or choose another "
+                             "output", "force")
         check_output_location(path)
 
 
@@ -201,10 +203,11 @@ def remove_empty_folders(folders: list[Path]) -> None:
 
 
 @contextlib.contextmanager
-def staged_files() -> Iterator[Callable[[Path], Path]]:
+def staged_files(force: bool = True) -> Iterator[Callable[[Path], Path]]:
     """All or nothing for many files: ``stage(path)`` gives a path of the same name inside a temp folder beside
-    ``path`` to write; when the block ends without error each such file replaces its ``path``, else every temp,
-    and every folder the outputs needed, is removed."""
+    ``path`` to write; when the block ends without error each such file (or folder: an OME-Zarr) replaces its
+    ``path``, else every temp, and every folder the outputs needed, is removed. Without ``force`` no output is
+    replaced, even one that appeared while the block ran (another job's): UsageError, nothing written."""
     staged: list[tuple[Path, Path]] = []
     created: list[Path] = []
 
@@ -219,8 +222,7 @@ def staged_files() -> Iterator[Callable[[Path], Path]]:
 
     try:
         yield stage
-        for tmp, path in staged:
-            os.replace(tmp, path)
+        place_staged(staged, force)
         created.clear()
     finally:
         for tmp, _ in staged:
@@ -228,6 +230,48 @@ def staged_files() -> Iterator[Callable[[Path], Path]]:
         for folder in sorted(created, key=lambda f: len(f.parts), reverse=True):
             with contextlib.suppress(OSError):  # outputs in several folders: try each, deepest first
                 folder.rmdir()
+
+
+def place_staged(staged: list[tuple[Path, Path]], force: bool) -> None:
+    """Rename each finished temp onto its output. Without ``force`` the outputs are looked at again first (the
+    job checked them before its work, but another one may have written them meanwhile) and each file is placed
+    with ``os.link``, which never replaces; what was placed is taken back when a later one cannot be."""
+    appeared = next((path for _, path in staged if not force and os.path.lexists(path)), None)
+    if appeared is not None:
+        raise appeared_meanwhile(appeared)
+    placed: list[Path] = []
+    try:
+        for tmp, path in staged:
+            if tmp.is_dir():  # an OME-Zarr folder; with force, an earlier one is moved aside first
+                replace_folder(tmp, path)
+            elif force:
+                os.replace(tmp, path)
+            else:
+                link_no_replace(tmp, path)
+            placed.append(path)
+    except BaseException:
+        for path in [] if force else placed:  # new outputs: nothing of anyone else's is lost taking them back
+            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+        raise
+
+
+def link_no_replace(tmp: Path, path: Path) -> None:
+    """Move the file ``tmp`` to ``path`` unless ``path`` exists (atomically where the filesystem has hard links)."""
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise appeared_meanwhile(path) from None
+    except OSError:  # no hard links here (FAT, some network filesystems): look, then rename
+        if os.path.lexists(path):
+            raise appeared_meanwhile(path) from None
+        os.replace(tmp, path)
+        return
+    tmp.unlink()
+
+
+def appeared_meanwhile(path: Path) -> UsageError:
+    return UsageError(f"{path}: appeared while this job ran (another job wrote it?); pass {{force=True}} to overwrite "
+                      "it or choose another output", "force")
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 22) -> str:
@@ -301,13 +345,14 @@ def is_disk_full(exc: BaseException) -> bool:
     """True when ``exc``, or an exception it was raised from or while handling, is ENOSPC/EDQUOT — or torch's
     file writer failed (it drops the errno: "unexpected pos …", "PytorchStreamWriter failed writing")."""
     seen = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        if isinstance(exc, OSError) and exc.errno in DISK_FULL:
+    link: BaseException | None = exc
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        if isinstance(link, OSError) and link.errno in DISK_FULL:
             return True
-        if isinstance(exc, RuntimeError) and ("inline_container" in str(exc) or "PytorchStreamWriter" in str(exc)):
+        if isinstance(link, RuntimeError) and ("inline_container" in str(link) or "PytorchStreamWriter" in str(link)):
             return True
-        exc = exc.__cause__ or exc.__context__
+        link = link.__cause__ or link.__context__
     return False
 
 

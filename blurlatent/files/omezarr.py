@@ -12,10 +12,12 @@ write with ``force`` replaces. stacks.py is the public face (``read_stack``/``wr
 from __future__ import annotations
 
 import json
+import logging
+import math
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -24,6 +26,7 @@ from blurlatent.files.atomic import (
     check_output_location,
     disk_space,
     make_temp_dir,
+    output_name,
     replace_folder,
     terminate_as_interrupt,
 )
@@ -32,6 +35,7 @@ EXTRA = "pip install 'blurlatent[zarr]'"
 NGFF_VERSION = "0.4"
 OURS = "blurlatent"  # our group attribute: {"labels": [...], "source": ...}
 ZARR_FILES = ("zarr.json", ".zgroup", ".zattrs")
+WRITTEN = {".zgroup", ".zattrs", "0"}  # what write_omezarr puts in its folder: the group and one array
 # NGFF units are UDUNITS-2 names; µm per unit
 UM_PER_NGFF_UNIT = {"angstrom": 1e-4, "picometer": 1e-6, "nanometer": 1e-3, "micrometer": 1.0, "micron": 1.0,
                     "millimeter": 1e3, "centimeter": 1e4, "decimeter": 1e5, "meter": 1e6, "inch": 25400.0,
@@ -39,6 +43,8 @@ UM_PER_NGFF_UNIT = {"angstrom": 1e-4, "picometer": 1e-6, "nanometer": 1e-3, "mic
 AXIS_LETTERS = {"x": "X", "y": "Y", "z": "Z", "t": "T", "c": "C"}
 TYPE_LETTERS = {"time": "T", "channel": "C"}
 PLANE_CHUNK = 1024  # chunks are one plane deep and at most this many pixels across
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -52,6 +58,22 @@ class ZarrImage:
     size: tuple[float | None, float | None, float | None]
     names: list[str] = field(default_factory=list)
     labels: dict[int, str] = field(default_factory=dict)
+
+
+def size_um(value, scale: float | None, source, axis: str) -> float | None:
+    """A pixel size ``value`` in a unit of ``scale`` µm, as µm: None where unknown (no value or no known unit)
+    and, with a warning naming ``source``, where it is not a finite number > 0 — a size of 0, a negative or NaN
+    one is a metadata error, which outputs must not carry on (invalid OME, an NGFF scale of 0)."""
+    if value is None or scale is None:
+        return None
+    try:
+        size = float(value) * scale
+    except (TypeError, ValueError, OverflowError):
+        size = math.nan
+    if math.isfinite(size) and size > 0:
+        return size
+    log.warning("%s: pixel size %s %r is not a positive number; ignored, so no output carries it", source, axis, value)
+    return None
 
 
 def is_zarr_path(path: str | Path) -> bool:
@@ -89,7 +111,7 @@ def read_omezarr(path: str | Path, choose: Callable[[int], int]) -> ZarrImage:
     images = list_images(path, root)
     group, multiscale = images[choose(len(images))]
     try:
-        return load_image(group, multiscale, ngff_attrs(group))
+        return load_image(group, multiscale, ngff_attrs(group), path)
     except UsageError:
         raise
     except Exception as exc:
@@ -116,7 +138,7 @@ def list_images(path: Path, root) -> list[tuple]:
     return images
 
 
-def load_image(group, multiscale: dict, meta: dict) -> ZarrImage:
+def load_image(group, multiscale: dict, meta: dict, source=None) -> ZarrImage:
     dataset = multiscale["datasets"][0]
     array = group[dataset["path"]]
     axes_meta = multiscale.get("axes") or list("tczyx"[-array.ndim:])  # NGFF 0.1/0.2 had no axes: always TCZYX
@@ -135,18 +157,20 @@ def load_image(group, multiscale: dict, meta: dict) -> ZarrImage:
     for ax in "XYZ":
         i = axes.find(ax)
         unit = UM_PER_NGFF_UNIT.get(str(axes_meta[i].get("unit", "")).lower()) if i >= 0 else None
-        size.append(None if unit is None else float(scale[i]) * unit)  # no unit: the scale's unit is unknown
+        size.append(size_um(scale[i], unit, source or group.store, ax.lower()))  # no unit: the scale's unit is unknown
+    x, y, z = size
     channels = meta.get("omero", {}).get("channels", []) if isinstance(meta.get("omero"), dict) else []
     names = [str(c.get("label") or "") if isinstance(c, dict) else "" for c in channels]
     ours = group.attrs.asdict().get(OURS, {})
     labels = ours.get("labels") if isinstance(ours, dict) else None
     labels = {z: str(s) for z, s in enumerate(labels)} if isinstance(labels, list) else {}
-    return ZarrImage(np.asarray(array[...]), axes, tuple(size), names, labels)
+    return ZarrImage(np.asarray(array[...]), axes, (x, y, z), names, labels)
 
 
-def write_omezarr(path: str | Path, data: np.ndarray, *, pixel_size=(None, None, None), channel: str | None = None,
-                  labels: list[str] | None = None, source: str | None = None, force: bool = False,
-                  inputs: tuple[Path, ...] = ()) -> None:
+def write_omezarr(path: str | Path, data: np.ndarray, *,
+                  pixel_size: tuple[float | None, float | None, float | None] = (None, None, None),
+                  channel: str | None = None, labels: list[str] | None = None, source: str | None = None,
+                  force: bool = False, inputs: tuple[Path, ...] = ()) -> None:
     """Write a YX plane or ZYX stack as an NGFF 0.4 image folder, atomically (built in a temp folder beside
     ``path``, then renamed onto it). ``pixel_size`` (x, y, z) in µm becomes the scale (unit micrometer); a
     None size is written as scale 1 without a unit. An existing ``path`` is replaced only with ``force`` and
@@ -155,10 +179,11 @@ def write_omezarr(path: str | Path, data: np.ndarray, *, pixel_size=(None, None,
     zarr = import_zarr(path, "writing")
     check_zarr_output(path, force, inputs)
     axes = "zyx" if data.ndim == 3 else "yx"
-    sizes = dict(zip("xyz", pixel_size))
+    # a bad size: unwritten
+    sizes = {a: size_um(v, 1.0, output_name(path), a) for a, v in zip("xyz", pixel_size, strict=True)}
     axes_meta = [{"name": a, "type": "space", **({"unit": "micrometer"} if sizes[a] is not None else {})}
                  for a in axes]
-    scale = [float(sizes[a]) if sizes[a] is not None else 1.0 for a in axes]
+    scale = [float(s) if (s := sizes[a]) is not None else 1.0 for a in axes]
     multiscale = {"version": NGFF_VERSION, "name": channel or path.name.split(".")[0], "axes": axes_meta,
                   "datasets": [{"path": "0", "coordinateTransformations": [{"type": "scale", "scale": scale}]}]}
     attrs: dict = {"multiscales": [multiscale], OURS: {"source": source or "", "labels": list(labels or [])}}
@@ -185,13 +210,18 @@ def check_zarr_output(path: Path, force: bool, inputs: tuple[Path, ...] = ()) ->
     write is never replaced), and an output that is one of ``inputs``."""
     if any(path.resolve() == Path(p).resolve() for p in inputs):
         raise UsageError(f"{path}: is the input; choose another output (an input is never overwritten, even with "
-                         "force=True)")
+                         "{force=True})", "force")
     if path.exists() or path.is_symlink():
         if not force:
-            raise UsageError(f"{path}: already exists; pass force=True to overwrite it or choose another output")
+            raise UsageError(f"{path}: already exists; pass {{force=True}} to overwrite it or choose another output",
+                             "force")
         if path.is_symlink() or not path.is_dir() or not written_by_us(path):
             raise UsageError(f"{path}: exists and is not an OME-Zarr written by blurlatent, so it is never replaced "
-                             "(even with force=True); choose another output")
+                             "(even with {force=True}); choose another output", "force")
+        extra = sorted(e.name for e in path.iterdir() if e.name not in WRITTEN)
+        if extra:  # ours, but someone put more in it: replacing the folder would delete that too
+            raise UsageError(f"{path}: holds {extra[0]!r}, which blurlatent did not write, so it is never replaced "
+                             "(even with {force=True}); choose another output", "force")
     check_output_location(path)
 
 

@@ -7,10 +7,8 @@ commands inside it (``nested``, each with its own marker). ``check_output_folder
 anything else, naming it, even with ``force``; with ``force`` an earlier output of the same command is
 replaced — ``remove_owned`` deletes exactly what the marker lists, and a command that builds its folder in a
 temp swaps it in whole, which is the same once nothing else is there. Callers check every argument first.
-
-Migration: folders written before markers existed have none. Each command passes its old known-files check
-as ``legacy`` (a function naming the first entry it did not write, or None); a folder without a marker is
-the command's own only when that check passes, and foreign otherwise.
+A folder without a marker (written by someone else, or by a blurlatent from before markers) is not ours: it is
+refused unless it is empty.
 
 Locks: ``lock_folder(out)`` holds ``.NAME.lock`` beside ``out`` (an flock, and the writer's pid inside)
 while a command writes it; a second writer gets "OUT is in use by pid N" (exit 2). The kernel drops an
@@ -25,25 +23,23 @@ import os
 import re
 import shutil
 import socket
+import sys
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
 
 from blurlatent import __version__
-from blurlatent.errors import UsageError
+from blurlatent.errors import Message, UsageError
 from blurlatent.files.atomic import TEMP_TAIL, check_output_location, missing_folders, remove_empty_folders, write_json
 
-try:
+if sys.platform != "win32":  # Windows has no flock: folders are then not locked
     import fcntl
-except ImportError:  # Windows: no flock; folders are then not locked
-    fcntl = None
 
 MARKER = ".blurlatent-output.json"
 TOOL = "blurlatent"
 # what a killed writer leaves beside an entry NAME: its temps (files: .NAME.<pid>@<host>.<x>.tmp) and its lock
 DEBRIS = re.compile(rf"^\.(?P<name>.+?)({TEMP_TAIL}|\.lock)$")
-Legacy = Callable[[Path], "str | None"]
 
 
 def write_marker(folder: str | Path, command: str, files: Sequence[str] | None = None, patterns: Sequence[str] = (),
@@ -79,7 +75,7 @@ class Owned:
     nested: dict = field(default_factory=dict)
 
     @classmethod
-    def of(cls, record: dict) -> "Owned":
+    def of(cls, record: dict) -> Owned:
         return cls(frozenset(record.get("files") or ()), tuple(record.get("patterns") or ()),
                    dict(record.get("nested") or {}))
 
@@ -93,17 +89,16 @@ class Owned:
         return rel in self.nested or self.file(rel) or self.folder(rel)
 
 
-def strangers(folder: str | Path, command: str, legacy: Legacy | None = None) -> list[str]:
+def strangers(folder: str | Path, command: str) -> list[str]:
     """What in ``folder`` ``command`` did not provably write (relative paths, folders with a trailing /):
-    [] for an empty folder or one that is all ``command``'s output (its marker, or ``legacy`` when it has none)."""
+    [] for an empty folder or one that is all ``command``'s output (its marker says so)."""
     folder = Path(folder)
     entries = sorted(folder.iterdir())
     if not entries:
         return []
     record = read_marker(folder)
-    if record is None:  # no marker: written before markers existed (legacy check), or not by this tool at all
-        stranger = legacy(folder) if legacy is not None else entries[0].name
-        return [] if stranger is None else [stranger]
+    if record is None:  # no marker: not ours
+        return [entries[0].name]
     if record.get("command") != command:
         return [MARKER]
     return _unowned(folder, Owned.of(record), "")
@@ -160,19 +155,22 @@ def check_not_input(out: str | Path, inputs: Sequence[str | Path]) -> None:
             continue
         if os.path.samefile(out, source) or real in Path(source).resolve().parents:
             raise UsageError(f"{out}: is or holds the input {source}; choose another output folder (an input is "
-                             "never replaced, even with force=True)")
+                             "never replaced, even with {force=True})", "force")
 
 
-def check_output_folder(out: str | Path, command: str, force: bool, what: str, legacy: Legacy | None = None,
-                        inputs: Sequence[str | Path] = (), option: str = "another output folder") -> bool:
+def check_output_folder(out: str | Path, command: str, force: bool, what: str, inputs: Sequence[str | Path] = (),
+                        option: str | Message = "another output folder") -> bool:
     """Check that ``command`` may write the folder ``out``; True when an earlier output of it gets replaced.
 
     A folder holding anything ``command`` did not provably write (``strangers``) is never replaced, even with
     ``force`` — ``--force`` on a mistyped path must not wipe a user's data — and the message names what is
     there. An earlier output of ``command`` (``what``, e.g. "a prepared store") is replaced only with
-    ``force``. An output that is or holds one of ``inputs`` is refused. Raises UsageError.
+    ``force``. An output that is or holds one of ``inputs`` is refused. ``option``: what to choose instead, a
+    ``Message`` where it names parameters. Raises UsageError.
     """
     out = Path(out)
+    option = option if isinstance(option, Message) else Message(option)
+    params = ("force", *option.names)  # the messages below name force, and what ``option`` names
     if out.exists() and not out.is_dir():
         raise UsageError(f"{out}: exists and is a file; choose a folder name")
     check_output_location(out)
@@ -182,14 +180,15 @@ def check_output_folder(out: str | Path, command: str, force: bool, what: str, l
     record = read_marker(out)
     if record and record.get("command") != command:
         raise UsageError(f"{out}: is not {what} (it holds the output of blurlatent {record.get('command')}); choose "
-                         f"{option}, nothing there is replaced even with force=True")
-    found = strangers(out, command, legacy)
+                         f"{option.template}, nothing there is replaced even with {{force=True}}", *params)
+    found = strangers(out, command)
     if found:
         names = ", ".join(repr(n) for n in found[:3]) + (f" and {len(found) - 3} more" if len(found) > 3 else "")
-        raise UsageError(f"{out}: is not {what} (it holds {names}); choose {option}, nothing there is replaced even "
-                         "with force=True")
+        raise UsageError(f"{out}: is not {what} (it holds {names}); choose {option.template}, nothing there is "
+                         "replaced even with {force=True}", *params)
     if not force:
-        raise UsageError(f"{out}: already exists and holds {what}; pass force=True to replace it or choose {option}")
+        raise UsageError(f"{out}: already exists and holds {what}; pass {{force=True}} to replace it or choose "
+                         f"{option.template}", *params)
     return True
 
 
@@ -197,21 +196,24 @@ def check_output_folder(out: str | Path, command: str, force: bool, what: str, l
 
 
 class FolderLock:
-    """The lock of output ``out`` (``.NAME.lock`` beside it); ``with FolderLock(out, command):`` holds it."""
+    """The lock of output ``out``, a folder or a file (``.NAME.lock`` beside it: blur and deblur lock their output
+    file, or their folder in folder mode); ``with FolderLock(out, command):`` holds it."""
 
     def __init__(self, out: str | Path, command: str = ""):
         self.out = Path(out)
         real = self.out.resolve()  # one lock whatever path (or link) names the folder
-        self.path, self.command, self.fd, self.created = real.parent / f".{real.name}.lock", command, None, []
+        self.path, self.command = real.parent / f".{real.name}.lock", command
+        self.fd: int | None = None
+        self.created: list[Path] = []
 
-    def acquire(self) -> "FolderLock":
+    def acquire(self) -> FolderLock:
         check_output_location(self.out)  # below a file, or in a folder we cannot write: the usual one line
         self.created = missing_folders(self.path.parent)  # writers create missing parents; removed on release
         self.path.parent.mkdir(parents=True, exist_ok=True)
         while True:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             try:
-                if fcntl is not None:
+                if sys.platform != "win32":
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:  # held by a live process
                 holder = (os.read(fd, 256).decode(errors="replace").split() or ["?"])
@@ -246,7 +248,7 @@ class FolderLock:
         remove_empty_folders(self.created)
         self.created = []
 
-    def __enter__(self) -> "FolderLock":
+    def __enter__(self) -> FolderLock:
         return self.acquire()
 
     def __exit__(self, *exc) -> None:
@@ -254,10 +256,10 @@ class FolderLock:
 
 
 @contextlib.contextmanager
-def claim_output_folder(out: str | Path, command: str, force: bool, what: str, legacy: Legacy | None = None,
-                        inputs: Sequence[str | Path] = (), option: str = "another output folder") -> Iterator[bool]:
+def claim_output_folder(out: str | Path, command: str, force: bool, what: str, inputs: Sequence[str | Path] = (),
+                        option: str | Message = "another output folder") -> Iterator[bool]:
     """Lock ``out`` for ``command`` and check it (``check_output_folder``) under the lock; yields whether an
     earlier output gets replaced. The lock is released when the block ends."""
-    check_output_folder(out, command, force, what, legacy, inputs, option)  # fail fast, before the lock file
+    check_output_folder(out, command, force, what, inputs, option)  # fail fast, before the lock file
     with FolderLock(out, command):
-        yield check_output_folder(out, command, force, what, legacy, inputs, option)
+        yield check_output_folder(out, command, force, what, inputs, option)

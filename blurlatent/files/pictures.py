@@ -1,11 +1,11 @@
 """PNG pictures: image grids (transition strips, deblurring examples) and line plots, written atomically.
-matplotlib's Agg backend only, imported when a figure is drawn: it costs about a second, which
-`blurlatent --help` and the library's numeric paths must not pay."""
+matplotlib's Agg backend only, imported when a figure is drawn: its import is slow, and `blurlatent --help` and
+the library's numeric paths must not pay for it."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -69,20 +69,21 @@ def save_figure(fig, path: str | Path) -> Path:
 
 def save_line_plot(
     x: Sequence[float],
-    series: dict[str, Sequence[float | None]],
+    series: Mapping[str, Sequence[float | None]],
     path: str | Path,
     xlabel: str = "",
     ylabel: str = "",
     title: str | None = None,
 ) -> Path:
-    """One line per series (None values are skipped) over the shared ``x``, as one PNG, atomically (Fig. 6)."""
+    """One line per series (None values are skipped) over the shared ``x``, as one PNG, atomically (Fig. 6).
+    Each series holds one value per ``x`` (ValueError otherwise)."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.0, 4.0))
     markers = "os^Dv<>pP*X"
     for i, (name, ys) in enumerate(series.items()):
-        pts = [(a, b) for a, b in zip(x, ys) if b is not None and np.isfinite(b)]
+        pts = [(a, b) for a, b in zip(x, ys, strict=True) if b is not None and np.isfinite(b)]
         if pts:
-            xs, vs = zip(*pts)
+            xs, vs = zip(*pts, strict=True)
             ax.plot(xs, vs, marker=markers[i % len(markers)], label=name)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)

@@ -18,8 +18,9 @@ The API (A2's batch/CLI and B's prepare call these; extend, never rename)::
 in µm (OME in any unit, ImageJ resolution + unit, OME-Zarr scale + axis units); what a file holds more of
 (series, channels, time points) is chosen by the caller or refused with one line naming the choices, never
 guessed. ``write_stack`` writes OME-TIFF for OME/OME-Zarr inputs and every ``.ome.tif`` name (a plain TIFF
-never gets that name), ImageJ for ImageJ inputs (or plane labels, or pixel sizes), OME-Zarr for ``.zarr``
-names, else a plain TIFF, always atomically.
+never gets that name), ImageJ for ImageJ inputs (or plane labels, or pixel sizes: OME where ImageJ cannot hold
+the pixel type), OME-Zarr for ``.zarr`` names, else a plain TIFF, always atomically and in the data's own dtype.
+Pixel sizes that are not > 0 are dropped with a warning, on reading and on writing.
 """
 
 from __future__ import annotations
@@ -27,13 +28,14 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TypedDict
 
 import numpy as np
 
 from blurlatent.errors import UsageError
-from blurlatent.files.atomic import atomic_path, check_writable, disk_space, terminate_as_interrupt
+from blurlatent.files.atomic import atomic_path, check_writable, disk_space, output_name, terminate_as_interrupt
 from blurlatent.files.images import check_image_path, read_image, write_image
-from blurlatent.files.omezarr import UM_PER_NGFF_UNIT, is_zarr_path, read_omezarr, write_omezarr
+from blurlatent.files.omezarr import UM_PER_NGFF_UNIT, is_zarr_path, read_omezarr, size_um, write_omezarr
 
 OME_SUFFIXES = (".ome.tif", ".ome.tiff")
 LABELS_NAMESPACE = "blurlatent/plane-labels"  # the OME MapAnnotation holding one label per Z plane
@@ -60,6 +62,15 @@ class Stack:
     labels: tuple[str, ...] | None = None
 
 
+class ImageFacts(TypedDict):
+    """What a file says about its image: channel names ("" where unnamed), (x, y, z) pixel size in µm (None
+    where unknown) and our plane labels by z."""
+
+    names: list[str]
+    size: tuple[float | None, float | None, float | None]
+    labels: dict[int, str]
+
+
 def is_ome_name(path: str | Path) -> bool:
     return str(path).lower().endswith(OME_SUFFIXES)
 
@@ -74,7 +85,7 @@ def read_stack(path: str | Path, *, channel: int | str | None = None, series: in
     if is_zarr_path(path):
         image = read_omezarr(path, lambda count: choose_series(path, count, series))
         axes, data, kind, imagej = image.axes, image.data, "zarr", None
-        meta = {"names": image.names, "size": image.size, "labels": image.labels}
+        meta = ImageFacts(names=image.names, size=image.size, labels=image.labels)
     else:
         if path.is_dir():
             raise UsageError(f"{path}: is a folder without zarr metadata; pass an image file (.tif/.tiff/.png) or an "
@@ -91,7 +102,7 @@ def read_stack(path: str | Path, *, channel: int | str | None = None, series: in
     return Stack(data, axes, meta["size"], name, path, kind, labels)
 
 
-def read_tiff(path: Path, series: int | None) -> tuple[str, np.ndarray, str, dict, dict | None]:
+def read_tiff(path: Path, series: int | None) -> tuple[str, np.ndarray, str, ImageFacts, dict | None]:
     """Axes, data, kind, OME facts (``ome_facts``'s keys) and ImageJ metadata of one series of a TIFF."""
     import tifffile
 
@@ -109,11 +120,11 @@ def read_tiff(path: Path, series: int | None) -> tuple[str, np.ndarray, str, dic
     except Exception as exc:  # tifffile raises many types for truncated/corrupt files
         raise UsageError(f"{path}: cannot read TIFF ({type(exc).__name__}: {exc}); re-copy or re-export the "
                          "file") from None
-    meta = ome_facts(ome, index) if ome is not None else {"names": [], "size": (None, None, None), "labels": {}}
+    meta = ome_facts(ome, index, path) if ome is not None else ImageFacts(names=[], size=(None, None, None), labels={})
     if imagej is not None:
-        z = imagej.get("spacing")
-        scale = um_per_unit(imagej.get("unit"))
-        meta["size"] = tuple(None if v is None or scale is None else float(v) * scale for v in (*resolution, z))
+        scale, spacing = um_per_unit(imagej.get("unit")), imagej.get("spacing")
+        x, y, z = (size_um(v, scale, path, ax) for v, ax in zip((*resolution, spacing), "xyz", strict=True))
+        meta["size"] = (x, y, z)
     return axes, data, kind, meta, imagej
 
 
@@ -122,11 +133,12 @@ def choose_series(path: Path, count: int, series: int | None) -> int:
         raise UsageError(f"{path}: TIFF holds no readable image; re-copy or re-export the file")
     if series is None:
         if count > 1:
-            raise UsageError(f"{path}: holds {count} image series; pass series=0..{count - 1} to choose one")
+            raise UsageError(f"{path}: holds {count} image series; pass {{series=0..{count - 1}}} to choose one",
+                             "series")
         return 0
     if not 0 <= series < count:
-        raise UsageError(f"series {series} does not exist: {path} holds {count} series (0..{count - 1}); "
-                         f"pass series=0..{count - 1}")
+        raise UsageError(f"{{series}} {series} does not exist: {path} holds {count} series (0..{count - 1}); "
+                         f"pass {{series=0..{count - 1}}}", "series")
     return series
 
 
@@ -148,7 +160,8 @@ def select_zyx(path: Path, axes: str, data: np.ndarray, channel: int | str | Non
     if "C" in axes and data.shape[axes.index("C")] > 1:
         chosen = channel_index(path, data.shape[axes.index("C")], channel, names)
     elif channel not in (None, 0) and (channel not in names):
-        raise UsageError(f"channel {channel} does not exist: {path} has one channel; leave channel out")
+        raise UsageError(f"{{channel}} {channel} does not exist: {path} has one channel; leave {{channel}} out",
+                         "channel")
     keep = ""
     for ax in axes[:-2]:
         i = len(keep)  # the axes before this one that were kept: the dropped ones are gone from data
@@ -175,15 +188,17 @@ def select_zyx(path: Path, axes: str, data: np.ndarray, channel: int | str | Non
 
 def channel_index(path: Path, count: int, channel: int | str | None, names: list[str]) -> int:
     named = f" ({', '.join(f'{i}: {n}' for i, n in enumerate(names))})" if any(names) else ""
-    fix = f"pass channel=0..{count - 1}" + (" or a channel name" if any(names) else "")
+    fix = f"pass {{channel=0..{count - 1}}}" + (" or a channel name" if any(names) else "")
     if channel is None:
-        raise UsageError(f"{path}: holds {count} channels{named}; {fix}")
+        raise UsageError(f"{path}: holds {count} channels{named}; {fix}", "channel")
     if isinstance(channel, str):
         if not channel or channel not in names:
-            raise UsageError(f"channel {channel} does not exist: {path} holds {count} channels{named}; {fix}")
+            raise UsageError(f"{{channel}} {channel} does not exist: {path} holds {count} channels{named}; {fix}",
+                             "channel")
         return names.index(channel)
     if not 0 <= int(channel) < count:
-        raise UsageError(f"channel {channel} does not exist: {path} holds {count} channels{named}; {fix}")
+        raise UsageError(f"{{channel}} {channel} does not exist: {path} holds {count} channels{named}; {fix}",
+                         "channel")
     return int(channel)
 
 
@@ -206,18 +221,18 @@ def imagej_resolution(page) -> tuple[float | None, float | None]:
     return sizes[0], sizes[1]
 
 
-def ome_facts(xml: str, index: int) -> dict:
-    """Channel names, (x, y, z) pixel sizes in µm and our plane labels of OME Image ``index``."""
+def ome_facts(xml: str, index: int, source=None) -> ImageFacts:
+    """Channel names, (x, y, z) pixel sizes in µm (``omezarr.size_um``: a size that is not > 0 is dropped, with a
+    warning naming ``source``) and our plane labels of OME Image ``index``."""
     root = ET.fromstring(xml)
     images = root.findall("{*}Image")
     pixels = images[index].find("{*}Pixels") if index < len(images) else None
     if pixels is None:
-        return {"names": [], "size": (None, None, None), "labels": {}}
+        return ImageFacts(names=[], size=(None, None, None), labels={})
     size = []
     for ax in "XYZ":
         value, unit = pixels.get(f"PhysicalSize{ax}"), pixels.get(f"PhysicalSize{ax}Unit", "µm")
-        scale = um_per_unit(unit)
-        size.append(None if value is None or scale is None else float(value) * scale)
+        size.append(size_um(value, um_per_unit(unit), source, ax.lower()))
     names = [c.get("Name") or "" for c in pixels.findall("{*}Channel")]  # "" where a channel has no name
     refs = {r.get("ID") for r in images[index].findall("{*}AnnotationRef")}
     labels = {}
@@ -225,9 +240,10 @@ def ome_facts(xml: str, index: int) -> dict:
         if (annotation.tag.endswith("MapAnnotation") and annotation.get("Namespace") == LABELS_NAMESPACE
                 and annotation.get("ID") in refs):
             for m in annotation.iter():
-                if m.tag.endswith("}M") and (m.get("K") or "").isdigit():
-                    labels[int(m.get("K"))] = m.text or ""
-    return {"names": names, "size": tuple(size), "labels": labels}
+                if m.tag.endswith("}M") and (key := m.get("K") or "").isdigit():
+                    labels[int(key)] = m.text or ""
+    x, y, z = size
+    return {"names": names, "size": (x, y, z), "labels": labels}
 
 
 def plane_labels(imagej: dict | None, ome_labels: dict[int, str], ids: np.ndarray) -> tuple[str, ...] | None:
@@ -245,7 +261,7 @@ def stack_plane(stack: Stack, z: int) -> np.ndarray:
     """Plane ``z`` of ``stack`` (YX); UsageError naming z and the valid range."""
     count = stack.data.shape[0]
     if not 0 <= z < count:
-        raise UsageError(f"z {z} is out of range: {stack.path} has {count} planes; pass z=0..{count - 1}")
+        raise UsageError(f"{{z}} {z} is out of range: {stack.path} has {count} planes; pass {{z=0..{count - 1}}}", "z")
     return stack.data[z]
 
 
@@ -263,17 +279,20 @@ def write_stack(path: str | Path, data: np.ndarray, *, like: Stack | None = None
     ``pixel_size`` are given (resolution, unit, z spacing, slice labels), an NGFF image folder for a ``.zarr``
     name (needs ``blurlatent[zarr]``), a PNG for a ``.png`` plane, else a plain TIFF. ``labels``: one per plane
     (``alpha_labels``); ``pixel_size`` (x, y, z) in µm overrides ``like``'s. UsageError for a wrong shape or
-    label count, an existing output without ``force``, or ``like``'s own file as the output."""
+    label count, an existing output without ``force``, ``like``'s own file as the output, or an ImageJ ``like``
+    with pixels ImageJ cannot hold (it holds uint8, uint16 and float32; nothing is converted)."""
     path, data = Path(path), np.asarray(data)
     if data.ndim not in (2, 3):
         raise UsageError(f"{path}: data has shape {data.shape}; write a YX plane or a ZYX stack")
     planes = 1 if data.ndim == 2 else data.shape[0]
     if labels is not None and len(labels) != planes:
         raise UsageError(f"labels: {len(labels)} given for {planes} planes; pass one label per plane")
-    if pixel_size is not None or like is not None:
-        like = replace(like or Stack(data, "ZYX", kind="tiff"), pixel_size=pixel_size or like.pixel_size)
+    given = pixel_size if pixel_size is not None else like.pixel_size if like is not None else None
+    if given is not None:
+        x, y, z = (size_um(v, 1.0, output_name(path), ax) for v, ax in zip(given, "xyz", strict=True))
+        like = replace(like or Stack(data, "ZYX", kind="tiff"), pixel_size=(x, y, z))  # a bad size: never written
     inputs = (like.path,) if like is not None and like.path is not None else ()
-    kind = output_kind(path, like, labels)
+    kind = output_kind(path, like, labels, data.dtype)
     if kind == "zarr":
         write_omezarr(path, data, pixel_size=like.pixel_size if like else (None, None, None), force=force,
                       channel=like.channel if like else None, labels=labels, source=str(inputs[0]) if inputs else None,
@@ -285,8 +304,10 @@ def write_stack(path: str | Path, data: np.ndarray, *, like: Stack | None = None
         check_writable(path, force, inputs)
         write_image(path, data.reshape(data.shape[-2:]), force=force)
         return
-    if kind == "imagej" and data.dtype not in IMAGEJ_DTYPES:
-        data = data.astype(np.float32)  # ImageJ stores 8/16-bit integers or 32-bit floats only
+    if kind == "imagej" and data.dtype not in IMAGEJ_DTYPES:  # converting would lose bits: say so instead
+        source = like.path if like is not None and like.path is not None else "its input"  # an ImageJ like
+        raise UsageError(f"{path}: an ImageJ TIFF (the kind of {source}) holds uint8, uint16 or "
+                         f"float32 pixels, not {data.dtype}; convert the data to one of them, or write a .ome.tif")
     axes = "YX" if data.ndim == 2 else "ZYX"
     options = (ome_options(axes, like, labels) if kind == "ome" else imagej_options(axes, like, labels)
                if kind == "imagej" else {"photometric": "minisblack"})
@@ -297,9 +318,10 @@ def write_stack(path: str | Path, data: np.ndarray, *, like: Stack | None = None
         tifffile.imwrite(tmp, data, compression="zlib", **options)
 
 
-def output_kind(path: Path, like: Stack | None, labels: list[str] | None) -> str:
+def output_kind(path: Path, like: Stack | None, labels: list[str] | None, dtype=None) -> str:
     """"zarr", "png", "ome", "imagej" or "tiff": the name decides first (a ``.ome.tif`` is always OME), then
-    what ``like`` was read from, then whether labels or pixel sizes need ImageJ's metadata."""
+    what ``like`` was read from, then whether labels or pixel sizes need metadata: ImageJ's, or OME's for
+    ``dtype`` pixels ImageJ cannot hold (int16, int32, float64, …: OME-TIFF keeps them as they are)."""
     name = path.name.lower()
     if name.endswith(".zarr"):
         return "zarr"
@@ -309,6 +331,8 @@ def output_kind(path: Path, like: Stack | None, labels: list[str] | None) -> str
     if is_ome_name(path) or source in ("ome", "zarr"):
         return "ome"
     sized = like is not None and any(v is not None for v in like.pixel_size)
+    if source != "imagej" and (labels is not None or sized) and dtype is not None and dtype not in IMAGEJ_DTYPES:
+        return "ome"
     return "imagej" if labels is not None or source == "imagej" or sized else "tiff"
 
 
@@ -325,7 +349,7 @@ def um_per_unit(unit) -> float | None:
 def ome_options(axes: str, like: Stack | None, labels: list[str] | None) -> dict:
     meta: dict = {"axes": axes, "Description": source_note(like)}
     size = like.pixel_size if like is not None else (None, None, None)
-    for ax, value in zip("XYZ", size):
+    for ax, value in zip("XYZ", size, strict=True):
         if value is not None and (ax != "Z" or axes == "ZYX"):
             meta[f"PhysicalSize{ax}"], meta[f"PhysicalSize{ax}Unit"] = value, "µm"
     if like is not None and like.channel:

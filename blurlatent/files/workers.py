@@ -10,8 +10,9 @@ from __future__ import annotations
 import ctypes
 import os
 import signal
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from typing import Callable, Iterator, Sequence, TypeVar
+from typing import TypeVar
 
 from blurlatent.files.atomic import release_stop_signals, stop_signals_held
 

@@ -62,8 +62,8 @@ def builtin_model(channel: str = DEFAULT_MODEL, folder: Path | None = None) -> B
         if model.channel == channel:
             return model
     there = ", ".join(m.channel for m in models) or "none in this installation"
-    raise UsageError(f"no built-in model named {channel} (built-in: {there}); choose one of those, or pass a "
-                     "checkpoint trained on your data")
+    raise UsageError(f"no built-in model named {channel} (built-in: {there}); choose one of those, or pass "
+                     "{checkpoint} trained on your data", "checkpoint")
 
 
 def builtin_path(model: BuiltinModel) -> Path:
@@ -88,7 +88,8 @@ def resolve_checkpoint(checkpoint: str | Path | None, model: str | None = None) 
     built-in ``model`` (default ``DEFAULT_MODEL``) after its checksum matched, with the line to tell the user."""
     if checkpoint is not None:
         if model is not None:
-            raise UsageError(f"both a built-in model ({model}) and a checkpoint ({checkpoint}) given; give one of them")
+            raise UsageError(f"both {{model}} ({model}) and {{checkpoint}} ({checkpoint}) given; give one of them",
+                             "model", "checkpoint")
         return Path(checkpoint), None
     builtin = builtin_model(model or DEFAULT_MODEL)
     return builtin_path(builtin), describe(builtin)

@@ -10,8 +10,9 @@ never guessed. ``Inputs.sources`` keeps each plane's ``Stack``, whose metadata t
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
-from typing import NamedTuple, Sequence
+from typing import NamedTuple
 
 import numpy as np
 
@@ -48,10 +49,10 @@ def check_z(z: Sequence[int]) -> tuple[int, int]:
     """``z`` as two different plane indices; UsageError otherwise."""
     values = tuple(z)
     if len(values) != 2 or any(isinstance(v, bool) or int(v) != v for v in values):
-        raise UsageError(f"z {' '.join(map(str, values))}: give two plane indices, e.g. z=0 8")
+        raise UsageError(f"{{z}} {' '.join(map(str, values))}: give two plane indices, e.g. {{z=0 8}}", "z")
     first, second = int(values[0]), int(values[1])
     if first == second:
-        raise UsageError(f"z {first} {second}: the two planes must differ; pass two different plane indices")
+        raise UsageError(f"{{z}} {first} {second}: the two planes must differ; pass two different plane indices", "z")
     return first, second
 
 
@@ -59,8 +60,8 @@ def single_plane(stack: Stack) -> np.ndarray:
     """The one YX plane of ``stack``; UsageError when it holds several (then ``z`` chooses two of them)."""
     count = stack.data.shape[0]
     if count != 1:
-        raise UsageError(f"{stack.path}: holds {count} planes (axes {stack.axes}); pass z=P1 P2 with this one file "
-                         "to use two of its planes, or split channels/pages into one file per plane")
+        raise UsageError(f"{stack.path}: holds {count} planes (axes {stack.axes}); pass {{z=P1 P2}} with this one "
+                         "file to use two of its planes, or split channels/pages into one file per plane", "z")
     return stack.data[0]
 
 
@@ -70,11 +71,12 @@ def stack_pair(stack: Stack, z: Sequence[int], name: str | None = None) -> tuple
     name = name or str(stack.path)
     count = stack.data.shape[0]
     if count == 1:
-        raise UsageError(f"{name}: holds one plane, so z=P1 P2 cannot choose two; pass a z-stack, or two "
-                         "single-plane images without z=P1 P2")
+        raise UsageError(f"{name}: holds one plane, so {{z=P1 P2}} cannot choose two; pass a z-stack, or two "
+                         "single-plane images without {z=P1 P2}", "z")
     for value in (first, second):
         if not 0 <= value < count:
-            raise UsageError(f"z {value} is out of range: {name} has {count} planes; pass z=0..{count - 1}")
+            raise UsageError(f"{{z}} {value} is out of range: {name} has {count} planes; pass {{z=0..{count - 1}}}",
+                             "z")
     return stack.data[first], stack.data[second]
 
 
@@ -86,15 +88,15 @@ def read_inputs(first: str | Path, second: str | Path | None = None, *, z: Seque
     beside ``second``, planes of two sizes, and whatever ``read_stack`` refuses (``channel``, ``series``).
     """
     if second is not None and z is not None:
-        raise UsageError(f"z chooses two planes of one stack, but two files were given ({first}, {second}); pass one "
-                         "z-stack and z=P1 P2, or two single-plane files without z=P1 P2")
+        raise UsageError(f"{{z}} chooses two planes of one stack, but two files were given ({first}, {second}); pass "
+                         "one z-stack and {z=P1 P2}, or two single-plane files without {z=P1 P2}", "z")
     stack = read_file(first, channel, series)
     if second is None:
         if z is None:
             if stack.data.shape[0] > 1:
                 single_plane(stack)  # raises: names the planes and z
             raise UsageError(f"{first}: holds one plane; give a second image of the same field, or a z-stack "
-                             "and z=P1 P2")
+                             "and {z=P1 P2}", "z")
         a, b = stack_pair(stack, z)
         return Inputs(a, b, (stack, stack))
     other = read_file(second, channel, series)
@@ -140,14 +142,16 @@ def array_stack(data: np.ndarray, axes: str | None, channel: int | None = None) 
     if "C" in axes:
         count = data.shape[axes.index("C")]
         if channel is None and count > 1:
-            raise UsageError(f"channel: the array holds {count} channels (axes {axes}); pass channel=0..{count - 1}")
+            raise UsageError(f"{{channel}}: the array holds {count} channels (axes {axes}); pass "
+                             f"{{channel=0..{count - 1}}}", "channel")
         index = 0 if channel is None else channel
         if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not 0 <= index < count:
-            raise UsageError(f"channel {channel} does not exist: the array holds {count} channels; pass "
-                             f"channel=0..{count - 1}")
+            raise UsageError(f"{{channel}} {channel} does not exist: the array holds {count} channels; pass "
+                             f"{{channel=0..{count - 1}}}", "channel")
         data, axes = np.take(data, int(index), axis=axes.index("C")), axes.replace("C", "")
     elif channel not in (None, 0):
-        raise UsageError(f"channel {channel} does not exist: axes {axes} have no C; leave channel out")
+        raise UsageError(f"{{channel}} {channel} does not exist: axes {axes} have no C; leave {{channel}} out",
+                         "channel")
     return Stack(data, axes)
 
 
@@ -157,11 +161,11 @@ def array_pair(first: np.ndarray, second: np.ndarray | None = None, *, z: Sequen
     ``first`` (axes e.g. "ZYX", "CZYX" with ``channel``). UsageError for z beside ``second``, a stack without z."""
     if z is None:
         if second is None:
-            raise UsageError("z: give a second image, or z=(P1, P2) with a stack and its axes")
+            raise UsageError("{z}: give a second image, or z=(P1, P2) with a stack and its axes", "z")
         if axes is not None or channel is not None:
             raise UsageError("axes and channel describe a stack: pass z=(P1, P2) with them, or leave them out")
         return first, second
     if second is not None:
-        raise UsageError("z chooses two planes of one stack, but a second image was given; pass one z-stack and "
-                         "z=(P1, P2), or two images without z")
+        raise UsageError("{z} chooses two planes of one stack, but a second image was given; pass one z-stack and "
+                         "z=(P1, P2), or two images without z", "z")
     return stack_pair(array_stack(first, axes, channel), z, name="the stack")

@@ -4,7 +4,10 @@ Every output path is checked before the model is loaded (``files.check_outputs``
 (without ``force``), an output that is an input (even with ``force``), two levels that would share a file
 name, or a PNG of pixels PNG cannot hold stop a job with nothing written. The files of one job are
 written all or nothing (``files.staged_files``): a pair that fails in folder mode leaves no output of any
-pair, so the corrected rerun needs no ``force``. The images go through one ``Predictor``.
+pair, so the corrected rerun needs no ``force``. A job holds its output's lock (the file, or the folder in
+folder mode: ``output_folders.FolderLock``) while it runs, and its targets are looked at again right before
+the rename, so a second job never silently replaces the first one's files; SIGTERM stops a job as Ctrl-C does.
+The images go through one ``Predictor``; outputs keep their pixel type (``check_format``).
 
 Inputs are one plane per file or two planes ``z`` of one z-stack (``planes``); outputs keep the metadata of
 the input nearer focus (``stacks.write_stack``: OME-TIFF stays OME-TIFF with its pixel sizes, ImageJ stays
@@ -13,18 +16,20 @@ ImageJ) and several levels in one file are labelled with their α (``alpha=0.125
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 
 from blurlatent.bbbc006 import parse_bbbc_name, plane_from_path
 from blurlatent.config import InferenceConfig
 from blurlatent.errors import UsageError
-from blurlatent.files.atomic import check_outputs, staged_files
+from blurlatent.files.atomic import check_outputs, disk_space, staged_files, terminate_as_interrupt
 from blurlatent.files.images import IMAGE_SUFFIXES
-from blurlatent.files.stacks import Stack, alpha_labels, is_ome_name, write_stack
+from blurlatent.files.omezarr import check_zarr_output
+from blurlatent.files.output_folders import FolderLock
+from blurlatent.files.stacks import IMAGEJ_DTYPES, Stack, alpha_labels, is_ome_name, output_kind, write_stack
 from blurlatent.inference.inputs import Inputs, output_like, read_inputs
 from blurlatent.inference.predictor import NEAR_FOCUS, Predictor
 from blurlatent.nets.latent import alpha_from_planes, check_blur_alpha, check_deblur_alpha, steps_to_alphas
@@ -51,7 +56,8 @@ def level_names(alphas: Sequence[float]) -> list[str]:
     if len(set(names)) == len(names):
         return names
     twice = next(a for a in alphas if list(alphas).count(a) > 1)
-    raise UsageError(f"alpha {twice:g} is given twice and each level gets its own file; give each level once")
+    raise UsageError(f"{{alpha}} {twice:g} is given twice and each level gets its own file; give each level once",
+                     "alpha")
 
 
 def level_paths(out, alphas: Sequence[float]) -> list[Path]:
@@ -70,16 +76,38 @@ def check_png(paths: Sequence[Path], dtype) -> None:
     png = next((p for p in paths if p.suffix.lower() == ".png"), None)
     if png is not None and np.dtype(dtype) not in (np.uint8, np.uint16):
         raise UsageError(f"{png}: PNG holds 8- or 16-bit unsigned pixels, not {np.dtype(dtype)}; write a .tif, or "
-                         "pass out_dtype uint16")
+                         "pass {out_dtype} uint16", "out_dtype")
+
+
+def check_format(path: Path, dtype, like: Stack | None, levels: int) -> None:
+    """UsageError when the TIFF ``write_output`` makes of ``levels`` planes like ``like`` is an ImageJ one (an
+    ImageJ input's kind) and ``dtype`` is not a pixel type ImageJ holds (uint8, uint16, float32): the pixels
+    are never converted behind the user's back. Other labelled outputs go to OME-TIFF, which holds any type."""
+    labelled = levels > 1 or (like is not None and like.kind in LABELLED_KINDS)
+    kind = output_kind(Path(path), like and output_like(like), [""] * levels if labelled else None, dtype)
+    if kind == "imagej" and np.dtype(dtype) not in IMAGEJ_DTYPES:  # only for an ImageJ ``like``
+        source = like.path if like is not None else "its input"
+        raise UsageError(f"{path}: an ImageJ TIFF (the kind of {source}) holds uint8, uint16 or float32 pixels, "
+                         f"not {np.dtype(dtype)}; pass {{out_dtype}} float32, or write a .ome.tif", "out_dtype")
 
 
 def write_output(path: Path, levels: np.ndarray, alphas: Sequence[float], like: Stack | None = None) -> None:
     """One output file of [K, H, W] levels (or one [H, W] level) with ``like``'s metadata (``stacks.write_stack``):
     several levels are labelled with their α (``alpha=0.125``), so is one level of an OME, ImageJ or OME-Zarr
-    input; a PNG is a plain PNG."""
+    input; a PNG is a plain PNG. The levels keep their dtype (``check_format``)."""
     labelled = levels.ndim == 3 or (like is not None and like.kind in LABELLED_KINDS)
+    check_format(path, levels.dtype, like, len(levels) if levels.ndim == 3 else 1)
     write_stack(path, levels, like=None if like is None else output_like(like),
                 labels=alpha_labels(alphas) if labelled else None)
+
+
+def check_job_outputs(paths: Sequence[Path], force: bool, inputs: Sequence[Path] = ()) -> None:
+    """``files.check_outputs`` for the files of a job, ``omezarr.check_zarr_output`` for its OME-Zarr folders (an
+    earlier one is replaced with ``force`` when blurlatent wrote it, a folder of anyone else's never)."""
+    zarrs = [p for p in paths if p.name.lower().endswith(".zarr")]
+    check_outputs([p for p in paths if p not in zarrs], force, inputs)
+    for path in zarrs:
+        check_zarr_output(path, force, tuple(Path(p) for p in inputs))
 
 
 def write_levels(out, levels: np.ndarray, alphas: Sequence[float], force: bool = False,
@@ -87,13 +115,13 @@ def write_levels(out, levels: np.ndarray, alphas: Sequence[float], force: bool =
     """Write [K, H, W] levels as ``level_paths`` says (K labelled planes in one file), all or nothing, with
     ``like``'s metadata; returns the paths."""
     paths = level_paths(out, alphas)
-    check_outputs(paths, force)
+    check_job_outputs(paths, force)
     check_png(paths, levels.dtype)
-    with staged_files() as stage:
+    with staged_files(force) as stage:
         if len(paths) == 1:
             write_output(stage(paths[0]), levels[0] if len(levels) == 1 else levels, alphas, like)
         else:
-            for p, level, a in zip(paths, levels, alphas):
+            for p, level, a in zip(paths, levels, alphas, strict=True):
                 write_output(stage(p), level, [a], like)
     return paths
 
@@ -207,26 +235,18 @@ def run_folder(predictor: Predictor, pairs: Sequence[tuple], alphas: Sequence[fl
     alphas = [check(a) for a in alphas]
     outputs = check_folder_outputs(out_dir, pairs, alphas, force)
     written = []
-    with staged_files() as stage:
-        for batch in same_shape_batches(list(zip(pairs, outputs)), predictor.config.batch_size, read):
+    with terminate_as_interrupt(), staged_files(force) as stage:  # SIGTERM between two writes: as Ctrl-C
+        for batch in same_shape_batches(list(zip(pairs, outputs, strict=True)), predictor.config.batch_size, read):
             (_, first0, second0), _ = batch[0][1]
             levels = predictor.run_pairs([im.first for im, _ in batch], [im.second for im, _ in batch], alphas, rule,
                                          names=(str(first0), str(second0 or first0)))
-            for (images, (_, paths)), stack in zip(batch, levels):
-                for p, level, a in zip(paths, stack, alphas):
+            for (images, (_, paths)), stack in zip(batch, levels, strict=True):
+                for p, level, a in zip(paths, stack, alphas, strict=True):
                     write_output(stage(p), level, [a], images.sources[NEAR_FOCUS[rule]])
                     written.append(p)
             if progress is not None:
                 progress(len(batch))
     return written
-
-
-def blur_folder(predictor: Predictor, pairs: Sequence[tuple[str, Path, Path]], alphas: Sequence[float], out_dir, *,
-                force: bool = False, extrapolate: bool = False,
-                progress: Callable[[int], None] | None = None) -> list[Path]:
-    """``run_folder`` with ``predictor.blur``'s rule (Eq. 2): pairs (name, sharp, blurry)."""
-    return run_folder(predictor, pairs, alphas, out_dir, "blur", force=force, extrapolate=extrapolate,
-                      progress=progress)
 
 
 def same_shape_batches(jobs: list, size: int, read: Callable[..., Inputs] = read_inputs):
@@ -255,8 +275,11 @@ def planes_from_paths(path_a, path_b) -> tuple[int, int] | None:
 def blur_alphas(alphas: Sequence[float] | None, steps: int | None, extrapolate: bool = False) -> list[float]:
     """The blur levels from a list of α or from ``steps`` evenly spaced ones (exactly one of the two)."""
     if bool(alphas) == (steps is not None):
-        raise UsageError("levels: give alpha (one or more values) or steps N, one of the two")
-    return [check_blur_alpha(a, extrapolate) for a in alphas] if alphas else steps_to_alphas(steps)
+        raise UsageError("{alpha}/{steps}: give alpha (one or more values) or steps N, one of the two", "alpha",
+                         "steps")
+    if steps is not None:
+        return steps_to_alphas(steps)
+    return [check_blur_alpha(a, extrapolate) for a in alphas or ()]
 
 
 def deblur_alphas(alpha: float | None, planes: tuple[float, float] | None, target: float, sweep: bool,
@@ -266,14 +289,14 @@ def deblur_alphas(alpha: float | None, planes: tuple[float, float] | None, targe
     stack planes ``z`` (indices as planes), or from the BBBC006_v1_images_z_XX folders of ``paths``; ``sweep``
     adds 1/8 … 7/8."""
     if alpha is not None and planes is not None:
-        raise UsageError("alpha or planes: give one, not both")
+        raise UsageError("{alpha} or {planes}: give one, not both", "alpha", "planes")
     if alpha is None and planes is None and z is not None:
         planes = (z[0], z[1])
     if alpha is None and planes is None and paths is not None:
         planes = planes_from_paths(*paths)
         if planes is None and not sweep:
-            raise UsageError(f"alpha or planes: give one; the planes of {paths[0]} and {paths[1]} are not in "
-                             "BBBC006_v1_images_z_XX folder names")
+            raise UsageError(f"{{alpha}} or {{planes}}: give one; the planes of {paths[0]} and {paths[1]} are not in "
+                             "BBBC006_v1_images_z_XX folder names", "alpha", "planes")
     alphas = []
     if alpha is not None:
         alphas = [check_deblur_alpha(alpha, warn=False)]  # Predictor.deblur warns once
@@ -285,7 +308,7 @@ def deblur_alphas(alpha: float | None, planes: tuple[float, float] | None, targe
 
 
 def run_files(checkpoint, config: InferenceConfig, first: Path, second: Path | None, alphas: Sequence[float],
-              output: Path, rule: str, force: bool = False, extrapolate: bool = False, *, z=None, channel=None,
+              output: Path, rule: str, *, force: bool = False, extrapolate: bool = False, z=None, channel=None,
               series: int | None = None, progress_enabled: bool = False) -> list[Path]:
     """Blur (``rule="blur"``: first = sharp) or deblur (first = blurriest) two files, or planes ``z`` of the
     stack ``first`` (``second`` None), into ``output`` with the metadata of the input nearer focus.
@@ -296,38 +319,45 @@ def run_files(checkpoint, config: InferenceConfig, first: Path, second: Path | N
     """
     inputs = read_inputs(first, second, z=z, channel=channel, series=series)
     paths = level_paths(output, alphas)
-    check_outputs(paths, force, [p for p in (first, second) if p is not None])
-    check_png(paths, config.out_dtype or np.result_type(inputs.first.dtype, inputs.second.dtype))
-    predictor = Predictor.from_checkpoint(checkpoint, config)
-    with tile_progress(rule, progress_enabled) as update:
-        if rule == "blur":
-            levels = predictor.blur(inputs.first, inputs.second, list(alphas), extrapolate=extrapolate,
-                                    progress=update)
-        else:
-            levels = predictor.deblur(inputs.first, inputs.second, list(alphas), progress=update)
-    return write_levels(output, levels, alphas, force=force, like=inputs.sources[NEAR_FOCUS[rule]])
+    check_job_outputs(paths, force, [p for p in (first, second) if p is not None])
+    dtype = config.out_dtype or np.result_type(inputs.first.dtype, inputs.second.dtype)
+    check_png(paths, dtype)
+    like = inputs.sources[NEAR_FOCUS[rule]]
+    for path in paths:
+        check_format(path, dtype, like, len(alphas) if len(paths) == 1 else 1)
+    # one job per output at a time (a second gets "in use by pid N"); SIGTERM ends it as Ctrl-C does
+    with disk_space(output), FolderLock(output, rule), terminate_as_interrupt():
+        predictor = Predictor.from_checkpoint(checkpoint, config)
+        with tile_progress(rule, progress_enabled) as update:
+            if rule == "blur":
+                levels = predictor.blur(inputs.first, inputs.second, list(alphas), extrapolate=extrapolate,
+                                        progress=update)
+            else:
+                levels = predictor.deblur(inputs.first, inputs.second, list(alphas), progress=update)
+        return write_levels(output, levels, alphas, force=force, like=like)
 
 
 def run_folders(checkpoint, config: InferenceConfig, pairs: list[tuple], alphas: Sequence[float], output: Path,
-                rule: str, force: bool = False, extrapolate: bool = False, *, z=None, channel=None,
+                rule: str, *, force: bool = False, extrapolate: bool = False, z=None, channel=None,
                 series: int | None = None, progress_enabled: bool = True) -> list[Path]:
     """``run_folder`` on ``pairs`` (``pair_folders`` or, with ``z``, ``stack_folder``) into the folder ``output``,
     outputs checked before the model is loaded, a bar per pair (``progress_enabled``); returns the paths."""
     check_folder_outputs(output, pairs, alphas, force)
     read = partial(read_inputs, z=z, channel=channel, series=series)
-    predictor = Predictor.from_checkpoint(checkpoint, config)
-    with progress_bar(rule, len(pairs), progress_enabled) as advance:
-        return run_folder(predictor, pairs, alphas, output, rule, force=force, extrapolate=extrapolate,
-                          progress=advance, read=read)
+    with disk_space(output), FolderLock(output, rule), terminate_as_interrupt():  # one job per output folder
+        predictor = Predictor.from_checkpoint(checkpoint, config)
+        with progress_bar(rule, len(pairs), progress_enabled) as advance:
+            return run_folder(predictor, pairs, alphas, output, rule, force=force, extrapolate=extrapolate,
+                              progress=advance, read=read)
 
 
 def blur_folders(checkpoint, config: InferenceConfig, sharp_dir: Path, blurry_dir: Path, alphas: Sequence[float],
-                 output: Path, force: bool = False, extrapolate: bool = False, progress_enabled: bool = True, *,
+                 output: Path, *, force: bool = False, extrapolate: bool = False, progress_enabled: bool = True,
                  channel=None, series: int | None = None):
     """Blur every pair of two folders into the folder ``output``: (paths written, pairs, unpaired files)."""
     pairs, unpaired = pair_folders(sharp_dir, blurry_dir)
-    written = run_folders(checkpoint, config, pairs, alphas, output, "blur", force, extrapolate, channel=channel,
-                          series=series, progress_enabled=progress_enabled)
+    written = run_folders(checkpoint, config, pairs, alphas, output, "blur", force=force, extrapolate=extrapolate,
+                          channel=channel, series=series, progress_enabled=progress_enabled)
     return written, pairs, unpaired
 
 
@@ -337,16 +367,21 @@ def deblur_folders(checkpoint, config: InferenceConfig, alphas: Sequence[float],
                    force: bool = False, progress_enabled: bool = True):
     """Deblur every field of two folders (paired as ``pair_folders`` does), or planes ``z`` of every stack of
     ``stack_dir``, into the folder ``output``: (paths written, jobs, inputs left without a partner)."""
+    pairs: Sequence[tuple[str, Path, Path | None]]
+    unpaired: list[Path]
     if stack_dir is not None:
         if blurriest_dir is not None or less_blurry_dir is not None:
-            raise UsageError("folder mode: give stack_dir, or blurriest_dir and less_blurry_dir; not both")
+            raise UsageError("folder mode: give {stack_dir}, or {blurriest_dir} and {less_blurry_dir}; not both",
+                             "stack_dir", "blurriest_dir", "less_blurry_dir")
         if z is None:
-            raise UsageError(f"{stack_dir}: a folder of stacks needs the two planes to deblur from; pass z=P1 P2")
+            raise UsageError(f"{stack_dir}: a folder of stacks needs the two planes to deblur from; pass {{z=P1 P2}}",
+                             "z")
         pairs, unpaired = stack_folder(stack_dir), []
     else:
         if blurriest_dir is None or less_blurry_dir is None:
-            raise UsageError("folder mode: give both blurriest_dir and less_blurry_dir")
+            raise UsageError("folder mode: give both {blurriest_dir} and {less_blurry_dir}", "blurriest_dir",
+                             "less_blurry_dir")
         pairs, unpaired = pair_folders(blurriest_dir, less_blurry_dir)
-    written = run_folders(checkpoint, config, pairs, alphas, output, "deblur", force, z=z, channel=channel,
+    written = run_folders(checkpoint, config, pairs, alphas, output, "deblur", force=force, z=z, channel=channel,
                           series=series, progress_enabled=progress_enabled)
     return written, pairs, unpaired

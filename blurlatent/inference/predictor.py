@@ -20,15 +20,20 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import itertools
 import logging
+import numbers
+import os
+from collections.abc import Callable, Sequence
+from operator import itemgetter
 from pathlib import Path
-from typing import Callable, Optional, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from blurlatent.bbbc006 import IN_FOCUS_PLANE
 from blurlatent.config import InferenceConfig
 from blurlatent.errors import UsageError
 from blurlatent.files.images import check_grayscale
@@ -54,7 +59,7 @@ RULES = {"blur": interpolate_latents, "deblur": extrapolate_sharp}
 # Which input of a pair is nearer focus, so it sets the ``stack`` scale and, for deblur, the output scale.
 NEAR_FOCUS = {"blur": 0, "deblur": 1}
 # ``progress(done, total)``: called after each tile; an exception it raises (a cancel) stops the run there.
-Progress = Optional[Callable[[int, int], None]]
+Progress = Callable[[int, int], None] | None
 
 
 def fuse_batchnorm(model: nn.Module) -> nn.Module:
@@ -62,14 +67,14 @@ def fuse_batchnorm(model: nn.Module) -> nn.Module:
 
     In eval mode BatchNorm is a per-channel affine map, so torch's ``fuse_conv_bn_eval`` folds it into
     the preceding (transposed) convolution; LeakyReLU then runs in place. Same outputs to float
-    rounding, one to two fewer passes over each activation: 28 % less time per 696x520 deblur on a
-    2-core AMD EPYC (1.07 s vs 1.48 s). Inference only: the state_dict loses its BatchNorm entries.
+    rounding, one to two fewer passes over each activation (the time it saves: docs/benchmarks.md).
+    Inference only: the state_dict loses its BatchNorm entries.
     """
     for seq in model.modules():
         if not isinstance(seq, nn.Sequential):
             continue
         children = list(seq.children())
-        for i, (conv, bn) in enumerate(zip(children, children[1:])):
+        for i, (conv, bn) in enumerate(itertools.pairwise(children)):
             if isinstance(conv, (nn.Conv2d, nn.ConvTranspose2d)) and isinstance(bn, nn.BatchNorm2d):
                 seq[i] = fuse_conv_bn_eval(conv, bn, transpose=isinstance(conv, nn.ConvTranspose2d))
                 seq[i + 1] = nn.Identity()
@@ -104,17 +109,20 @@ class Predictor:
         model = copy.deepcopy(model).eval()
         if fuse:
             fuse_batchnorm(model)
-        # channels_last lets oneDNN (CPU) and cuDNN pick their NHWC kernels: 1.25x on a 2-core EPYC once fused.
+        # channels_last lets oneDNN (CPU) and cuDNN pick their NHWC kernels: faster once fused (docs/benchmarks.md).
         self.model = model.to(memory_format=torch.channels_last)
         self.fused = fuse
         self.source = source
         self.device = next(model.parameters()).device
-        self.multiple = model.multiple
+        multiple = getattr(model, "multiple", None)  # what input sizes must be divisible by (2**depth)
+        if not isinstance(multiple, int):
+            raise UsageError(f"model: got {described(model)}, which has no int `multiple`; pass an Autoencoder")
+        self.multiple = multiple
         # how far an output pixel sees: the tiles' margin (the paper's net: tiling.receptive_radius)
-        self.radius = getattr(model, "radius", None) or receptive_radius(self.multiple)
+        self.radius: int = getattr(model, "radius", None) or receptive_radius(multiple)
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, config: InferenceConfig | None = None, fuse: bool = True) -> "Predictor":
+    def from_checkpoint(cls, path: str | Path, config: InferenceConfig | None = None, fuse: bool = True) -> Predictor:
         """Load ``path`` (``weights_only=True``) onto ``config.device``. Raises UsageError for a missing,
         corrupt or foreign checkpoint, an unknown normalization or a device that does not exist."""
         config = (config or InferenceConfig()).check()
@@ -123,7 +131,7 @@ class Predictor:
         model = build_model(ckpt, str(path)).to(device)
         return cls(model, checkpoint_normalization(ckpt, str(path)), config=config, fuse=fuse, source=str(path))
 
-    def with_options(self, **changes) -> "Predictor":
+    def with_options(self, **changes) -> Predictor:
         """The same model with some ``InferenceConfig`` fields changed (``intensity=``, ``tile=``, ...)."""
         changes = {k: v for k, v in changes.items() if v is not None or k in ("out_dtype", "tile")}
         other = copy.copy(self)
@@ -142,7 +150,7 @@ class Predictor:
         step = self.config.batch_size
         n = len(x[0]) if isinstance(x, (list, tuple)) else len(x)
         with inference_autocast(self.device, self.config.precision):
-            parts = [map_scales(lambda t: t.float(), fn(map_scales(lambda t: t[i:i + step], x)))
+            parts = [map_scales(lambda t: t.float(), fn(map_scales(itemgetter(slice(i, i + step)), x)))
                      for i in range(0, n, step)]
         return map_scales(lambda *ts: torch.cat(ts), *parts)
 
@@ -180,7 +188,7 @@ class Predictor:
         pair, hw = pad_to_multiple(np.stack([first, second], axis=1).astype(np.float32, copy=False), self.multiple)
         plan = plan_tiles(pair.shape[-2:], self.multiple, self.radius, self.config.tile)
         out = np.zeros((n, k) + pair.shape[-2:], dtype=np.float32)
-        wsum = np.zeros(pair.shape[-2:], dtype=np.float32) if plan[0][2] is not None else None
+        wsum = np.zeros(pair.shape[-2:], dtype=np.float32)  # the tiles' summed weights (one whole tile has none)
         with torch.inference_mode():
             for done, (rows, cols, weight) in enumerate(plan, 1):
                 y = self._combine_tile(pair[:, :, rows, cols], alphas, RULES[rule])
@@ -191,7 +199,7 @@ class Predictor:
                     wsum[rows, cols] += weight
                 if progress is not None:
                     progress(done, len(plan))
-        if wsum is not None:
+        if plan[0][2] is not None:
             out /= wsum
         return crop_to(out, hw)
 
@@ -211,13 +219,13 @@ class Predictor:
     def blur(self, sharp: np.ndarray, blurry: np.ndarray, alpha, *, extrapolate: bool = False,
              progress: Progress = None) -> np.ndarray:
         """G(α E(sharp) + (1 − α) E(blurry)) (Eq. 2): [H, W] for a scalar α, [K, H, W] for K levels."""
-        alphas = [check_blur_alpha(a, extrapolate) for a in np.atleast_1d(alpha).tolist()]
+        alphas = [check_blur_alpha(a, extrapolate) for a in alpha_list(alpha)]
         out = self.run_pairs([sharp], [blurry], alphas, "blur", names=("sharp", "blurry"), progress=progress)[0]
         return out[0] if np.ndim(alpha) == 0 else out
 
     def deblur(self, blurriest: np.ndarray, less_blurry: np.ndarray, alpha, *, progress: Progress = None) -> np.ndarray:
         """Eq. 3: G(E(less_blurry)/(1 − α) − α/(1 − α)·E(blurriest)): [H, W] or [K, H, W]."""
-        alphas = [check_deblur_alpha(a) for a in np.atleast_1d(alpha).tolist()]
+        alphas = [check_deblur_alpha(a) for a in alpha_list(alpha)]
         out = self.run_pairs([blurriest], [less_blurry], alphas, "deblur", names=("blurriest", "less_blurry"),
                              progress=progress)[0]
         return out[0] if np.ndim(alpha) == 0 else out
@@ -231,21 +239,24 @@ class Predictor:
         ``combine``.
         """
         if not alphas:
-            raise UsageError("alpha: give at least one value")
-        for a, b in zip(firsts, seconds):
+            raise UsageError("{alpha}: give at least one value", "alpha")
+        if len(firsts) != len(seconds):
+            raise UsageError(f"{len(firsts)} {names[0]} images but {len(seconds)} {names[1]} images; pass pairs")
+        for a, b in zip(firsts, seconds, strict=True):
             check_pair(a, b, names)
         firsts, seconds = [np.squeeze(a) for a in firsts], [np.squeeze(b) for b in seconds]
         if len({a.shape for a in firsts}) > 1:
             raise UsageError("a batch of pairs must share one image shape")
-        scales = [self.pair_scales(a, b, rule) for a, b in zip(firsts, seconds)]
-        ua = np.stack([to_unit(a, s.lo, s.hi) for a, (s, _) in zip(firsts, scales)])
-        ub = np.stack([to_unit(b, s.lo, s.hi) for b, (_, s) in zip(seconds, scales)])
+        scales = [self.pair_scales(a, b, rule) for a, b in zip(firsts, seconds, strict=True)]
+        ua = np.stack([to_unit(a, s.lo, s.hi) for a, (s, _) in zip(firsts, scales, strict=True)])
+        ub = np.stack([to_unit(b, s.lo, s.hi) for b, (_, s) in zip(seconds, scales, strict=True)])
         unit = self.combine(ua, ub, alphas, rule, progress)
         results = []
         for i, (sa, sb) in enumerate(scales):
             dtype = np.dtype(self.config.out_dtype or np.result_type(firsts[i].dtype, seconds[i].dtype))
             refs = [sa.mix(al, sb) if rule == "blur" else sb for al in alphas]
-            mapped = [to_input_scale(u, ref, self.config.intensity, dtype) for u, ref in zip(unit[i], refs)]
+            levels = zip(unit[i], refs, strict=True)
+            mapped = [to_input_scale(u, ref, self.config.intensity, dtype) for u, ref in levels]
             results.append(np.stack(mapped))
         return np.stack(results)
 
@@ -253,12 +264,26 @@ class Predictor:
         """The two inputs' scales; under ``stack`` both share the one of the input nearer focus."""
         ranges = plane_ranges([first, second], self.normalize, reference=NEAR_FOCUS[rule])
         need_total = self.config.intensity == "conserve"
-        return tuple(Scale.of(image, lo, hi, need_total) for image, (lo, hi) in zip((first, second), ranges))
+        a, b = (Scale.of(image, lo, hi, need_total) for image, (lo, hi) in zip((first, second), ranges, strict=True))
+        return a, b
+
+
+def alpha_list(alpha) -> list[float]:
+    """``alpha``, a number or a 1-D sequence (or array) of numbers, as a list of floats; UsageError naming alpha for
+    anything else (a 2-D array, a string, None among the values)."""
+    try:
+        values = np.asarray(alpha)
+    except (TypeError, ValueError):  # ragged nesting
+        values = None
+    if values is None or values.ndim > 1 or values.dtype.kind not in "iuf":
+        raise UsageError(f"{{alpha}}: got {described(alpha)}; give a number or a 1-D list of numbers, e.g. 0.5 or "
+                         "[0.25, 0.5]", "alpha")
+    return np.atleast_1d(values).astype(float).tolist()
 
 
 def check_pair(a: np.ndarray, b: np.ndarray, names: tuple[str, str]) -> None:
     """UsageError unless ``a`` and ``b`` are finite grayscale planes of one shape (singleton axes allowed)."""
-    for arr, name in zip((a, b), names):
+    for arr, name in zip((a, b), names, strict=True):
         if not isinstance(arr, np.ndarray):
             raise UsageError(f"{name}: expected a numpy array, got {type(arr).__name__}")
         if np.squeeze(arr).ndim != 2:
@@ -277,23 +302,54 @@ def load_model(ckpt_path: str | Path | None = None, device: str = "auto", fuse: 
     """The checkpoint as a Predictor on ``device`` (auto: CUDA, then MPS, then CPU); see ``Predictor``.
     Without ``ckpt_path``: the built-in model ``builtin`` (default w1, nuclei; ``blurlatent models`` lists
     them), its checksum verified, said once in the log."""
+    if ckpt_path is not None and not isinstance(ckpt_path, (str, os.PathLike)):
+        raise UsageError(f"ckpt_path: got {described(ckpt_path)}; pass the path of a checkpoint (.pt) written by "
+                         "`blurlatent train`, or None for the built-in model")
+    if not isinstance(device, str):
+        raise UsageError(f"device: got {described(device)}; pass 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")
     path, note = resolve_checkpoint(ckpt_path, builtin)
     if note:
         log.info(note)
     return Predictor.from_checkpoint(path, InferenceConfig(device=device), fuse=fuse)
 
 
+def described(value) -> str:
+    """A wrong argument as a one-line message shows it: its type and the start of its repr."""
+    return f"{type(value).__name__} {' '.join(repr(value).split())[:60]}"
+
+
 def as_predictor(model) -> Predictor:
     """``model`` if it is a Predictor; None: the built-in default model; else a Predictor over an
-    Autoencoder (minmax normalization)."""
+    Autoencoder (minmax normalization). UsageError for anything else (a checkpoint path: ``load_model`` it)."""
     if model is None:
         return load_model()
-    return model if isinstance(model, Predictor) else Predictor(model, getattr(model, "normalize", "minmax"))
+    if isinstance(model, Predictor):
+        return model
+    if not isinstance(model, nn.Module) or not hasattr(model, "multiple"):
+        raise UsageError(f"model: got {described(model)}; pass a Predictor (load_model(path) for a checkpoint), an "
+                         "Autoencoder, or None for the built-in model")
+    return Predictor(model, getattr(model, "normalize", "minmax"))
+
+
+def api_options(intensity, tile, precision, batch_size, out_dtype) -> dict:
+    """``blur``'s and ``deblur``'s keyword options as ``Predictor.with_options`` takes them; UsageError naming the
+    one of a wrong type (their values are ``InferenceConfig.check``'s)."""
+    whole, text = ((numbers.Integral, type(None)), "a whole number"), ((str,), "a string")
+    for name, value, (kinds, what) in (("tile", tile, whole), ("batch_size", batch_size, whole),
+                                       ("intensity", intensity, text), ("precision", precision, text)):
+        if isinstance(value, bool) or not isinstance(value, kinds) or (name == "batch_size" and value is None):
+            raise UsageError(f"{name}: got {described(value)}; pass {what}")
+    try:
+        dtype = None if out_dtype is None else np.dtype(out_dtype).name
+    except TypeError:
+        raise UsageError(f"out_dtype: got {described(out_dtype)}; pass uint8, uint16 or float32") from None
+    return {"intensity": intensity, "tile": tile, "precision": precision, "batch_size": batch_size, "out_dtype": dtype}
 
 
 def blur(model, sharp: np.ndarray, blurry: np.ndarray | None = None, alpha=None, *, z=None, axes: str | None = None,
-         channel: int | None = None, extrapolate: bool = False, intensity: str = "conserve", tile: int | None = None,
-         precision: str = "auto", batch_size: int = 4, out_dtype=None) -> np.ndarray:
+         channel: int | None = None, extrapolate: bool = False, intensity: str = InferenceConfig.intensity,
+         tile: int | None = InferenceConfig.tile, precision: str = InferenceConfig.precision,
+         batch_size: int = InferenceConfig.batch_size, out_dtype=None) -> np.ndarray:
     """Synthesize defocus blur between two planes of one field (Eq. 2): G(α E(sharp) + (1 − α) E(blurry)).
 
     sharp, blurry: 2-D grayscale arrays of one shape (uint8, uint16 or float), any size. α = 1 gives the
@@ -305,20 +361,22 @@ def blur(model, sharp: np.ndarray, blurry: np.ndarray | None = None, alpha=None,
     the inputs' totals, ``minmax`` maps [0, 1] to the α-weighted mean of their normalization ranges.
     A z-stack instead: ``blur(model, stack, alpha=..., z=(16, 0), axes="ZYX")``, planes ``z`` (sharper first)
     of ``stack`` (axes e.g. "ZYX", or "CZYX" with ``channel``), the same as the two planes given as 2-D arrays.
-    Raises UsageError for α outside [0, 1] without ``extrapolate``, non-2-D or mismatched inputs, and
-    ``planes.array_pair``'s refusals (z out of range, a stack without z, axes that do not fit).
+    Raises UsageError for α outside [0, 1] without ``extrapolate``, non-2-D or mismatched inputs,
+    ``planes.array_pair``'s refusals (z out of range, a stack without z, axes that do not fit), and a model, α
+    or option of the wrong type (a path where the model goes, a 2-D α), naming the argument.
     """
     if alpha is None:
-        raise UsageError("alpha: give one blur level or a list of them")
+        raise UsageError("{alpha}: give one blur level or a list of them", "alpha")
     sharp, blurry = array_pair(sharp, blurry, z=z, axes=axes, channel=channel)
-    options = dict(intensity=intensity, tile=tile, precision=precision, batch_size=batch_size,
-                   out_dtype=None if out_dtype is None else np.dtype(out_dtype).name)
+    options = api_options(intensity, tile, precision, batch_size, out_dtype)
     return as_predictor(model).with_options(**options).blur(sharp, blurry, alpha, extrapolate=extrapolate)
 
 
 def deblur(model, blurriest: np.ndarray, less_blurry: np.ndarray | None = None, alpha=None, *, z=None,
-           target: float = 16.0, axes: str | None = None, channel: int | None = None, intensity: str = "conserve",
-           tile: int | None = None, precision: str = "auto", batch_size: int = 4, out_dtype=None) -> np.ndarray:
+           target: float = IN_FOCUS_PLANE, axes: str | None = None, channel: int | None = None,
+           intensity: str = InferenceConfig.intensity, tile: int | None = InferenceConfig.tile,
+           precision: str = InferenceConfig.precision, batch_size: int = InferenceConfig.batch_size,
+           out_dtype=None) -> np.ndarray:
     """Recover the in-focus image from two defocused planes (Eq. 3).
 
     z_sharp = E(less_blurry)/(1 − α) − α/(1 − α)·E(blurriest); α = alpha_from_planes(blurriest plane,
@@ -331,16 +389,15 @@ def deblur(model, blurriest: np.ndarray, less_blurry: np.ndarray | None = None, 
     A z-stack instead: ``deblur(model, stack, z=(0, 8), target=16, axes="ZYX")``, planes ``z`` (blurriest
     first) of ``stack`` (axes e.g. "ZYX", or "CZYX" with ``channel``), α from the plane indices toward
     ``target`` unless ``alpha`` is given; the same as the two planes given as 2-D arrays.
-    Raises UsageError for α ≥ 1 or α < 0, non-2-D or mismatched inputs, and ``planes.array_pair``'s refusals;
-    warns when 1/(1 − α) > 8.
+    Raises UsageError for α ≥ 1 or α < 0, non-2-D or mismatched inputs, ``planes.array_pair``'s refusals, and
+    a model, α or option of the wrong type, naming the argument; warns when 1/(1 − α) > 8.
     """
     blurriest, less_blurry = array_pair(blurriest, less_blurry, z=z, axes=axes, channel=channel)
     if alpha is None:
         if z is None:
-            raise UsageError("alpha: give alpha, or z=(P1, P2) planes of a stack and target")
+            raise UsageError("{alpha}: give alpha, or z=(P1, P2) planes of a stack and target", "alpha")
         alpha = alpha_from_planes(z[0], z[1], target)
-    options = dict(intensity=intensity, tile=tile, precision=precision, batch_size=batch_size,
-                   out_dtype=None if out_dtype is None else np.dtype(out_dtype).name)
+    options = api_options(intensity, tile, precision, batch_size, out_dtype)
     return as_predictor(model).with_options(**options).deblur(blurriest, less_blurry, alpha)
 
 

@@ -7,8 +7,9 @@ model's on probe images (measured here, before anything is written; the figure g
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch

@@ -13,22 +13,24 @@ from __future__ import annotations
 import logging
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Final, Literal
 
 import numpy as np
 
-from blurlatent.cli.errors import one_line
-from blurlatent.config import InferenceConfig, OutDtype, choices
-from blurlatent.errors import RuntimeFailure, UsageError
+from blurlatent.bbbc006 import IN_FOCUS_PLANE
+from blurlatent.config import InferenceConfig, Intensity, OutDtype, choices
+from blurlatent.errors import RuntimeFailure, UsageError, one_line
 from blurlatent.inference import jobs as batch
 from blurlatent.inference.builtin import resolve_checkpoint
 from blurlatent.inference.predictor import Predictor
 
 log = logging.getLogger(__name__)
 
-# The exceptions the command line reports as a usage error or a runtime failure (cli_errors.handle_errors).
+# The exceptions the command line reports as a usage error or a runtime failure (blurlatent.errors), with the
+# same one line (``one_line``: parameters in the library's words, as the widgets name them).
 EXPECTED = (UsageError, RuntimeFailure, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)
 # Display range of a new layer: these percentiles of its pixels, so a few hot pixels do not dim the rest.
 CONTRAST_PERCENTILES = (0.1, 99.9)
@@ -60,8 +62,8 @@ class Outcome:
     """What a worker hands back: a layer-data tuple, or the one-line error, or a cancel; and the library's
     warnings on the way (clipped pixels, a large Eq. 3 gain), which the CLI would print."""
 
-    layer: Optional[tuple] = None
-    error: Optional[str] = None
+    layer: tuple | None = None
+    error: str | None = None
     cancelled: bool = False
     warnings: list[str] = field(default_factory=list)
 
@@ -141,7 +143,7 @@ def parse_alphas(text: str) -> list[float]:
     return values
 
 
-def parse_tile(text: str) -> Optional[int]:
+def parse_tile(text: str) -> int | None:
     """The tile field: empty or ``auto`` → None (whole image up to 2048 px), else a size in pixels."""
     text = text.strip().lower()
     if text in ("", "auto"):
@@ -152,14 +154,14 @@ def parse_tile(text: str) -> Optional[int]:
         raise UsageError(f"tile {text!r}: give a tile size in pixels, 0 for whole-image inference, or auto") from None
 
 
-SAME_AS_INPUT = "as input"
+SAME_AS_INPUT: Final = "as input"
 OUT_DTYPES = (SAME_AS_INPUT, *choices(OutDtype))
 
 
-def inference_config(tile: str, device: str, out_dtype: str = SAME_AS_INPUT,
-                     intensity: str = "conserve") -> InferenceConfig:
+def inference_config(tile: str, device: str, out_dtype: OutDtype | Literal["as input"] = SAME_AS_INPUT,
+                     intensity: Intensity = InferenceConfig.intensity) -> InferenceConfig:
     """The advanced options as the CLI's InferenceConfig (its defaults otherwise), checked."""
-    return InferenceConfig(tile=parse_tile(tile), device=device.strip() or "auto", intensity=intensity,
+    return InferenceConfig(tile=parse_tile(tile), device=device.strip() or InferenceConfig.device, intensity=intensity,
                            out_dtype=None if out_dtype == SAME_AS_INPUT else out_dtype).check()
 
 
@@ -190,9 +192,9 @@ class DeblurRequest:
     blurriest: np.ndarray
     less_blurry: np.ndarray
     checkpoint: Path
-    alpha: Optional[float] = None  # Eq. 3's α, or None to take it from planes
-    planes: Optional[tuple[float, float]] = None  # focal planes of blurriest and less_blurry
-    target: float = 16.0
+    alpha: float | None = None  # Eq. 3's α, or None to take it from planes
+    planes: tuple[float, float] | None = None  # focal planes of blurriest and less_blurry
+    target: float = IN_FOCUS_PLANE
     config: InferenceConfig = field(default_factory=InferenceConfig)
     placement: Placement = field(default_factory=Placement)
     source: str = ""  # the input layers' names, for the metadata
@@ -222,8 +224,8 @@ class BlurRequest:
     sharp: np.ndarray
     blurry: np.ndarray
     checkpoint: Path
-    alphas: Optional[list[float]] = None  # the levels, or None for ``steps`` evenly spaced ones
-    steps: Optional[int] = None
+    alphas: list[float] | None = None  # the levels, or None for ``steps`` evenly spaced ones
+    steps: int | None = None
     config: InferenceConfig = field(default_factory=InferenceConfig)
     placement: Placement = field(default_factory=Placement)
     source: str = ""

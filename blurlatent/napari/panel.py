@@ -10,7 +10,7 @@ is added only when the job succeeded.
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from collections.abc import Callable
 
 from magicgui.widgets import ComboBox, Container, LineEdit
 from napari.layers import Image
@@ -43,9 +43,9 @@ def layer_data(layer: Image):
 
 def placement(layer: Image) -> Placement:
     """The layer's last two axes' scale and translate, and its colormap, for the output layer."""
-    scale = tuple(float(s) for s in layer.scale[-2:])
-    translate = tuple(float(t) for t in layer.translate[-2:])
-    return Placement(scale, translate, layer.colormap.name)
+    sy, sx = (float(s) for s in layer.scale[-2:])
+    ty, tx = (float(t) for t in layer.translate[-2:])
+    return Placement((sy, sx), (ty, tx), layer.colormap.name)
 
 
 def image_choice(viewer, label: str) -> ComboBox:
@@ -151,7 +151,7 @@ class JobPanel(QWidget):
             self.status.setText(f"{self.action}: cancelled")
             show_info(f"blurlatent {self.action}: cancelled")
 
-    def report(self, outcome: Outcome) -> Optional[object]:
+    def report(self, outcome: Outcome) -> object | None:
         """Add the result as a layer, or show the error; returns the new layer (or None)."""
         for message in outcome.warnings:
             show_warning(message)
@@ -160,6 +160,8 @@ class JobPanel(QWidget):
         if outcome.error is not None:
             self.status.setText(f"{self.action}: {outcome.error}")
             show_error(outcome.error)
+            return None
+        if outcome.layer is None:  # neither a result nor an error: nothing to add
             return None
         data, kwargs, _kind = outcome.layer
         layer = self.viewer.add_image(data, **kwargs)

@@ -1,7 +1,7 @@
 """Sample data: a small synthetic nuclei z-stack, made on the fly by ``synth`` (nothing on disk).
 
 All 34 BBBC006 planes (z00 … z33, 2 µm apart, in focus at z16) of one 256x256 field of the w1 (nuclei)
-channel, uint16 with the calibrated camera noise: about 0.1 s on one CPU core. Its scale is the
+channel, uint16 with the calibrated camera noise, quick enough to make on demand. Its scale is the
 dataset's (2 µm, 0.645 µm, 0.645 µm), so the widgets' defaults (planes 0 and 8 toward 16) apply.
 """
 

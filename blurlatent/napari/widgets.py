@@ -9,6 +9,7 @@ blur levels form one stack whose slider walks α (the α values are in its name 
 from __future__ import annotations
 
 import numpy as np
+from magicgui.types import FileDialogMode
 from magicgui.widgets import Container, FileEdit, FloatSpinBox, LineEdit, RadioButtons, SpinBox
 
 from blurlatent.bbbc006 import IN_FOCUS_PLANE
@@ -25,7 +26,9 @@ class PairInputs:
 
     def __init__(self, viewer, first: str, second: str, z_first: int, z_second: int):
         self.names = (first, second)
-        self.source = RadioButtons(label="input", choices=[STACK, TWO_LAYERS], value=STACK, orientation="horizontal")
+        # the choice is set after construction: magicgui's typed keywords leave ``value`` out of RadioButtons'
+        self.source = RadioButtons(label="input", choices=[STACK, TWO_LAYERS], orientation="horizontal")
+        self.source.value = STACK
         self.first = image_choice(viewer, f"{first} layer")
         self.second = image_choice(viewer, f"{second} layer")
         self.stack = image_choice(viewer, "stack layer")
@@ -63,7 +66,7 @@ def chosen(combo, what: str):
 
 
 def checkpoint_field() -> FileEdit:
-    return FileEdit(label="checkpoint", mode="r", filter="*.pt", nullable=True,
+    return FileEdit(label="checkpoint", mode=FileDialogMode.EXISTING_FILE, filter="*.pt", nullable=True,
                     tooltip="A .pt written by `blurlatent train`; empty: the built-in w1 model (`blurlatent models`)")
 
 
@@ -74,8 +77,8 @@ class DeblurWidget(JobPanel):
 
     def __init__(self, napari_viewer):
         self.inputs = PairInputs(napari_viewer, "blurriest", "less-blurry", 0, 8)
-        self.alpha_from = RadioButtons(label="α from", choices=["planes", "value"], value="planes",
-                                       orientation="horizontal")
+        self.alpha_from = RadioButtons(label="α from", choices=["planes", "value"], orientation="horizontal")
+        self.alpha_from.value = "planes"
         self.target = FloatSpinBox(label="target z", value=IN_FOCUS_PLANE, min=-MAX_Z, max=MAX_Z, step=1,
                                    tooltip="The in-focus plane: α = (target − less-blurry) / (target − blurriest)")
         self.alpha = FloatSpinBox(label="α", value=0.5, min=0.0, max=0.999, step=0.05,
@@ -110,8 +113,8 @@ class BlurWidget(JobPanel):
 
     def __init__(self, napari_viewer):
         self.inputs = PairInputs(napari_viewer, "sharp", "blurry", IN_FOCUS_PLANE, 0)
-        self.levels = RadioButtons(label="levels", choices=["number", "α list"], value="number",
-                                   orientation="horizontal")
+        self.levels = RadioButtons(label="levels", choices=["number", "α list"], orientation="horizontal")
+        self.levels.value = "number"
         self.steps = SpinBox(label="number", value=7, min=1, max=64,
                              tooltip="N evenly spaced levels α = 1/(N+1) … N/(N+1)")
         self.alphas = LineEdit(label="α list", value="0.25, 0.5, 0.75", tooltip="1 = sharp, 0 = blurry")

@@ -40,10 +40,10 @@ class Autoencoder(nn.Module):
 
     def __init__(self, config: ModelConfig | None = None):
         super().__init__()
-        self.config = config or ModelConfig()
-        w, s = list(self.config.widths), self.config.negative_slope
+        self.config = config or ModelConfig(arch="paper")
+        w, s = list(self.config.widths or ()), self.config.negative_slope  # ModelConfig fills widths; None: refused
         if not w:
-            raise UsageError("model widths must list at least one layer")
+            raise UsageError("{model.widths} must list at least one layer", "model.widths")
         chans = [self.config.in_channels] + w
         self.encoder = nn.Sequential(*[_down(chans[i], chans[i + 1], s) for i in range(len(w))])
         ups = [_up(w[i], w[i - 1], s) for i in range(len(w) - 1, 0, -1)]
@@ -77,7 +77,11 @@ class Autoencoder(nn.Module):
         return self.decode(self.encode(x))
 
 
-def build_autoencoder(config: ModelConfig | None = None) -> nn.Module:
+# what ``build_autoencoder`` returns: either net has ``encode``, ``decode``, ``encoder``, ``multiple`` and ``radius``
+AnyAutoencoder = Autoencoder | MultiScaleAutoencoder
+
+
+def build_autoencoder(config: ModelConfig | None = None) -> AnyAutoencoder:
     """The autoencoder of ``config.arch``: ``Autoencoder`` (paper) or ``MultiScaleAutoencoder`` (multiscale)."""
     config = config or ModelConfig()
     return MultiScaleAutoencoder(config) if config.arch == "multiscale" else Autoencoder(config)

@@ -31,8 +31,9 @@ import math
 import os
 import pickle
 import random
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -41,7 +42,7 @@ from blurlatent import __version__
 from blurlatent.config import ModelConfig, model_config, to_dict
 from blurlatent.errors import UsageError
 from blurlatent.files.atomic import atomic_path, json_safe, refuse_special_file
-from blurlatent.nets.autoencoder import build_autoencoder
+from blurlatent.nets.autoencoder import AnyAutoencoder, build_autoencoder
 
 CHECKPOINT_FORMAT_VERSION = 1
 REQUIRED_KEYS = ("format_version", "config", "model")
@@ -216,7 +217,7 @@ def _gb(n: int) -> str:
     return f"{n / 2**20:.3g} MB" if n < 2**29 else f"{n / 2**30:.3g} GB" if n < 2**39 else f"{n / 2**30:.0f} GB"
 
 
-def build_model(ckpt: dict[str, Any], source: str = "checkpoint") -> torch.nn.Module:
+def build_model(ckpt: dict[str, Any], source: str = "checkpoint") -> AnyAutoencoder:
     """The autoencoder described by ``ckpt['config']['model']`` (its ``arch``; none recorded: the paper's), of a
     checkpoint ``load_checkpoint`` checked (memory included), with its weights, in eval mode. Built on the meta
     device and given the checkpoint's tensors (as float32), so no time goes into a random initialization that
@@ -330,6 +331,7 @@ def state_digest(state: dict[str, torch.Tensor]) -> str:
 def rng_state(device: torch.device) -> dict[str, Any]:
     """torch, numpy, python (and this CUDA device's) RNG states as tensors and lists."""
     np_state = np.random.get_state()
+    assert isinstance(np_state, tuple)  # the legacy global generator (MT19937) gives a tuple; only others a dict
     state = {
         "torch": torch.get_rng_state(),
         "numpy": [np_state[0], np_state[1].tolist(), int(np_state[2]), int(np_state[3]), float(np_state[4])],

@@ -30,17 +30,17 @@ def assign_device(spec: str = "auto") -> torch.device:
         return torch.device("cpu")
     if spec.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise UsageError(f"device {spec}: no CUDA GPU is visible here; use device cpu or auto")
+            raise UsageError(f"{{device}} {spec}: no CUDA GPU is visible here; use {{device}} cpu or auto", "device")
         device = torch.device(spec)
         if device.index is not None and device.index >= torch.cuda.device_count():
-            raise UsageError(f"device {spec}: only {torch.cuda.device_count()} CUDA device(s) exist; use "
-                             f"cuda:0..{torch.cuda.device_count() - 1}")
+            raise UsageError(f"{{device}} {spec}: only {torch.cuda.device_count()} CUDA device(s) exist; use "
+                             f"cuda:0..{torch.cuda.device_count() - 1}", "device")
         return device
     if spec == "mps":
         if not (getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()):
-            raise UsageError("device mps: Apple MPS is not available here; use device cpu or auto")
+            raise UsageError("{device} mps: Apple MPS is not available here; use {device} cpu or auto", "device")
         return torch.device("mps")
-    raise UsageError(f"device {spec}: unknown device; use auto, cpu, cuda, cuda:N or mps")
+    raise UsageError(f"{{device}} {spec}: unknown device; use auto, cpu, cuda, cuda:N or mps", "device")
 
 
 def native_bf16(device: torch.device) -> bool:
@@ -55,20 +55,19 @@ def native_bf16(device: torch.device) -> bool:
 
 def train_precision(amp: Amp, channels_last: bool | None, device: torch.device) -> tuple[torch.dtype | None, bool]:
     """(autocast dtype or None, channels_last) for training, from the config and what this device does fast."""
-    check_choice(Amp, amp, "amp")
+    check_choice(Amp, amp, "{amp}")
     if amp == "auto":
         if device.type == "cuda":
             amp = "bf16" if native_bf16(device) else "fp16"
         else:
-            # Without AVX512-BF16/AMX oneDNN emulates bf16: measured 16× slower than fp32 on an AVX2 EPYC.
+            # Without AVX512-BF16/AMX oneDNN emulates bf16, many times slower than fp32 (docs/benchmarks.md).
             amp = "bf16" if native_bf16(device) else "off"
     if amp == "fp16" and device.type != "cuda":
-        raise UsageError(f"amp fp16 needs CUDA; use bf16 or off on {device.type}")
+        raise UsageError(f"{{amp}} fp16 needs CUDA; use bf16 or off on {device.type}", "amp")
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "off": None}[amp]
     if channels_last is None:
-        # NHWC lets cuDNN and oneDNN pick their fast kernels: on a 2-core AVX2 EPYC, fp32, paper model,
-        # batch 40 it trains 1.5x faster (4.4 vs 2.8 triplets/s); at batch 8 under load it made no
-        # difference. MPS gains nothing from it.
+        # NHWC lets cuDNN and oneDNN pick their fast kernels: faster CPU training in fp32 at the paper's batch
+        # (docs/benchmarks.md). MPS gains nothing from it.
         channels_last = device.type in ("cuda", "cpu")
     return dtype, channels_last
 
@@ -78,12 +77,12 @@ def inference_autocast(device: torch.device, precision: Precision):
 
     Measured on the paper-size model (random weights, BatchNorm calibrated), 696x520 deblur, against
     fp32 on the [0, 1] scale: bf16 autocast is off by up to 0.05 and fp16 by 0.009 at α = 0.5 (0.085
-    and 0.014 at α = 0.75), since Eq. 3 multiplies code differences by 1/(1 − α); on this AVX2 CPU
-    (no AVX512-BF16/AMX) bf16 and fp16 also ran 13x slower. So reduced precision is opt-in (``bf16``, ``fp16``:
-    autocast on CUDA or CPU, latents always combined in fp32) and ``auto`` never picks it. On CUDA,
+    and 0.014 at α = 0.75), since Eq. 3 multiplies code differences by 1/(1 − α); on a CPU without native
+    bf16 (AVX512-BF16/AMX) both are also slower than fp32 (docs/benchmarks.md). So reduced precision is opt-in
+    (``bf16``, ``fp16``: autocast on CUDA or CPU, latents always combined in fp32) and ``auto`` never picks it. On CUDA,
     fp32 convolutions follow torch's TF32 setting (cuDNN allows TF32 by default).
     """
-    check_choice(Precision, precision, "precision")
+    check_choice(Precision, precision, "{precision}")
     if precision in ("auto", "fp32"):
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)

@@ -12,10 +12,14 @@ from __future__ import annotations
 
 import logging
 import math
+from typing import TYPE_CHECKING, SupportsFloat
 
 import numpy as np
 
-from blurlatent.errors import UsageError
+from blurlatent.errors import Message, UsageError
+
+if TYPE_CHECKING:  # the latents may be torch tensors; this module itself runs without torch
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -23,22 +27,22 @@ log = logging.getLogger(__name__)
 MAX_GAIN = 8.0
 
 
-def interpolate_latents(z_sharper, z_blurrier, alpha: float):
+def interpolate_latents(z_sharper, z_blurrier, alpha: float | torch.Tensor):
     """Eq. 2: α·z_sharper + (1 − α)·z_blurrier. α=1 gives the sharper code, α=0 the blurrier. Lists: per scale."""
     if isinstance(z_sharper, (list, tuple)):
         check_scales(z_sharper, z_blurrier)
-        return [interpolate_latents(a, b, alpha) for a, b in zip(z_sharper, z_blurrier)]
+        return [interpolate_latents(a, b, alpha) for a, b in zip(z_sharper, z_blurrier, strict=True)]
     return alpha * z_sharper + (1.0 - alpha) * z_blurrier
 
 
-def extrapolate_sharp(z_blurriest, z_less_blurry, alpha: float):
+def extrapolate_sharp(z_blurriest, z_less_blurry, alpha: float | torch.Tensor):
     """Eq. 3: z_less_blurry/(1 − α) − α/(1 − α)·z_blurriest, the inverse of Eq. 2 for the sharp end.
     Lists: per scale."""
     if getattr(alpha, "ndim", 0) == 0:  # a number; training passes one α per sample (a tensor), checked there
         check_deblur_alpha(alpha, warn=False)
     if isinstance(z_blurriest, (list, tuple)):
         check_scales(z_blurriest, z_less_blurry)
-        return [extrapolate_sharp(a, b, alpha) for a, b in zip(z_blurriest, z_less_blurry)]
+        return [extrapolate_sharp(a, b, alpha) for a, b in zip(z_blurriest, z_less_blurry, strict=True)]
     return z_less_blurry / (1.0 - alpha) - (alpha / (1.0 - alpha)) * z_blurriest
 
 
@@ -52,7 +56,7 @@ def check_scales(first, second) -> None:
 def map_scales(fn, *latents):
     """``fn(*arrays)`` on each scale of list latents (a list back), or once on array latents."""
     if isinstance(latents[0], (list, tuple)):
-        return [fn(*parts) for parts in zip(*latents)]
+        return [fn(*parts) for parts in zip(*latents, strict=True)]
     return fn(*latents)
 
 
@@ -72,13 +76,13 @@ def alpha_from_planes(blurriest: float, less_blurry: float, target: float) -> fl
     """
     span = target - blurriest
     if span == 0:
-        raise UsageError(f"planes {blurriest} and target {target} coincide; the blurriest plane must differ from the "
-                         "target")
+        raise UsageError(f"{{planes}} {blurriest} and target {target} coincide; the blurriest plane must differ "
+                         "from the target", "planes")
     alpha = (target - less_blurry) / span
     if not 0.0 <= alpha < 1.0:
         raise UsageError(
-            f"planes {blurriest}, {less_blurry} do not lead to target {target}: the less-blurry plane must lie "
-            f"between the blurriest plane and the target (alpha would be {alpha:.3g})"
+            f"{{planes}} {blurriest}, {less_blurry} do not lead to target {target}: the less-blurry plane must lie "
+            f"between the blurriest plane and the target (alpha would be {alpha:.3g})", "planes"
         )
     return alpha
 
@@ -101,7 +105,7 @@ def triplet_alphas(triplets, alpha) -> list[float]:
     (``triplet_weight``)."""
     if isinstance(alpha, str):
         if alpha != "planes":
-            raise UsageError(f"alpha {alpha!r}: give a number in [0, 1] or 'planes' (each triplet's own)")
+            raise UsageError(f"{{alpha}} {alpha!r}: give a number in [0, 1] or 'planes' (each triplet's own)", "alpha")
         return [triplet_weight(t) for t in triplets]
     return [float(alpha)] * len(triplets)
 
@@ -109,7 +113,7 @@ def triplet_alphas(triplets, alpha) -> list[float]:
 def steps_to_alphas(steps: int) -> list[float]:
     """``steps`` evenly spaced α strictly inside (0, 1): 7 → 1/8, 2/8, …, 7/8 (the paper's Fig. 2)."""
     if steps < 1:
-        raise UsageError(f"steps {steps}: give at least 1 level")
+        raise UsageError(f"{{steps}} {steps}: give at least 1 level", "steps")
     return [k / (steps + 1) for k in range(1, steps + 1)]
 
 
@@ -117,24 +121,23 @@ def check_blur_alpha(alpha: float, extrapolate: bool = False) -> float:
     """α for Eq. 2 as a float; outside [0, 1] (extrapolation past an input) only with ``extrapolate``."""
     alpha = float(alpha)
     if not math.isfinite(alpha):
-        raise UsageError(f"alpha {alpha} is not a finite number")
+        raise UsageError(f"{{alpha}} {alpha} is not a finite number", "alpha")
     if not extrapolate and not 0.0 <= alpha <= 1.0:
-        raise UsageError(f"alpha {alpha} is outside [0, 1], which extrapolates past an input; pass extrapolate=True to "
-                         "allow it")
+        raise UsageError(f"{{alpha}} {alpha} is outside [0, 1], which extrapolates past an input; pass "
+                         "{extrapolate=True} to allow it", "alpha", "extrapolate")
     return alpha
 
 
-def check_deblur_alpha(alpha: float, warn: bool = True) -> float:
+def check_deblur_alpha(value: SupportsFloat, warn: bool = True) -> float:
     """α for Eq. 3 as a float: 0 <= α < 1, else UsageError; logs a warning (``warn``) when 1/(1 − α) > 8."""
-    alpha = float(alpha)
+    alpha = float(value)
     if not (math.isfinite(alpha) and 0.0 <= alpha < 1.0):
-        raise UsageError(f"alpha {alpha} is outside [0, 1): deblurring needs 0 <= alpha < 1 (alpha = (target - "
-                         "less_blurry) / (target - blurriest))")
+        raise UsageError(f"{{alpha}} {alpha} is outside [0, 1): deblurring needs 0 <= alpha < 1 (alpha = (target - "
+                         "less_blurry) / (target - blurriest))", "alpha")
     if warn and 1.0 / (1.0 - alpha) > MAX_GAIN:
-        log.warning(
-            "alpha %.3g amplifies latent differences %.1fx (1/(1 - alpha) > %g): expect artefacts; "
-            "use a less-blurry image closer to the blurriest one", alpha, 1.0 / (1.0 - alpha), MAX_GAIN,
-        )
+        log.warning(Message(
+            f"{{alpha}} {alpha:.3g} amplifies latent differences {1.0 / (1.0 - alpha):.1f}x (1/(1 - alpha) > "
+            f"{MAX_GAIN:g}): expect artefacts; use a less-blurry image closer to the blurriest one", "alpha"))
     return alpha
 
 

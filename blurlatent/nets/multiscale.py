@@ -16,13 +16,13 @@ channel and a Sigmoid end it. No transposed convolution anywhere: resize + conv 
 
 ``skips`` (ModelConfig): fine-scale latents mix almost like pixels, so Eq. 2 there superposes two images
 instead of blurring one (issue 13's prototype: −1.8 dB in blur synthesis against the paper model). So:
-``coarse`` (the dataclass default: what a config without ``skips`` meant) leaves the full-resolution scale
+``coarse`` (what a version-1 config without ``skips`` meant) leaves the full-resolution scale
 out of the latent — the finest code is ½ resolution and the stem's features reach the decoder only through
 the stages; ``all`` uses every scale; ``gated`` every scale, each skip scaled by a learned gate sigmoid(g_s)
 that starts small at the fine scales (0.12, 0.27, 0.5, 0.73, …), so training decides how much of the
 interpolation they carry;
-``quarter`` leaves out ½ resolution as well: the finest code is ¼ resolution — `train`'s recipe for this arch
-(``config.arch_recipe``), which measured best in blur synthesis and deblurring alike.
+``quarter`` leaves out ½ resolution as well: the finest code is ¼ resolution — this arch's default
+(``config.DEFAULT_SKIPS``), which measured best in blur synthesis and deblurring alike.
 
 Cost per full-resolution pixel (multiply-accumulates): E ≈ 9 w0 + 9 w0² + 13.5 w0² (D − 1), G ≈ 36 w0²
 (D − 1) (less 9 w0² with ``coarse``) for widths doubling per scale; one deblur = 2 E + G. Widths 12, 24, … 192
@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from blurlatent.config import ModelConfig
+from blurlatent.config import DEFAULT_SKIPS, ModelConfig
 from blurlatent.errors import UsageError
 
 
@@ -88,7 +88,7 @@ class MultiScaleDecoder(nn.Module):
     def forward(self, z: list[torch.Tensor]) -> torch.Tensor:
         h = z[-1]
         n = len(self.ups)
-        for j, (up, fuse) in enumerate(zip(self.ups, self.fuses)):
+        for j, (up, fuse) in enumerate(zip(self.ups, self.fuses, strict=True)):
             s = n - 1 - j
             h = up(F.interpolate(h, scale_factor=2.0, mode="bilinear", align_corners=False))
             if s >= self.first:
@@ -107,11 +107,13 @@ class MultiScaleAutoencoder(nn.Module):
     def __init__(self, config: ModelConfig | None = None):
         super().__init__()
         self.config = config or ModelConfig(arch="multiscale")
-        w, s = list(self.config.widths), self.config.negative_slope
+        # ModelConfig fills widths and skips on construction; None only in a config built around that
+        w, s = list(self.config.widths or ()), self.config.negative_slope
+        skips = self.config.skips or DEFAULT_SKIPS["multiscale"]
         if len(w) < 2:
-            raise UsageError(f"model widths {w}: the multiscale arch needs at least 2 scales")
-        self.encoder = MultiScaleEncoder(w, self.config.in_channels, s, self.config.skips)
-        self.decoder = MultiScaleDecoder(w, self.config.in_channels, s, self.config.skips)
+            raise UsageError(f"{{model.widths}} {w}: the multiscale arch needs at least 2 scales", "model.widths")
+        self.encoder = MultiScaleEncoder(w, self.config.in_channels, s, skips)
+        self.decoder = MultiScaleDecoder(w, self.config.in_channels, s, skips)
 
     @property
     def multiple(self) -> int:

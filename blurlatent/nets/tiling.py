@@ -58,7 +58,8 @@ def tile_starts(length: int, tile: int, overlap: int, multiple: int) -> list[int
         return [0]
     span, stride = (length - tile) // multiple, (tile - overlap) // multiple
     if stride < 1:
-        raise UsageError(f"tile {tile} is too small: it must exceed the overlap {overlap} by at least {multiple}")
+        raise UsageError(f"{{tile}} {tile} is too small: it must exceed the overlap {overlap} by at least {multiple}",
+                         "tile")
     gaps = math.ceil(span / stride)
     return [round(k * span / gaps) * multiple for k in range(gaps + 1)]
 
@@ -67,7 +68,7 @@ def edge_weights(start: int, size: int, length: int, margin: int, ramp: int) -> 
     """1-D blend weights: 0 within ``margin`` of an inner tile edge, raised cosine over ``ramp``, then 1."""
     d = np.arange(size, dtype=np.float64)
     w = np.ones(size)
-    u = lambda dist: np.clip((dist - margin) / ramp, 0.0, 1.0)  # noqa: E731
+    u = lambda dist: np.clip((dist - margin) / ramp, 0.0, 1.0)
     if start > 0:
         w = np.minimum(w, 0.5 - 0.5 * np.cos(np.pi * u(d)))
     if start + size < length:
@@ -86,17 +87,17 @@ def plan_tiles(shape: tuple[int, int], multiple: int, radius: int,
     if tile is None:
         tile = 0 if h * w <= MAX_WHOLE_PIXELS else DEFAULT_TILE
     if tile < 0:
-        raise UsageError(f"tile {tile}: give a tile size in pixels, or 0 for whole-image inference")
+        raise UsageError(f"{{tile}} {tile}: give a tile size in pixels, or 0 for whole-image inference", "tile")
     if tile == 0 or (h <= tile and w <= tile):
         return [(slice(0, h), slice(0, w), None)]
     tile = -(-tile // multiple) * multiple
     margin, ramp = radius, multiple
     overlap = 2 * margin + ramp  # at any pixel of an overlap one of the two tiles is past its margin
     if tile < overlap + multiple:
-        raise UsageError(f"tile {tile} is too small for this model: use at least {overlap + multiple} (the receptive "
-                         f"field needs a {margin}-px margin)")
+        raise UsageError(f"{{tile}} {tile} is too small for this model: use at least {overlap + multiple} (the "
+                         f"receptive field needs a {margin}-px margin)", "tile")
     th, tw = min(tile, h), min(tile, w)
-    plan = []
+    plan: list[tuple[slice, slice, np.ndarray | None]] = []
     for y in tile_starts(h, th, overlap, multiple):
         wy = edge_weights(y, th, h, margin, ramp)
         for x in tile_starts(w, tw, overlap, multiple):

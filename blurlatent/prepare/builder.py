@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import re
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -27,7 +26,7 @@ import numpy as np
 
 from blurlatent import __version__
 from blurlatent.bbbc006 import IN_FOCUS_PLANE, FieldKey
-from blurlatent.config import Normalization, check_choice
+from blurlatent.config import Normalization, PrepareConfig, check_choice
 from blurlatent.errors import UsageError
 from blurlatent.files.atomic import disk_space, make_temp_dir, replace_folder, reserve_space, terminate_as_interrupt
 from blurlatent.files.output_folders import claim_output_folder, write_marker
@@ -44,8 +43,6 @@ log = logging.getLogger(__name__)
 TOOL = "blurlatent prepare"
 COMMAND = "prepare"  # its output marker's signature (``outputs``)
 TEST_CROPS = ("center", "ten")
-# every file prepare writes: the manifest and <channel>_<split>.npy arrays
-STORE_ENTRY = re.compile(r"^(manifest\.json|w\d+_(train|val|test|test_full)\.npy)$")
 
 
 # --- options -------------------------------------------------------------------------------------
@@ -76,17 +73,18 @@ def check_options(channels: Sequence[str], planes: Sequence[int], crop: int, spl
     channels = list(dict.fromkeys(channels))
     planes = sorted(set(int(p) for p in planes))
     if not channels or any(len(c) != 2 or c[0] != "w" or not c[1].isdigit() for c in channels):
-        raise UsageError(f"channels {channels}: use BBBC006 channel names such as w1,w2")
+        raise UsageError(f"{{channels}} {channels}: use BBBC006 channel names such as w1,w2", "channels")
     if not planes:
-        raise UsageError("planes: none given; use e.g. the paper's 0, 2, ..., 16")
-    check_choice(Normalization, normalize, "normalize")
+        raise UsageError("{planes}: none given; use e.g. the paper's 0, 2, ..., 16", "planes")
+    check_choice(Normalization, normalize, "{normalize}")
     if test_crops not in TEST_CROPS:
-        raise UsageError(f"test_crops {test_crops!r}: use center or ten")
+        raise UsageError(f"{{test_crops}} {test_crops!r}: use center or ten", "test_crops")
     if crop < 1:
-        raise UsageError(f"crop {crop}: must be a positive number of pixels, e.g. 128")
+        raise UsageError(f"{{crop}} {crop}: must be a positive number of pixels, e.g. 128", "crop")
     ratios = [float(r) for r in split]
     if len(ratios) != 3 or min(ratios) < 0 or sum(ratios) <= 0:
-        raise UsageError(f"split {tuple(split)}: need three non-negative ratios TRAIN:VAL:TEST, e.g. 70:10:20")
+        raise UsageError(f"{{split}} {tuple(split)}: need three non-negative ratios TRAIN:VAL:TEST, e.g. 70:10:20",
+                         "split")
     return PrepareOptions(channels, planes, int(crop), ratios, normalize, test_crops, **stacks)
 
 
@@ -103,7 +101,8 @@ def parse_split(text: str) -> tuple[float, float, float]:
     except ValueError:
         parts = ()
     if len(parts) != 3 or not all(0 <= p < float("inf") for p in parts) or sum(parts) <= 0:  # NaN fails 0 <= p
-        raise UsageError(f"split {text!r} is not TRAIN:VAL:TEST with finite non-negative numbers; use e.g. 70:10:20")
+        raise UsageError(f"{{split}} {text!r} is not TRAIN:VAL:TEST with finite non-negative numbers; use e.g. "
+                         "70:10:20", "split")
     return parts  # type: ignore[return-value]
 
 
@@ -229,8 +228,8 @@ def image_shape(inventory: Inventory, options: PrepareOptions, first: tuple[str,
     finally:
         close_sources()
     if options.crop > min(height, width):
-        raise UsageError(f"crop {options.crop} is larger than the {width}x{height} images; "
-                         f"choose crop <= {min(height, width)}")
+        raise UsageError(f"{{crop}} {options.crop} is larger than the {width}x{height} images; "
+                         f"choose {{crop}} <= {min(height, width)}", "crop")
     return height, width
 
 
@@ -302,7 +301,7 @@ def build_manifest(src: Path, plan: StorePlan, digest: str, counts: dict[str, in
     }
 
 
-def write(out: Path, src: Path, plan: StorePlan, digest: str, counts, complete, skipped, workers: int,
+def write(out: Path, src: Path, plan: StorePlan, digest: str, counts, complete, skipped, *, workers: int,
           progress: bool) -> None:
     """Build the store in a temp folder beside ``out`` and rename it into place. A full disk (checked first) is
     one RuntimeFailure naming ``out``; SIGTERM stops it like Ctrl-C; either way the temp folder is removed."""
@@ -340,18 +339,19 @@ class PrepareResult:
 def prepare(
     src: str | Path,
     out: str | Path,
+    *,
     channels: Sequence[str] | None = None,
     planes: str | Sequence[int] | None = None,
-    crop: int = 128,
-    split: Sequence[float] = (70, 10, 20),
-    normalize: str = "minmax",
-    test_crops: str = "center",
-    workers: int = 2,
+    crop: int = PrepareConfig.crop,
+    split: Sequence[float] = PrepareConfig.split,
+    normalize: str = PrepareConfig.normalize,
+    test_crops: str = PrepareConfig.test_crops,
+    workers: int = PrepareConfig.workers,
     strict: bool = False,
     force: bool = False,
     progress: bool = False,
     focus: str | int | None = None,
-    measure: str = "normvar",
+    measure: str = PrepareConfig.measure,
 ) -> PrepareResult:
     """Build the store at ``out`` from the BBBC006-layout z-stacks in ``src``, or from a folder of stack files
     with ``focus`` ("auto" or a plane number; see ``ownstacks``) (see the module docstring).
@@ -382,11 +382,11 @@ def prepare(
         if is_up_to_date(out, digest, force):
             return recorded_result(out, start)
     counts = split_counts(len(complete), options.split)
-    with disk_space(out), claim_output_folder(out, COMMAND, force, "a prepared store", foreign_entry, [src]):
+    with disk_space(out), claim_output_folder(out, COMMAND, force, "a prepared store", [src]):
         height, width = image_shape(inventory, options, complete[0])
         plan = StorePlan(options, inventory, assign_splits(complete, counts),
                          crop_boxes(height, width, options.crop, options.test_crops), (height, width))
-        write(out, src, plan, digest, counts, complete, skipped, workers, progress)
+        write(out, src, plan, digest, counts, complete, skipped, workers=workers, progress=progress)
     crops_out = {s: plan.crops(s) for s in SPLITS}
     return PrepareResult(out, False, counts, crops_out, skipped, time.perf_counter() - start, options.planes,
                          dict(inventory.focus))
@@ -421,25 +421,3 @@ def is_up_to_date(out: Path, digest: str, force: bool = False) -> bool:
             return False
         raise
     return True
-
-
-def foreign_entry(out: Path) -> str | None:
-    """The migration path for a store without an output marker (``outputs``; written before markers existed):
-    None when ``out`` provably holds an earlier store of prepare, else the entry that shows it does not.
-
-    Proof: a ``manifest.json`` and nothing but the arrays prepare writes beside it, and a manifest whose
-    tool is prepare (a damaged, unreadable manifest among store arrays still counts: the store's own
-    messages say to rerun prepare with force to rebuild it).
-    """
-    entries = sorted(out.iterdir())
-    stranger = next((e.name for e in entries if not (e.is_file() and STORE_ENTRY.match(e.name))), None)
-    if stranger is not None:
-        return stranger
-    manifest = out / MANIFEST
-    if not manifest.is_file():
-        return entries[0].name
-    try:
-        recorded = json.loads(manifest.read_text())
-    except (OSError, ValueError):
-        return None  # damaged: the names alone prove it is a store
-    return None if isinstance(recorded, dict) and recorded.get("tool") == TOOL else MANIFEST

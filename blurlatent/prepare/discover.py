@@ -12,7 +12,7 @@ import functools
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Sequence, Union
 
 import numpy as np
 
@@ -26,7 +26,7 @@ from blurlatent.bbbc006 import (
     parse_bbbc_name,
     parse_planes,
 )
-from blurlatent.errors import UsageError
+from blurlatent.errors import Message, UsageError
 from blurlatent.files.images import close_zips, read_source, zip_listing
 from blurlatent.files.stacks import read_stack
 
@@ -91,8 +91,8 @@ def bbbc_options(channels: Sequence[str] | None, planes: str | Sequence[int] | N
                  focus: str | int | None) -> tuple[list[str], list[int], dict]:
     """(channels, planes, {}) for BBBC006 folders: defaults w1,w2 and the paper's planes. Raises UsageError."""
     if focus is not None:
-        raise UsageError(f"focus {focus}: BBBC006 folders are in focus at plane {IN_FOCUS_PLANE} by definition; "
-                         "leave focus out (it is for a folder of z-stack files)")
+        raise UsageError(f"{{focus}} {focus}: BBBC006 folders are in focus at plane {IN_FOCUS_PLANE} by definition; "
+                         "leave {focus} out (it is for a folder of z-stack files)", "focus")
     planes = parse_planes(planes) if isinstance(planes, str) else PAPER_PLANES if planes is None else planes
     return list(channels or CHANNELS), list(planes), {}
 
@@ -136,7 +136,7 @@ def discover(src: str | Path, planes: Sequence[int], channels: Sequence[str]) ->
         if plane not in found:
             raise UsageError(
                 f"{src}: plane {plane} not found (expected BBBC006_v1_images_z_{plane:02d}/ or "
-                f"BBBC006_v1_images_z_{plane:02d}.zip); choose planes that exist or complete the download"
+                f"BBBC006_v1_images_z_{plane:02d}.zip); choose {{planes}} that exist or complete the download", "planes"
             )
         # an unpacked folder beats its zip: same content, no decompression
         kind = "folder" if "folder" in found[plane] else "zip"
@@ -182,7 +182,8 @@ def check_inventory(inventory: Inventory, src: Path, planes: Sequence[int], chan
         )
     for channel in channels:
         if not any(k.channel == channel for per in inventory.sources.values() for k in per):
-            raise UsageError(f"{src}: no {channel} files in planes {format_planes(planes)}; choose channels that exist")
+            raise UsageError(f"{src}: no {channel} files in planes {format_planes(planes)}; choose {{channels}} that "
+                             "exist", "channels")
 
 
 def complete_fields(inventory: Inventory, src: Path, planes: Sequence[int], channels: Sequence[str],
@@ -219,10 +220,13 @@ def bbbc_fields(src: Path, planes: Sequence[int], channels: Sequence[str],
     return (inventory, *complete_fields(inventory, Path(src), planes, channels, strict))
 
 
-def report_skipped(src: Path, skipped: list[str], strict: bool, what: str, fix: str) -> None:
-    """Warn one line per skipped field (the first ``MAX_SKIP_WARNINGS``); with ``strict`` raise UsageError instead."""
+def report_skipped(src: Path, skipped: list[str], strict: bool, what: str, fix: Union[str, Message]) -> None:
+    """Warn one line per skipped field (the first ``MAX_SKIP_WARNINGS``); with ``strict`` raise UsageError instead.
+    ``fix``: what to do about them, a ``Message`` where it names parameters."""
+    fix = fix if isinstance(fix, Message) else Message(fix)
     if skipped and strict:
-        raise UsageError(f"{src}: {skipped[0]} ({len(skipped)} {what}); {fix} or drop strict=True to skip them")
+        raise UsageError(f"{src}: {skipped[0]} ({len(skipped)} {what}); {fix.template} or drop {{strict=True}} to skip "
+                         "them", "strict", *fix.names)
     for line in skipped[:MAX_SKIP_WARNINGS]:
         log.warning("%s; skipped", line)
     if len(skipped) > MAX_SKIP_WARNINGS:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Sequence
 
 from blurlatent.bbbc006 import BBBC_PLANE_DIR, IN_FOCUS_PLANE, FieldKey, format_planes, parse_planes
-from blurlatent.errors import UsageError
+from blurlatent.errors import Message, UsageError
 from blurlatent.prepare.discover import Inventory, Source, report_skipped, stack_data
 from blurlatent.prepare.focus import MEASURES, best_plane
 
@@ -67,13 +67,13 @@ def parse_offsets(planes: str | Sequence[int]) -> list[int]:
                else sorted(set(int(p) for p in planes)))
     text = planes if isinstance(planes, str) else format_planes(offsets)
     if not offsets:
-        raise UsageError("planes: none given; use planes relative to focus, e.g. -16:0:2")
+        raise UsageError("{planes}: none given; use planes relative to focus, e.g. -16:0:2", "planes")
     if min(offsets) < 0 < max(offsets):
-        raise UsageError(f"planes {text!r} lie on both sides of focus; give one side: {min(offsets)}:0 (before "
-                         f"focus) or 0:{max(offsets)} (after)")
+        raise UsageError(f"{{planes}} {text!r} lie on both sides of focus; give one side: {min(offsets)}:0 (before "
+                         f"focus) or 0:{max(offsets)} (after)", "planes")
     if max(abs(o) for o in offsets) > IN_FOCUS_PLANE:
-        raise UsageError(f"planes {text!r}: at most {IN_FOCUS_PLANE} planes from focus (the store numbers planes "
-                         "as BBBC006, focus = 16); choose planes within -16..16")
+        raise UsageError(f"{{planes}} {text!r}: at most {IN_FOCUS_PLANE} planes from focus (the store numbers "
+                         "planes as BBBC006, focus = 16); choose {planes} within -16..16", "planes")
     return offsets
 
 
@@ -102,9 +102,9 @@ def parse_focus(focus: str | int | None) -> str | int:
     if text.isdigit():
         return int(text)
     if not text:
-        raise UsageError("focus: not given; a folder of z-stacks needs auto (the sharpest plane of each stack) "
-                         "or a plane number such as 16")
-    raise UsageError(f"focus {focus!r}: use auto or a plane number (0 = the first plane of a stack)")
+        raise UsageError("{focus}: not given; a folder of z-stacks needs auto (the sharpest plane of each stack) "
+                         "or a plane number such as 16", "focus")
+    raise UsageError(f"{{focus}} {focus!r}: use auto or a plane number (0 = the first plane of a stack)", "focus")
 
 
 def stack_channels(files: Sequence[Path], channels: Sequence[str] | None) -> list[str]:
@@ -175,10 +175,10 @@ def inspect_stacks(inventory: Inventory, src: Path, channels: Sequence[str], off
                 inventory.sources[stored_plane(o)][key] = Source(stored_plane(o), key, str(path), None, f + o,
                                                                  int(c[1:]) - 1)
         complete.append((name, 0))
-    report_skipped(src, skipped, strict, "stack(s)", "choose planes nearer the focus")
+    report_skipped(src, skipped, strict, "stack(s)", Message("choose {planes} nearer the focus", "planes"))
     if not complete:
         raise UsageError(f"{src}: no stack has planes {format_planes(offsets)} around its focus for "
-                         f"{','.join(channels)}; choose planes and channels that exist")
+                         f"{','.join(channels)}; choose {{planes}} and {{channels}} that exist", "planes", "channels")
     return complete, skipped
 
 

@@ -57,10 +57,11 @@ class Store:
         try:
             self.manifest = json.loads(manifest.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise UsageError(f"{manifest}: corrupt manifest ({exc}); rerun prepare with force=True") from None
+            raise UsageError(f"{manifest}: corrupt manifest ({exc}); rerun prepare with {{prepare:force=True}}",
+                             "prepare:force") from None
         if not isinstance(self.manifest, dict):
             raise UsageError(f"{manifest}: corrupt manifest (a JSON {type(self.manifest).__name__}, not an object); "
-                             "rerun prepare with force=True")
+                             "rerun prepare with {prepare:force=True}", "prepare:force")
         version = self.manifest.get("format_version")
         if version != STORE_FORMAT_VERSION:
             raise UsageError(f"{manifest}: store format {version}, this blurlatent reads {STORE_FORMAT_VERSION}; "
@@ -88,7 +89,7 @@ class Store:
             return self.planes.index(plane)
         except ValueError:
             raise UsageError(f"{self.path}: plane {plane} is not in this store (planes {self.planes}); "
-                             "prepare with planes that include it") from None
+                             "prepare with {prepare:planes} that include it", "prepare:planes") from None
 
     def check_channel(self, channel: str) -> None:
         """UsageError when ``channel`` is not in this store."""
@@ -137,11 +138,12 @@ class Store:
         except (OSError, ValueError) as exc:  # missing, truncated (mmap past the end) or not an .npy at all
             reason = " ".join(str(exc).split()) or type(exc).__name__
             raise UsageError(f"{file}: store array is missing or damaged ({reason}); "
-                             "rerun `blurlatent prepare` with force=True") from None
+                             "rerun `blurlatent prepare` with {prepare:force=True}", "prepare:force") from None
         if array.dtype != np.uint8 or array.ndim != 4 or array.shape[1] != len(self.planes):
             # float data could carry NaN into training; prepare writes uint8 [crops, planes, H, W] only
             raise UsageError(f"{file}: store array is {array.dtype} {list(array.shape)}, not uint8 [crops, "
-                             f"{len(self.planes)} planes, H, W]; rerun `blurlatent prepare` with force=True")
+                             f"{len(self.planes)} planes, H, W]; rerun `blurlatent prepare` with "
+                             "{prepare:force=True}", "prepare:force")
         return array
 
     def full_test(self, channel: str) -> np.ndarray:
@@ -174,7 +176,7 @@ class Store:
 
 def damaged(file: Path, reason: str) -> UsageError:
     return UsageError(f"{file}: store array is missing or damaged ({reason}); "
-                      "rerun `blurlatent prepare` with force=True to rebuild the store")
+                      "rerun `blurlatent prepare` with {prepare:force=True} to rebuild the store", "prepare:force")
 
 
 def sampled_digest(file: Path) -> str:
@@ -206,7 +208,7 @@ def check_manifest(manifest: dict, source: Path) -> None:
     ) if not ok]
     if problems:
         raise UsageError(f"{source}: damaged manifest: {', '.join(problems)} missing or malformed; "
-                         "rerun `blurlatent prepare` with force=True")
+                         "rerun `blurlatent prepare` with {prepare:force=True}", "prepare:force")
 
 
 def write_store(path: Path, manifest: dict, arrays: dict[str, np.ndarray]) -> None:

@@ -24,11 +24,9 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import time
 import uuid
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -37,10 +35,12 @@ import numpy as np
 import scipy.fft as sfft
 import tifffile
 
-from blurlatent.bbbc006 import BBBC_PLANE_DIR, IN_FOCUS_PLANE, N_PLANES, PLATE_PREFIX
+from blurlatent.bbbc006 import IN_FOCUS_PLANE, N_PLANES, PLATE_PREFIX
+from blurlatent.config import SynthConfig
 from blurlatent.errors import UsageError
-from blurlatent.files.atomic import make_temp_dir, replace_folder
+from blurlatent.files.atomic import make_temp_dir, replace_folder, terminate_as_interrupt
 from blurlatent.files.output_folders import claim_output_folder, write_marker
+from blurlatent.files.workers import ordered_map
 from blurlatent.progress import progress_bar
 from blurlatent.synth.optics import (
     BETA_PX_PER_UM,
@@ -199,18 +199,13 @@ def write_field(task: FieldTask) -> dict:
 
 
 def write_fields(tasks: list[FieldTask], workers: int, progress: bool) -> list[dict]:
-    """``write_field`` over ``tasks`` in order, in ``workers`` processes; the fields' truths in that order."""
+    """``write_field`` over ``tasks`` in order, in ``workers`` processes (``files.workers``: Ctrl-C and SIGTERM
+    stop the pool, no orphans); the fields' truths in that order."""
     truths = []
     with progress_bar(f"synth {len(tasks)} fields", len(tasks), progress) as advance:
-        if workers == 1:
-            for task in tasks:
-                truths.append(write_field(task))
-                advance()
-        else:
-            with ProcessPoolExecutor(workers) as pool:
-                for truth in pool.map(write_field, tasks):
-                    truths.append(truth)
-                    advance()
+        for truth in ordered_map(write_field, tasks, workers):
+            truths.append(truth)
+            advance()
     return truths
 
 
@@ -248,9 +243,9 @@ def parse_size(text: str) -> tuple[int, int]:
     try:
         width, height = (int(v) for v in str(text).lower().split("x"))
     except ValueError:
-        raise UsageError(f"size {text!r} is not WIDTHxHEIGHT; use e.g. 696x520") from None
+        raise UsageError(f"{{size}} {text!r} is not WIDTHxHEIGHT; use e.g. 696x520", "size") from None
     if width < 16 or height < 16:
-        raise UsageError(f"size {text!r} is too small; use at least 16x16 (the real set is 696x520)")
+        raise UsageError(f"{{size}} {text!r} is too small; use at least 16x16 (the real set is 696x520)", "size")
     return width, height
 
 
@@ -261,17 +256,19 @@ def check_synth_options(fields: int, channels: Sequence[str], planes: Sequence[i
     channels = list(channels)
     planes = sorted(set(int(p) for p in planes))
     if not 1 <= fields <= N_FIELDS_MAX:
-        raise UsageError(f"fields {fields}: a BBBC006 plate has 1..{N_FIELDS_MAX} fields (384 wells x 2 sites)")
+        raise UsageError(f"{{fields}} {fields}: a BBBC006 plate has 1..{N_FIELDS_MAX} fields (384 wells x 2 sites)",
+                         "fields")
     bad = [c for c in channels if c not in WAVELENGTH_UM]
     if bad or not channels:
-        raise UsageError(f"channel {bad[0] if bad else '(none)'!r} is not a BBBC006 channel; "
-                         "use w1 (nuclei) and/or w2 (actin)")
+        raise UsageError(f"{{channels}} {bad[0] if bad else '(none)'!r} is not a BBBC006 channel; "
+                         "use w1 (nuclei) and/or w2 (actin)", "channels")
     if not planes or planes[0] < 0 or planes[-1] >= N_PLANES:
-        raise UsageError(f"planes {planes}: BBBC006 has planes 0..{N_PLANES - 1}")
+        raise UsageError(f"{{planes}} {planes}: BBBC006 has planes 0..{N_PLANES - 1}", "planes")
     if len(size) != 2 or min(size) < 16:
-        raise UsageError(f"size {tuple(size)}: give (width, height) of at least 16x16 (the real set is 696x520)")
+        raise UsageError(f"{{size}} {tuple(size)}: give (width, height) of at least 16x16 (the real set is 696x520)",
+                         "size")
     if int(seed) != seed or seed < 0:
-        raise UsageError(f"seed {seed}: must be a non-negative integer, e.g. 0")
+        raise UsageError(f"{{seed}} {seed}: must be a non-negative integer, e.g. 0", "seed")
     optics.check()
     return channels, planes
 
@@ -288,37 +285,38 @@ class SynthResult:
 
 def synthesize(
     out: str | Path,
-    fields: int = 10,
-    channels: Sequence[str] = ("w1", "w2"),
-    planes: Sequence[int] = tuple(range(N_PLANES)),
-    size: tuple[int, int] = (696, 520),
-    seed: int = 0,
+    *,
+    fields: int = SynthConfig.fields,
+    channels: Sequence[str] = SynthConfig.channels,
+    planes: Sequence[int] = SynthConfig.planes,
+    size: tuple[int, int] = SynthConfig.size,
+    seed: int = SynthConfig.seed,
     force: bool = False,
     progress: bool = False,
-    workers: int | None = None,
+    workers: int = SynthConfig.workers,
     optics: Optics = DEFAULT,
 ) -> SynthResult:
     """Write ``fields`` synthetic fields in the BBBC006v1 layout under ``out`` (see the module docstring).
 
-    ``size`` is (width, height). Field k is the same image for a given seed whatever ``fields`` and
-    ``planes`` are (so a small set is a prefix of a big one); ``optics`` (NA, wavelength, z step, noise,
-    background) changes how the same cells are imaged, not which cells there are. The folder is built in a
-    temp sibling and renamed into place; an existing ``out`` is replaced only with ``force`` and only if it is
-    an earlier synth output (``synth.json`` and BBBC006 plane folders, nothing else). Raises UsageError for
-    bad arguments (``optics`` out of range included) or outputs.
+    ``size`` is (width, height); ``workers``: processes rendering fields (0 or 1: this one). Field k is the same
+    image for a given seed whatever ``fields`` and ``planes`` are (so a small set is a prefix of a big one);
+    ``optics`` (NA, wavelength, z step, noise, background) changes how the same cells are imaged, not which cells
+    there are. The folder is built in a temp sibling and renamed into place; an existing ``out`` is replaced only
+    with ``force`` and only if it is an earlier synth output (its output marker says so, and nothing else is
+    there). Raises UsageError for bad arguments (``optics`` out of range included) or outputs.
     """
     start = time.perf_counter()
     out = Path(out)
     channels, planes = check_synth_options(fields, channels, planes, size, seed, optics)
-    with claim_output_folder(out, COMMAND, force, "a synth output", legacy=foreign_entry):
+    # SIGTERM stops it like Ctrl-C: the pool ends (``files.workers``) and the temp folder is removed
+    with claim_output_folder(out, COMMAND, force, "a synth output"), terminate_as_interrupt():
         tmp = make_temp_dir(out)
         try:
             for plane in planes:
                 (tmp / plane_folder(plane)).mkdir()
             tasks = [FieldTask(str(tmp), seed, i, tuple(size), tuple(planes), tuple(channels), optics)
                      for i in range(fields)]
-            workers = max(1, min(workers or min(2, os.cpu_count() or 1), fields))
-            truths = write_fields(tasks, workers, progress)
+            truths = write_fields(tasks, max(1, min(workers, fields)), progress)
             (tmp / RECORD).write_text(json.dumps(synth_record(seed, size, planes, channels, truths, optics), indent=1))
             write_marker(tmp, COMMAND)
             replace_folder(tmp, out)
@@ -326,27 +324,6 @@ def synthesize(
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
     return SynthResult(out, fields, planes, channels, fields * len(planes) * len(channels), time.perf_counter() - start)
-
-
-def foreign_entry(out: Path) -> str | None:
-    """The migration path for a folder without an output marker (written before markers existed): None when
-    ``out`` provably holds an earlier synth output, else the entry that shows it does not (``outputs``).
-
-    Proof: a ``synth.json`` written by synth (it is written last, inside the temp folder) and nothing
-    but BBBC006 plane folders beside it. A real download (plane folders, no ``synth.json``) is foreign.
-    """
-    entries = sorted(out.iterdir())
-    stranger = next((e.name for e in entries if e.name != RECORD and not is_plane_folder(e)), None)
-    if stranger is not None:
-        return stranger
-    if not written_by_synth(out / RECORD):
-        return entries[0].name
-    return None
-
-
-def is_plane_folder(entry: Path) -> bool:
-    """True for a ``BBBC006_v1_images_z_XX`` folder (not a zip: synth writes folders)."""
-    return entry.is_dir() and BBBC_PLANE_DIR.match(entry.name) is not None and entry.suffix != ".zip"
 
 
 def written_by_synth(record: Path) -> bool:

@@ -14,14 +14,15 @@ import os
 import signal
 import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from blurlatent.errors import RuntimeFailure, UsageError
+from blurlatent.errors import Message, ParameterError, RuntimeFailure, UsageError
 from blurlatent.nets.device import assign_device
 
 
@@ -48,17 +49,18 @@ def torchrun_env() -> DistInfo | None:
 def check_processes(nproc: int, device: str, sync_bn: bool = False) -> None:
     """UsageError unless this machine can run ``nproc`` training processes on ``device`` (a device spec)."""
     if str(device).lower().startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError(f"nproc {nproc}: no CUDA GPU is visible here; run on a GPU machine, or use device cpu for "
-                         f"{nproc} CPU processes")
+        raise UsageError(f"{{nproc}} {nproc}: no CUDA GPU is visible here; run on a GPU machine, or use {{device}} "
+                         f"cpu for {nproc} CPU processes", "nproc", "device")
     kind = assign_device(device).type
     if kind == "cuda":
         have = torch.cuda.device_count()
         if nproc > have:
-            raise UsageError(f"nproc {nproc}: only {have} CUDA GPU(s) visible here; use nproc {have} or fewer")
+            raise UsageError(f"{{nproc}} {nproc}: only {have} CUDA GPU(s) visible here; use {{nproc}} {have} or fewer",
+                             "nproc")
     elif kind != "cpu":
-        raise UsageError(f"device {device}: several processes need cuda or cpu, not {kind}")
+        raise UsageError(f"{{device}} {device}: several processes need cuda or cpu, not {kind}", "device")
     if sync_bn and kind != "cuda":
-        raise UsageError("sync_bn needs CUDA GPUs; leave it off on CPU")
+        raise UsageError("{sync_bn} needs CUDA GPUs; leave it off on CPU", "sync_bn")
 
 
 def init_process(device: torch.device, info: DistInfo, init_method: str | None) -> torch.device:
@@ -78,7 +80,7 @@ def init_process(device: torch.device, info: DistInfo, init_method: str | None) 
         device = torch.device("cuda", info.local_rank)
         torch.cuda.set_device(device)
     elif device.type != "cpu":
-        raise UsageError(f"device {device.type}: several processes need cuda or cpu")
+        raise UsageError(f"{{device}} {device.type}: several processes need cuda or cpu", "device")
     backend = "nccl" if device.type == "cuda" else "gloo"
     dist.init_process_group(backend, init_method=init_method or "env://", rank=info.rank, world_size=info.world)
     if device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
@@ -225,8 +227,8 @@ def _raise_reported(errors) -> None:
     interrupted = [r for r in reported if r[0] == "KeyboardInterrupt"]
     if len(interrupted) == len(reported):
         raise KeyboardInterrupt(interrupted[0][1])
-    kind, message = next(r for r in reported if r[0] != "KeyboardInterrupt")
-    raise (UsageError if kind in _USAGE_KINDS else RuntimeFailure)(message)
+    kind, template, names = next(r for r in reported if r[0] != "KeyboardInterrupt")
+    raise (UsageError if kind in _USAGE_KINDS else RuntimeFailure)(template, *names)
 
 
 def _entry(rank, world, init_method, worker, args, errors, results, level):
@@ -236,7 +238,9 @@ def _entry(rank, world, init_method, worker, args, errors, results, level):
         if rank == 0 and result is not None:
             results.put(result)
     except KeyboardInterrupt as exc:
-        errors.put(("KeyboardInterrupt", str(exc)))
+        errors.put(("KeyboardInterrupt", str(exc), ()))
     except BaseException as exc:  # report, then a non-zero exit so the parent stops the other ranks
-        errors.put((type(exc).__name__, f"rank {rank}: {exc}"))
-        raise SystemExit(1)
+        # our errors keep the parameters they name (errors.Message), for the parent to raise them again
+        message = exc.message if isinstance(exc, ParameterError) else Message(str(exc))
+        errors.put((type(exc).__name__, f"rank {rank}: {message.template}", message.names))
+        raise SystemExit(1) from None  # the error went to the parent: only the exit code is left to give

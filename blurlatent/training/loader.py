@@ -84,8 +84,9 @@ class EpochBatches:
     out (mid-epoch resume). ``rank``/``world``: this process's share of the items."""
 
     def __init__(self, n: int, batch: int, seed: int, rank: int = 0, world: int = 1):
-        self.sampler = DistributedSampler(range(n), num_replicas=world, rank=rank, shuffle=True, seed=seed,
-                                          drop_last=False)
+        # the sampler only takes len() of its dataset: the item indices stand in for it
+        self.sampler: DistributedSampler[int] = DistributedSampler(
+            range(n), num_replicas=world, rank=rank, shuffle=True, seed=seed, drop_last=False)  # type: ignore[arg-type]
         self.batch, self.skip = batch, 0
 
     def set_epoch(self, epoch: int, skip: int = 0) -> None:
@@ -115,9 +116,9 @@ def make_loader(triplets: TripletDataset, batches, workers: int, pin: bool, seed
     """A DataLoader yielding (uint8 [B, 3, H, W], float32 [B] α) for the index lists ``batches`` yields."""
     g = torch.Generator()
     g.manual_seed(seed)  # keeps DataLoader from drawing on the global RNG (exact resume)
-    kw = dict(persistent_workers=True, prefetch_factor=4) if workers > 0 else {}
     return DataLoader(BatchDataset(triplets), batch_size=None, sampler=batches, num_workers=workers,
-                      pin_memory=pin, generator=g, **kw)
+                      pin_memory=pin, generator=g, persistent_workers=workers > 0,
+                      prefetch_factor=4 if workers > 0 else None)
 
 
 def default_workers(workers: int | None, device: torch.device, world: int = 1) -> int:

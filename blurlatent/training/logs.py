@@ -40,7 +40,8 @@ TENSORBOARD = "tensorboard"
 def check_log(log: str) -> None:
     """UsageError when ``log`` is "tensorboard" and the tensorboard package is missing (before any folder)."""
     if log == "tensorboard" and importlib.util.find_spec("tensorboard") is None:
-        raise UsageError("log tensorboard needs the tensorboard package: pip install 'blurlatent[tensorboard]'")
+        raise UsageError("{log} tensorboard needs the tensorboard package: pip install 'blurlatent[tensorboard]'",
+                         "log")
 
 
 def epoch_line(m: dict, epochs: int) -> str:
@@ -120,7 +121,7 @@ class EpochLog:
             self.writer.close()
             self.writer = None
 
-    def __enter__(self) -> "EpochLog":
+    def __enter__(self) -> EpochLog:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from blurlatent.config import Reg, check_choice
+from blurlatent.errors import UsageError
 from blurlatent.nets.latent import extrapolate_sharp, interpolate_latents, map_scales
 
 
@@ -41,7 +42,7 @@ def term_names(reg: str, deblur_weight: float = 0.0) -> list[str]:
 def latent_l1(a, b) -> torch.Tensor:
     """L1 mean between two latents in float32; for list latents the mean over scales of each scale's L1."""
     if isinstance(a, (list, tuple)):
-        return torch.stack([F.l1_loss(x.float(), y.float()) for x, y in zip(a, b)]).mean()
+        return torch.stack([F.l1_loss(x.float(), y.float()) for x, y in zip(a, b, strict=True)]).mean()
     return F.l1_loss(a.float(), b.float())
 
 
@@ -58,7 +59,7 @@ def loss_terms(model, left: torch.Tensor, target: torch.Tensor, right: torch.Ten
     for every run) while ``"loss"`` still sums only those of ``reg``. Raises UsageError for an unknown
     ``reg``, and for ``deblur_weight`` > 0 with ``alpha`` = 0 (Eq. 3 needs α' = 1 − α < 1).
     """
-    check_choice(Reg, reg, "reg")
+    check_choice(Reg, reg, "{reg}")
     if torch.is_tensor(alpha):  # one α per sample, [B]: broadcast over every scale's [B, C, H, W]
         alpha = alpha.to(left.device, torch.float32).view(-1, 1, 1, 1)
     need_interp = all_terms or reg != "none"
@@ -103,10 +104,12 @@ class LossModule(nn.Module):
 
     def __init__(self, model: nn.Module, reg: str, alpha: float | None, deblur_weight: float = 0.0):
         super().__init__()
-        self.model, self.reg, self.alpha = model, check_choice(Reg, reg, "reg"), alpha
+        self.model, self.reg, self.alpha = model, check_choice(Reg, reg, "{reg}"), alpha
         self.deblur_weight = float(deblur_weight)
 
     def forward(self, left: torch.Tensor, target: torch.Tensor, right: torch.Tensor,
                 alpha: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        alpha = self.alpha if alpha is None else alpha
-        return loss_terms(self.model, left, target, right, self.reg, alpha, deblur_weight=self.deblur_weight)
+        weight = self.alpha if alpha is None else alpha
+        if weight is None:
+            raise UsageError("alpha: this LossModule has no α of its own; pass one per sample (a float tensor [B])")
+        return loss_terms(self.model, left, target, right, self.reg, weight, deblur_weight=self.deblur_weight)

@@ -2,8 +2,9 @@
 
 A run folder holds ``config.yaml`` (the resolved config), ``metrics.jsonl`` and ``metrics.csv`` (``logs``),
 ``last.pt`` (every epoch, and on Ctrl-C), ``best.pt`` (lowest validation loss) and ``strips/``. A new
-run writes its output marker first (``outputs``: the files a run writes); a folder holding anything else is
-never replaced, even with ``force``, and a second writer of the folder is refused (its lock). Resuming
+run writes its output marker first (``outputs``: the files a run writes); a folder holding anything else, or
+without that marker, is never replaced, even with ``force``, and a second writer of the folder is refused (its
+lock). Resuming
 continues ``last.pt`` with the run's own config; only
 ``config.RESUMABLE_CHANGES`` may differ, and the store's location (``data.store``: saved absolute; an older
 run's relative path is looked for from here and from the run folder's parents; ``store`` points at a moved
@@ -15,13 +16,12 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import shutil
-from fnmatch import fnmatchcase
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
-from blurlatent.config import RESUMABLE_CHANGES, ModelConfig, TrainConfig, from_dict, override, to_dict
-from blurlatent.errors import UsageError
+from blurlatent.config import RESUMABLE_CHANGES, TrainConfig, from_dict, model_config, override, to_dict, upgrade
+from blurlatent.errors import Message, UsageError
 from blurlatent.files.atomic import MB, disk_space, missing_folders, remove_empty_folders
 from blurlatent.files.output_folders import FolderLock, check_output_folder, read_marker, remove_owned, write_marker
 from blurlatent.nets.checkpoint import check_resumable, load_checkpoint, save_checkpoint, tensors_in
@@ -31,7 +31,6 @@ log = logging.getLogger(__name__)
 
 # What a run writes into its folder; replacing a run (force) removes these and nothing else.
 RUN_FILES = ("last.pt", "best.pt", "metrics.jsonl", "metrics.csv", "config.yaml")
-RUN_FOLDERS = ("strips", "tensorboard")
 RUN_PATTERNS = ("strips/epoch_*.png", "tensorboard/events.out.tfevents.*")
 COMMAND = "train"  # the run folder's output marker signature (``outputs``)
 # Where the run's data lives, not how it trains: may differ on resume (a moved store; relative → absolute).
@@ -39,36 +38,9 @@ LOCATION_KEYS = ("data.store",)
 
 
 def is_run_folder(out: Path) -> bool:
-    """True when ``out`` holds a run ``train`` started: its output marker says so, or (a run of a version
-    before markers) it has ``last.pt`` or ``metrics.jsonl``."""
+    """True when ``out`` holds a run ``train`` started: its output marker says so."""
     record = read_marker(out) if out.is_dir() else None
-    if record is not None:
-        return record.get("command") == COMMAND
-    return (out / "last.pt").is_file() or (out / "metrics.jsonl").is_file()
-
-
-def legacy_entry(out: Path) -> str | None:
-    """The migration path for a run folder without an output marker (``outputs``; written before markers
-    existed): None when ``out`` holds only what a run writes and is provably a run's — a ``last.pt``, or a
-    ``metrics.jsonl`` beside no ``config.yaml`` but a whole run config — else the entry that shows it is not."""
-    entries = sorted(out.iterdir())
-    for entry in entries:
-        own = (entry.name in RUN_FILES and entry.is_file()) or (entry.name in RUN_FOLDERS and entry.is_dir())
-        if entry.is_symlink() or not own:
-            return entry.name
-        if entry.is_dir():
-            stray = next((f.name for f in sorted(entry.iterdir()) if not fnmatchcase(f.name, "epoch_*.png")), None)
-            if stray is not None:
-                return f"{entry.name}/{stray}"
-    if (out / "last.pt").is_file():
-        return None
-    if not (out / "metrics.jsonl").is_file():
-        return entries[0].name
-    config = out / "config.yaml"
-    if not config.is_file():
-        return None
-    keys = {line.split(":")[0] for line in config.read_text(errors="replace").splitlines()}
-    return None if {"model", "data", "optim"} <= keys else "config.yaml"
+    return record is not None and record.get("command") == COMMAND
 
 
 def mark_run(out: Path) -> None:
@@ -82,10 +54,10 @@ def require_checkpoint(run: Path) -> Path:
     if last.is_file():
         return last
     if is_run_folder(run):
-        why = "the run stopped before its first checkpoint: rerun its `blurlatent train` command with force=True"
+        why = "the run stopped before its first checkpoint: rerun its `blurlatent train` command with {force=True}"
     else:
         why = "pass a run folder written by `blurlatent train`"
-    raise UsageError(f"resume {run}: no last.pt there; {why}")
+    raise UsageError(f"{{resume}} {run}: no last.pt there; {why}", "resume", "force")
 
 
 def open_run_folder(out: Path, resume: bool, force: bool, init: str | Path | None = None) -> list[Path]:
@@ -98,12 +70,11 @@ def open_run_folder(out: Path, resume: bool, force: bool, init: str | Path | Non
     """
     if resume:
         require_checkpoint(out)
-        record = read_marker(out)
-        if record is None or record.get("command") == COMMAND:
-            mark_run(out)  # a run of a version before markers, or before metrics.csv/tensorboard: sign it now
+        if is_run_folder(out):
+            mark_run(out)  # a run of a version before metrics.csv/tensorboard: its marker lists them now
         return []
-    option = "another run folder, or continue this run with resume=True"
-    if check_output_folder(out, COMMAND, force, "a training run", legacy_entry, [init] if init else (), option):
+    option = Message("another run folder, or continue this run with {resume=True}", "resume")
+    if check_output_folder(out, COMMAND, force, "a training run", inputs=[init] if init else (), option=option):
         _remove_run_files(out)
     created = missing_folders(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -129,11 +100,6 @@ def run_folder(out: Path, resume: bool, force: bool, init: str | Path | None = N
 def _remove_run_files(out: Path) -> None:
     if read_marker(out) is not None:
         remove_owned(out)
-        return
-    for name in RUN_FILES:
-        (out / name).unlink(missing_ok=True)
-    for name in RUN_FOLDERS:
-        shutil.rmtree(out / name, ignore_errors=True)
 
 
 def discard_unstarted(out: Path, created: list[Path]) -> None:
@@ -209,13 +175,14 @@ def resume_config(run: str | Path, changes: dict[str, Any] | None = None, out: s
     """
     run = Path(run)
     if out is not None and Path(out).resolve() != run.resolve():
-        raise UsageError(f"out {out} and resume {run} differ; give only the run folder to resume")
+        raise UsageError(f"{{out}} {out} and {{resume}} {run} differ; give only the run folder to resume", "out",
+                         "resume")
     last = require_checkpoint(run)
     changes = {key: value for key, value in (changes or {}).items() if value is not None}
     refused = [key for key in changes if key not in RESUMABLE_CHANGES + LOCATION_KEYS]
     if refused:
-        raise UsageError(f"resume continues a run with its own settings; drop {', '.join(refused)} "
-                         f"(only {', '.join(RESUMABLE_CHANGES)} may change, and the store's location)")
+        raise UsageError(f"{{resume}} continues a run with its own settings; drop {', '.join(refused)} "
+                         f"(only {', '.join(RESUMABLE_CHANGES)} may change, and the store's location)", "resume")
     ckpt = load_checkpoint(last)
     check_resumable(ckpt, str(last))  # before anything is written into the run folder
     config = override(from_dict(TrainConfig, ckpt["config"], f"{last}: config"), changes)
@@ -227,9 +194,13 @@ def init_model(path: str | Path) -> dict[str, Any]:
     """The model config of checkpoint ``path`` as dotted keys (``{"model.widths": [...]}``): a run started from
     it (``init``) builds the same model unless told otherwise. Raises UsageError (missing or unreadable file)."""
     if not Path(path).is_file():
-        raise UsageError(f"init {path}: checkpoint not found; pass a .pt written by `blurlatent train`")
-    # through ModelConfig: a checkpoint that predates a key (``arch``) gets the meaning it was written with
-    model = to_dict(from_dict(ModelConfig, load_checkpoint(path)["config"]["model"], f"init {path}", "model."))
+        raise UsageError(f"{{init}} {path}: checkpoint not found; pass a .pt written by `blurlatent train`", "init")
+    # a checkpoint of an older version (no ``arch``: the paper's model) gets the meaning it was written with
+    ckpt = load_checkpoint(path)
+    try:
+        model = to_dict(model_config(ckpt["config"], str(path), "model."))
+    except UsageError as exc:  # the init's own config is at fault: name the parameter that brought it
+        raise UsageError(f"{{init}} {exc}", "init") from None
     return {f"model.{key}": value for key, value in model.items()}
 
 
@@ -250,8 +221,8 @@ def run_store(run: Path, saved: str, moved: bool, recorded: dict | None) -> str:
     found = next((c for c in candidates if (c / MANIFEST).is_file()), None)
     if found is None:
         where = "" if path.is_absolute() or moved else " (saved relative to the folder the run started in)"
-        raise UsageError(f"resume {run}: its store {saved} is not found{where}; pass the store's current location "
-                         "with store=PATH")
+        raise UsageError(f"{{resume}} {run}: its store {saved} is not found{where}; pass the store's current "
+                         "location with {data.store=PATH}", "resume", "data.store")
     fingerprint = recorded.get("fingerprint") if isinstance(recorded, dict) else None  # a hand-edited file: no check
     if fingerprint and Store(found).manifest.get("fingerprint") != fingerprint:
         raise UsageError(f"store {found}: not the store run {run} trained on (its manifest fingerprint differs); "
@@ -261,13 +232,13 @@ def run_store(run: Path, saved: str, moved: bool, recorded: dict | None) -> str:
 
 def check_resume_config(saved: dict, config: TrainConfig, run: Path) -> None:
     """UsageError naming the first key, outside ``RESUMABLE_CHANGES``, where ``config`` differs from ``saved``
-    (a checkpoint's config)."""
-    a, b = dict(_flat(saved)), dict(_flat(to_dict(config)))
+    (a checkpoint's config, of its version: ``upgrade``)."""
+    a, b = dict(_flat(upgrade(saved, str(run)))), dict(_flat(to_dict(config)))
     for key in sorted(set(a) | set(b)):
         if key not in RESUMABLE_CHANGES + LOCATION_KEYS and a.get(key) != b.get(key):
-            raise UsageError(f"resume {run}: {key} was {a.get(key)!r} in that run, now {b.get(key)!r}; resume with "
-                             f"the run's settings (only {', '.join(RESUMABLE_CHANGES)} may change) or start a new run "
-                             "with init")
+            raise UsageError(f"{{resume}} {run}: {key} was {a.get(key)!r} in that run, now {b.get(key)!r}; resume "
+                             f"with the run's settings (only {', '.join(RESUMABLE_CHANGES)} may change) or start a "
+                             "new run with {init}", "resume", "init")
 
 
 def _flat(d: dict, prefix: str = ""):

@@ -25,9 +25,9 @@ import logging
 import math
 import random
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -37,6 +37,7 @@ from torch.nn.parallel import DistributedDataParallel
 from blurlatent.config import TrainConfig, from_dict, save_yaml, to_dict
 from blurlatent.errors import RuntimeFailure, UsageError
 from blurlatent.files.atomic import disk_space, terminate_as_interrupt
+from blurlatent.intensity import check_normalization
 from blurlatent.nets.autoencoder import build_autoencoder
 from blurlatent.nets.checkpoint import check_fits, load_checkpoint, load_init, restore_run, rng_state, state_digest
 from blurlatent.nets.device import assign_device, train_precision
@@ -87,12 +88,12 @@ def resolve_config(config: TrainConfig, check_init: bool = True) -> TrainConfig:
     if check_init and config.init:
         load_init(config.init, config.model)  # a missing, truncated, unsafe, broken or other-shape init fails here
     if not config.data.store:
-        raise UsageError("no store given: set data.store to a folder from `blurlatent prepare`")
+        raise UsageError("no store given: set {data.store} to a folder from `blurlatent prepare`", "data.store")
     config.data.store = str(Path(config.data.store).absolute())  # saved absolute: resume works from anywhere
     store = Store(config.data.store)
     if config.data.channel not in store.channels:
-        raise UsageError(f"data.channel {config.data.channel}: not in {config.data.store} (channels {store.channels}); "
-                         "use one of them")
+        raise UsageError(f"{{data.channel}} {config.data.channel}: not in {config.data.store} (channels "
+                         f"{store.channels}); use one of them", "data.channel")
     for t in config.data.triplets:
         for p in t:
             store.plane_index(p)
@@ -100,9 +101,10 @@ def resolve_config(config: TrainConfig, check_init: bool = True) -> TrainConfig:
     crop = int(store.array(config.data.channel, "train").shape[-1])
     multiple = 2 ** config.model.depth
     if crop % multiple:
-        raise UsageError(f"model widths {config.model.widths}: crop {crop} px is not divisible by 2**depth = "
-                         f"{multiple}; use fewer model widths or prepare with another crop")
-    config.data.normalize = store.normalize
+        raise UsageError(f"{{model.widths}} {config.model.widths}: crop {crop} px is not divisible by 2**depth = "
+                         f"{multiple}; use fewer {{model.widths}} or prepare with another {{prepare:crop}}",
+                         "model.widths", "prepare:crop")
+    config.data.normalize = check_normalization(store.normalize)
     return config
 
 
@@ -166,7 +168,7 @@ def _run(config: TrainConfig, out: Path, resume: bool, progress: bool, force: bo
 def _setup_device(config: TrainConfig, info: DistInfo, init_method: str | None) -> torch.device:
     device = distributed.init_process(assign_device(config.device), info, init_method)
     if config.sync_bn and device.type != "cuda":
-        raise UsageError("sync_bn needs CUDA GPUs; leave it off on CPU")
+        raise UsageError("{sync_bn} needs CUDA GPUs; leave it off on CPU", "sync_bn")
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick the fastest kernels once
         torch.backends.cuda.matmul.allow_tf32 = True
@@ -188,7 +190,8 @@ class _Trainer:
         self.names = term_names(config.reg, config.deblur_weight)
         self._setup_data()
         self._setup_model(resume)
-        self.start_epoch, self.start_step, self.best_val, self.best_epoch, self.partial = 0, 0, math.inf, 0, None
+        self.start_epoch, self.start_step, self.best_val, self.best_epoch = 0, 0, math.inf, 0
+        self.partial: dict | None = None  # the figures of an epoch interrupted mid-way (resume)
         self.metrics: dict = {}
         self.resumed = resume
         if resume:
@@ -196,7 +199,7 @@ class _Trainer:
         if info.main:
             save_yaml(config, out / "config.yaml")
         # the run's one α (None for uneven triplets); every step passes its batch's α (``_alpha``)
-        self.step_module = LossModule(self.model, config.reg, self.fixed_alpha, config.deblur_weight)
+        self.step_module: nn.Module = LossModule(self.model, config.reg, self.fixed_alpha, config.deblur_weight)
         if info.world > 1:
             ids = [device.index] if device.type == "cuda" else None
             self.step_module = DistributedDataParallel(self.step_module, device_ids=ids)
@@ -220,7 +223,9 @@ class _Trainer:
         self.batches = EpochBatches(len(train_ds), c.optim.batch, c.seed, info.rank, info.world)
         self.loader = make_loader(train_ds, self.batches, self.workers, pin, c.seed)
         val = val_batches(len(val_ds), c.optim.batch, info.rank, info.world)
-        self.val_loader = make_loader(val_ds, val, 0, pin, c.seed) if val else []
+        self.val_loader: Iterable[tuple[torch.Tensor, torch.Tensor]] = []
+        if val:
+            self.val_loader = make_loader(val_ds, val, 0, pin, c.seed)
 
     def _setup_model(self, resume: bool) -> None:
         c = self.config
@@ -321,7 +326,7 @@ class _Trainer:
         """The ranks agree on a non-finite loss (RuntimeFailure) and on Ctrl-C (save, KeyboardInterrupt)."""
         bad_step, stopping = distributed.first_bad_and_stop(bad, stop["stop"], self.info)
         if math.isfinite(bad_step):
-            raise RuntimeFailure(self._nan_cause(epoch, int(bad_step)))
+            raise RuntimeFailure(self._nan_cause(epoch, int(bad_step)), "optim.lr", "amp")
         s = sums.tolist()
         bar.update(step, s[0] / max(s[-1], 1), s[-1] * self.info.world / seconds)
         if not stopping:
@@ -339,17 +344,18 @@ class _Trainer:
     def _nan_cause(self, epoch: int, step: int) -> str:
         """Why the loss went non-finite: the batches are uint8 crops, finite by construction (``Store.array``
         refuses other arrays), so the starting weights give non-finite outputs (the run's first step, before
-        any update: not the learning rate), or training diverged."""
+        any update: not the learning rate), or training diverged. A message template naming ``optim.lr`` and
+        ``amp`` (``errors.Message``)."""
         c, last = self.config, self.out / "last.pt"
         kept = f"the last good checkpoint {last} (after epoch {epoch}) is kept" if last.exists() else \
             "no checkpoint was written yet"
         done = (epoch - self.start_epoch) * self.batches.total() + step - 1 - self.start_step
         where = f"non-finite loss at epoch {epoch + 1}, step {step}"
         if done > 0:
-            return f"{where}, after {done} finite step(s): training diverged; {kept}; lower the learning rate"
+            return f"{where}, after {done} finite step(s): training diverged; {kept}; lower {{optim.lr}}"
         start = f"the resumed weights of {last}" if self.resumed else f"the init weights of {c.init}" if c.init else \
             f"the fresh weights of model widths {c.model.widths}"
-        fix = "fp16 autocast overflows: use amp bf16 or off" if self.amp_dtype is torch.float16 else \
+        fix = "fp16 autocast overflows: use {amp} bf16 or off" if self.amp_dtype is torch.float16 else \
             "use another checkpoint" if self.resumed or c.init else "report a bug with this config"
         return (f"{where}: the run's first step, before any weight update, on finite uint8 crops (not the learning "
                 f"rate): {start} give non-finite outputs; {kept}; {fix}")
@@ -359,7 +365,7 @@ class _Trainer:
         distributed.sync_buffers(self.model, self.info)
         s = distributed.all_sum(sums.tolist(), self.info, self.device)
         count = max(s[-1], 1.0)
-        train_terms = {f"train_{k}": v / count for k, v in zip(self.names, s[:-1])}
+        train_terms = {f"train_{k}": v / count for k, v in zip(self.names, s[:-1], strict=True)}
         val = self._validate()
         lr = self.optimizer.param_groups[0]["lr"]
         self.scheduler.step()
