@@ -7,6 +7,7 @@ found in focus by the microscope's autofocus; w1 = Hoechst 33342 (nuclei), w2 = 
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,7 +103,7 @@ def format_planes(planes) -> str:
     planes = sorted(planes)
     if len(planes) > 2:
         step = planes[1] - planes[0]
-        if step > 0 and all(b - a == step for a, b in zip(planes, planes[1:])):
+        if step > 0 and all(b - a == step for a, b in itertools.pairwise(planes)):
             return f"{planes[0]}:{planes[-1]}" + (f":{step}" if step != 1 else "")
     return ",".join(str(p) for p in planes)
 

@@ -21,7 +21,7 @@ parameters is logged as a ``Message`` built the same way.
 from __future__ import annotations
 
 import re
-from typing import Mapping, Optional
+from collections.abc import Mapping
 
 # {tile}, {optim.lr}, {z=P1 P2}: a parameter of the message (when declared), with the value a fix suggests;
 # {prepare:planes}: a parameter of another step, `prepare`, that the fix sends the user to
@@ -44,7 +44,7 @@ class Message:
         self.template = template
         self.names = names
 
-    def render(self, names: Optional[Mapping[str, str]] = None) -> str:
+    def render(self, names: Mapping[str, str] | None = None) -> str:
         """The message with each parameter as ``names`` spells it (``{"tile": "--tile"}``; a value follows
         after a space, ``True`` goes without), a parameter ``names`` lacks in the library's words."""
 
@@ -73,7 +73,7 @@ class ParameterError:
 
     message: Message
 
-    def render(self, names: Optional[Mapping[str, str]] = None) -> str:
+    def render(self, names: Mapping[str, str] | None = None) -> str:
         return self.message.render(names)
 
     def __str__(self) -> str:
@@ -96,7 +96,7 @@ class RuntimeFailure(ParameterError, RuntimeError):
         self.message = Message(template, *names)
 
 
-def one_line(exc: BaseException, names: Optional[Mapping[str, str]] = None) -> str:
+def one_line(exc: BaseException, names: Mapping[str, str] | None = None) -> str:
     """``exc`` as one line: a path error as ``path: reason``, our errors with their parameters spelled as
     ``names`` spells them (else in the library's words), anything else as its text or type name."""
     if isinstance(exc, (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)) and exc.filename:

@@ -9,6 +9,7 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -61,7 +62,8 @@ class EpochProgress:
     a no-op when not ``enabled``."""
 
     def __init__(self, enabled: bool):
-        self.bar, self.task = None, None
+        self.bar: Progress | None = None
+        self.task: TaskID | None = None
         if enabled:
             self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                 TextColumn("loss {task.fields[loss]:.4f}  {task.fields[rate]:.1f} triplets/s"),
@@ -77,7 +79,7 @@ class EpochProgress:
                                           rate=0.0)
 
     def update(self, step: int, loss: float, rate: float) -> None:
-        if self.bar:
+        if self.bar and self.task is not None:
             self.bar.update(self.task, completed=step, loss=loss, rate=rate)
 
     def end_epoch(self, m: dict) -> None:

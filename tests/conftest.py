@@ -4,8 +4,8 @@ import os
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import pytest  # noqa: E402
-from badinput import build_paths  # noqa: E402
+import pytest
+from badinput import build_paths
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -85,7 +85,7 @@ def write_bbbc_source(root, fields=5, planes=(0, 8, 16), shape=(44, 52), seed=0)
         lo, hi = stack.min(axis=(-2, -1), keepdims=True), stack.max(axis=(-2, -1), keepdims=True)
         levels = np.rint((stack - lo) / (hi - lo) * 255).astype(np.uint16) * 257
         well, site = f"a{f // 2 + 1:02d}", f % 2 + 1
-        for p, image in zip(planes, levels):
+        for p, image in zip(planes, levels, strict=True):
             name = f"mcf-z-stacks-03212011_{well}_s{site}_w1{f:08x}-0000-4000-8000-{p:012x}.tif"
             write_image(Path(root) / f"BBBC006_v1_images_z_{p:02d}" / name, image)
     return Path(root)

@@ -50,7 +50,7 @@ def train_tiny_checkpoint(path, steps: int = 40, seed: int = 0, normalize: str =
     model = Autoencoder(ModelConfig(widths=list(TINY)))
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     model.train()
-    for step in range(steps):
+    for _ in range(steps):
         idx = torch.from_numpy(rng.choice(len(sharp), 8, replace=False))
         zs, zb = model.encode(xs[idx]), model.encode(xb[idx])
         loss = (

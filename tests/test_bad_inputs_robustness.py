@@ -189,7 +189,7 @@ def test_blur_on_a_full_disk_names_the_output_and_leaves_nothing(paths, small_di
     import tifffile
 
     pair = [tmp_path / "a.tif", tmp_path / "b.tif"]  # 256x256: its ~128 KB output cannot fit the room left
-    for path, seed in zip(pair, (1, 2)):
+    for path, seed in zip(pair, (1, 2), strict=True):
         tifffile.imwrite(path, np.random.default_rng(seed).integers(0, 4096, (256, 256), dtype=np.uint16))
     filler = fill(small_disk, 16 * 1024)  # room for a lock or marker file, not for the output
     if not checked:

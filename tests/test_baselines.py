@@ -68,7 +68,7 @@ def test_fit_and_apply_baselines_per_plane():
     x = train[:2].astype(np.float64) / 255.0
     real, truth = x[:, [1, 2]], x[:, 3]
     images = B.apply_baselines(fits, plan, real, truth)
-    assert {k: v.shape for k, v in images.items()} == {k: (2, 2, 32, 32) for k in ("gaussian", "rl", "wiener")}
+    assert {k: v.shape for k, v in images.items()} == dict.fromkeys(("gaussian", "rl", "wiener"), (2, 2, 32, 32))
     np.testing.assert_array_equal(images["gaussian"][:, 1], fits[12].synthesize(truth))
     np.testing.assert_array_equal(images["wiener"][1, 0], B.deconvolve(real[1, 0], fits[8], "wiener"))
 
@@ -113,10 +113,11 @@ def test_two_planes_beat_either_plane_alone(known_psf):
 
     for lam in (1e-3, 1e-2, 1e-1):
         two = mse(B.multiframe_wiener(views, psfs, lam, pad=False))
-        singles = [mse(B.multiframe_wiener([v], [p], lam, pad=False)) for v, p in zip(views, psfs)]
+        singles = [mse(B.multiframe_wiener([v], [p], lam, pad=False)) for v, p in zip(views, psfs, strict=True)]
         assert two < min(singles), (lam, two, singles)
     best_two = min(mse(B.multiframe_wiener(views, psfs, lam, pad=False)) for lam in B.WIENER_BALANCES)
-    best_skimage = min(mse(wiener(v, p, balance=b, clip=False)) for v, p in zip(views, psfs) for b in B.WIENER_BALANCES)
+    best_skimage = min(mse(wiener(v, p, balance=b, clip=False))
+                       for v, p in zip(views, psfs, strict=True) for b in B.WIENER_BALANCES)
     assert best_two < best_skimage
     # reflect padding (the default, for fields that are not periodic) changes little away from the borders here
     periodic, padded = (B.multiframe_wiener(views, psfs, 1e-2, pad=pad) for pad in (False, True))

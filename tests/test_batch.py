@@ -130,10 +130,10 @@ def test_blur_folder_is_all_or_nothing(tmp_path_factory, tmp_path):
              for name in ("a", "m", "z")]
     write(pairs[2][2], image[:20])  # the last pair's images differ in size
     with pytest.raises(UsageError, match="z.tif: image is 32x20"):
-        batch.run_folder(predictor, pairs, [0.5], tmp_path / "out" / "deep", "blur")
+        batch.predict_folder(predictor, pairs, [0.5], tmp_path / "out" / "deep", "blur")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b", "s"]  # no output, temp or folder made for them
     write(pairs[2][2], image)
-    written = batch.run_folder(predictor, pairs, [0.5], tmp_path / "out" / "deep", "blur")
+    written = batch.predict_folder(predictor, pairs, [0.5], tmp_path / "out" / "deep", "blur")
     assert [p.name for p in written] == ["a_a0.500.tif", "m_a0.500.tif", "z_a0.500.tif"]
     assert all(p.is_file() for p in written)
 
@@ -146,7 +146,7 @@ def test_blur_folder_reports_progress_and_matches_single_pairs(tmp_path_factory,
         s, bl = (rng.integers(100, 1000, (24, 32)).astype(np.uint16) for _ in range(2))
         pairs.append((f"f{i}", write(tmp_path / "s" / f"f{i}.tif", s), write(tmp_path / "b" / f"f{i}.tif", bl)))
     seen = []
-    written = batch.run_folder(predictor, pairs, [0.25, 0.75], tmp_path / "out", "blur", progress=seen.append)
+    written = batch.predict_folder(predictor, pairs, [0.25, 0.75], tmp_path / "out", "blur", progress=seen.append)
     assert sum(seen) == 3 and seen == [2, 1]
     assert sorted(p.name for p in written) == sorted(f"f{i}_a{a}.tif" for i in range(3) for a in ("0.250", "0.750"))
     s, bl = batch.read_pair(pairs[2][1], pairs[2][2])
@@ -185,11 +185,11 @@ def test_deblur_folder_of_stacks_is_all_or_nothing_and_matches_single_runs(tmp_p
     jobs = batch.stack_folder(tmp_path / "in")
     read = partial(read_inputs, z=(0, 1))
     with pytest.raises(UsageError, match="z.tif: holds one plane"):
-        batch.run_folder(predictor, jobs, [0.5], tmp_path / "out", "deblur", read=read)
+        batch.predict_folder(predictor, jobs, [0.5], tmp_path / "out", "deblur", read=read)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]
     tifffile.imwrite(tmp_path / "in" / "z.tif", stacks["z"], photometric="minisblack")
     seen = []
-    written = batch.run_folder(predictor, jobs, [0.5], tmp_path / "out", "deblur", read=read, progress=seen.append)
+    written = batch.predict_folder(predictor, jobs, [0.5], tmp_path / "out", "deblur", read=read, progress=seen.append)
     assert [p.name for p in written] == ["a_a0.500.tif", "m_a0.500.tif", "z_a0.500.tif"] and seen == [1, 1, 1]
     np.testing.assert_array_equal(tifffile.imread(written[1]), predictor.deblur(stacks["m"][0], stacks["m"][1], 0.5))
 

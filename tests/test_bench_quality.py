@@ -61,7 +61,7 @@ def _methods(paper8, new8, classical8, identity14, new14, blur_paper, blur_new, 
     def column(d8, d14, blur, ssim=0.5):
         deblur = {k: {"psnr": 0.0, "ssim": 0.0} for k in range(2, 15, 2)}
         deblur[8], deblur[14] = {"psnr": d8, "ssim": ssim}, {"psnr": d14, "ssim": ssim}
-        return {"deblur": deblur, "blur": {k: blur for k in range(2, 15, 2)}}
+        return {"deblur": deblur, "blur": dict.fromkeys(range(2, 15, 2), blur)}
 
     return {"paper": column(paper8, 0.0, blur_paper, ssim_paper), "new": column(new8, new14, blur_new, ssim_new),
             "rl": column(classical8, 0.0, 0.0), "wiener": column(classical8 - 1, 0.0, 0.0),

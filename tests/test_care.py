@@ -82,11 +82,12 @@ def test_training_npz_refuses_what_care_train_cannot_use(tmp_path, bad, message)
 def test_fields_npz_and_the_prediction_layout(tmp_path):
     fields = np.random.RandomState(2).rand(3, 20, 24).astype(np.float32)
     keys = [("famA", "img01", 2), ("famA", "img01", 8), ("famB", "img01", 2)]
-    path = care_io.write_fields_npz(tmp_path / "fields.npz", fields, *zip(*keys))
+    path = care_io.write_fields_npz(tmp_path / "fields.npz", fields, *zip(*keys, strict=True))
     read, read_keys = care_io.read_fields_npz(path)
     np.testing.assert_array_equal(read, fields)
     assert read_keys == keys
-    for image, (family, stem, k) in zip(fields, keys):  # what care_predict.py writes, bench_real reads back
+    # what care_predict.py writes, bench_real reads back
+    for image, (family, stem, k) in zip(fields, keys, strict=True):
         target = care_io.prediction_path(tmp_path / "pred", family, stem, k)
         target.parent.mkdir(parents=True, exist_ok=True)
         np.save(target, image)

@@ -4,6 +4,7 @@ missing keys) are refused by every loader, and that the RNG state survives a wei
 
 from __future__ import annotations
 
+import itertools
 import random
 import re
 from pathlib import Path
@@ -170,7 +171,7 @@ def test_model_bytes_from_the_config_alone():
         assert model_bytes(config) == sum(t.numel() * t.element_size() for t in built.values())
     # the paper's model by hand: conv weights and biases, 4 BatchNorm vectors per layer (+1 int64 counter)
     w = [1, 64, 128, 256, 512, 1024]
-    enc = sum(9 * a * b + b + 4 * b for a, b in zip(w, w[1:]))
+    enc = sum(9 * a * b + b + 4 * b for a, b in itertools.pairwise(w))
     ups = [(1024, 512), (512, 256), (256, 128), (128, 64), (64, 64)]
     dec = sum(9 * a * b + b + 4 * b for a, b in ups) + 9 * 64 + 1
     assert model_bytes(ModelConfig(arch="paper")) == 4 * (enc + dec) + 8 * 10

@@ -24,7 +24,7 @@ def test_batch_fetch_equals_items(store):
     idx = [5, 0, 11, 3]
     u8 = ds.batch(idx)
     assert u8.dtype == np.uint8 and u8.shape == (4, 3, 32, 32)
-    for row, i in zip(torch.from_numpy(u8).float() / 255, idx):
+    for row, i in zip(torch.from_numpy(u8).float() / 255, idx, strict=True):
         for k, plane in enumerate(ds[i]):
             assert torch.equal(row[k:k + 1], plane)  # bitwise: the device-side /255 matches the dataset's
     left, target, right = to_device(torch.from_numpy(u8), torch.device("cpu"), channels_last=True)
@@ -58,6 +58,6 @@ def test_alphas_travel_with_each_batch(store):
     ds = triplet_dataset(Store(store), triplets, "w1", "train", alpha="planes")
     assert ds.fixed_alpha is None
     batches = EpochBatches(len(ds), 5, seed=0)
-    for (u8, alphas), idx in zip(make_loader(ds, batches, workers=0, pin=False, seed=0), list(batches)):
+    for (u8, alphas), idx in zip(make_loader(ds, batches, workers=0, pin=False, seed=0), list(batches), strict=True):
         assert torch.equal(u8, torch.from_numpy(ds.batch(idx)))
         assert alphas.tolist() == [[0.5, 0.125, 0.5][i % 3] for i in idx]

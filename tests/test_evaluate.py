@@ -130,7 +130,7 @@ def test_report_files_hold_what_the_table_shows(report_dir):
     assert "LDS (Eq. 6)" in table and "PSNR-deblur-quality (mean per image)" in table
     for label, cells in table.items():
         row = rows[label]
-        for name, cell in zip(names, cells):
+        for name, cell in zip(names, cells, strict=True):
             value = on_disk["summary"][name][row.key]
             assert cell.strip("*") == format_value(value, row), (label, name)
             assert cell.startswith("**") == (name in on_disk["best"].get(row.key, [])), (label, name)
@@ -310,7 +310,7 @@ def test_end_to_end_whole_fields_tiny_trained_model(tmp_path):
     train = torch.tensor(store.array("w1", "train").astype(np.float32) / 255.0).reshape(-1, 1, 32, 32)
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     first = None
-    for step in range(60):  # a few steps of plain reconstruction: enough to leave the random init behind
+    for _ in range(60):  # a few steps of plain reconstruction: enough to leave the random init behind
         loss = (model(train) - train).abs().mean()
         first = first if first is not None else loss.item()
         opt.zero_grad()

@@ -159,7 +159,7 @@ def core_output(package: Path, names: tuple[str, str], first, second, weight_for
 
     descr = load_model_description(package, perform_io_checks=False)
     pipeline = create_prediction_pipeline(bioimageio_model=descr, weight_format=weight_format, devices=["cpu"])
-    inputs = {name: image.astype(np.float32)[None, None] for name, image in zip(names, (first, second))}
+    inputs = {name: image.astype(np.float32)[None, None] for name, image in zip(names, (first, second), strict=True)}
     sample = predict(model=pipeline, inputs=inputs)
     return np.asarray(next(iter(sample.members.values())).data).squeeze()
 
@@ -174,7 +174,7 @@ def cli_unit(tmp_path, ckpt, task, first, second, alpha, normalize) -> np.ndarra
                  "-o", out, "--device", "cpu")
     assert result.exit_code == 0, result.output
     ranges = plane_ranges([first, second], normalize, reference=1 if task == "deblur" else 0)
-    lo, hi = ranges[1] if task == "deblur" else [alpha * x + (1 - alpha) * y for x, y in zip(*ranges)]
+    lo, hi = ranges[1] if task == "deblur" else [alpha * x + (1 - alpha) * y for x, y in zip(*ranges, strict=True)]
     return (tifffile.imread(out).astype(np.float64) - lo) / (hi - lo)
 
 
@@ -276,7 +276,7 @@ def test_output_policy_zip_name_force_and_atomic_write(tmp_path, tmp_path_factor
     result = run("export", ckpt, "-o", existing, "--alpha", 0.5)
     assert result.exit_code == 2 and "--force" in result.output and existing.read_bytes() == b"the user's file"
     # weights that do not reproduce blurlatent stop the export: nothing written, no temp left behind
-    broken = lambda *args: {"torchscript": np.zeros((1, 1, 196, 260), np.float32)}  # noqa: E731
+    broken = lambda *args: {"torchscript": np.zeros((1, 1, 196, 260), np.float32)}
     monkeypatch.setattr(export, "run_weights", broken)
     result = run("export", ckpt, "-o", existing, "--alpha", 0.5, "--force")
     assert result.exit_code == 1 and "differ from blurlatent's own output" in result.output, result.output

@@ -38,7 +38,7 @@ def test_pca_keeps_a_straight_segment_straight():
     proj, mean, comps = F.pca_2d(points)
     assert proj.shape == (29, 2) and mean.shape == (50,) and comps.shape == (2, 50)
     ends = proj[0], proj[8]
-    for t, p in zip(np.linspace(0, 1, 9), proj[:9]):
+    for t, p in zip(np.linspace(0, 1, 9), proj[:9], strict=True):
         np.testing.assert_allclose(p, ends[0] + t * (ends[1] - ends[0]), atol=1e-9)
 
 

@@ -82,7 +82,7 @@ def test_conserve_keeps_total_above_background(predictor, dtype):
     assert background(out) == pytest.approx(background(s), abs=0.02 * scale)
     levels = blur(predictor, s, b, [1.0, 0.5, 0.0])
     totals = [total_above_background(x) for x in (s, b)]
-    for level, alpha in zip(levels, (1.0, 0.5, 0.0)):
+    for level, alpha in zip(levels, (1.0, 0.5, 0.0), strict=True):
         assert total_above_background(level) == pytest.approx(alpha * totals[0] + (1 - alpha) * totals[1], rel=rel)
 
 

@@ -95,10 +95,10 @@ def test_list_latents_per_scale_and_flattened():
     za = [rng.random((2, 4, 8, 8)), rng.random((2, 8, 4, 4))]
     zb = [rng.random((2, 4, 8, 8)), rng.random((2, 8, 4, 4))]
     mixed = interpolate_latents(za, zb, 0.25)
-    for m, a, b in zip(mixed, za, zb):
+    for m, a, b in zip(mixed, za, zb, strict=True):
         np.testing.assert_allclose(m, 0.25 * a + 0.75 * b, rtol=0, atol=1e-15)
     back = extrapolate_sharp(zb, mixed, 0.75)  # Eq. 3 with the blurriest plane's weight recovers z_a
-    for x, a in zip(back, za):
+    for x, a in zip(back, za, strict=True):
         np.testing.assert_allclose(x, a, rtol=0, atol=1e-12)
     flat = flatten_latent(mixed)
     assert flat.shape == (2, 4 * 64 + 8 * 16)

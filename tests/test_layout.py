@@ -146,3 +146,21 @@ def test_every_subpackage_has_a_docstring_and_all(sub):
     names = [t.id for n in tree.body if isinstance(n, ast.Assign) for t in n.targets if isinstance(t, ast.Name)]
     if sub not in ("cli", "napari"):
         assert "__all__" in names, f"{sub}/__init__.py: no __all__"
+
+
+def public_definitions() -> dict[str, list[str]]:
+    """Module-level public functions and classes of the package, by name → the modules defining them."""
+    found: dict[str, list[str]] = {}
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.parse(path.read_text()).body:
+            defines = isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+            if defines and not node.name.startswith("_"):
+                found.setdefault(node.name, []).append(module_name(path))
+    return found
+
+
+def test_every_public_function_and_class_name_is_defined_once():
+    """A name means one thing across the package (``blur`` is the API, ``defocus_blur`` the optics'; the
+    training ``run_folder`` and inference's ``predict_folder``)."""
+    twice = {name: mods for name, mods in public_definitions().items() if len(mods) > 1}
+    assert not twice, twice

@@ -107,10 +107,10 @@ def test_multiscale_step_equals_separate_calls(skips):
     with torch.no_grad():
         got = loss_terms(counting, xl, xt, xr, "strong", 0.25, deblur_weight=0.5)
         zl, zr, zt = model.encode(xl), model.encode(xr), model.encode(xt)
-        zi = [0.25 * r + 0.75 * l for l, r in zip(zl, zr)]  # noqa: E741
-        zd = [t / 0.25 - 0.75 / 0.25 * l for l, t in zip(zl, zt)]  # noqa: E741
+        zi = [0.25 * r + 0.75 * l for l, r in zip(zl, zr, strict=True)]  # noqa: E741
+        zd = [t / 0.25 - 0.75 / 0.25 * l for l, t in zip(zl, zt, strict=True)]  # noqa: E741
         interp = (model.decode(zi) - xt).abs().mean()
-        latent = sum((a - b).abs().mean() for a, b in zip(zi, zt)) / len(zi)
+        latent = sum((a - b).abs().mean() for a, b in zip(zi, zt, strict=True)) / len(zi)
         deblur = (model.decode(zd) - xr).abs().mean()
     assert counting.calls == {"encode": 1, "decode": 1}
     torch.testing.assert_close(got["interp"], interp, rtol=1e-5, atol=1e-6)

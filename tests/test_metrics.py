@@ -19,9 +19,9 @@ def pair():
 
 def test_psnr_matches_scikit_image(pair):
     pred, target = pair
-    for p, t in zip(pred, target):
+    for p, t in zip(pred, target, strict=True):
         assert M.psnr(p, t) == pytest.approx(peak_signal_noise_ratio(t, p, data_range=1.0), rel=1e-12)
-    expected = [peak_signal_noise_ratio(t, p, data_range=1.0) for p, t in zip(pred, target)]
+    expected = [peak_signal_noise_ratio(t, p, data_range=1.0) for p, t in zip(pred, target, strict=True)]
     np.testing.assert_allclose(M.psnr_per_image(pred, target), expected, rtol=1e-12)
     assert M.psnr(target[0], target[0]) == float("inf")
     with pytest.raises(UsageError, match="shape"):
@@ -50,9 +50,9 @@ def test_pooled_psnr_is_one_figure_over_the_set_with_range_from_targets():
 
 def test_ssim_matches_scikit_image(pair):
     pred, target = pair
-    for p, t in zip(pred, target):
+    for p, t in zip(pred, target, strict=True):
         assert M.ssim(p, t) == pytest.approx(structural_similarity(t, p, data_range=1.0), rel=1e-12)
-    expected = [structural_similarity(t, p, data_range=1.0) for p, t in zip(pred, target)]
+    expected = [structural_similarity(t, p, data_range=1.0) for p, t in zip(pred, target, strict=True)]
     np.testing.assert_allclose(M.ssim_per_image(pred, target), expected)
     with pytest.raises(UsageError, match="at least 7x7"):  # a usage error, not scikit-image's bare ValueError
         M.ssim(pred[0, :6, :6], target[0, :6, :6])
@@ -66,7 +66,7 @@ def test_calibrated_figures_remove_gain_and_offset_only(pair):
     assert np.all(M.psnr_calibrated(scaled, target) > 100)
     np.testing.assert_allclose(M.ssim_calibrated(scaled, target), 1.0, atol=1e-9)
     # On a noisy prediction it equals the PSNR of the least-squares line fitted independently.
-    for p, t in zip(pred, target):
+    for p, t in zip(pred, target, strict=True):
         a, b = np.polyfit(p.ravel(), t.ravel(), 1)
         expected = peak_signal_noise_ratio(t, a * p + b, data_range=1.0)
         assert float(M.psnr_calibrated(p, t)) == pytest.approx(expected, rel=1e-9)

@@ -25,7 +25,7 @@ def test_paper_model_layers_and_shapes():
     ups = _layers(model.decoder, nn.ConvTranspose2d)
     assert [(u.in_channels, u.out_channels) for u in ups] == [(1024, 512), (512, 256), (256, 128), (128, 64), (64, 64)]
     assert all(u.stride == (2, 2) and u.output_padding == (1, 1) for u in ups)
-    last = [m for m in model.decoder.children()][-2:]
+    last = list(model.decoder.children())[-2:]
     assert isinstance(last[0], nn.Conv2d) and (last[0].in_channels, last[0].out_channels, last[0].kernel_size) == (
         64,
         1,

@@ -16,7 +16,7 @@ from blurlatent.inference.predictor import fuse_batchnorm
 from blurlatent.nets.autoencoder import Autoencoder, build_autoencoder
 from blurlatent.nets.checkpoint import build_model, load_checkpoint
 from blurlatent.nets.latent import extrapolate_sharp, interpolate_latents
-from blurlatent.nets.multiscale import MultiScaleAutoencoder, receptive_radius
+from blurlatent.nets.multiscale import MultiScaleAutoencoder, multiscale_receptive_radius
 from blurlatent.training.losses import loss_terms
 from blurlatent.training.trainer import train
 
@@ -59,7 +59,7 @@ def test_eq3_inverts_eq2_at_every_scale(skips):
         mixed = interpolate_latents(z_sharp, z_blur, alpha)  # Eq. 2's weight on the sharp end is α
         back = extrapolate_sharp(z_blur, mixed, 1 - alpha)  # Eq. 3's α is the blurriest plane's weight
         assert isinstance(mixed, list) and len(back) == len(z_sharp)
-        for s, (b, t) in enumerate(zip(back, z_sharp)):
+        for s, (b, t) in enumerate(zip(back, z_sharp, strict=True)):
             torch.testing.assert_close(b, t, rtol=0, atol=1e-12, msg=f"scale {s}")
             torch.testing.assert_close(mixed[s], alpha * t + (1 - alpha) * z_blur[s], rtol=0, atol=1e-15)
 
@@ -69,7 +69,7 @@ def test_receptive_radius_is_the_gradient_reach(widths):
     """The tiling margin rests on this: the reach (every phase of the stride grid) is 7 (m − 1) + 3 px."""
     model = calibrated(widths, "all")
     m = model.multiple
-    assert model.radius == receptive_radius(len(widths)) == 7 * (m - 1) + 4
+    assert model.radius == multiscale_receptive_radius(len(widths)) == 7 * (m - 1) + 4
     x = torch.full((1, 1, 24 * m, 24 * m), 0.5, requires_grad=True)
     reach = 0
     for d in range(m):
@@ -156,7 +156,7 @@ def test_multiscale_latent_flops_within_the_paper_budget():
     for arch, skips in (("paper", "coarse"), ("multiscale", "quarter")):
         model, count = build_autoencoder(ModelConfig(arch=arch, skips=skips)), []
         convs = [m for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))]
-        hooks = [c.register_forward_hook(lambda mod, i, o: count.append(
+        hooks = [c.register_forward_hook(lambda mod, i, o, count=count: count.append(
             mod.weight.numel() * (i[0] if mod.transposed else o).shape[-2:].numel()))
             for c in convs]
         with torch.device("meta"):

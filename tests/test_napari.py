@@ -23,8 +23,8 @@ from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
+import numpy as np
+import pytest
 
 REASON = "napari is not installed: pip install 'blurlatent[napari]' (CI installs it)"
 # npe2 and napari still use pydantic-1 idioms: dozens of PydanticDeprecatedSince20 warnings, none of ours

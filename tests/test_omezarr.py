@@ -108,7 +108,7 @@ def test_written_ome_zarr_checked_by_its_json_the_reference_reader_and_the_spec(
 
 def test_ome_zarr_in_gives_ome_tiff_out_for_a_tif_name(tmp_path):
     group = zarr.open_group(str(tmp_path / "in.zarr"), mode="w", zarr_format=2)
-    ngff_image(group, ramp(2, 32, 32), "zyx", [1.5, 0.2, 0.2], {a: "micrometer" for a in "zyx"})
+    ngff_image(group, ramp(2, 32, 32), "zyx", [1.5, 0.2, 0.2], dict.fromkeys("zyx", "micrometer"))
     write_stack(tmp_path / "out.tif", read_stack(tmp_path / "in.zarr").data, like=read_stack(tmp_path / "in.zarr"))
     with tifffile.TiffFile(tmp_path / "out.tif") as tif:
         pixels = tifffile.xml2dict(tif.ome_metadata)["OME"]["Image"]["Pixels"]

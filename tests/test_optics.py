@@ -25,9 +25,9 @@ def test_energy_conserved_through_defocus_and_calibrated_to_the_real_z00():
     yy, xx = np.mgrid[:256, :256]
     image[(yy - 128) ** 2 / 12.0**2 + (xx - 120) ** 2 / 9.0**2 < 1] = 1500.0
     for distance in (-32.0, -8.0, 0.0, 8.0, 32.0):
-        assert optics.blur(image, distance).sum() == pytest.approx(image.sum(), rel=1e-4)
+        assert optics.defocus_blur(image, distance).sum() == pytest.approx(image.sum(), rel=1e-4)
     # the real z00 ≈ in-focus plane ⊛ Gaussian(σ ≈ 18 px): our PSF at 32 µm must look like that
-    ours, gauss = optics.blur(image, -32.0), gaussian_filter(image, 18.0, mode="wrap")
+    ours, gauss = optics.defocus_blur(image, -32.0), gaussian_filter(image, 18.0, mode="wrap")
     assert np.abs(ours - gauss).sum() / gauss.sum() < 0.1
     weaker = gaussian_filter(image, 12.0, mode="wrap")
     assert np.abs(ours - weaker).sum() / gauss.sum() > 0.2  # and not like a weaker blur

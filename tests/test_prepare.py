@@ -100,7 +100,7 @@ def test_crops_are_torchvision_tencrop_of_the_same_boxes_on_every_plane(source, 
 def test_ten_crop_boxes_match_torchvision(height, width, crop):
     image = torch.arange(height * width).reshape(1, height, width)
     expected = ten_crop(image, crop)
-    for box, want in zip(ten_crop_boxes(height, width, crop), expected):
+    for box, want in zip(ten_crop_boxes(height, width, crop), expected, strict=True):
         top, left, flip = box
         patch = image[0, top : top + crop, left : left + crop]
         torch.testing.assert_close(patch.flip(-1) if flip else patch, want[0])
@@ -118,7 +118,7 @@ def test_normalizations_record_their_scales(source, tmp_path):
     pct = Store(prepare(source, tmp_path / "pct", normalize="percentile", **FAST).path)
     record = pct.fields("val", "w2")[0]
     images = _field_images(source, record["field"], "w2")
-    for plane, image in zip(record["planes"], images):
+    for plane, image in zip(record["planes"], images, strict=True):
         assert (plane["lo"], plane["hi"]) == pytest.approx(tuple(np.percentile(image, (0.1, 99.9))))
 
     minmax = Store(prepare(source, tmp_path / "mm", **FAST).path)

@@ -6,6 +6,8 @@ database is off so a run writes nothing outside pytest's folders.
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 from hypothesis import assume, given, settings
@@ -123,8 +125,8 @@ def test_tiles_sit_on_the_grid_cover_and_overlap(multiple, n, t, o):
         assert starts == [0]
         return
     assert starts[-1] + tile == length  # the last tile ends at the edge
-    assert all(b > a for a, b in zip(starts, starts[1:]))
-    assert all(a + tile - b >= overlap for a, b in zip(starts, starts[1:]))  # neighbours overlap enough
+    assert all(b > a for a, b in itertools.pairwise(starts))
+    assert all(a + tile - b >= overlap for a, b in itertools.pairwise(starts))  # neighbours overlap enough
 
 
 # --- BBBC006 names and plane lists -------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """synth: the real BBBC006v1 layout, determinism, blur that grows away from focus, and the output policy."""
 
+import itertools
 import json
 import re
 
@@ -66,8 +67,8 @@ def test_same_seed_same_bytes_and_plane_subsets_agree(tmp_path):
 
 def test_blur_grows_monotonically_on_both_sides_of_focus():
     sigmas = [optics.equivalent_sigma_px(optics.plane_distance_um(z)) for z in range(34)]
-    assert all(a > b for a, b in zip(sigmas[:16], sigmas[1:17]))  # below focus: sharper towards z16
-    assert all(a < b for a, b in zip(sigmas[16:], sigmas[17:]))  # above focus: blurrier away from z16
+    assert all(a > b for a, b in itertools.pairwise(sigmas[:17]))  # below focus: sharper towards z16
+    assert all(a < b for a, b in itertools.pairwise(sigmas[16:]))  # above focus: blurrier away from z16
     # on rendered noise-free images: the peak of a field falls away from z16 on both sides
     stacks, _ = synth.render_field(5, 0, (64, 48), list(range(0, 34, 4)), ["w1"], noise=False)
     peaks = stacks["w1"].max(axis=(1, 2))

@@ -74,7 +74,7 @@ def test_resume_is_exact_after_epochs_and_after_ctrl_c(store, tmp_path):
     for run in (split, stopped):
         got = load_checkpoint(run / "last.pt")
         assert state_digest(got["model"]) == state_digest(ref["model"]), run.name  # bitwise identical weights
-        for a, b in zip(got["optimizer"]["state"].values(), ref["optimizer"]["state"].values()):
+        for a, b in zip(got["optimizer"]["state"].values(), ref["optimizer"]["state"].values(), strict=True):
             assert all(torch.equal(a[k], b[k]) for k in ("exp_avg", "exp_avg_sq"))
         assert got["scheduler"] == ref["scheduler"]
         assert [r["train_loss"] for r in metrics(run)] == [r["train_loss"] for r in metrics(straight)]
@@ -170,7 +170,7 @@ def test_fine_tune_with_init_for_every_reg_starts_from_the_init_weights(store, b
     init = load_checkpoint(base_run / "best.pt")
     expected = build_model(init)  # the init's model with its weights
     assert len(seen[0]) == len(list(expected.parameters()))
-    assert all(torch.equal(a, b) for a, b in zip(seen[0], expected.parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(seen[0], expected.parameters(), strict=True))
     cfg = yaml.safe_load((run / "config.yaml").read_text())
     assert cfg["model"]["widths"] == TINY and cfg["reg"] == reg and cfg["init"] == str(base_run / "best.pt")
     assert load_checkpoint(run / "last.pt")["model"].keys() == init["model"].keys()

@@ -234,7 +234,7 @@ def model_name(text: str) -> str:
     return "".join(c if c in NAME_CHARACTERS else "-" for c in text)[:64]
 
 
-def describe(work: Path, task: Task, predictor, ckpt: dict, built: Built, source_name: str,
+def describe_package(work: Path, task: Task, predictor, ckpt: dict, built: Built, source_name: str,
              authors: Sequence[str] = ()) -> ModelDescr:
     """The package's ``ModelDescr`` over the files in ``work`` (bioimageio.spec validates it as it is built)."""
     config = ckpt["config"]

@@ -15,7 +15,7 @@ What the package holds and why:
 * weights as TorchScript (``torch.jit.trace``) and ONNX (``torch.onnx.export``), each checked against the
   Predictor on the test field before anything is written (``TOLERANCE``);
 * test tensors from a synthetic field (``synth.render_field``) of the checkpoint's channel, a cover, a
-  README that cites the paper and says what the model was trained on (``describe``), and the training config.
+  README that cites the paper and says what the model was trained on (``describe_package``), and the training config.
 
 The package is built in a temp folder beside ``out`` and renamed into place (``files``); an existing
 ``out`` is replaced only with ``force``; a failed export leaves nothing, not even the folders it made for ``out``.
@@ -43,7 +43,7 @@ from loguru import logger
 from torch import nn
 
 from blurlatent.bbbc006 import CHANNELS, IN_FOCUS_PLANE, N_PLANES
-from blurlatent.bmz.description import TASKS, Built, Task, describe
+from blurlatent.bmz.description import TASKS, Built, Task, describe_package
 from blurlatent.config import InferenceConfig, TrainConfig, checked_config
 from blurlatent.errors import RuntimeFailure, UsageError
 from blurlatent.files.atomic import atomic_path, check_writable, make_temp_dir, missing_folders, remove_empty_folders
@@ -217,7 +217,7 @@ def run_weights(torchscript: Path, onnx_path: Path, first: np.ndarray, second: n
     return {"torchscript": ts, "onnx": ort}
 
 
-def check_weights(outputs: dict[str, np.ndarray], reference: np.ndarray) -> dict[str, float]:
+def check_exported_weights(outputs: dict[str, np.ndarray], reference: np.ndarray) -> dict[str, float]:
     """Largest difference of each weight format's output from the Predictor's; RuntimeFailure past ``TOLERANCE``."""
     diffs = {fmt: float(np.abs(out - reference).max()) for fmt, out in outputs.items()}
     wrong = {fmt: d for fmt, d in diffs.items() if not d <= TOLERANCE}
@@ -252,7 +252,7 @@ def export_package(checkpoint: str | Path, out: str | Path, *, task: str = "debl
     try:
         with quiet():
             result = build(predictor, ckpt, spec, alpha, field_planes(spec, planes, target, alpha), work)
-            descr = describe(work, spec, predictor, ckpt, result, Path(checkpoint).name, authors)
+            descr = describe_package(work, spec, predictor, ckpt, result, Path(checkpoint).name, authors)
             with atomic_path(out, force) as tmp:
                 save_bioimageio_package(descr, output_path=work / "package.zip")
                 (work / "package.zip").replace(tmp)
@@ -278,7 +278,8 @@ def build(predictor: Predictor, ckpt: dict, task: Task, alpha: float, planes: tu
     net = LatentNet(model, task.rule, alpha).eval()
     first, second = (torch.from_numpy(np.repeat(u[None], 2, axis=0)) for u in unit)  # batch 2 keeps the batch free
     torchscript, onnx_path, opset = write_weights(net, (first, second), task, work)
-    max_diff = check_weights(run_weights(torchscript, onnx_path, unit[0][None], unit[1][None], task), reference)
+    outputs = run_weights(torchscript, onnx_path, unit[0][None], unit[1][None], task)
+    max_diff = check_exported_weights(outputs, reference)
     names = (*task.inputs, task.output)
     arrays = (raw[0].astype(np.float32), raw[1].astype(np.float32), reference[0, 0])
     t1, t2, t3 = (work / f"test_{name}.npy" for name in names)

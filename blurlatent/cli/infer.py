@@ -64,8 +64,8 @@ def _report_folder(written, pairs, unpaired, alphas, output, what: str = "pairs"
         typer.echo(f"skipped {len(unpaired)} file(s) without a partner, e.g. {unpaired[0]}")
 
 
-@app.command(cls=OneLineCommand)
-def blur(
+@app.command("blur", cls=OneLineCommand)
+def blur_command(
     sharp: Optional[Path] = typer.Argument(None, help="The sharper image x1 (TIFF/PNG, grayscale), or a z-stack "
                                            "(TIFF, OME-TIFF, OME-Zarr) with --z."),
     blurry: Optional[Path] = typer.Argument(None, help="The blurrier image x2 of the same field (not with --z)."),
@@ -121,8 +121,8 @@ def blur(
                             progress_enabled=sys.stderr.isatty()), alphas)
 
 
-@app.command(cls=OneLineCommand)
-def deblur(
+@app.command("deblur", cls=OneLineCommand)
+def deblur_command(
     blurriest: Optional[Path] = typer.Argument(None, help="The most defocused image (z1), e.g. plane 0; or a z-stack "
                                                "(TIFF, OME-TIFF, OME-Zarr) with --z."),
     less_blurry: Optional[Path] = typer.Argument(None, help="A less defocused image of the same field (z3'), e.g. "

@@ -78,7 +78,7 @@ def builtin_path(model: BuiltinModel) -> Path:
     return model.path
 
 
-def describe(model: BuiltinModel) -> str:
+def describe_builtin(model: BuiltinModel) -> str:
     """The one line a command prints when it falls back to the built-in model."""
     return f"using the built-in {model.name} model ({model.summary}; see `blurlatent models`)"
 
@@ -92,4 +92,4 @@ def resolve_checkpoint(checkpoint: str | Path | None, model: str | None = None) 
                              "model", "checkpoint")
         return Path(checkpoint), None
     builtin = builtin_model(model or DEFAULT_MODEL)
-    return builtin_path(builtin), describe(builtin)
+    return builtin_path(builtin), describe_builtin(builtin)

@@ -137,7 +137,7 @@ def image_files(folder: Path) -> list[Path]:
     return files
 
 
-def field_name(path: Path) -> str:
+def file_field_name(path: Path) -> str:
     key = parse_bbbc_name(path.name)
     return key.name if key is not None else path.stem
 
@@ -152,7 +152,7 @@ def pair_folders(sharp_dir, blurry_dir) -> tuple[list[tuple[str, Path, Path]], l
     def index(folder):
         found: dict[str, Path] = {}
         for p in image_files(folder):
-            name = field_name(p)
+            name = file_field_name(p)
             if name in found:
                 raise UsageError(f"{p}: field {name} also appears as {found[name].name}; keep one file per field in "
                                  f"{folder}")
@@ -221,9 +221,10 @@ def check_folder_outputs(out_dir, pairs, alphas: Sequence[float], force: bool) -
     return outputs
 
 
-def run_folder(predictor: Predictor, pairs: Sequence[tuple], alphas: Sequence[float], out_dir, rule: str = "blur", *,
-               force: bool = False, extrapolate: bool = False, progress: Callable[[int], None] | None = None,
-               read: Callable[..., Inputs] = read_inputs) -> list[Path]:
+def predict_folder(predictor: Predictor, pairs: Sequence[tuple], alphas: Sequence[float], out_dir,
+                   rule: str = "blur", *, force: bool = False, extrapolate: bool = False,
+                   progress: Callable[[int], None] | None = None,
+                   read: Callable[..., Inputs] = read_inputs) -> list[Path]:
     """Blur (``rule="blur"``) or deblur every pair (``pair_folders``; ``stack_folder`` jobs with ``read`` choosing
     their planes) at every α, writing ``folder_outputs``; returns the paths.
 
@@ -337,17 +338,17 @@ def run_files(checkpoint, config: InferenceConfig, first: Path, second: Path | N
         return write_levels(output, levels, alphas, force=force, like=like)
 
 
-def run_folders(checkpoint, config: InferenceConfig, pairs: list[tuple], alphas: Sequence[float], output: Path,
+def predict_folders(checkpoint, config: InferenceConfig, pairs: list[tuple], alphas: Sequence[float], output: Path,
                 rule: str, *, force: bool = False, extrapolate: bool = False, z=None, channel=None,
                 series: int | None = None, progress_enabled: bool = True) -> list[Path]:
-    """``run_folder`` on ``pairs`` (``pair_folders`` or, with ``z``, ``stack_folder``) into the folder ``output``,
+    """``predict_folder`` on ``pairs`` (``pair_folders`` or, with ``z``, ``stack_folder``) into the folder ``output``,
     outputs checked before the model is loaded, a bar per pair (``progress_enabled``); returns the paths."""
     check_folder_outputs(output, pairs, alphas, force)
     read = partial(read_inputs, z=z, channel=channel, series=series)
     with disk_space(output), FolderLock(output, rule), terminate_as_interrupt():  # one job per output folder
         predictor = Predictor.from_checkpoint(checkpoint, config)
         with progress_bar(rule, len(pairs), progress_enabled) as advance:
-            return run_folder(predictor, pairs, alphas, output, rule, force=force, extrapolate=extrapolate,
+            return predict_folder(predictor, pairs, alphas, output, rule, force=force, extrapolate=extrapolate,
                               progress=advance, read=read)
 
 
@@ -356,7 +357,7 @@ def blur_folders(checkpoint, config: InferenceConfig, sharp_dir: Path, blurry_di
                  channel=None, series: int | None = None):
     """Blur every pair of two folders into the folder ``output``: (paths written, pairs, unpaired files)."""
     pairs, unpaired = pair_folders(sharp_dir, blurry_dir)
-    written = run_folders(checkpoint, config, pairs, alphas, output, "blur", force=force, extrapolate=extrapolate,
+    written = predict_folders(checkpoint, config, pairs, alphas, output, "blur", force=force, extrapolate=extrapolate,
                           channel=channel, series=series, progress_enabled=progress_enabled)
     return written, pairs, unpaired
 
@@ -382,6 +383,6 @@ def deblur_folders(checkpoint, config: InferenceConfig, alphas: Sequence[float],
             raise UsageError("folder mode: give both {blurriest_dir} and {less_blurry_dir}", "blurriest_dir",
                              "less_blurry_dir")
         pairs, unpaired = pair_folders(blurriest_dir, less_blurry_dir)
-    written = run_folders(checkpoint, config, pairs, alphas, output, "deblur", force=force, z=z, channel=channel,
+    written = predict_folders(checkpoint, config, pairs, alphas, output, "deblur", force=force, z=z, channel=channel,
                           series=series, progress_enabled=progress_enabled)
     return written, pairs, unpaired

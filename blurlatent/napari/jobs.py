@@ -120,7 +120,7 @@ class Placement:
     colormap: str = "gray"
 
 
-def stack_plane(stack, index: int, name: str) -> np.ndarray:
+def layer_plane(stack, index: int, name: str) -> np.ndarray:
     """Plane ``index`` of a [Z, H, W] stack (any array with ``ndim``, ``shape`` and indexing: only that
     plane is read); UsageError for another shape or an index outside it."""
     if stack.ndim != 3:

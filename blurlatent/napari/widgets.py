@@ -14,7 +14,7 @@ from magicgui.widgets import Container, FileEdit, FloatSpinBox, LineEdit, RadioB
 
 from blurlatent.bbbc006 import IN_FOCUS_PLANE
 from blurlatent.errors import UsageError
-from blurlatent.napari.jobs import BlurRequest, DeblurRequest, checkpoint_path, parse_alphas, stack_plane
+from blurlatent.napari.jobs import BlurRequest, DeblurRequest, checkpoint_path, parse_alphas, layer_plane
 from blurlatent.napari.panel import JobPanel, image_choice, layer_data, placement
 
 TWO_LAYERS, STACK = "two layers", "stack"
@@ -51,8 +51,8 @@ class PairInputs:
             layer = chosen(self.stack, "stack layer")
             data = layer_data(layer)
             za, zb = self.z_first.value, self.z_second.value
-            a = stack_plane(data, za, f"{self.names[0]} z")
-            b = stack_plane(data, zb, f"{self.names[1]} z")
+            a = layer_plane(data, za, f"{self.names[0]} z")
+            b = layer_plane(data, zb, f"{self.names[1]} z")
             return a, b, layer, f"{layer.name} z={za}, z={zb}"
         la = chosen(self.first, f"{self.names[0]} layer")
         lb = chosen(self.second, f"{self.names[1]} layer")

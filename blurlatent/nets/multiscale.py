@@ -123,7 +123,7 @@ class MultiScaleAutoencoder(nn.Module):
     @property
     def radius(self) -> int:
         """An output pixel depends only on inputs closer than this (the tiling margin): ``receptive_radius``."""
-        return receptive_radius(self.config.depth)
+        return multiscale_receptive_radius(self.config.depth)
 
     def encode(self, x: torch.Tensor) -> list[torch.Tensor]:
         if x.shape[-1] % self.multiple or x.shape[-2] % self.multiple:
@@ -140,7 +140,7 @@ class MultiScaleAutoencoder(nn.Module):
         return self.decode(self.encode(x))
 
 
-def receptive_radius(depth: int) -> int:
+def multiscale_receptive_radius(depth: int) -> int:
     """An output pixel depends only on inputs closer than this, for ``depth`` scales (m = 2**(depth − 1)).
 
     A 3x3 conv reading a grid of spacing g reaches g px. E: the stem 1 + 1, stage s its stride-2 conv

@@ -133,7 +133,7 @@ def list_stacks(src: Path) -> Inventory:
     return inventory
 
 
-def field_names(src: Path) -> dict[str, Path]:
+def stack_field_names(src: Path) -> dict[str, Path]:
     """Field name (the file name less ``.tif``, ``.ome.tiff``, ``.zarr`` …) → its stack file. UsageError on a clash."""
     names: dict[str, Path] = {}
     for path in stack_files(src):
@@ -155,7 +155,7 @@ def inspect_stacks(inventory: Inventory, src: Path, channels: Sequence[str], off
     inventory.sources = {p: {} for p in planes}
     inventory.kinds = {p: "stacks" for p in planes}
     complete, skipped = [], []
-    for name, path in field_names(src).items():
+    for name, path in stack_field_names(src).items():
         data, reason = read_channels(path, channels)
         if reason is None:
             depth = data[0].shape[0]

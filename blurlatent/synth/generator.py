@@ -27,9 +27,10 @@ import logging
 import shutil
 import time
 import uuid
+from collections.abc import Sequence
+from typing import Any
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import scipy.fft as sfft
@@ -73,7 +74,7 @@ def plane_folder(plane: int) -> str:
     return f"BBBC006_v1_images_z_{plane:02d}"
 
 
-def field_name(index: int) -> tuple[str, int]:
+def well_and_site(index: int) -> tuple[str, int]:
     """(well, site) of field ``index`` in plate order: a01 s1, a01 s2, a02 s1, …, p24 s2."""
     well, site = divmod(index, 2)
     row, col = divmod(well, 24)
@@ -151,7 +152,7 @@ def render_field(seed: int, index: int, size: tuple[int, int], planes: Sequence[
             noise_rng = np.random.default_rng([seed, index, 1 + plane, channel_number(channel)])
             out[channel][p] = camera((clean + background[channel]) * flat, noise_rng, optics)
     inside = [c for c in cells if PAD <= c.y < PAD + height and PAD <= c.x < PAD + width]
-    well, site = field_name(index)
+    well, site = well_and_site(index)
     truth = {
         "field": f"{well}_s{site}",
         "cells": len(cells),
@@ -187,7 +188,7 @@ class FieldTask:
 def write_field(task: FieldTask) -> dict:
     """Render one field and write its TIFFs into the plane folders under ``task.root``; returns its truth."""
     stacks, truth = render_field(task.seed, task.index, task.size, task.planes, task.channels, optics=task.optics)
-    well, site = field_name(task.index)
+    well, site = well_and_site(task.index)
     for p, plane in enumerate(task.planes):
         folder = Path(task.root) / plane_folder(plane)
         for channel in task.channels:
@@ -214,7 +215,7 @@ def synth_record(seed: int, size: tuple[int, int], planes: list[int], channels: 
     """The contents of ``synth.json``: parameters, optics, camera and per-field ground truth (the fields'
     ``background_adu`` include ``optics.background``). Optics other than the calibrated defaults are also
     listed under ``optics.changed`` (absent for the defaults, so their record is as it always was)."""
-    record = {
+    record: dict[str, Any] = {
         "tool": TOOL,
         "seed": seed,
         "size": list(size),
@@ -254,7 +255,7 @@ def check_synth_options(fields: int, channels: Sequence[str], planes: Sequence[i
     """(channels as a list, planes sorted and unique) when every option, ``optics`` included, is valid, else
     UsageError."""
     channels = list(channels)
-    planes = sorted(set(int(p) for p in planes))
+    planes = sorted({int(p) for p in planes})
     if not 1 <= fields <= N_FIELDS_MAX:
         raise UsageError(f"{{fields}} {fields}: a BBBC006 plate has 1..{N_FIELDS_MAX} fields (384 wells x 2 sites)",
                          "fields")
@@ -314,7 +315,7 @@ def synthesize(
         try:
             for plane in planes:
                 (tmp / plane_folder(plane)).mkdir()
-            tasks = [FieldTask(str(tmp), seed, i, tuple(size), tuple(planes), tuple(channels), optics)
+            tasks = [FieldTask(str(tmp), seed, i, (size[0], size[1]), tuple(planes), tuple(channels), optics)
                      for i in range(fields)]
             truths = write_fields(tasks, max(1, min(workers, fields)), progress)
             (tmp / RECORD).write_text(json.dumps(synth_record(seed, size, planes, channels, truths, optics), indent=1))

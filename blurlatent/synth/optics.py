@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Optional
 
 import numpy as np
 import scipy.fft as sfft
@@ -74,7 +73,7 @@ class Optics:
     """
 
     na: float = 0.45
-    wavelength_um: Optional[float] = None
+    wavelength_um: float | None = None
     z_step_um: float = PLANE_STEP_UM
     read_noise: float = 1.4  # ADU
     gain: float = 0.39  # ADU per photoelectron
@@ -90,7 +89,7 @@ class Optics:
         ("background", 0.0, 3000.0, "extra background in ADU on every plane (0: the drawn 8-18 ADU and haze)"),
     )
 
-    def check(self) -> "Optics":
+    def check(self) -> Optics:
         """``self`` when every value is finite and in range, else UsageError naming the field and its range."""
         for name, low, high, what in self.RANGES:
             value = getattr(self, name)
@@ -183,7 +182,7 @@ def defocus_psf(distance_um: float, size: int = 129, channel: str = "w1", optics
     return np.fft.fftshift(psf)
 
 
-def blur(image: np.ndarray, distance_um: float, channel: str = "w1", optics: Optics = DEFAULT) -> np.ndarray:
+def defocus_blur(image: np.ndarray, distance_um: float, channel: str = "w1", optics: Optics = DEFAULT) -> np.ndarray:
     """Convolve a float image (periodic boundary) with the defocus PSF: float32, same shape, same sum."""
     spectrum = sfft.rfft2(np.asarray(image, dtype=np.float32))
     otf = RadialOTF(image.shape, optics)(distance_um, channel)

@@ -13,8 +13,8 @@ of its seed (``synth`` relies on that for byte-identical reruns).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 from scipy.ndimage import distance_transform_edt, gaussian_filter
@@ -165,7 +165,7 @@ def render_scene(
     layers = {(c, b): np.zeros(shape, dtype=np.float32) for c in channels for b in sorted(set(bins))}
     if not cells:
         return layers
-    centre = lambda cell: (min(int(cell.y), shape[0] - 1), min(int(cell.x), shape[1] - 1))  # noqa: E731
+    centre = lambda cell: (min(int(cell.y), shape[0] - 1), min(int(cell.x), shape[1] - 1))
     seeds = np.ones(shape, dtype=bool)
     label = np.full(shape, -1, dtype=np.int32)
     for k, cell in enumerate(cells):
