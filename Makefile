@@ -20,6 +20,7 @@ demo: venv
 
 test: venv
 	$(BIN)/ruff check blurlatent tests benchmarks examples
+	$(BIN)/mypy
 	$(MAKE) --no-print-directory docs
 	$(BIN)/python -m pytest -q
 

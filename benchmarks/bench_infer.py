@@ -184,7 +184,7 @@ def main() -> None:
             # what the Predictor's two choices buy: BatchNorm folded into the convs, channels_last layout
             variants.append(("fp32_unfused", blurlatent.load_model(ckpt, args.device, fuse=False), "fp32"))
             variants.append(("fp32_nchw", nchw(model), "fp32"))
-        call = lambda m, p: blurlatent.deblur(m, blurriest, less_blurry, 0.5, precision=p, out_dtype="float32")  # noqa: E731
+        call = lambda m, p: blurlatent.deblur(m, blurriest, less_blurry, 0.5, precision=p, out_dtype="float32")
         for _, m, p in variants:  # warm-up: allocator, oneDNN/cuDNN kernel choice
             call(m, p)
             sync()
@@ -273,8 +273,8 @@ def bench_onnx(ckpt: Path, ua: np.ndarray, ub: np.ndarray, reference: np.ndarray
     options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
     session = onnxruntime.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
     feed = {"blurriest": ua[None].astype(np.float32), "less_blurry": ub[None].astype(np.float32)}
-    run_torch = lambda: predictor.combine(ua, ub, [0.5], "deblur")  # noqa: E731 (channels_last, BatchNorm folded)
-    run_onnx = lambda: session.run(None, feed)[0]  # noqa: E731
+    run_torch = lambda: predictor.combine(ua, ub, [0.5], "deblur")
+    run_onnx = lambda: session.run(None, feed)[0]
     out = run_onnx()  # warm-up of both
     run_torch()
     times = {"torch": [], "onnxruntime": []}
@@ -284,7 +284,7 @@ def bench_onnx(ckpt: Path, ua: np.ndarray, ub: np.ndarray, reference: np.ndarray
             call()
             times[name].append(time.perf_counter() - t)
     medians = {name: statistics.median(v) for name, v in times.items()}
-    sums = [a + b for a, b in zip(times["torch"], times["onnxruntime"])]
+    sums = [a + b for a, b in zip(times["torch"], times["onnxruntime"], strict=True)]
     quiet = [i for i, total in enumerate(sums) if total <= 1.3 * min(sums)]
     return {
         "quiet_pairs": len(quiet),

@@ -45,7 +45,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from blurlatent.config import (  # noqa: E402
+from blurlatent.config import (
     CONFIG_VERSION,
     OptimConfig,
     TrainConfig,
@@ -55,15 +55,15 @@ from blurlatent.config import (  # noqa: E402
     to_dict,
     triplet_set,
 )
-from blurlatent.evaluation.loop import evaluate  # noqa: E402
-from blurlatent.files.atomic import write_json  # noqa: E402
-from blurlatent.files.pictures import save_line_plot  # noqa: E402
-from blurlatent.prepare.builder import prepare  # noqa: E402
-from blurlatent.prepare.store import Store  # noqa: E402
-from blurlatent.synth.generator import parse_size, synthesize  # noqa: E402
-from blurlatent.synth.optics import Optics  # noqa: E402
-from blurlatent.training.loader import EpochBatches, triplet_dataset  # noqa: E402
-from blurlatent.training.trainer import train  # noqa: E402
+from blurlatent.evaluation.loop import evaluate
+from blurlatent.files.atomic import write_json
+from blurlatent.files.pictures import save_line_plot
+from blurlatent.prepare.builder import prepare
+from blurlatent.prepare.store import Store
+from blurlatent.synth.generator import parse_size, synthesize
+from blurlatent.synth.optics import Optics
+from blurlatent.training.loader import EpochBatches, triplet_dataset
+from blurlatent.training.trainer import train
 
 PLANES = list(range(0, 17, 2))  # far plane 0, k = 2…14, target 16
 KS = PLANES[1:-1]
@@ -348,7 +348,7 @@ def score(args, stores: dict, runs: dict) -> dict:
     methods = {key: column_scores(report.column(name)) for key, name in BASELINES.items()}
     methods["gaussian"] = column_scores(report.column(GAUSSIAN))
     per_seed = {}
-    for (arch, seed), column in zip(order, models):
+    for (arch, seed), column in zip(order, models, strict=True):
         if seed is None:  # a given checkpoint: scored as it is
             methods[arch] = column_scores(column)
             continue

@@ -53,10 +53,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from real import report  # noqa: E402
-from real.degrade import FAMILIES, PLANES, check_grid, degrade  # noqa: E402
-from real.fields import DEFAULT_DATA, MissingData, center_crop, entries_of, load_field, read_manifest  # noqa: E402
-from real.methods import (  # noqa: E402
+from real import report
+from real.degrade import FAMILIES, PLANES, check_grid, degrade
+from real.fields import DEFAULT_DATA, MissingData, center_crop, entries_of, load_field, read_manifest
+from real.methods import (
     TWO_PLANE_BALANCES,
     FamilyFit,
     FitSample,
@@ -68,7 +68,7 @@ from real.methods import (  # noqa: E402
     model_blur,
     model_deblur,
 )
-from real.scores import (  # noqa: E402
+from real.scores import (
     intensity_error,
     match,
     nucleus_regions,
@@ -78,10 +78,10 @@ from real.scores import (  # noqa: E402
     unit_range,
 )
 
-from blurlatent.bbbc006 import IN_FOCUS_PLANE  # noqa: E402
-from blurlatent.evaluation.baselines import RL_ITERATIONS, WIENER_BALANCES  # noqa: E402
-from blurlatent.files.atomic import write_json  # noqa: E402
-from blurlatent.progress import progress_bar  # noqa: E402
+from blurlatent.bbbc006 import IN_FOCUS_PLANE
+from blurlatent.evaluation.baselines import RL_ITERATIONS, WIENER_BALANCES
+from blurlatent.files.atomic import write_json
+from blurlatent.progress import progress_bar
 
 KS = [p for p in PLANES if 0 < p < IN_FOCUS_PLANE]
 SPLIT_FAMILIES = {"val": ("vectorial", "gibson-lanni", "synth"), "test": ("born-wolf", "synth")}

@@ -33,15 +33,15 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from blurlatent.bbbc006 import PAPER_TRIPLETS  # noqa: E402
-from blurlatent.config import DataConfig, ModelConfig, OptimConfig, TrainConfig  # noqa: E402
-from blurlatent.nets.autoencoder import Autoencoder  # noqa: E402
-from blurlatent.nets.device import assign_device, train_precision  # noqa: E402
-from blurlatent.nets.latent import interpolate_latents  # noqa: E402
-from blurlatent.prepare.store import Store, write_store  # noqa: E402
-from blurlatent.training.loader import EpochBatches, make_loader, to_device, triplet_dataset  # noqa: E402
-from blurlatent.training.losses import loss_terms  # noqa: E402
-from blurlatent.training.trainer import train  # noqa: E402
+from blurlatent.bbbc006 import PAPER_TRIPLETS
+from blurlatent.config import DataConfig, ModelConfig, OptimConfig, TrainConfig
+from blurlatent.nets.autoencoder import Autoencoder
+from blurlatent.nets.device import assign_device, train_precision
+from blurlatent.nets.latent import interpolate_latents
+from blurlatent.prepare.store import Store, write_store
+from blurlatent.training.loader import EpochBatches, make_loader, to_device, triplet_dataset
+from blurlatent.training.losses import loss_terms
+from blurlatent.training.trainer import train
 
 PLANES = list(range(0, 17, 2))
 
@@ -200,7 +200,8 @@ def variants(args, widths, device, steps, warmup, report, tmp) -> None:
                 m.to(memory_format=torch.channels_last)
             o = torch.optim.Adam(m.parameters(), 1e-4)
             vb = batches_from(vstore, args.batch, steps + warmup, device, cl)
-            t = time_steps(lambda a, b, c: fast_step(m, o, a, b, c, dtype, device), vb, device, warmup)
+            t = time_steps(lambda a, b, c, m=m, o=o, dtype=dtype: fast_step(m, o, a, b, c, dtype, device), vb, device,
+                           warmup)
             key = f"{'bf16' if dtype else 'fp32'}{'+channels_last' if cl else ''}"
             report["variants"][key] = args.batch / t
             print(f"batched step {key:22s} {args.batch / t:9.2f} triplets/s", flush=True)

@@ -44,7 +44,7 @@ def blob_sigma(image: np.ndarray) -> float:
     smooth = ndi.gaussian_filter(image.astype(np.float64), 2) - np.percentile(image, 1)
     peaks = (smooth == ndi.maximum_filter(smooth, 41)) & (smooth > 0.3 * smooth.max())
     widths = []
-    for y, x in zip(*np.nonzero(peaks)):
+    for y, x in zip(*np.nonzero(peaks), strict=True):
         if 45 < y < image.shape[0] - 45 and 45 < x < image.shape[1] - 45:
             profile = smooth[y, x - 40 : x + 41]
             half = profile[40] / 2
@@ -57,7 +57,8 @@ def blob_sigma(image: np.ndarray) -> float:
 def stats(images) -> dict[str, np.ndarray]:
     rows = [(np.percentile(a, 1), a.mean(), np.percentile(a, 99.9), a.max(), acf_hwhm(a), blob_sigma(a))
             for a in images]
-    return dict(zip(("background (p1)", "mean", "p99.9", "max", "ACF HWHM px", "blob sigma px"), np.array(rows).T))
+    names = ("background (p1)", "mean", "p99.9", "max", "ACF HWHM px", "blob sigma px")
+    return dict(zip(names, np.array(rows).T, strict=True))
 
 
 def main() -> None:
@@ -80,9 +81,10 @@ def main() -> None:
     stack, _ = synth.render_field(args.seed, 1, (696, 520), focus_planes, ["w1", "w2"])
 
     r, s = stats(real), stats(z00)
-    print(f"{'at z00':18s} {'real (n=%d)' % len(real):>26s} {'synthetic (n=%d)' % len(z00):>26s}")
+    real_label, synth_label = f"real (n={len(real)})", f"synthetic (n={len(z00)})"
+    print(f"{'at z00':18s} {real_label:>26s} {synth_label:>26s}")
     for key in r:
-        fmt = lambda v: f"{np.nanmedian(v):7.1f} [{np.nanmin(v):6.1f}-{np.nanmax(v):6.1f}]"  # noqa: E731
+        fmt = lambda v: f"{np.nanmedian(v):7.1f} [{np.nanmin(v):6.1f}-{np.nanmax(v):6.1f}]"
         print(f"{key:18s} {fmt(r[key]):>26s} {fmt(s[key]):>26s}")
     cells = [t["cells_in_field"] for t in truth]
     print(f"synthetic nuclei per field: {min(cells)}-{max(cells)}, in-focus diameter 15-30 px (mean 23 px)")

@@ -74,7 +74,7 @@ def write_training_npz(path: str | Path, train_x, train_y, val_x, val_y, train_r
     """Write the training pairs for care_train.py. Patches are float32 [N, P, P] with P a power of two >= 16
     (CAREamics' patch rule); x and y of a split have the same shape. Ranges: optional float32 [N, 2] (see the
     module's Normalization), e.g. each patch's whole source field's ``percentile_range``. Raises ValueError."""
-    arrays = {key: _stack(key, a) for key, a in zip(TRAIN_KEYS, (train_x, train_y, val_x, val_y))}
+    arrays = {key: _stack(key, a) for key, a in zip(TRAIN_KEYS, (train_x, train_y, val_x, val_y), strict=True)}
     for split in ("train", "val"):
         x, y = arrays[f"{split}_x"], arrays[f"{split}_y"]
         if x.shape != y.shape:
@@ -122,7 +122,7 @@ def write_fields_npz(path: str | Path, fields, family, stem, k) -> Path:
     bad = [name for name in family + stem if not _NAME.match(name)]
     if bad:
         raise ValueError(f"family/stem names must be plain file names, got {bad[:3]}")
-    keys = list(zip(family, stem, k))
+    keys = list(zip(family, stem, k, strict=True))
     if len(set(keys)) != len(keys):
         raise ValueError("two fields share one (family, stem, k): their predictions would overwrite each other")
     path = Path(path)
@@ -134,7 +134,7 @@ def read_fields_npz(path: str | Path) -> tuple[np.ndarray, list[tuple[str, str, 
     """fields float32 [N, H, W] and the (family, stem, k) of each, as ``write_fields_npz`` wrote them."""
     with np.load(path) as data:
         fields = _stack("fields", data["fields"])
-        keys = [(str(f), str(s), int(k)) for f, s, k in zip(data["family"], data["stem"], data["k"])]
+        keys = [(str(f), str(s), int(k)) for f, s, k in zip(data["family"], data["stem"], data["k"], strict=True)]
     return fields, keys
 
 

@@ -25,7 +25,7 @@ from careamics import CAREamist
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from care_io import denormalize, normalize, percentile_range, prediction_path, read_fields_npz  # noqa: E402
+from care_io import denormalize, normalize, percentile_range, prediction_path, read_fields_npz
 
 
 def predict_fields(careamist: CAREamist, fields: np.ndarray, tile: int, overlap: int, batch_size: int) -> np.ndarray:
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> dict:
     careamist = CAREamist(checkpoint_path=args.model / "care_best.ckpt", work_dir=args.out / "careamics",
                           enable_progress_bar=False)
     predicted = predict_fields(careamist, fields, args.tile, args.overlap, args.batch_size)
-    for image, (family, stem, k) in zip(predicted, keys):
+    for image, (family, stem, k) in zip(predicted, keys, strict=True):
         path = prediction_path(args.out, family, stem, k)
         path.parent.mkdir(parents=True, exist_ok=True)
         np.save(path, image.astype(np.float32))

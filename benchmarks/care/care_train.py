@@ -29,7 +29,7 @@ from lightning.pytorch.callbacks import Callback
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from care_io import PERCENTILES, read_training_npz  # noqa: E402
+from care_io import PERCENTILES, read_training_npz
 
 EXPERIMENT = "care_defocus"
 

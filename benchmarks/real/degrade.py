@@ -201,7 +201,7 @@ def render(obj: np.ndarray, layer_of: np.ndarray, psfs: np.ndarray) -> np.ndarra
                for j in range(psfs.shape[1])]
     planes = []
     for per_layer in psfs:
-        total = sum(spec * psf_otf(k, shape) for spec, k in zip(spectra, per_layer))
+        total = sum(spec * psf_otf(k, shape) for spec, k in zip(spectra, per_layer, strict=True))
         planes.append(sfft.irfft2(total, s=shape)[r:r + h, r:r + w])
     return np.stack(planes)
 

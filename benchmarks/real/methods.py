@@ -70,7 +70,7 @@ class FamilyFit:
                 "oracle": {str(k): v for k, v in self.oracle.items()}}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "FamilyFit":
+    def from_dict(cls, data: dict) -> FamilyFit:
         return cls(data["family"], list(data["fields"]),
                    {int(p): BlurFit(**f) for p, f in data["deconv"].items()},
                    {int(k): BlurFit(**f) for k, f in data["synth"].items()},
@@ -122,11 +122,11 @@ def fit_family(name: str, samples: list[FitSample], stems: list[str], ks: list[i
     for k in ks:
         fit.synth[k] = fit_blur(unit[IN_FOCUS_PLANE], unit[k], plane=k)
         fit.two_plane[k] = best_balance(
-            lambda i, lam: two_plane(samples[i].planes[BLURRIEST], samples[i].planes[k], fit.deconv[BLURRIEST],
-                                     fit.deconv[k], lam), list(truth))
+            lambda i, lam, k=k: two_plane(samples[i].planes[BLURRIEST], samples[i].planes[k], fit.deconv[BLURRIEST],
+                                          fit.deconv[k], lam), list(truth))
         fit.oracle[k] = best_balance(
-            lambda i, lam: oracle(samples[i].planes[BLURRIEST], samples[i].planes[k], samples[i].floor,
-                                  samples[i].psfs[BLURRIEST], samples[i].psfs[k], lam), list(truth))
+            lambda i, lam, k=k: oracle(samples[i].planes[BLURRIEST], samples[i].planes[k], samples[i].floor,
+                                       samples[i].psfs[BLURRIEST], samples[i].psfs[k], lam), list(truth))
     return fit
 
 
@@ -172,7 +172,7 @@ def model_deblur(predictor: Predictor, z0: np.ndarray, zk: np.ndarray, k: int) -
 def model_blur(predictor: Predictor, z16: np.ndarray, z0: np.ndarray, ks: list[int]) -> dict[int, np.ndarray]:
     """{k: float32 [H, W]}: Eq. 2 between z16 (sharp) and z0 at plane k's level, α_blur = 1 − (16 − k)/16."""
     levels = [1.0 - alpha_from_planes(BLURRIEST, k, IN_FOCUS_PLANE) for k in ks]
-    return dict(zip(ks, predictor.blur(z16, z0, levels)))
+    return dict(zip(ks, predictor.blur(z16, z0, levels), strict=True))
 
 
 # --- CARE's predictions -------------------------------------------------------------------------------

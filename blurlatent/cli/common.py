@@ -1,4 +1,4 @@
-"""What every command shares: the Typer app, the root options, option helpers and the choice Enums.
+"""What every command shares: the Typer app, the root options and option helpers.
 
 The command line is Typer only. Each command parses, builds a config, calls one library function, prints.
 
@@ -9,43 +9,13 @@ Heavy imports (torch) happen inside the commands so ``--help`` is instant.
 
 from __future__ import annotations
 
-import enum
-from typing import Optional
-
 import typer
 
 from blurlatent import __version__
 from blurlatent.cli.errors import DEBUG, VERBOSE, OneLineGroup
-from blurlatent.config import (
-    Amp,
-    Arch,
-    Intensity,
-    Log,
-    Normalization,
-    OutDtype,
-    Precision,
-    Reg,
-    TestCrops,
-    TripletSet,
-    choices,
-)
 
-
-def choice_enum(name: str, option) -> type[enum.Enum]:
-    """A str Enum of a config Literal's values: typer lists them in --help ([none|weak|strong]) and refuses others."""
-    return enum.Enum(name, {v: v for v in choices(option)}, type=str)
-
-
-IntensityChoice = choice_enum("IntensityChoice", Intensity)
-PrecisionChoice = choice_enum("PrecisionChoice", Precision)
-OutDtypeChoice = choice_enum("OutDtypeChoice", OutDtype)
-RegChoice = choice_enum("RegChoice", Reg)
-ArchChoice = choice_enum("ArchChoice", Arch)
-TripletChoice = choice_enum("TripletChoice", TripletSet)
-AmpChoice = choice_enum("AmpChoice", Amp)
-LogChoice = choice_enum("LogChoice", Log)
-NormalizeChoice = choice_enum("NormalizeChoice", Normalization)
-TestCropsChoice = choice_enum("TestCropsChoice", TestCrops)
+# Choices: a parameter annotated with a config's Literal option type (``Reg``, ``Arch``, …) is a choice for Typer
+# (>= 0.19): --help lists the values ([none|weak|strong]), others are refused, and the command gets the string.
 
 app = typer.Typer(
     cls=OneLineGroup,
@@ -73,16 +43,11 @@ def _root(
     ctx.meta[DEBUG], ctx.meta[VERBOSE] = debug, verbose  # the command's context shares meta (OneLineCommand)
 
 
-def choice_value(option):
-    """The plain string of an Enum choice (typer passes Enums), or the value itself."""
-    return getattr(option, "value", option)
-
-
 def split_list(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
 
-def at_least(value: Optional[int], low: int, what: str) -> Optional[int]:
+def at_least(value: int | None, low: int, what: str) -> int | None:
     """An option callback: ``value`` unless it is below ``low`` (a parse error naming the option, exit 2)."""
     if value is not None and value < low:
         raise typer.BadParameter(f"{value}: give {low} or more {what}")

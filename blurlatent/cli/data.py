@@ -4,21 +4,21 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Any
 
 import typer
 from rich.markup import escape  # paths and field names are the user's: "[bold]" must print, "[/b]" must not raise
 
 from blurlatent.bbbc006 import format_planes
-from blurlatent.cli.common import NormalizeChoice, TestCropsChoice, app, at_least, choice_value, split_list
+from blurlatent.cli.common import app, at_least, split_list
 from blurlatent.cli.errors import OneLineCommand, console, library_names
-from blurlatent.config import PrepareConfig, SynthConfig
+from blurlatent.config import Normalization, PrepareConfig, SynthConfig, TestCrops
 
 FOCUS_SHOWN = 8  # stacks whose focus plane prepare's summary line names
 
 # === data: synth, prepare ===================================================================
 
-OPTICS = {"rich_help_panel": "Optics (default: the calibrated BBBC006 microscope)"}
+OPTICS: dict[str, Any] = {"rich_help_panel": "Optics (default: the calibrated BBBC006 microscope)"}
 
 
 @app.command("synth", cls=OneLineCommand)
@@ -35,18 +35,18 @@ def synth_cli(
     workers: int = typer.Option(SynthConfig.workers, "--workers", callback=lambda v: at_least(v, 0, "processes"),
                                  help="Processes rendering fields in parallel."),
     force: bool = typer.Option(False, "--force", help="Replace an existing synth output folder."),
-    na: Optional[float] = typer.Option(None, "--na", help="Numerical aperture of the dry objective, 0.05-0.95 "
+    na: float | None = typer.Option(None, "--na", help="Numerical aperture of the dry objective, 0.05-0.95 "
                                        "(default: the calibrated 0.45); higher: a wider defocus disk.", **OPTICS),
-    wavelength: Optional[float] = typer.Option(None, "--wavelength", help="Emission wavelength in µm for every "
+    wavelength: float | None = typer.Option(None, "--wavelength", help="Emission wavelength in µm for every "
                                                "channel, 0.3-1.0 (default: the dyes', w1 0.46, w2 0.57).", **OPTICS),
-    z_step: Optional[float] = typer.Option(None, "--z-step", help="µm between planes (defocus per plane), 0.1-5 "
+    z_step: float | None = typer.Option(None, "--z-step", help="µm between planes (defocus per plane), 0.1-5 "
                                            "(default: BBBC006's 2).", **OPTICS),
-    read_noise: Optional[float] = typer.Option(None, "--read-noise", help="Camera read noise in ADU, 0-100 "
+    read_noise: float | None = typer.Option(None, "--read-noise", help="Camera read noise in ADU, 0-100 "
                                                "(default: the calibrated 1.4).", **OPTICS),
-    gain: Optional[float] = typer.Option(None, "--gain", help="Photon level as ADU per photoelectron, 0.01-10 "
+    gain: float | None = typer.Option(None, "--gain", help="Photon level as ADU per photoelectron, 0.01-10 "
                                          "(default: the calibrated 0.39); higher: fewer photons, more shot noise.",
                                          **OPTICS),
-    background: Optional[float] = typer.Option(None, "--background", help="Extra background in ADU on every "
+    background: float | None = typer.Option(None, "--background", help="Extra background in ADU on every "
                                                "plane, 0-3000 (default: 0, i.e. each field's 8-18 ADU and haze).",
                                                **OPTICS),
 ):
@@ -79,22 +79,22 @@ def prepare_cli(
         help="Folder with BBBC006_v1_images_z_XX/ folders or .zip files, or with one z-stack file per field (TIFF, "
              "OME-TIFF, ImageJ; ZYX or CZYX; any names)."),
     out: Path = typer.Argument(..., help="Output store folder."),
-    focus: Optional[str] = typer.Option(None, "--focus", metavar="auto|N",
+    focus: str | None = typer.Option(None, "--focus", metavar="auto|N",
         help="Z-stack folders only: auto (each stack's sharpest plane, by normalized variance) or N (plane N of "
              "every stack, 0 = first). BBBC006 folders are in focus at z16."),
-    channels: Optional[str] = typer.Option(None, "--channels",
+    channels: str | None = typer.Option(None, "--channels",
         help="Channels to prepare, e.g. w1,w2 (default). Z-stacks: w1 = the file's first channel, w2 the second; "
              "default all."),
-    planes: Optional[str] = typer.Option(None, "--planes",
+    planes: str | None = typer.Option(None, "--planes",
         help="Planes START:STOP[:STEP], stop inclusive (the paper: 0:16:2, the default). Z-stacks: relative to "
              "the focus, one side: -16:0:2 (default; before focus) or 0:16:2 (after); stored as z16-|offset|."),
     crop: int = typer.Option(PrepareConfig.crop, "--crop", help="Crop size in pixels."),
     split: str = typer.Option(":".join(f"{r:g}" for r in PrepareConfig.split), "--split",
         help="TRAIN:VAL:TEST ratios; fields sorted by name go test, val, train."),
-    normalize: NormalizeChoice = typer.Option(PrepareConfig.normalize, "--normalize",
+    normalize: Normalization = typer.Option(PrepareConfig.normalize, "--normalize",
         help="16→8 bit: minmax (per image, the paper), stack (one scale per field from the in-focus plane) or "
              "percentile."),
-    test_crops: TestCropsChoice = typer.Option(PrepareConfig.test_crops, "--test-crops",
+    test_crops: TestCrops = typer.Option(PrepareConfig.test_crops, "--test-crops",
         help="Test crops: center (one) or ten (as train)."),
     workers: int = typer.Option(PrepareConfig.workers, "--workers", callback=lambda v: at_least(v, 0, "processes"),
                                  help="Decoding processes."),
@@ -108,8 +108,8 @@ def prepare_cli(
 
     result = prepare(
         src, out, channels=split_list(channels) if channels is not None else None, planes=planes, crop=crop,
-        split=parse_split(split), normalize=choice_value(normalize),
-        test_crops=choice_value(test_crops), workers=workers, strict=strict, force=force, progress=sys.stderr.isatty(),
+        split=parse_split(split), normalize=normalize,
+        test_crops=test_crops, workers=workers, strict=strict, force=force, progress=sys.stderr.isatty(),
         focus=focus,
     )
     counts = ", ".join(f"{s} {result.counts[s]} fields / {result.crops[s]} crops" for s in ("train", "val", "test"))

@@ -11,7 +11,7 @@ in click's ``ctx.meta`` (``DEBUG``, ``VERBOSE``), shared by the command's contex
 from __future__ import annotations
 
 import logging
-from typing import Callable, Mapping, Union
+from collections.abc import Callable, Mapping
 
 import typer
 from rich.console import Console
@@ -25,7 +25,8 @@ console = Console(stderr=True)
 DEBUG, VERBOSE = "blurlatent.debug", "blurlatent.verbose"  # ctx.meta keys the root callback sets
 
 # typer re-exports BadParameter only; its base is click's UsageError whether click is vendored or not
-_ClickUsageError = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
+_ClickUsageError = next(c for c in typer.BadParameter.__mro__
+                        if c.__name__ == "UsageError" and issubclass(c, Exception))
 
 
 class OneLineGroup(TyperGroup):
@@ -56,7 +57,7 @@ def _parse_error(exc, where: str):
     raise typer.Exit(2) from None
 
 
-def library_names(table: Union[Mapping[str, str], Callable[[dict], Mapping[str, str]]]):
+def library_names(table: Mapping[str, str] | Callable[[dict], Mapping[str, str]]):
     """Declare, beside a command, the library parameters it spells otherwise: library name → the command's
     parameter (its python name), e.g. ``{"optim.lr": "lr"}``; a callable gets the parsed parameters
     (``train --gpus N`` reports the library's ``nproc`` as ``--gpus``)."""
@@ -81,7 +82,7 @@ def flag_names(ctx) -> dict[str, str]:
     return command_names(ctx.command, ctx.params, getattr(group, "commands", {}))
 
 
-def command_names(command, params: dict, commands: Mapping[str, object]) -> dict[str, str]:
+def command_names(command, params: dict, commands: Mapping[str, TyperCommand]) -> dict[str, str]:
     """Library parameter name → how ``command`` spells it: each of its own parameters (python name → ``--flag``
     or ``METAVAR``), then the library names it declared with ``library_names`` (given its parsed ``params``),
     and the parameters of the app's ``commands`` as ``name:param`` (a fix that sends the user to ``prepare
@@ -134,7 +135,7 @@ class OneLineCommand(TyperCommand):
             raise
         except KeyboardInterrupt:
             console.print("[red]interrupted[/red]")
-            raise typer.Exit(130)
+            raise typer.Exit(130) from None
         except Exception as exc:
             if ctx.meta.get(DEBUG):
                 raise

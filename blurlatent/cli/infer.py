@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import List, Optional, Tuple
 
 import typer
 
 from blurlatent.bbbc006 import IN_FOCUS_PLANE
-from blurlatent.cli.common import IntensityChoice, OutDtypeChoice, PrecisionChoice, app, choice_value
+from blurlatent.cli.common import app
 from blurlatent.cli.errors import OneLineCommand, console
-from blurlatent.config import InferenceConfig
+from blurlatent.config import InferenceConfig, Intensity, OutDtype, Precision
 
 # === inference: blur, deblur =================================================================
 
-def _inference_config(device: str, tile, out_dtype, intensity: str, precision: str, batch_size: int):
+def _inference_config(device: str, tile: int | None, out_dtype: OutDtype | None, intensity: Intensity,
+                      precision: Precision, batch_size: int) -> InferenceConfig:
     return InferenceConfig(intensity=intensity, tile=tile, precision=precision, batch_size=batch_size,
                            out_dtype=out_dtype, device=device).check()
 
@@ -44,7 +44,7 @@ MODEL_OPTION = typer.Option(None, "--model", "-m", help="A built-in model instea
                             "default) or w2 (actin); `blurlatent models` lists them.")
 
 
-def _checkpoint(checkpoint: Optional[Path], model: Optional[str]) -> Path:
+def _checkpoint(checkpoint: Path | None, model: str | None) -> Path:
     """--checkpoint, else the built-in model (its checksum verified), said in one line on stderr."""
     from blurlatent.inference.builtin import resolve_checkpoint
 
@@ -66,33 +66,33 @@ def _report_folder(written, pairs, unpaired, alphas, output, what: str = "pairs"
 
 @app.command("blur", cls=OneLineCommand)
 def blur_command(
-    sharp: Optional[Path] = typer.Argument(None, help="The sharper image x1 (TIFF/PNG, grayscale), or a z-stack "
+    sharp: Path | None = typer.Argument(None, help="The sharper image x1 (TIFF/PNG, grayscale), or a z-stack "
                                            "(TIFF, OME-TIFF, OME-Zarr) with --z."),
-    blurry: Optional[Path] = typer.Argument(None, help="The blurrier image x2 of the same field (not with --z)."),
-    checkpoint: Optional[Path] = CHECKPOINT_OPTION,
-    model: Optional[str] = MODEL_OPTION,
-    alpha: Optional[List[float]] = typer.Option(None, "--alpha", "-a",
+    blurry: Path | None = typer.Argument(None, help="The blurrier image x2 of the same field (not with --z)."),
+    checkpoint: Path | None = CHECKPOINT_OPTION,
+    model: str | None = MODEL_OPTION,
+    alpha: list[float] | None = typer.Option(None, "--alpha", "-a",
         help="Blur level: 1 = sharp, 0 = blurry; repeat for several."),
-    steps: Optional[int] = typer.Option(None, "--steps",
+    steps: int | None = typer.Option(None, "--steps",
         help="N evenly spaced levels alpha = 1/(N+1) .. N/(N+1) (7: the paper's Fig. 2)."),
     output: Path = typer.Option(..., "--output", "-o",
         help="Output .tif (several levels: one page each) or .png (numbered files); a folder in folder mode."),
-    sharp_dir: Optional[Path] = typer.Option(None, "--sharp-dir", help="Folder mode: folder of sharper images. "
+    sharp_dir: Path | None = typer.Option(None, "--sharp-dir", help="Folder mode: folder of sharper images. "
         "All or nothing: if any pair fails, no output is written, so the rerun needs no --force."),
-    blurry_dir: Optional[Path] = typer.Option(None, "--blurry-dir",
+    blurry_dir: Path | None = typer.Option(None, "--blurry-dir",
         help="Folder mode: folder of blurrier images, paired by BBBC006 field or file name."),
-    z: Optional[Tuple[int, int]] = typer.Option(None, "--z",
+    z: tuple[int, int] | None = typer.Option(None, "--z",
         help="Two planes of the stack SHARP, sharper first, e.g. --z 16 0."),
-    channel: Optional[str] = CHANNEL_OPTION,
-    series: Optional[int] = SERIES_OPTION,
+    channel: str | None = CHANNEL_OPTION,
+    series: int | None = SERIES_OPTION,
     extrapolate: bool = typer.Option(False, "--extrapolate", help="Allow alpha outside [0, 1]."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing outputs."),
     device: str = DEVICE_OPTION,
-    tile: Optional[int] = TILE_OPTION,
-    out_dtype: Optional[OutDtypeChoice] = OUT_DTYPE_OPTION,
-    intensity: IntensityChoice = typer.Option(InferenceConfig.intensity, "--intensity",
+    tile: int | None = TILE_OPTION,
+    out_dtype: OutDtype | None = OUT_DTYPE_OPTION,
+    intensity: Intensity = typer.Option(InferenceConfig.intensity, "--intensity",
         help="conserve: keep the total signal above background; minmax: map to the inputs' range."),
-    precision: PrecisionChoice = PRECISION_OPTION,
+    precision: Precision = PRECISION_OPTION,
     batch_size: int = typer.Option(InferenceConfig.batch_size, "--batch-size",
                                    help="Images per forward pass (pairs in folder mode)."),
 ):
@@ -100,8 +100,7 @@ def blur_command(
     from blurlatent.errors import UsageError
     from blurlatent.inference import jobs as batch
 
-    config = _inference_config(device, tile, choice_value(out_dtype), choice_value(intensity),
-                               choice_value(precision), batch_size)
+    config = _inference_config(device, tile, out_dtype, intensity, precision, batch_size)
     checkpoint = _checkpoint(checkpoint, model)
     alphas = batch.blur_alphas(alpha, steps, extrapolate)
     if sharp_dir is not None or blurry_dir is not None:
@@ -123,17 +122,17 @@ def blur_command(
 
 @app.command("deblur", cls=OneLineCommand)
 def deblur_command(
-    blurriest: Optional[Path] = typer.Argument(None, help="The most defocused image (z1), e.g. plane 0; or a z-stack "
+    blurriest: Path | None = typer.Argument(None, help="The most defocused image (z1), e.g. plane 0; or a z-stack "
                                                "(TIFF, OME-TIFF, OME-Zarr) with --z."),
-    less_blurry: Optional[Path] = typer.Argument(None, help="A less defocused image of the same field (z3'), e.g. "
+    less_blurry: Path | None = typer.Argument(None, help="A less defocused image of the same field (z3'), e.g. "
                                                  "plane 8 (not with --z)."),
-    checkpoint: Optional[Path] = CHECKPOINT_OPTION,
-    model: Optional[str] = MODEL_OPTION,
-    alpha: Optional[float] = typer.Option(None, "--alpha", "-a",
+    checkpoint: Path | None = CHECKPOINT_OPTION,
+    model: str | None = MODEL_OPTION,
+    alpha: float | None = typer.Option(None, "--alpha", "-a",
         help="Eq. 3's alpha = (target - less_blurry) / (target - blurriest), 0 <= alpha < 1."),
-    planes: Optional[Tuple[float, float]] = typer.Option(None, "--planes",
+    planes: tuple[float, float] | None = typer.Option(None, "--planes",
         help="Focal planes of BLURRIEST and LESS_BLURRY, e.g. --planes 0 8."),
-    z: Optional[Tuple[int, int]] = typer.Option(None, "--z",
+    z: tuple[int, int] | None = typer.Option(None, "--z",
         help="Two planes of a z-stack, blurriest first, e.g. --z 0 8 (alpha from them and --target)."),
     target: float = typer.Option(float(IN_FOCUS_PLANE), "--target",
                                  help=f"The in-focus plane to recover (BBBC006: {IN_FOCUS_PLANE})."),
@@ -142,21 +141,21 @@ def deblur_command(
     output: Path = typer.Option(..., "--output", "-o",
         help="Output .tif/.ome.tif (several alphas: one labelled page each), .png, or .ome.zarr; a folder in folder "
              "mode."),
-    blurriest_dir: Optional[Path] = typer.Option(None, "--blurriest-dir", help="Folder mode: folder of the most "
+    blurriest_dir: Path | None = typer.Option(None, "--blurriest-dir", help="Folder mode: folder of the most "
         "defocused images. All or nothing: if any field fails, no output is written."),
-    less_blurry_dir: Optional[Path] = typer.Option(None, "--less-blurry-dir",
+    less_blurry_dir: Path | None = typer.Option(None, "--less-blurry-dir",
         help="Folder mode: folder of less defocused images, paired by BBBC006 field or file name."),
-    stack_dir: Optional[Path] = typer.Option(None, "--stack-dir",
+    stack_dir: Path | None = typer.Option(None, "--stack-dir",
         help="Folder mode: a folder of z-stacks, one output each from planes --z P1 P2."),
-    channel: Optional[str] = CHANNEL_OPTION,
-    series: Optional[int] = SERIES_OPTION,
+    channel: str | None = CHANNEL_OPTION,
+    series: int | None = SERIES_OPTION,
     force: bool = typer.Option(False, "--force", help="Overwrite an existing output."),
     device: str = DEVICE_OPTION,
-    tile: Optional[int] = TILE_OPTION,
-    out_dtype: Optional[OutDtypeChoice] = OUT_DTYPE_OPTION,
-    intensity: IntensityChoice = typer.Option(InferenceConfig.intensity, "--intensity",
+    tile: int | None = TILE_OPTION,
+    out_dtype: OutDtype | None = OUT_DTYPE_OPTION,
+    intensity: Intensity = typer.Option(InferenceConfig.intensity, "--intensity",
         help="conserve: keep the less-blurry input's total signal above background; minmax: its range."),
-    precision: PrecisionChoice = PRECISION_OPTION,
+    precision: Precision = PRECISION_OPTION,
     batch_size: int = typer.Option(InferenceConfig.batch_size, "--batch-size",
                                    help="Images per forward pass (fields in folder mode)."),
 ):
@@ -168,8 +167,7 @@ def deblur_command(
     from blurlatent.errors import UsageError
     from blurlatent.inference import jobs as batch
 
-    config = _inference_config(device, tile, choice_value(out_dtype), choice_value(intensity),
-                               choice_value(precision), batch_size)
+    config = _inference_config(device, tile, out_dtype, intensity, precision, batch_size)
     checkpoint = _checkpoint(checkpoint, model)
     folder_mode = any(f is not None for f in (blurriest_dir, less_blurry_dir, stack_dir))
     if folder_mode and (blurriest is not None or less_blurry is not None):
@@ -178,14 +176,16 @@ def deblur_command(
     if not folder_mode and (blurriest is None or (less_blurry is None and z is None)):
         raise UsageError("give BLURRIEST and LESS_BLURRY image files, a z-stack BLURRIEST with --z P1 P2, or a folder "
                          "mode (--stack-dir, --blurriest-dir/--less-blurry-dir)")
-    paths = (blurriest_dir or blurriest, less_blurry_dir or less_blurry)
-    alphas, planes = batch.deblur_alphas(alpha, planes, target, sweep, None if None in paths else paths, z=z)
+    first, second = blurriest_dir or blurriest, less_blurry_dir or less_blurry
+    paths = (first, second) if first is not None and second is not None else None
+    alphas, planes = batch.deblur_alphas(alpha, planes, target, sweep, paths, z=z)
     if folder_mode:
         written, pairs, unpaired = batch.deblur_folders(
             checkpoint, config, alphas, output, blurriest_dir=blurriest_dir, less_blurry_dir=less_blurry_dir,
             stack_dir=stack_dir, z=z, channel=channel, series=series, force=force,
             progress_enabled=sys.stderr.isatty())
     else:
+        assert blurriest is not None  # checked above: the file modes have BLURRIEST
         written = batch.run_files(checkpoint, config, blurriest, less_blurry, alphas, output, "deblur", force=force,
                                   z=z, channel=channel, series=series, progress_enabled=sys.stderr.isatty())
     if alpha is None and planes is not None:  # after the job: an error stays the only line

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import enum
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import Literal
 
 import typer
 from rich.console import Console
 from rich.markup import escape  # messages hold paths and lists: [w1] must print, not vanish as markup
 
 from blurlatent.bbbc006 import IN_FOCUS_PLANE
-from blurlatent.cli.common import ArchChoice, app, choice_value
+from blurlatent.cli.common import app
 from blurlatent.cli.errors import OneLineCommand, console, flag_names
-from blurlatent.config import EvalConfig, ModelConfig
+from blurlatent.config import Arch, EvalConfig, ModelConfig
 
 # === evaluate ================================================================================
 
@@ -22,14 +21,14 @@ from blurlatent.config import EvalConfig, ModelConfig
 def evaluate_cli(
     ctx: typer.Context,
     store: Path = typer.Argument(..., help="Prepared store folder (from `blurlatent prepare`)."),
-    checkpoint: List[Path] = typer.Option(..., "--checkpoint", "-c",
+    checkpoint: list[Path] = typer.Option(..., "--checkpoint", "-c",
         help="Model checkpoint .pt; repeat to compare models (one column each)."),
     channel: str = typer.Option(EvalConfig.channel, "--channel",
                                 help="Channel to evaluate (w1 nuclei, w2 cell structure)."),
     out: Path = typer.Option(..., "--out", "-o", help="Report folder to create (report.json, report.md, figures/)."),
     whole: bool = typer.Option(False, "--whole",
         help="Use full-size test fields (padded to 2**depth) instead of centre crops."),
-    fid_weights: Optional[Path] = typer.Option(None, "--fid-weights",
+    fid_weights: Path | None = typer.Option(None, "--fid-weights",
         help="pytorch-fid Inception weights pt_inception-2015-12-05-6726825d.pth (else the torch hub cache; never "
              "downloaded)."),
     device: str = typer.Option(EvalConfig.device, "--device", help="auto, cpu, cuda, cuda:N or mps."),
@@ -63,7 +62,7 @@ def demo(
         help="Smaller data and fewer epochs (what CI runs)."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
     seed: int = typer.Option(0, help="Seed for the synthetic data and training."),
-    arch: ArchChoice = typer.Option(ModelConfig.arch, "--arch",
+    arch: Arch = typer.Option(ModelConfig.arch, "--arch",
         help="The model to train: multiscale (train's default) or paper (the paper's autoencoder)."),
     force: bool = typer.Option(False, "--force", help="Replace an earlier demo folder."),
 ):
@@ -72,7 +71,7 @@ def demo(
 
     from blurlatent.demo import run_demo, verdict_rows  # torch: not for --help
 
-    result = run_demo(out, fast=fast, device=device, force=force, seed=seed, arch=choice_value(arch))
+    result = run_demo(out, fast=fast, device=device, force=force, seed=seed, arch=arch)
     table = Table(title=f"blurlatent demo ({result.seconds:.0f} s)")
     for column in ("check", "measured", "result"):
         table.add_column(column)
@@ -88,19 +87,19 @@ def demo(
 
 
 # === export ==================================================================================
-ExportTaskChoice = enum.Enum("ExportTaskChoice", {"deblur": "deblur", "blur": "blur"}, type=str)
+ExportTask = Literal["deblur", "blur"]  # bmz.description.TASKS
 
 
 @app.command("export", cls=OneLineCommand)
 def export_cli(
     checkpoint: Path = typer.Argument(..., help="A checkpoint written by `blurlatent train` (runs/NAME/best.pt)."),
     output: Path = typer.Option(..., "--output", "-o", help="The bioimage.io model package to write (.zip)."),
-    alpha: Optional[float] = typer.Option(None, "--alpha", "-a", help="The package's fixed alpha (blur: 1 = sharp)."),
-    planes: Optional[Tuple[float, float]] = typer.Option(None, "--planes", help="deblur: alpha from planes, e.g. 0 8."),
+    alpha: float | None = typer.Option(None, "--alpha", "-a", help="The package's fixed alpha (blur: 1 = sharp)."),
+    planes: tuple[float, float] | None = typer.Option(None, "--planes", help="deblur: alpha from planes, e.g. 0 8."),
     target: float = typer.Option(float(IN_FOCUS_PLANE), "--target",
                                  help=f"deblur: the in-focus plane to recover (BBBC006: {IN_FOCUS_PLANE})."),
-    task: ExportTaskChoice = typer.Option("deblur", "--task", help="deblur or blur (inputs sharp, blurry)."),
-    author: Optional[List[str]] = typer.Option(None, "--author", help="Who trained the model; repeat for several."),
+    task: ExportTask = typer.Option("deblur", "--task", help="deblur or blur (inputs sharp, blurry)."),
+    author: list[str] | None = typer.Option(None, "--author", help="Who trained the model; repeat for several."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing package."),
 ):
     """Export a checkpoint as a bioimage.io model package (TorchScript + ONNX); needs blurlatent\\[export]."""
@@ -108,6 +107,7 @@ def export_cli(
         from blurlatent.bmz.package import export_package  # torch, bioimageio, onnx: not for --help
     except ModuleNotFoundError as exc:
         from blurlatent.errors import UsageError
-        raise UsageError(f"export needs blurlatent[export] ({exc.name} is missing): pip install 'blurlatent[export]'")
-    typer.echo(export_package(checkpoint, output, task=choice_value(task), alpha=alpha, planes=planes, target=target,
+        raise UsageError(f"export needs blurlatent[export] ({exc.name} is missing): pip install 'blurlatent[export]'"
+                         ) from exc
+    typer.echo(export_package(checkpoint, output, task=task, alpha=alpha, planes=planes, target=target,
                               authors=author or (), force=force).summary())

@@ -5,7 +5,6 @@ functions take these as keyword options and the command line reads its option de
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 from blurlatent.bbbc006 import CHANNELS, N_PLANES
 from blurlatent.config.options import (
@@ -61,13 +60,13 @@ class InferenceConfig:
     """How images go through a model (``inference.Predictor``): the same for the CLI, the API and evaluate."""
 
     intensity: Intensity = "conserve"  # output scale: conserve total signal above background, or minmax
-    tile: Optional[int] = None  # None: whole image up to 2048x2048 px, tiles beyond; 0: always whole
+    tile: int | None = None  # None: whole image up to 2048x2048 px, tiles beyond; 0: always whole
     precision: Precision = "auto"  # auto = fp32; bf16/fp16 autocast are opt-in (Eq. 3 amplifies their error)
     batch_size: int = 4  # images per encoder/decoder call
-    out_dtype: Optional[OutDtype] = None  # None: the inputs' dtype
+    out_dtype: OutDtype | None = None  # None: the inputs' dtype
     device: str = "auto"
 
-    def check(self) -> "InferenceConfig":
+    def check(self) -> InferenceConfig:
         check_choice(Intensity, self.intensity, "{intensity}")
         check_choice(Precision, self.precision, "{precision}")
         if self.out_dtype is not None:
@@ -94,5 +93,5 @@ class DemoSettings:
     lr: float = 1e-3
     step: int = 1000  # no learning-rate decay within a demo run
     # None: `train`'s (``TrainConfig``); the paper demo trains as the paper did (its seven triplets, no deblur loss)
-    triplets: Optional[TripletSet] = None
-    deblur_weight: Optional[float] = None
+    triplets: TripletSet | None = None
+    deblur_weight: float | None = None

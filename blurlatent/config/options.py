@@ -5,11 +5,14 @@ Importing this module does not import torch."""
 from __future__ import annotations
 
 import typing
-from typing import Literal, TypeVar
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 from blurlatent.errors import UsageError, field_names
 
-T = TypeVar("T")
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+T = TypeVar("T", bound="DataclassInstance")  # a config class (a dataclass)
 
 Reg = Literal["none", "weak", "strong"]
 # paper: the paper's autoencoder (model.py); multiscale: a latent at every resolution (multiscale.py)
@@ -36,7 +39,7 @@ DEFAULT_WIDTHS = {"paper": PAPER_WIDTHS, "multiscale": MULTISCALE_WIDTHS}
 # The multiscale net's default skips: no latent finer than ¼ resolution, which measured best in blur synthesis and
 # deblurring alike (docs/benchmarks.md, Quality); the paper's model has one latent, and records "coarse" as it
 # always did
-DEFAULT_SKIPS = {"paper": "coarse", "multiscale": "quarter"}
+DEFAULT_SKIPS: dict[str, Skips] = {"paper": "coarse", "multiscale": "quarter"}
 MAX_DEBLUR_WEIGHT = 100.0
 # Sane bounds a config or checkpoint must keep (the paper: widths up to 1024, depth 5); past them a config
 # is a typo or a crafted file, and building the model would exhaust memory before any other check.

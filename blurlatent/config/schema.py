@@ -83,7 +83,7 @@ def _coerce(hint, value, source: str, key: str):
     where = f"{source}: {key}" if source else key
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
-    if dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return from_dict(hint, value, source, key + ".")
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
@@ -103,7 +103,7 @@ def _coerce(hint, value, source: str, key: str):
         if origin is tuple and args and args[-1] is not Ellipsis:
             if len(args) != len(value):
                 raise UsageError(f"{where}: expected {len(args)} items, got {len(value)}")
-            return tuple(_coerce(a, v, source, key) for a, v in zip(args, value))
+            return tuple(_coerce(a, v, source, key) for a, v in zip(args, value, strict=True))
         inner = args[0] if args else Any
         items = [_coerce(inner, v, source, key) for v in value]
         return tuple(items) if origin is tuple else items

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Optional, Union
 
 from blurlatent.bbbc006 import FOCUS_TRIPLETS, PAPER_TRIPLETS
 from blurlatent.config.options import (
@@ -56,12 +55,12 @@ def triplet_set(name: str) -> dict:
 @dataclass
 class ModelConfig:
     # None: the arch's default (DEFAULT_WIDTHS), filled in on construction, so a config always holds its widths
-    widths: Optional[list[int]] = None
+    widths: list[int] | None = None
     in_channels: int = 1
     negative_slope: float = 0.01  # torch's LeakyReLU default, as in the paper's code
     arch: Arch = "multiscale"  # paper: the paper's autoencoder
     # multiscale only: which latent scales the decoder takes; None: the arch's default (DEFAULT_SKIPS), filled in
-    skips: Optional[Skips] = None
+    skips: Skips | None = None
 
     def __post_init__(self):
         if self.widths is None:
@@ -69,7 +68,7 @@ class ModelConfig:
         if self.skips is None:
             self.skips = DEFAULT_SKIPS.get(self.arch, "coarse")
 
-    def same_network(self, other: "ModelConfig") -> bool:
+    def same_network(self, other: ModelConfig) -> bool:
         """True when ``other`` builds the same network: equal, but for ``skips`` of the paper's model (one latent)."""
         if self.arch == other.arch == "paper":
             return (self.widths, self.in_channels, self.negative_slope) == \
@@ -78,9 +77,9 @@ class ModelConfig:
 
     @property
     def depth(self) -> int:
-        return len(self.widths)
+        return len(self.widths or ())  # filled on construction
 
-    def check(self) -> "ModelConfig":
+    def check(self) -> ModelConfig:
         check_choice(Arch, self.arch, "{model.arch}")
         check_choice(Skips, self.skips, "model skips")
         if not self.widths or any(not 1 <= w <= MAX_WIDTH for w in self.widths):
@@ -111,13 +110,13 @@ class DataConfig:
     channel: str = "w1"
     # (left, target, right) focal planes; the target's latent is interpolated from left and right. Default: the
     # 28 ending at the in-focus plane (every blur level, every pair toward focus; ``triplet_set("focus")``)
-    triplets: list[tuple[int, int, int]] = field(default_factory=lambda: [tuple(t) for t in FOCUS_TRIPLETS])
+    triplets: list[tuple[int, int, int]] = field(default_factory=lambda: [(a, b, c) for a, b, c in FOCUS_TRIPLETS])
     # weight of the right plane's latent: z' = α z_r + (1 − α) z_l (Eq. 2); "planes": each triplet's own,
     # (target − left) / (right − left) (latent.triplet_weight), what unevenly spaced triplets need
-    alpha: Union[float, AlphaRule] = "planes"
+    alpha: float | AlphaRule = "planes"
     normalize: Normalization = "minmax"  # copied from the store's manifest; inference scales images the same way
 
-    def check(self) -> "DataConfig":
+    def check(self) -> DataConfig:
         if isinstance(self.alpha, str):
             check_choice(AlphaRule, self.alpha, "alpha")
         elif not 0.0 <= self.alpha <= 1.0:  # False for NaN too
@@ -138,7 +137,7 @@ class OptimConfig:
     epochs: int = 40
     batch: int = 40  # triplets per step *per process*
 
-    def check(self) -> "OptimConfig":
+    def check(self) -> OptimConfig:
         for what, value in (("{optim.epochs}", self.epochs), ("{optim.batch}", self.batch), ("optim.step", self.step)):
             if value < 1:
                 raise UsageError(f"{what} {value}: must be at least 1", *field_names(what))
@@ -161,19 +160,19 @@ class TrainConfig:
     device: str = "auto"  # auto, cpu, cuda, cuda:N, mps
     # auto: bf16 on CUDA (fp16 + GradScaler where bf16 is missing), bf16 on CPUs with native bf16, else off
     amp: Amp = "auto"
-    channels_last: Optional[bool] = None  # None: on for CUDA and CPU (faster there: docs/benchmarks.md), off on MPS
-    workers: Optional[int] = None  # loader processes; None: 0 on CPU (compute needs the cores), 4 per GPU
+    channels_last: bool | None = None  # None: on for CUDA and CPU (faster there: docs/benchmarks.md), off on MPS
+    workers: int | None = None  # loader processes; None: 0 on CPU (compute needs the cores), 4 per GPU
     nproc: int = 1  # processes (one per GPU, or CPU shares with gloo); set by --gpus / --nproc
     sync_bn: bool = False  # SyncBatchNorm across GPUs (CUDA only)
-    init: Optional[str] = None  # start from this checkpoint's weights (strong fine-tunes a weak run)
+    init: str | None = None  # start from this checkpoint's weights (strong fine-tunes a weak run)
     from_scratch: bool = False  # allow reg=strong without init
     strip_every: int = 5  # PNG strip every N epochs (and at the last); 0 turns strips off
     log: Log = "none"  # tensorboard: also write TensorBoard events (the blurlatent[tensorboard] extra)
-    check_every: Optional[int] = None  # steps between NaN/Ctrl-C checks; None: 1 on CPU, 20 on GPU (each check syncs)
+    check_every: int | None = None  # steps between NaN/Ctrl-C checks; None: 1 on CPU, 20 on GPU (each check syncs)
     # weight of the deblur loss (losses.py): L1(G(Eq. 3(z_left, z_target)), x_right); 0 = off; adds to any reg
     deblur_weight: float = 1.0
 
-    def check_ranges(self) -> "TrainConfig":
+    def check_ranges(self) -> TrainConfig:
         """Every value on its own: choices and numeric ranges (what a YAML file alone can get wrong)."""
         if self.version != CONFIG_VERSION:
             raise UsageError(f"version {self.version}: a config built in Python has version {CONFIG_VERSION}'s "
@@ -203,7 +202,7 @@ class TrainConfig:
                              "cannot reach the right one", "deblur_weight")
         return self
 
-    def check(self) -> "TrainConfig":
+    def check(self) -> TrainConfig:
         """Range and choice checks that need no files (the store and --init are checked by ``train``)."""
         self.check_ranges()
         if self.reg == "strong" and not self.init and not self.from_scratch:

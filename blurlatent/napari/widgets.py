@@ -14,7 +14,7 @@ from magicgui.widgets import Container, FileEdit, FloatSpinBox, LineEdit, RadioB
 
 from blurlatent.bbbc006 import IN_FOCUS_PLANE
 from blurlatent.errors import UsageError
-from blurlatent.napari.jobs import BlurRequest, DeblurRequest, checkpoint_path, parse_alphas, layer_plane
+from blurlatent.napari.jobs import BlurRequest, DeblurRequest, checkpoint_path, layer_plane, parse_alphas
 from blurlatent.napari.panel import JobPanel, image_choice, layer_data, placement
 
 TWO_LAYERS, STACK = "two layers", "stack"

@@ -18,9 +18,9 @@ import json
 import logging
 import shutil
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -71,7 +71,7 @@ def check_options(channels: Sequence[str], planes: Sequence[int], crop: int, spl
                   normalize: str, test_crops: str, **stacks) -> PrepareOptions:
     """The options, de-duplicated and sorted, when valid (no files are read). Raises UsageError."""
     channels = list(dict.fromkeys(channels))
-    planes = sorted(set(int(p) for p in planes))
+    planes = sorted({int(p) for p in planes})
     if not channels or any(len(c) != 2 or c[0] != "w" or not c[1].isdigit() for c in channels):
         raise UsageError(f"{{channels}} {channels}: use BBBC006 channel names such as w1,w2", "channels")
     if not planes:
@@ -103,7 +103,7 @@ def parse_split(text: str) -> tuple[float, float, float]:
     if len(parts) != 3 or not all(0 <= p < float("inf") for p in parts) or sum(parts) <= 0:  # NaN fails 0 <= p
         raise UsageError(f"{{split}} {text!r} is not TRAIN:VAL:TEST with finite non-negative numbers; use e.g. "
                          "70:10:20", "split")
-    return parts  # type: ignore[return-value]
+    return parts
 
 
 # --- scales --------------------------------------------------------------------------------------
@@ -170,7 +170,7 @@ def process_field(job: FieldJob) -> dict[str, list[tuple[float, float]]]:
         full = None
         if job.split == "test":
             full = np.load(Path(job.store) / f"{channel}_test_full.npy", mmap_mode="r+")[job.index]
-        for p, (image, (lo, hi)) in enumerate(zip(images, lohi)):
+        for p, (image, (lo, hi)) in enumerate(zip(images, lohi, strict=True)):
             if full is not None:
                 full[p] = to_uint8(image, lo, hi)
             for b, box in enumerate(job.boxes):
@@ -197,7 +197,7 @@ def field_record(job: FieldJob, channel: str, lohi: Sequence[tuple[float, float]
         "planes": [
             {"plane": p, "file": s.path, "member": s.member, "lo": lo, "hi": hi,
              **({} if s.z is None else {"z": s.z, "stack_channel": s.channel})}
-            for p, s, (lo, hi) in zip(job.planes, job.sources[channel], lohi)
+            for p, s, (lo, hi) in zip(job.planes, job.sources[channel], lohi, strict=True)
         ],
     }
 
@@ -235,7 +235,8 @@ def image_shape(inventory: Inventory, options: PrepareOptions, first: tuple[str,
 
 def array_shapes(plan: StorePlan) -> dict[str, tuple[int, ...]]:
     """File name → uint8 shape of every array of the store."""
-    o, shapes = plan.options, {}
+    o = plan.options
+    shapes: dict[str, tuple[int, ...]] = {}
     for c in o.channels:
         for s in SPLITS:
             shapes[f"{c}_{s}.npy"] = (plan.crops(s), len(o.planes), o.crop, o.crop)
@@ -270,7 +271,7 @@ def fill(jobs: list[FieldJob], workers: int, progress: bool) -> dict[tuple[str, 
     """Run the jobs; their manifest records keyed by (field, channel)."""
     records = {}
     with progress_bar(f"prepare {len(jobs)} fields", len(jobs), progress) as advance:
-        for job, result in zip(jobs, run_fields(jobs, workers)):
+        for job, result in zip(jobs, run_fields(jobs, workers), strict=True):
             for channel, lohi in result.items():
                 records[job.name, channel] = field_record(job, channel, lohi)
             advance()
@@ -374,6 +375,7 @@ def prepare(
         digest = fingerprint(options, inventory)
         if is_up_to_date(out, digest, force):
             return recorded_result(out, start)
+        assert options.planes_from_focus is not None and options.focus is not None  # stack_options sets both
         complete, skipped = inspect_stacks(inventory, src, options.channels, options.planes_from_focus,
                                            options.focus, options.focus_measure, strict)
     else:

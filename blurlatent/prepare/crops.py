@@ -6,7 +6,7 @@ is cut with the same boxes, so a crop is one z-stack.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence, Union
 
 import numpy as np
 
@@ -220,7 +220,7 @@ def bbbc_fields(src: Path, planes: Sequence[int], channels: Sequence[str],
     return (inventory, *complete_fields(inventory, Path(src), planes, channels, strict))
 
 
-def report_skipped(src: Path, skipped: list[str], strict: bool, what: str, fix: Union[str, Message]) -> None:
+def report_skipped(src: Path, skipped: list[str], strict: bool, what: str, fix: str | Message) -> None:
     """Warn one line per skipped field (the first ``MAX_SKIP_WARNINGS``); with ``strict`` raise UsageError instead.
     ``fix``: what to do about them, a ``Message`` where it names parameters."""
     fix = fix if isinstance(fix, Message) else Message(fix)

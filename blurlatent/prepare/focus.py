@@ -15,7 +15,7 @@ No parameter here is tuned to blurlatent's synthetic data: both measures have no
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from scipy import ndimage

@@ -19,8 +19,8 @@ stack plane ``z``.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from blurlatent.bbbc006 import BBBC_PLANE_DIR, IN_FOCUS_PLANE, FieldKey, format_planes, parse_planes
 from blurlatent.errors import Message, UsageError
@@ -64,7 +64,7 @@ def parse_offsets(planes: str | Sequence[int]) -> list[int]:
     """Planes relative to focus, from text (``-16:0:2``, ``0:16:2``, ``-8,-4,0``) or ints: sorted, all on one
     side of focus and at most 16 planes from it. Raises UsageError naming planes."""
     offsets = (parse_planes(planes, limit=IN_FOCUS_PLANE, lowest=-IN_FOCUS_PLANE) if isinstance(planes, str)
-               else sorted(set(int(p) for p in planes)))
+               else sorted({int(p) for p in planes}))
     text = planes if isinstance(planes, str) else format_planes(offsets)
     if not offsets:
         raise UsageError("{planes}: none given; use planes relative to focus, e.g. -16:0:2", "planes")
@@ -153,7 +153,7 @@ def inspect_stacks(inventory: Inventory, src: Path, channels: Sequence[str], off
     focus = parse_focus(focus)
     planes = sorted({stored_plane(o) for o in offsets})
     inventory.sources = {p: {} for p in planes}
-    inventory.kinds = {p: "stacks" for p in planes}
+    inventory.kinds = dict.fromkeys(planes, "stacks")
     complete, skipped = [], []
     for name, path in stack_field_names(src).items():
         data, reason = read_channels(path, channels)

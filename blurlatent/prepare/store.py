@@ -171,7 +171,7 @@ class Store:
     def triplet_index(self, triplets) -> list[tuple[int, int, int]]:
         """(left, target, right) focal planes → their indices on the arrays' plane axis (what
         ``data.TripletDataset`` takes). Raises UsageError for a plane the store lacks."""
-        return [tuple(self.plane_index(p) for p in t) for t in triplets]
+        return [(self.plane_index(a), self.plane_index(b), self.plane_index(c)) for a, b, c in triplets]
 
 
 def damaged(file: Path, reason: str) -> UsageError:

@@ -28,9 +28,9 @@ import shutil
 import time
 import uuid
 from collections.abc import Sequence
-from typing import Any
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import scipy.fft as sfft

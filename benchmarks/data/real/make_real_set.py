@@ -137,7 +137,7 @@ def select(fields: list[dict]) -> tuple[list[list[dict]], dict]:
 
 
 def assign_splits(chosen: list[list[dict]]) -> list[str]:
-    dealt = {s: 0 for s in SPLIT_TARGET}
+    dealt = dict.fromkeys(SPLIT_TARGET, 0)
     out = []
     for g in chosen:
         total = sum(dealt.values()) + len(g)
@@ -157,7 +157,7 @@ def build(source: Path, out: Path) -> None:
     chosen, dropped = select(fields)
     splits = assign_splits(chosen)
     manifest = []
-    for group, split in zip(chosen, splits):
+    for group, split in zip(chosen, splits, strict=True):
         for f in group:
             name = f["path"].name
             png = src_mask / (f["path"].stem + ".png")
