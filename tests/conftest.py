@@ -5,7 +5,7 @@ import os
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import pytest
-from badinput import build_paths
+from helpers.badinput import build_paths
 
 
 @pytest.fixture(autouse=True, scope="session")

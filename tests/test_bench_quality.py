@@ -148,7 +148,7 @@ def test_reuse_takes_only_runs_this_bench_would_train(tmp_path, capsys):
 
 
 def test_lr_halvings_give_every_arch_the_same_schedule_in_fractions_of_its_budget(tmp_path):
-    from train_store import make_store
+    from helpers.train_store import make_store
 
     bench = _bench()
     store = make_store(tmp_path / "store")  # 6 train crops: 42 paper items (3 steps of 16), 168 focus (11 steps)

@@ -8,7 +8,7 @@ import logging
 import numpy as np
 import pytest
 import torch
-from infer_model import pair, tiny_checkpoint
+from helpers.infer_model import pair, tiny_checkpoint
 from scipy.ndimage import gaussian_filter
 
 from blurlatent.errors import UsageError

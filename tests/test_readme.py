@@ -129,7 +129,7 @@ def _expand(args: list[str], cwd: Path) -> list[str]:
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
-    from stack_data import make_stack, write_stack, write_stacks
+    from helpers.stack_data import make_stack, write_stack, write_stacks
 
     from blurlatent.bbbc006 import parse_bbbc_name
     from blurlatent.synth.generator import synthesize
