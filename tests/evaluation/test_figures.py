@@ -23,7 +23,7 @@ def test_examples_keep_only_the_first_fields():
 
 
 def test_latent_samples_stop_at_the_float_budget(monkeypatch):
-    monkeypatch.setattr(F, "PCA_FLOAT_BUDGET", 3 * 4 * 10)  # room for three fields of [4 planes, 10 floats]
+    monkeypatch.setattr(P, "PCA_FLOAT_BUDGET", 3 * 4 * 10)  # room for three fields of [4 planes, 10 floats]
     kept = P.LatentSamples()
     for _ in range(3):
         kept.keep("m", np.zeros((2, 4, 10, 1, 1)))
