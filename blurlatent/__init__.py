@@ -6,7 +6,7 @@ The small public API (numpy in, numpy out, the input's dtype kept)::
     model = blurlatent.load_model("runs/weak/best.pt")      # an inference.Predictor
     blurred = blurlatent.blur(model, sharp, blurry, alpha=0.25)
     sharp = blurlatent.deblur(model, blurriest, less_blurry, alpha=0.5)
-    sharp = blurlatent.deblur(model, stack, z=(0, 8), target=16, axes="ZYX")   # two planes of a z-stack
+    sharp = blurlatent.deblur(model, stack, z=(0, 8), axes="ZYX")   # two planes of a z-stack, toward its focus
 
 Heavy modules (torch) are imported lazily so that ``blurlatent --help`` stays instant.
 """

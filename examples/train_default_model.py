@@ -48,6 +48,7 @@ from blurlatent.synth.generator import synthesize
 from blurlatent.training.trainer import train
 
 ROOT = Path(__file__).resolve().parents[1]
+AUTHORS = ["the blurlatent contributors"]  # who trained the shipped models: the card's, and every export's of them
 PLANES = list(range(0, 17, 2))
 LIMITS = [
     "trained only on synthetic widefield stacks (20x, NA 0.45, 2 µm planes) of nuclei (w1) or actin (w2); "
@@ -194,6 +195,7 @@ def main(argv=None) -> None:
         card = {
             "name": channel, "channel": channel, "file": shipped.name, **facts, "arch": training["arch"],
             "summary": f"synthetic training, widefield {what}, arch {training['arch']}",
+            "authors": AUTHORS, "synthetic": True,  # `export` takes both into the package (bioimage.io asks)
             "trained_on": f"{args.fields} synthetic widefield fields of {what}, planes 0..16 step 2 (z16 in focus), "
                           f"default optics (NA 0.45, 2 µm per plane), seed {args.seed}, {args.crop} px crops",
             "training": training, "benchmark": benchmark_card(result), "limits": LIMITS,

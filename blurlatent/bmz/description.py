@@ -146,25 +146,94 @@ def tensors(task: Task, normalize: str, multiple: int, built: Built) -> tuple[li
 # --- words ----------------------------------------------------------------------------------------------
 
 
-def training_data(config: dict) -> tuple[str, bool | None]:
-    """What the checkpoint was trained on, from its config's store and that store's manifest, as far as the
-    files still tell: (one sentence, True synthetic / False real / None unknown)."""
-    store = (config.get("data") or {}).get("store") or ""
+@dataclass(frozen=True)
+class TrainingData:
+    """What a checkpoint was trained on, as its package says it: ``text`` one sentence that names folders by their
+    last name only (never a path of the machine that trained it); ``synthetic`` True (made by `blurlatent synth`),
+    False (images from elsewhere) or None (unknown); ``bbbc006`` real images in BBBC006's layout (cite it);
+    ``tag`` what the channel shows, where that is known (``CHANNEL_TAGS``: BBBC006's channels, which synth draws)."""
+
+    text: str
+    synthetic: bool | None
+    bbbc006: bool = False
+    tag: str | None = None
+
+
+def training_data(config: dict, card: dict | None = None) -> TrainingData:
+    """What the checkpoint was trained on: a built-in model's ``card`` says it; else the config's store and that
+    store's manifest, as far as the files still tell (BBBC006's layout, synth's or own z-stacks; the channel)."""
+    data = config.get("data") or {}
+    channel = str(data.get("channel", "w1"))
+    if card is not None:
+        synthetic = card.get("synthetic") if isinstance(card.get("synthetic"), bool) else None
+        return TrainingData(str(card.get("trained_on", "see the model card")), synthetic,
+                            tag=CHANNEL_TAGS.get(channel) if synthetic else None)
+    store = str(data.get("store") or "")
     if not store:
-        return "unknown: the checkpoint names no training store", None
+        return TrainingData("unknown: the checkpoint names no training store", None)
+    name = Path(store).name
     try:
-        source = Path(json.loads((Path(store) / MANIFEST).read_text())["source"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return (f"the prepared store {store}, which could not be read at export, so whether its images were real "
-                "or synthetic is unknown"), None
+        manifest = json.loads((Path(store) / MANIFEST).read_text())
+        source = Path(manifest["source"])
+        if "stacks" in (manifest.get("source_kinds") or ()) or "focus" in manifest:  # prepare --focus: own stacks
+            return TrainingData(own_stacks_words(manifest, channel, source.name, name), False)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return TrainingData(f"the prepared store {name}, which could not be read at export, so whether its images "
+                            "were real or synthetic is unknown", None)
+    tag = CHANNEL_TAGS.get(channel)  # BBBC006's layout, real or drawn by synth: w1 nuclei, w2 cytoskeleton
     if written_by_synth(source / RECORD):
-        return (f"synthetic widefield z-stacks made by `blurlatent synth` ({source}) and prepared into the store "
-                f"{store}; no real microscope images"), True
+        return TrainingData(f"synthetic widefield z-stacks made by `blurlatent synth` (folder {source.name}) and "
+                            f"prepared into the store {name}; no real microscope images", True, tag=tag)
     if source.is_dir():
-        return (f"the images in {source} (no synth record there: real images, BBBC006 layout), prepared into the "
-                f"store {store}"), False
-    return (f"the store {store}, prepared from {source}, which is gone, so whether its images were real or synthetic "
-            "is unknown"), None
+        return TrainingData(f"real images in BBBC006's layout (folder {source.name}, no synth record there), "
+                            f"prepared into the store {name}", False, bbbc006=True, tag=tag)
+    return TrainingData(f"the store {name}, prepared from images in BBBC006's layout (folder {source.name}) that are "
+                        "gone, so whether they were real (BBBC006) or synthetic is unknown", None, tag=tag)
+
+
+def own_stacks_words(manifest: dict, channel: str, source: str, store: str) -> str:
+    """Own z-stacks in words: how many, which planes from focus, and which channel of the files ``channel`` is
+    (own-stack prepare numbers the files' channels w1, w2, …: w1 is the first, whatever it shows)."""
+    record: dict = next((r for r in manifest.get("fields") or () if r.get("channel") == channel), {})
+    first = (record.get("planes") or [{}])[0]
+    index, label = first.get("stack_channel"), record.get("channel_name") or first.get("channel_name")
+    which = f"channel {index} of each file" if index is not None else "one channel of the files"
+    which += f" ({label})" if label else ""
+    stacks = len(manifest.get("focus_planes") or {}) or "some"
+    return (f"own z-stacks, not BBBC006: {stacks} stacks in the folder {source}, planes "
+            f"{manifest.get('planes_from_focus', '?')} from each stack's focus ({manifest.get('focus', '?')}), "
+            f"channel {channel} = {which}, prepared into the store {store}")
+
+
+def portable_config(config: dict) -> dict:
+    """The training config as the package attaches it: the store and the init checkpoint by their last name, never
+    a path of the machine that trained the model."""
+    config = json_safe(config)
+    if isinstance(config.get("data"), dict) and config["data"].get("store"):
+        config["data"]["store"] = Path(str(config["data"]["store"])).name
+    if config.get("init"):
+        config["init"] = Path(str(config["init"])).name
+    return config
+
+
+def card_words(card: dict | None) -> str:
+    """A built-in model's Benchmark, Limits and Reproduce sections of the README, from its card ("" for others)."""
+    if not card:
+        return ""
+    lines, bench = [], card.get("benchmark") or {}
+    rows = bench.get("deblur") or {}
+    if rows:
+        pairs = list(next(iter(rows.values())))
+        lines += ["## Benchmark", f"Deblurring (planes (0, k) toward z16) on {bench.get('test_set', 'a test set')}; "
+                  f"{bench.get('metric', '')}.", "", f"| method | {' | '.join(pairs)} |",
+                  "|---" * (len(pairs) + 1) + "|",
+                  *[f"| {method} | " + " | ".join(f"{s[p][0]:.2f} dB / {s[p][1]:.3f}" for p in pairs) + " |"
+                    for method, s in rows.items()], ""]
+    if card.get("limits"):
+        lines += ["## Limits", *[f"- {limit}" for limit in card["limits"]], ""]
+    if card.get("reproduce"):
+        lines += ["## Reproduce", f"`{card['reproduce']}`", ""]
+    return "\n".join(lines) + "\n" if lines else ""
 
 
 NORMALIZATION_WORDS = {
@@ -179,17 +248,20 @@ CAUTION = {True: "It was trained on synthetic images only: check it on stacks fr
            False: "", None: "Where its training images came from is not known for sure: treat it as unvalidated."}
 
 
-def readme(task: Task, normalize: str, config: dict, built: Built, source_name: str, data_text: str,
-           synthetic: bool | None) -> str:
-    """The package's README.md: what it computes, its inputs and output, training, validation, citation."""
+def readme(task: Task, normalize: str, config: dict, built: Built, source_name: str, trained: TrainingData,
+           card: dict | None = None) -> str:
+    """The package's README.md: what it computes, its inputs and output, training, validation (a built-in model's
+    benchmark and limits from its ``card``), citation."""
     data, optim = config.get("data") or {}, config.get("optim") or {}
+    origin = f"blurlatent's built-in model `{card['name']}` (`blurlatent models`)" if card else f"`{source_name}`"
+    bbbc006 = f"\n\nTraining data: {BBBC006} https://doi.org/{BBBC006_DOI}" if trained.bbbc006 else ""
     first, second = task.inputs
     diffs = ", ".join(f"{fmt} {d:.1e}" for fmt, d in built.max_diff.items())
     return f"""# blurlatent {task.rule} model, alpha = {built.alpha:.4g}
 
 This model {task.what}: `{task.output}` = G({RULE_WORDS[task.rule]}) with a = {built.alpha:.4g}, where E and G
 are the encoder and decoder of {ARCH_WORDS.get((config.get("model") or {}).get("arch", "paper"), "the autoencoder")}.
-Exported from `{source_name}` by
+Exported from {origin} by
 blurlatent {__version__}.
 
 ## Inputs and output
@@ -201,7 +273,7 @@ blurlatent {__version__}.
   intensities (`--intensity conserve` or `minmax`); with this package that step is yours.
 
 ## Training
-- Data: {data_text}.
+- Data: {trained.text}.
 - Channel {data.get("channel", "w1")}, regularization `{config.get("reg", "unknown")}`, {optim.get("epochs", "?")} \
 epochs of batch {optim.get("batch", "?")}, learning rate {optim.get("lr", "?")}, triplets {data.get("triplets", "?")}.
   The whole training config is attached as `training_config.yaml`.
@@ -211,10 +283,10 @@ The test inputs are a synthetic field (`blurlatent.synth.generator`, channel {bu
 z{built.planes[0]:02d} and z{built.planes[1]:02d}); the test output is what blurlatent's own forward path
 (`Predictor`) makes of them, and at export the weights reproduced it to {diffs} (largest difference on the
 [0, 1] scale). To validate on your own data, take a focal stack, {VALIDATE[task.rule]} (PSNR, SSIM), as
-`blurlatent evaluate` does on a prepared store. {CAUTION[synthetic]}
+`blurlatent evaluate` does on a prepared store. {CAUTION[trained.synthetic]}
 
-## Citation
-{PAPER} https://doi.org/{PAPER_DOI}
+{card_words(card)}## Citation
+{PAPER} https://doi.org/{PAPER_DOI}{bbbc006}
 """
 
 
@@ -235,16 +307,19 @@ def model_name(text: str) -> str:
 
 
 def describe_package(work: Path, task: Task, predictor, ckpt: dict, built: Built, source_name: str,
-             authors: Sequence[str] = ()) -> ModelDescr:
-    """The package's ``ModelDescr`` over the files in ``work`` (bioimageio.spec validates it as it is built)."""
+                     authors: Sequence[str] = (), card: dict | None = None) -> ModelDescr:
+    """The package's ``ModelDescr`` over the files in ``work`` (bioimageio.spec validates it as it is built).
+    A built-in model's ``card`` gives its training data, benchmark, limits and, unless ``authors`` are given,
+    its authors."""
     config = ckpt["config"]
-    data_text, synthetic = training_data(config)
+    trained = training_data(config, card)
+    authors = list(authors) or list((card or {}).get("authors") or [])
     normalize = predictor.normalize
-    (work / "README.md").write_text(readme(task, normalize, config, built, source_name, data_text, synthetic))
-    (work / "training_config.yaml").write_text(yaml.safe_dump(json_safe(config), sort_keys=False))
+    (work / "README.md").write_text(readme(task, normalize, config, built, source_name, trained, card))
+    (work / "training_config.yaml").write_text(yaml.safe_dump(portable_config(config), sort_keys=False))
     inputs, outputs = tensors(task, normalize, predictor.multiple, built)
     cite = [CiteEntry(text=PAPER, doi=Doi(PAPER_DOI))]
-    if synthetic is not True:
+    if trained.bbbc006:  # BBBC006's images, not its layout: synth's and own stacks are not BBBC006
         cite.append(CiteEntry(text=BBBC006, doi=Doi(BBBC006_DOI)))
     weights = WeightsDescr(
         torchscript=TorchscriptWeightsDescr(source=built.torchscript, pytorch_version=Version(torch.__version__),
@@ -258,14 +333,15 @@ def describe_package(work: Path, task: Task, predictor, ckpt: dict, built: Built
     return ModelDescr(
         name=model_name(f"blurlatent {task.rule} {channel} {config.get('reg', 'none')}"),
         description=(f"Defocus {what} by linear interpolation in an autoencoder's latent space at alpha = "
-                     f"{built.alpha:.4g}: two planes of one field in, one plane out. Trained on {data_text}.")[:1024],
+                     f"{built.alpha:.4g}: two planes of one field in, one plane out. Trained on "
+                     f"{trained.text}.")[:1024],
         authors=[Author(name=name) for name in authors],
         cite=cite,
         license=LicenseId("MIT"),
         documentation=FileDescr(source=work / "README.md"),
         covers=[FileDescr(source=built.cover)],
         tags=["defocus", what, "microscopy", "fluorescence", "2d", "autoencoder", "latent-space", "pytorch", "onnx",
-              *[tag for tag in [CHANNEL_TAGS.get(channel)] if tag]],
+              *[tag for tag in [trained.tag] if tag]],
         inputs=inputs,
         outputs=outputs,
         weights=weights,
@@ -274,6 +350,7 @@ def describe_package(work: Path, task: Task, predictor, ckpt: dict, built: Built
         config=Config.model_validate({
             "bioimageio": {"reproducibility_tolerance": [tolerance]},
             "blurlatent": {"task": task.rule, "alpha": built.alpha, "normalize": normalize, "checkpoint": source_name,
-                           "version": __version__, "training_data": data_text, "test_planes": list(built.planes),
-                           "export_max_diff": built.max_diff}}),
+                           "version": __version__, "training_data": trained.text, "test_planes": list(built.planes),
+                           "export_max_diff": built.max_diff,
+                           **({"builtin": card.get("name"), "benchmark": card.get("benchmark")} if card else {})}}),
     )

@@ -12,8 +12,9 @@ What the package holds and why:
   takes both inputs' range from the input nearer focus (``reference_tensor``). Nothing of it had to go
   into the network. The output stays on the [0, 1] scale: mapping it back to the inputs' intensities
   (``--intensity conserve``/``minmax``) needs the raw inputs, which a spec network never sees;
-* weights as TorchScript (``torch.jit.trace``) and ONNX (``torch.onnx.export``), each checked against the
-  Predictor on the test field before anything is written (``TOLERANCE``);
+* weights as TorchScript (``torch.jit.trace``) and ONNX (``torch.onnx.export``), without the source paths both
+  record (``strip_source_paths``), each checked against the Predictor on the test field before anything is
+  written (``TOLERANCE``);
 * test tensors from a synthetic field (``synth.render_field``) of the checkpoint's channel, a cover, a
   README that cites the paper and says what the model was trained on (``describe_package``), and the training config.
 
@@ -28,6 +29,7 @@ import copy
 import shutil
 import time
 import warnings
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,7 +50,8 @@ from blurlatent.config import InferenceConfig, TrainConfig, checked_config
 from blurlatent.errors import RuntimeFailure, UsageError
 from blurlatent.files.atomic import atomic_path, check_writable, make_temp_dir, missing_folders, remove_empty_folders
 from blurlatent.files.pictures import save_grid
-from blurlatent.inference.jobs import deblur_alphas
+from blurlatent.inference.alphas import deblur_alphas
+from blurlatent.inference.builtin import builtin_path, named_builtin
 from blurlatent.inference.predictor import RULES, Predictor, checkpoint_normalization
 from blurlatent.intensity import to_unit
 from blurlatent.nets.autoencoder import AnyAutoencoder
@@ -108,8 +111,9 @@ class ExportResult:
 # --- the checks that run before any work ---------------------------------------------------------------
 
 
-def export_alpha(task: str, alpha: float | None, planes: tuple[float, float] | None, target: float) -> float:
-    """The package's fixed α: deblur from ``alpha`` or ``planes`` toward ``target``; blur from ``alpha`` only."""
+def export_alpha(task: str, alpha: float | None, planes: tuple[float, float] | None, target: float | None) -> float:
+    """The package's fixed α: deblur from ``alpha`` or ``planes`` toward ``target`` (``alphas.alpha_source``: no
+    default target); blur from ``alpha`` only."""
     if task not in TASKS:
         raise UsageError(f"{{task}} {task!r} is not one of {', '.join(TASKS)}", "task")
     if task == "blur":
@@ -150,14 +154,17 @@ def load_exportable(checkpoint: str | Path) -> tuple[Predictor, dict]:
 # --- the test field, the weights and their check ---------------------------------------------------------
 
 
-def field_planes(task: Task, planes: tuple[float, float] | None, target: float, alpha: float) -> tuple[int, int]:
+def field_planes(task: Task, planes: tuple[float, float] | None, target: float | None,
+                 alpha: float) -> tuple[int, int]:
     """Focal planes of the synthetic test pair: the given ones, else blurriest z0 and the less-blurry plane
-    that ``alpha`` implies toward ``target`` (deblur), or sharp z16 and blurry z0 (blur)."""
+    that ``alpha`` implies toward ``target`` (the synthetic field's focus, z16, when none is given) (deblur), or
+    sharp z16 and blurry z0 (blur)."""
     clip = lambda p: int(min(max(round(p), 0), N_PLANES - 1))
     if task.rule == "blur":
         return IN_FOCUS_PLANE, 0
     if planes is not None:
         return clip(planes[0]), clip(planes[1])
+    target = float(IN_FOCUS_PLANE) if target is None else target
     return 0, clip(target - alpha * target)
 
 
@@ -201,9 +208,33 @@ def write_weights(net: LatentNet, example: tuple[torch.Tensor, torch.Tensor], ta
                                 output_names=[task.output], dynamic_shapes={"first": axes, "second": axes})
     assert program is not None  # dynamo=True always returns the program (only the old exporter gives None)
     program.save(str(onnx_path), external_data=False)
+    strip_source_paths(torchscript, onnx_path)
     opset = next(o.version for o in onnx.load(str(onnx_path), load_external_data=False).opset_import
                  if o.domain in ("", "ai.onnx"))
     return torchscript, onnx_path, opset
+
+
+def strip_source_paths(torchscript: Path, onnx_path: Path) -> None:
+    """Take out of both weight files what names the machine they were made on: TorchScript's debug records
+    (``*.debug_pkl``: the source file and line of every traced call) and the ONNX exporter's stack traces (node
+    metadata). Neither runs; the weights are checked against the Predictor after this (``run_weights``)."""
+    with zipfile.ZipFile(torchscript) as archive:
+        members = [(info, archive.read(info)) for info in archive.infolist()
+                   if not info.filename.endswith(".debug_pkl")]
+    with zipfile.ZipFile(torchscript, "w", zipfile.ZIP_STORED) as archive:
+        for info, data in members:
+            archive.writestr(info, data)
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    nodes = [*model.graph.node, *(node for function in model.functions for node in function.node)]
+    while nodes:
+        node = nodes.pop()
+        kept = [prop for prop in node.metadata_props if prop.key != "pkg.torch.onnx.stack_trace"]
+        del node.metadata_props[:]
+        node.metadata_props.extend(kept)
+        node.doc_string = ""
+        nodes += [n for attr in node.attribute for graph in [*([attr.g] if attr.HasField("g") else []), *attr.graphs]
+                  for n in graph.node]
+    onnx.save(model, str(onnx_path))
 
 
 def run_weights(torchscript: Path, onnx_path: Path, first: np.ndarray, second: np.ndarray,
@@ -231,19 +262,22 @@ def check_exported_weights(outputs: dict[str, np.ndarray], reference: np.ndarray
 
 
 def export_package(checkpoint: str | Path, out: str | Path, *, task: str = "deblur", alpha: float | None = None,
-                   planes: tuple[float, float] | None = None, target: float = float(IN_FOCUS_PLANE),
+                   planes: tuple[float, float] | None = None, target: float | None = None,
                    authors: Sequence[str] = (), force: bool = False) -> ExportResult:
     """Write ``checkpoint`` as a bioimage.io model package ``out`` (.zip) computing ``task`` at one α.
 
     deblur: inputs ``blurriest`` and ``less_blurry``, α from ``alpha`` or ``planes`` toward ``target``
     (Eq. 3); blur: inputs ``sharp`` and ``blurry``, α = ``alpha`` (Eq. 2, 1 = sharp). Raises UsageError
     (nothing written) for a bad option, an existing ``out`` without ``force`` or a checkpoint that cannot
-    be exported, RuntimeFailure when the exported weights do not reproduce the Predictor. ``authors``: the
-    people who trained the model (the bioimage.io model zoo asks for them).
+    be exported, RuntimeFailure when the exported weights do not reproduce the Predictor. ``checkpoint``: a file, or
+    a built-in model's name ("w1"), whose card gives the package its training data, benchmark, limits and authors.
+    ``authors``: the people who trained the model (the bioimage.io model zoo asks for them).
     """
     start = time.perf_counter()
     out = Path(out)
     alpha = export_alpha(task, alpha, planes, target)
+    builtin = named_builtin(checkpoint)  # "w1": the built-in model, described from its card
+    checkpoint = builtin_path(builtin) if builtin is not None else Path(checkpoint)
     check_out(out, force, checkpoint)
     predictor, ckpt = load_exportable(checkpoint)
     spec = TASKS[task]
@@ -252,7 +286,8 @@ def export_package(checkpoint: str | Path, out: str | Path, *, task: str = "debl
     try:
         with quiet():
             result = build(predictor, ckpt, spec, alpha, field_planes(spec, planes, target, alpha), work)
-            descr = describe_package(work, spec, predictor, ckpt, result, Path(checkpoint).name, authors)
+            descr = describe_package(work, spec, predictor, ckpt, result, checkpoint.name, authors,
+                                     builtin.card if builtin is not None else None)
             with atomic_path(out, force) as tmp:
                 save_bioimageio_package(descr, output_path=work / "package.zip")
                 (work / "package.zip").replace(tmp)

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import typer
 
-from blurlatent.bbbc006 import IN_FOCUS_PLANE
 from blurlatent.cli.common import app
 from blurlatent.cli.errors import OneLineCommand, console
 from blurlatent.config import InferenceConfig, Intensity, OutDtype, Precision
@@ -109,7 +108,7 @@ def blur_command(
         written, pairs, unpaired = batch.blur_folders(checkpoint, config, sharp_dir, blurry_dir, alphas, output,
                                                       force=force, extrapolate=extrapolate,
                                                       progress_enabled=sys.stderr.isatty(),
-                                                      channel=channel, series=series)
+                                                      channel=channel, series=series, z=z)
         _report_folder(written, pairs, unpaired, alphas, output)
         return
     if sharp is None or (blurry is None and z is None):
@@ -134,8 +133,9 @@ def deblur_command(
         help="Focal planes of BLURRIEST and LESS_BLURRY, e.g. --planes 0 8."),
     z: tuple[int, int] | None = typer.Option(None, "--z",
         help="Two planes of a z-stack, blurriest first, e.g. --z 0 8 (alpha from them and --target)."),
-    target: float = typer.Option(float(IN_FOCUS_PLANE), "--target",
-                                 help=f"The in-focus plane to recover (BBBC006: {IN_FOCUS_PLANE})."),
+    target: str | None = typer.Option(None, "--target", metavar="P|auto", help="The in-focus plane alpha leads "
+        "to: a plane number, or auto (the default for --z): the focus found in each stack, printed. Two files with "
+        "--planes need it (BBBC006 folder names: 16)."),
     sweep: bool = typer.Option(False, "--sweep",
         help="Also write alpha = 1/8 .. 7/8, one page each, to see which alpha is best."),
     output: Path = typer.Option(..., "--output", "-o",
@@ -161,11 +161,12 @@ def deblur_command(
 ):
     """Recover the in-focus image from two defocused planes of one field (Eq. 3).
 
-    alpha comes from --alpha, from --planes P1 P2 or the stack planes --z P1 P2 (--target, default 16), or,
-    for BBBC006 files inside BBBC006_v1_images_z_XX folders, from the folder names.
+    alpha comes from --alpha; from the stack planes --z P1 P2 toward --target (default auto: the focus found in the
+    stack, printed); from --planes P1 P2 toward --target; or from the BBBC006_v1_images_z_XX folder names (toward 16).
     """
     from blurlatent.errors import UsageError
     from blurlatent.inference import jobs as batch
+    from blurlatent.inference.alphas import alpha_source, stack_levels
 
     config = _inference_config(device, tile, out_dtype, intensity, precision, batch_size)
     checkpoint = _checkpoint(checkpoint, model)
@@ -178,20 +179,31 @@ def deblur_command(
                          "mode (--stack-dir, --blurriest-dir/--less-blurry-dir)")
     first, second = blurriest_dir or blurriest, less_blurry_dir or less_blurry
     paths = (first, second) if first is not None and second is not None else None
-    alphas, planes = batch.deblur_alphas(alpha, planes, target, sweep, paths, z=z)
+    source = alpha_source(alpha, planes, target, sweep, paths=paths, z=z)  # contradictions: before any reading
     if folder_mode:
-        written, pairs, unpaired = batch.deblur_folders(
-            checkpoint, config, alphas, output, blurriest_dir=blurriest_dir, less_blurry_dir=less_blurry_dir,
+        written, pairs, unpaired, found = batch.deblur_folders(
+            checkpoint, config, source, output, blurriest_dir=blurriest_dir, less_blurry_dir=less_blurry_dir,
             stack_dir=stack_dir, z=z, channel=channel, series=series, force=force,
             progress_enabled=sys.stderr.isatty())
-    else:
-        assert blurriest is not None  # checked above: the file modes have BLURRIEST
-        written = batch.run_files(checkpoint, config, blurriest, less_blurry, alphas, output, "deblur", force=force,
-                                  z=z, channel=channel, series=series, progress_enabled=sys.stderr.isatty())
-    if alpha is None and planes is not None:  # after the job: an error stays the only line
-        typer.echo(f"alpha = {alphas[0] if not sweep else batch.alpha_from_planes(planes[0], planes[1], target):.4g} "
-                   f"from planes {planes[0]:g}, {planes[1]:g} toward {target:g}")
-    if folder_mode:
-        _report_folder(written, pairs, unpaired, alphas, output, "stacks" if stack_dir is not None else "fields")
-    else:
-        _report(written, alphas)
+        _echo_lines(_alpha_lines(found))
+        _report_folder(written, pairs, unpaired, sorted({a for levels in found.values() for a in levels.alphas}),
+                       output, "stacks" if stack_dir is not None else "fields")
+        return
+    assert blurriest is not None  # checked above: the file modes have BLURRIEST
+    levels = stack_levels(source, blurriest, channel=channel, series=series)  # z, the target, then alpha
+    written = batch.run_files(checkpoint, config, blurriest, less_blurry, levels.alphas, output, "deblur", force=force,
+                              z=z, channel=channel, series=series, progress_enabled=sys.stderr.isatty(),
+                              planes=levels.planes, target=levels.target)
+    _echo_lines(levels.lines())
+    _report(written, levels.alphas)
+
+
+def _alpha_lines(found) -> list[str]:
+    """Where α came from: per stack where each has its own focus found, else once for the job."""
+    lines = [f"{name}: {'; '.join(levels.lines())}" for name, levels in found.items() if levels.found_by]
+    return lines or next(iter(found.values())).lines()
+
+
+def _echo_lines(lines) -> None:
+    for line in lines:  # after the job: an error stays the only line
+        typer.echo(line)

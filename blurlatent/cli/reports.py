@@ -9,10 +9,9 @@ import typer
 from rich.console import Console
 from rich.markup import escape  # messages hold paths and lists: [w1] must print, not vanish as markup
 
-from blurlatent.bbbc006 import IN_FOCUS_PLANE
 from blurlatent.cli.common import app
 from blurlatent.cli.errors import OneLineCommand, console, flag_names
-from blurlatent.config import Arch, EvalConfig, ModelConfig
+from blurlatent.config import DEMO_ARCH, Arch, EvalConfig
 
 # === evaluate ================================================================================
 
@@ -35,7 +34,8 @@ def evaluate_cli(
     batch_size: int = typer.Option(EvalConfig.batch_size, "--batch-size", help="Test fields per forward pass."),
     force: bool = typer.Option(False, "--force", help="Replace an existing report folder."),
 ):
-    """Score models on the test split: the paper's Tables 1-2 and Figs 2/5/6/7, with classical baselines."""
+    """Score models on the test split: the paper's Tables 1-2 and Figs 2/5/6/7, with classical baselines. Needs
+    blurlatent[eval] (FID also blurlatent[fid])."""
     from blurlatent.errors import Message
     from blurlatent.evaluation.loop import evaluate
     from blurlatent.evaluation.report import rich_tables
@@ -62,11 +62,13 @@ def demo(
         help="Smaller data and fewer epochs (what CI runs)."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
     seed: int = typer.Option(0, help="Seed for the synthetic data and training."),
-    arch: Arch = typer.Option(ModelConfig.arch, "--arch",
-        help="The model to train: multiscale (train's default) or paper (the paper's autoencoder)."),
+    arch: Arch = typer.Option(DEMO_ARCH, "--arch",
+        help="The model to train: paper (the paper's autoencoder, small) or multiscale (train's default; ~10x "
+             "longer)."),
     force: bool = typer.Option(False, "--force", help="Replace an earlier demo folder."),
 ):
-    """Show the whole idea on synthetic data: synth → prepare → train (weak) → blur → deblur → evaluate."""
+    """Show the whole idea on synthetic data: synth → prepare → train (weak) → blur → deblur → evaluate, with the
+    built-in model beside the small one trained here. Needs blurlatent[eval]."""
     from rich.table import Table
 
     from blurlatent.demo import run_demo, verdict_rows  # torch: not for --help
@@ -92,12 +94,13 @@ ExportTask = Literal["deblur", "blur"]  # bmz.description.TASKS
 
 @app.command("export", cls=OneLineCommand)
 def export_cli(
-    checkpoint: Path = typer.Argument(..., help="A checkpoint written by `blurlatent train` (runs/NAME/best.pt)."),
+    checkpoint: Path = typer.Argument(..., help="A checkpoint written by `blurlatent train` (runs/NAME/best.pt), or "
+                                      "a built-in model's name, w1 (`blurlatent models`)."),
     output: Path = typer.Option(..., "--output", "-o", help="The bioimage.io model package to write (.zip)."),
     alpha: float | None = typer.Option(None, "--alpha", "-a", help="The package's fixed alpha (blur: 1 = sharp)."),
     planes: tuple[float, float] | None = typer.Option(None, "--planes", help="deblur: alpha from planes, e.g. 0 8."),
-    target: float = typer.Option(float(IN_FOCUS_PLANE), "--target",
-                                 help=f"deblur: the in-focus plane to recover (BBBC006: {IN_FOCUS_PLANE})."),
+    target: float | None = typer.Option(None, "--target",
+                                        help="deblur: the in-focus plane --planes lead to (BBBC006: 16)."),
     task: ExportTask = typer.Option("deblur", "--task", help="deblur or blur (inputs sharp, blurry)."),
     author: list[str] | None = typer.Option(None, "--author", help="Who trained the model; repeat for several."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing package."),

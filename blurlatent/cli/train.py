@@ -36,7 +36,7 @@ def train_cli(
         help="Run folder to create (config.yaml, metrics.jsonl, last.pt, best.pt, strips/)."),
     init: Path | None = typer.Option(None, "--init",
         help="Start from this checkpoint's weights and model (any --reg: fine-tuning), e.g. runs/w1-weak/best.pt "
-             "(required by --reg strong)."),
+             "or a built-in model's name, w1 (`blurlatent models`); required by --reg strong."),
     from_scratch: bool = typer.Option(False, "--from-scratch",
         help="Allow --reg strong without --init (random start)."),
     config: Path | None = typer.Option(None, "--config",

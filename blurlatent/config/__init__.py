@@ -3,7 +3,7 @@
 plain data and YAML (``schema``: unknown keys, wrong types and values outside the choices are refused, naming
 the key). Importing this package does not import torch; the names below are the public API."""
 
-from blurlatent.config.jobs import DemoSettings, EvalConfig, InferenceConfig, PrepareConfig, SynthConfig
+from blurlatent.config.jobs import DEMO_ARCH, DemoSettings, EvalConfig, InferenceConfig, PrepareConfig, SynthConfig
 from blurlatent.config.options import (
     DEFAULT_SKIPS,
     DEFAULT_WIDTHS,
@@ -58,5 +58,6 @@ __all__ = [
     "OutDtype", "Precision", "Reg", "Skips", "TestCrops", "TripletSet", "check_choice", "choices", "StrictLoader",
     "YamlRefused", "checked_config", "from_dict", "load_yaml", "model_config", "override", "read_yaml", "save_yaml",
     "to_dict", "upgrade", "CONFIG_VERSION", "OLDER_DEFAULTS", "DataConfig", "ModelConfig", "OptimConfig",
-    "TrainConfig", "triplet_set", "DemoSettings", "EvalConfig", "InferenceConfig", "PrepareConfig", "SynthConfig",
+    "TrainConfig", "triplet_set", "DEMO_ARCH", "DemoSettings", "EvalConfig", "InferenceConfig", "PrepareConfig",
+    "SynthConfig",
 ]

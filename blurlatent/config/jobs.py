@@ -79,6 +79,10 @@ class InferenceConfig:
         return self
 
 
+# The model the demo trains: the paper's (blurlatent.demo's docstring says why it is not `train`'s default)
+DEMO_ARCH: Arch = "paper"
+
+
 @dataclass(frozen=True)
 class DemoSettings:
     """The demo's data and training size (``FULL`` and ``FAST`` in ``demo.py``)."""

@@ -197,14 +197,16 @@ class TrainConfig:
         if not 0.0 <= self.deblur_weight <= MAX_DEBLUR_WEIGHT:  # False for NaN too
             raise UsageError(f"{{deblur_weight}} {self.deblur_weight}: give a loss weight from 0 (off) to "
                              f"{MAX_DEBLUR_WEIGHT:g}, e.g. 1", "deblur_weight")
-        if self.deblur_weight > 0 and self.data.alpha == 0.0:
-            raise UsageError("{deblur_weight} needs alpha > 0: with alpha 0 the target equals the left plane and Eq. 3 "
-                             "cannot reach the right one", "deblur_weight")
         return self
 
     def check(self) -> TrainConfig:
-        """Range and choice checks that need no files (the store and --init are checked by ``train``)."""
+        """Range and choice checks that need no files (the store and --init are checked by ``train``), and those
+        between values, once flags have changed a config file's (``check_ranges`` alone reads one value at a time)."""
         self.check_ranges()
+        if self.deblur_weight > 0 and self.data.alpha == 0.0:
+            raise UsageError(f"{{deblur_weight}} {self.deblur_weight:g} needs data.alpha > 0: with alpha 0 the "
+                             "target equals the left plane and Eq. 3 cannot reach the right one; give "
+                             "{deblur_weight=0} or another data.alpha", "deblur_weight")
         if self.reg == "strong" and not self.init and not self.from_scratch:
             raise UsageError("{reg} strong fine-tunes a weak model: give {init} (a weak run's best.pt), or "
                              "{from_scratch} to start from random weights", "reg", "init", "from_scratch")

@@ -372,6 +372,7 @@ def evaluate(
     anything else — before any heavy work.
     """
     out = Path(out)
+    M.check_eval_extra("evaluate")
     if not checkpoints:
         raise UsageError("checkpoints: give at least one checkpoint file (one report column each)")
     if batch_size < 1:

@@ -19,13 +19,13 @@ downloaded: ``find_fid_weights`` looks only at an explicit path and the torch hu
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import threading
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
-from focal_frequency_loss import FocalFrequencyLoss
 from skimage.metrics import structural_similarity
 
 from blurlatent.errors import UsageError
@@ -36,6 +36,15 @@ FID_WEIGHTS_URL = f"https://github.com/mseitzer/pytorch-fid/releases/download/fi
 # torch hub names cached files <name>-<first 8 hex of sha256>.<ext>; we check the same prefix.
 FID_WEIGHTS_SHA256_PREFIX = "6726825d"
 SSIM_WINDOW = 7  # structural_similarity's default window: images need at least this many pixels a side
+EVAL_EXTRA = ("matplotlib", "focal_frequency_loss")  # the modules of pyproject's eval extra
+
+
+def check_eval_extra(command: str) -> None:
+    """UsageError, before any work, when the eval extra (the report's figures, FFL) is not installed."""
+    missing = [name for name in EVAL_EXTRA if importlib.util.find_spec(name) is None]
+    if missing:
+        raise UsageError(f"{command} needs blurlatent's eval extra ({', '.join(missing)} missing): "
+                         "pip install 'blurlatent[eval]'")
 
 
 # --- PSNR ------------------------------------------------------------------------------------
@@ -187,6 +196,8 @@ def ffl(pred, target) -> float:
     p, t = as_nchw(pred), as_nchw(target)
     if p.shape != t.shape:
         raise UsageError(f"pred {tuple(p.shape)} and target {tuple(t.shape)} differ in shape")
+    from focal_frequency_loss import FocalFrequencyLoss  # the eval extra (check_eval_extra said so before any work)
+
     with torch.no_grad():
         return float(FocalFrequencyLoss()(p.cpu(), t.cpu()))
 
@@ -399,7 +410,13 @@ def inception_extractor(weights: str | Path | None = None, device="cpu", check_h
     path = find_fid_weights(weights)  # before importing pytorch-fid (3 s of torchvision) when there is nothing to load
     if check_hash:
         _check_sha256(path)
-    from pytorch_fid.inception import InceptionV3  # torchvision behind it: see _offline_inception_loader
+    try:  # the fid extra; torchvision behind it (see _offline_inception_loader), which fails to import beside a
+        # torch build it was not made for (RuntimeError)
+        from pytorch_fid.inception import InceptionV3
+    except (ImportError, RuntimeError) as exc:
+        why = f"{type(exc).__name__}: {str(exc)[:80]}".replace("{", "(").replace("}", ")")  # not template fields
+        raise FidUnavailable(f"FID unavailable: pytorch-fid could not be imported ({why}); "
+                             "pip install 'blurlatent[fid]'") from None
 
     try:
         with _offline_inception_loader(path):

@@ -96,20 +96,27 @@ def check_image_path(path: Path) -> None:
     refuse_special_file(path, "pass an image file (.tif/.tiff/.png)")
 
 
-def write_image(path: str | Path, array: np.ndarray, force: bool = False, compression: str | None = "zlib") -> None:
+def write_image(path: str | Path, array: np.ndarray, force: bool = False, compression: str | None = "zlib",
+                description: str | None = None) -> None:
     """Write a 2-D array (or a [pages, H, W] stack to a multi-page TIFF) atomically; PNG for ``.png`` paths.
+    ``description`` (text, e.g. ``Provenance.as_json``) goes in the TIFF ImageDescription or a PNG text chunk.
     A full disk is one RuntimeFailure naming ``path`` (checked first for the uncompressed size); SIGTERM
     stops it like Ctrl-C; either way no temp file is left."""
     path = Path(path)
     with terminate_as_interrupt(), disk_space(path, np.asarray(array).nbytes + 65536), atomic_path(path, force) as tmp:
         if path.suffix.lower() == ".png":
-            from PIL import Image
+            from PIL import Image, PngImagePlugin
 
-            Image.fromarray(array).save(tmp, format="PNG")
+            info = PngImagePlugin.PngInfo()
+            if description is not None:
+                info.add_text("Description", description)
+            Image.fromarray(array).save(tmp, format="PNG", pnginfo=info)
         else:
             import tifffile
 
-            tifffile.imwrite(tmp, array, compression=compression, photometric="minisblack")  # pages, never RGB
+            # pages, never RGB; a description replaces tifffile's own shape JSON
+            tifffile.imwrite(tmp, array, compression=compression, photometric="minisblack", description=description,
+                             metadata={} if description is None else None)
 
 
 

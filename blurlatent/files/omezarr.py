@@ -4,9 +4,10 @@ Reading takes the full-resolution level (``datasets[0]``) of one image: an image
 bioformats2raw folder (images ``0``, ``1``, …) or a well (its ``images``); which one is the caller's ``series``
 choice. Pixel sizes come from the ``scale`` transforms (dataset and multiscale level) with the axes' units,
 channel names from ``omero``. Writing makes an NGFF 0.4 image (zarr format 2, ``/`` chunk keys): the version
-most viewers read (napari-ome-zarr, Fiji/MoBIE, QuPath, OMERO). Plane labels and the source file go in a
-``blurlatent`` attribute beside the NGFF metadata; it also marks the folder as ours, the only kind of folder a
-write with ``force`` replaces. stacks.py is the public face (``read_stack``/``write_stack``).
+most viewers read (napari-ome-zarr, Fiji/MoBIE, QuPath, OMERO). Plane labels, the source file's name and the
+provenance (``provenance.py``) go in a ``blurlatent`` attribute beside the NGFF metadata; it also marks the
+folder as ours, the only kind of folder a write with ``force`` replaces. stacks.py is the public face
+(``read_stack``/``write_stack``).
 """
 
 from __future__ import annotations
@@ -30,10 +31,11 @@ from blurlatent.files.atomic import (
     replace_folder,
     terminate_as_interrupt,
 )
+from blurlatent.files.provenance import KEY, Provenance
 
 EXTRA = "pip install 'blurlatent[zarr]'"
 NGFF_VERSION = "0.4"
-OURS = "blurlatent"  # our group attribute: {"labels": [...], "source": ...}
+OURS = KEY  # "blurlatent", our group attribute: {"labels": [...], "source": file name, "provenance": {...}}
 ZARR_FILES = ("zarr.json", ".zgroup", ".zattrs")
 WRITTEN = {".zgroup", ".zattrs", "0"}  # what write_omezarr puts in its folder: the group and one array
 # NGFF units are UDUNITS-2 names; µm per unit
@@ -170,23 +172,28 @@ def load_image(group, multiscale: dict, meta: dict, source=None) -> ZarrImage:
 def write_omezarr(path: str | Path, data: np.ndarray, *,
                   pixel_size: tuple[float | None, float | None, float | None] = (None, None, None),
                   channel: str | None = None, labels: list[str] | None = None, source: str | None = None,
-                  force: bool = False, inputs: tuple[Path, ...] = ()) -> None:
+                  force: bool = False, inputs: tuple[Path, ...] = (), provenance: Provenance | None = None) -> None:
     """Write a YX plane or ZYX stack as an NGFF 0.4 image folder, atomically (built in a temp folder beside
     ``path``, then renamed onto it). ``pixel_size`` (x, y, z) in µm becomes the scale (unit micrometer); a
-    None size is written as scale 1 without a unit. An existing ``path`` is replaced only with ``force`` and
-    only when blurlatent wrote it; an input is never replaced."""
+    None size is written as scale 1 without a unit. ``provenance`` goes in ``attrs["blurlatent"]``, and the
+    planes of 3-D ``data`` with one are its α levels, on a ``t`` axis: napari and Fiji/MoBIE give a time axis a
+    slider (a channel axis would be split into overlaid layers, a z axis read as depth). An existing ``path`` is
+    replaced only with ``force`` and only when blurlatent wrote it; an input is never replaced."""
     path, data = Path(path), np.asarray(data)
     zarr = import_zarr(path, "writing")
     check_zarr_output(path, force, inputs)
-    axes = "zyx" if data.ndim == 3 else "yx"
+    axes = ("tyx" if provenance is not None else "zyx") if data.ndim == 3 else "yx"
     # a bad size: unwritten
     sizes = {a: size_um(v, 1.0, output_name(path), a) for a, v in zip("xyz", pixel_size, strict=True)}
-    axes_meta = [{"name": a, "type": "space", **({"unit": "micrometer"} if sizes[a] is not None else {})}
+    axes_meta = [{"name": a, "type": "time"} if a == "t" else
+                 {"name": a, "type": "space", **({"unit": "micrometer"} if sizes[a] is not None else {})}
                  for a in axes]
-    scale = [float(s) if (s := sizes[a]) is not None else 1.0 for a in axes]
+    scale = [float(s) if (s := sizes.get(a)) is not None else 1.0 for a in axes]
     multiscale = {"version": NGFF_VERSION, "name": channel or path.name.split(".")[0], "axes": axes_meta,
                   "datasets": [{"path": "0", "coordinateTransformations": [{"type": "scale", "scale": scale}]}]}
     attrs: dict = {"multiscales": [multiscale], OURS: {"source": source or "", "labels": list(labels or [])}}
+    if provenance is not None:
+        attrs[OURS]["provenance"] = provenance.as_dict()
     if channel:
         lo, hi = (float(data.min()), float(data.max())) if data.size else (0.0, 1.0)
         attrs["omero"] = {"version": NGFF_VERSION, "channels": [

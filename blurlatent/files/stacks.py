@@ -7,10 +7,11 @@ The API (A2's batch/CLI and B's prepare call these; extend, never rename)::
         path: a .tif/.tiff/.ome.tif/.png file, or an OME-Zarr folder (a ``.zarr`` name or a folder with zarr
         metadata). channel: index or name (a digit string counts as an index); series: TIFF series or
         OME-Zarr image (bioformats2raw image, well image, or multiscales entry).
-    Stack(data ZYX, axes, pixel_size (x, y, z) µm | None each, channel, path, kind, labels)
+    Stack(data ZYX, axes, pixel_size (x, y, z) µm | None each, channel, path, kind, labels, channel_index)
         kind: "tiff", "imagej", "ome", "png" or "zarr"; labels: one per plane or None.
     stack_plane(stack, z) -> YX array            (UsageError naming z and the range)
-    write_stack(path, data YX|ZYX, *, like=None, labels=None, force=False, pixel_size=None) -> None
+    write_stack(path, data YX|ZYX|levels YX, *, like=None, labels=None, force=False, pixel_size=None,
+                provenance=None) -> None
     alpha_labels(alphas) -> ["alpha=0.000", ...]  (the plane labels of blur levels)
     is_ome_name(path) -> bool
 
@@ -19,7 +20,8 @@ in µm (OME in any unit, ImageJ resolution + unit, OME-Zarr scale + axis units);
 (series, channels, time points) is chosen by the caller or refused with one line naming the choices, never
 guessed. ``write_stack`` writes OME-TIFF for OME/OME-Zarr inputs and every ``.ome.tif`` name (a plain TIFF
 never gets that name), ImageJ for ImageJ inputs (or plane labels, or pixel sizes: OME where ImageJ cannot hold
-the pixel type), OME-Zarr for ``.zarr`` names, else a plain TIFF, always atomically and in the data's own dtype.
+the pixel type), OME-Zarr for ``.zarr`` names, else a plain TIFF, always atomically and in the data's own dtype,
+with the job's ``provenance.Provenance`` where it is given (and then several planes are α levels, on the T axis).
 Pixel sizes that are not > 0 are dropped with a warning, on reading and on writing.
 """
 
@@ -36,6 +38,7 @@ from blurlatent.errors import UsageError
 from blurlatent.files.atomic import atomic_path, check_writable, disk_space, output_name, terminate_as_interrupt
 from blurlatent.files.images import check_image_path, read_image, write_image
 from blurlatent.files.omezarr import UM_PER_NGFF_UNIT, is_zarr_path, read_omezarr, size_um, write_omezarr
+from blurlatent.files.provenance import Provenance
 
 OME_SUFFIXES = (".ome.tif", ".ome.tiff")
 LABELS_NAMESPACE = "blurlatent/plane-labels"  # the OME MapAnnotation holding one label per Z plane
@@ -44,14 +47,16 @@ UM_PER_UNIT = {"µm": 1.0, "μm": 1.0, "um": 1.0, "micron": 1.0, "microns": 1.0,
                "fm": 1e-9, "pm": 1e-6, "Å": 1e-4, "nm": 1e-3, "mm": 1e3, "cm": 1e4, "dm": 1e5, "m": 1e6,
                "in": 25400.0, "inch": 25400.0, "thou": 25.4}
 Z_LIKE = "ZQI"  # tifffile names the pages of a plain multi-page TIFF Q (shaped) or I (sequence): the z axis
-IMAGEJ_DTYPES = (np.uint8, np.uint16, np.float32)
+# what tifffile writes as ImageJ (its imagej=True rule, 'BHhf'): ImageJ shows int16 through a calibration, -32768
+IMAGEJ_DTYPES = (np.uint8, np.uint16, np.int16, np.float32)
+IMAGEJ_TYPES = "uint8, uint16, int16 or float32"
 
 
 @dataclass(frozen=True)
 class Stack:
     """One channel of one series: ``data`` is ZYX; ``axes`` the source's axes (e.g. "ZCYX");
     ``pixel_size`` (x, y, z) in µm, None where the file does not say; ``kind`` "ome", "imagej" or "tiff";
-    ``labels`` one per plane where the file has plane labels."""
+    ``labels`` one per plane where the file has plane labels; ``channel_index`` the channel chosen (0: the only)."""
 
     data: np.ndarray
     axes: str
@@ -60,6 +65,7 @@ class Stack:
     path: Path | None = None
     kind: str = "tiff"
     labels: tuple[str, ...] | None = None
+    channel_index: int = 0
 
 
 class ImageFacts(TypedDict):
@@ -99,7 +105,7 @@ def read_stack(path: str | Path, *, channel: int | str | None = None, series: in
     names = meta["names"]
     name = (names[c or 0] or None) if (c or 0) < len(names) else None
     check_pixels(path, data)
-    return Stack(data, axes, meta["size"], name, path, kind, labels)
+    return Stack(data, axes, meta["size"], name, path, kind, labels, c or 0)
 
 
 def read_tiff(path: Path, series: int | None) -> tuple[str, np.ndarray, str, ImageFacts, dict | None]:
@@ -195,6 +201,10 @@ def channel_index(path: Path, count: int, channel: int | str | None, names: list
         if not channel or channel not in names:
             raise UsageError(f"{{channel}} {channel} does not exist: {path} holds {count} channels{named}; {fix}",
                              "channel")
+        same = [i for i, n in enumerate(names) if n == channel]
+        if len(same) > 1:  # which one was meant cannot be told: never the first silently
+            raise UsageError(f"{{channel}} {channel} names channels {', '.join(map(str, same))} of {path}; pass the "
+                             f"index instead, {{channel={same[0]}}}", "channel")
         return names.index(channel)
     if not 0 <= int(channel) < count:
         raise UsageError(f"{{channel}} {channel} does not exist: {path} holds {count} channels{named}; {fix}",
@@ -272,21 +282,26 @@ def alpha_labels(alphas) -> list[str]:
 
 def write_stack(path: str | Path, data: np.ndarray, *, like: Stack | None = None,
                 labels: list[str] | None = None, force: bool = False,
-                pixel_size: tuple[float | None, float | None, float | None] | None = None) -> None:
+                pixel_size: tuple[float | None, float | None, float | None] | None = None,
+                provenance: Provenance | None = None) -> None:
     """Write a YX plane or ZYX stack atomically, keeping ``like``'s metadata: OME-TIFF for an OME or OME-Zarr
-    ``like`` and for every ``.ome.tif``/``.ome.tiff`` name (pixel sizes, channel name, source file in the
+    ``like`` and for every ``.ome.tif``/``.ome.tiff`` name (pixel sizes, channel name, source file name in the
     description, plane labels as a MapAnnotation), ImageJ for an ImageJ ``like`` or when ``labels`` or
     ``pixel_size`` are given (resolution, unit, z spacing, slice labels), an NGFF image folder for a ``.zarr``
     name (needs ``blurlatent[zarr]``), a PNG for a ``.png`` plane, else a plain TIFF. ``labels``: one per plane
-    (``alpha_labels``); ``pixel_size`` (x, y, z) in µm overrides ``like``'s. UsageError for a wrong shape or
-    label count, an existing output without ``force``, ``like``'s own file as the output, or an ImageJ ``like``
-    with pixels ImageJ cannot hold (it holds uint8, uint16 and float32; nothing is converted)."""
+    (``alpha_labels``); ``pixel_size`` (x, y, z) in µm overrides ``like``'s. ``provenance`` is recorded as
+    ``provenance.read_provenance`` reads it back, and makes the planes of a 3-D ``data`` its α levels (one per
+    ``provenance.alphas``), written on the T axis: a level is no depth. UsageError for a wrong shape or label
+    count, an existing output without ``force``, ``like``'s own file as the output, or an ImageJ ``like`` with
+    pixels ImageJ cannot hold (``IMAGEJ_DTYPES``; nothing is converted)."""
     path, data = Path(path), np.asarray(data)
     if data.ndim not in (2, 3):
         raise UsageError(f"{path}: data has shape {data.shape}; write a YX plane or a ZYX stack")
     planes = 1 if data.ndim == 2 else data.shape[0]
     if labels is not None and len(labels) != planes:
         raise UsageError(f"labels: {len(labels)} given for {planes} planes; pass one label per plane")
+    if provenance is not None and len(provenance.alphas) != planes:
+        raise UsageError(f"provenance: {len(provenance.alphas)} alphas for {planes} levels; pass one per level")
     given = pixel_size if pixel_size is not None else like.pixel_size if like is not None else None
     if given is not None:
         x, y, z = (size_um(v, 1.0, output_name(path), ax) for v, ax in zip(given, "xyz", strict=True))
@@ -295,22 +310,24 @@ def write_stack(path: str | Path, data: np.ndarray, *, like: Stack | None = None
     kind = output_kind(path, like, labels, data.dtype)
     if kind == "zarr":
         write_omezarr(path, data, pixel_size=like.pixel_size if like else (None, None, None), force=force,
-                      channel=like.channel if like else None, labels=labels, source=str(inputs[0]) if inputs else None,
-                      inputs=inputs)
+                      channel=like.channel if like else None, labels=labels, source=inputs[0].name if inputs else None,
+                      inputs=inputs, provenance=provenance)
         return
+    described = provenance.as_json() if provenance is not None else None
     if kind == "png":
         if planes != 1:
             raise UsageError(f"{path}: PNG holds one plane, data has {planes}; write a .tif or .ome.tif")
         check_writable(path, force, inputs)
-        write_image(path, data.reshape(data.shape[-2:]), force=force)
+        write_image(path, data.reshape(data.shape[-2:]), force=force, description=described)
         return
     if kind == "imagej" and data.dtype not in IMAGEJ_DTYPES:  # converting would lose bits: say so instead
         source = like.path if like is not None and like.path is not None else "its input"  # an ImageJ like
-        raise UsageError(f"{path}: an ImageJ TIFF (the kind of {source}) holds uint8, uint16 or "
-                         f"float32 pixels, not {data.dtype}; convert the data to one of them, or write a .ome.tif")
-    axes = "YX" if data.ndim == 2 else "ZYX"
-    options = (ome_options(axes, like, labels) if kind == "ome" else imagej_options(axes, like, labels)
-               if kind == "imagej" else {"photometric": "minisblack"})
+        raise UsageError(f"{path}: an ImageJ TIFF (the kind of {source}) holds {IMAGEJ_TYPES} pixels, not "
+                         f"{data.dtype}; convert the data to one of them, or write a .ome.tif")
+    axes = "YX" if data.ndim == 2 else "TYX" if provenance is not None else "ZYX"
+    options = (ome_options(axes, like, labels, provenance) if kind == "ome" else
+               imagej_options(axes, like, labels, described) if kind == "imagej" else
+               {"photometric": "minisblack", **({"description": described, "metadata": None} if described else {})})
     import tifffile
 
     check_writable(path, force, inputs)
@@ -321,7 +338,7 @@ def write_stack(path: str | Path, data: np.ndarray, *, like: Stack | None = None
 def output_kind(path: Path, like: Stack | None, labels: list[str] | None, dtype=None) -> str:
     """"zarr", "png", "ome", "imagej" or "tiff": the name decides first (a ``.ome.tif`` is always OME), then
     what ``like`` was read from, then whether labels or pixel sizes need metadata: ImageJ's, or OME's for
-    ``dtype`` pixels ImageJ cannot hold (int16, int32, float64, …: OME-TIFF keeps them as they are)."""
+    ``dtype`` pixels ImageJ cannot hold (int8, int32, uint32, float64, …: OME-TIFF keeps them as they are)."""
     name = path.name.lower()
     if name.endswith(".zarr"):
         return "zarr"
@@ -337,7 +354,10 @@ def output_kind(path: Path, like: Stack | None, labels: list[str] | None, dtype=
 
 
 def source_note(like: Stack | None) -> str:
-    return f"written by blurlatent; source: {like.path}" if like is not None and like.path else "written by blurlatent"
+    """The description of a file we write: the source's name, never its path (no output tells where the machine
+    that wrote it keeps its files)."""
+    source = f"; source: {like.path.name}" if like is not None and like.path is not None else ""
+    return f"written by blurlatent{source}"
 
 
 def um_per_unit(unit) -> float | None:
@@ -346,27 +366,34 @@ def um_per_unit(unit) -> float | None:
     return UM_PER_UNIT.get(text) or UM_PER_NGFF_UNIT.get(text.lower())
 
 
-def ome_options(axes: str, like: Stack | None, labels: list[str] | None) -> dict:
+def ome_options(axes: str, like: Stack | None, labels: list[str] | None, provenance: Provenance | None) -> dict:
+    """tifffile's OME options; the z step is kept as PhysicalSizeZ even on one plane or T levels (OME images
+    always have a Z axis), so an output still says the z step of the stack it came from."""
     meta: dict = {"axes": axes, "Description": source_note(like)}
     size = like.pixel_size if like is not None else (None, None, None)
     for ax, value in zip("XYZ", size, strict=True):
-        if value is not None and (ax != "Z" or axes == "ZYX"):
+        if value is not None:
             meta[f"PhysicalSize{ax}"], meta[f"PhysicalSize{ax}Unit"] = value, "µm"
     if like is not None and like.channel:
         meta["Channel"] = {"Name": [like.channel]}
-    if labels is not None:
-        meta["MapAnnotation"] = {"Namespace": LABELS_NAMESPACE, "Value": {str(i): s for i, s in enumerate(labels)}}
+    annotations = [] if provenance is None else [provenance.ome_annotation()]
+    if labels is not None:  # by plane: z for a stack, t for levels
+        annotations.append({"Namespace": LABELS_NAMESPACE, "Value": {str(i): s for i, s in enumerate(labels)}})
+    if annotations:
+        meta["MapAnnotation"] = annotations
     return {"ome": True, "imagej": False, "photometric": "minisblack", "metadata": meta}
 
 
-def imagej_options(axes: str, like: Stack | None, labels: list[str] | None) -> dict:
-    meta: dict = {"axes": axes, "Info": source_note(like)}
+def imagej_options(axes: str, like: Stack | None, labels: list[str] | None, info: str | None) -> dict:
+    """tifffile's ImageJ options: T levels are frames (Fiji: a t slider with the slice labels, not depth); the
+    z spacing stays as the voxel depth; ``info`` (the provenance JSON) is the Info property."""
+    meta: dict = {"axes": axes, "Info": info or source_note(like)}
     x, y, z = like.pixel_size if like is not None else (None, None, None)
     options: dict = {"imagej": True, "ome": False, "metadata": meta}
     if x is not None and y is not None:
         options["resolution"] = (1 / x, 1 / y)
         meta["unit"] = "um"
-    if z is not None and axes == "ZYX":
+    if z is not None:
         meta["spacing"], meta["unit"] = z, "um"
     if labels is not None:
         meta["Labels"] = list(labels)

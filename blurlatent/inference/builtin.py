@@ -10,7 +10,10 @@ edited file is refused, never used.
     builtin_models()            every shipped model, from its card
     builtin_model("w1")         the default model of a channel
     builtin_path(model)         the weights file, after its checksum matched
+    named_builtin(value)        the built-in model a checkpoint argument names ("w1"), or None for a path
+    checkpoint_file(value)      the file a checkpoint argument means (train --init, export)
     resolve_checkpoint(path, name)  the checkpoint a command uses: the user's, else the built-in one
+    model_identity(checkpoint)  (name, sha256) outputs record: a built-in name, else the file's name
 
 Making one (``slim_checkpoint``) is ``shipping``'s: this module imports no torch, so inference can use it.
 """
@@ -83,13 +86,49 @@ def describe_builtin(model: BuiltinModel) -> str:
     return f"using the built-in {model.name} model ({model.summary}; see `blurlatent models`)"
 
 
+def model_identity(checkpoint: str | Path) -> tuple[str, str]:
+    """(name, sha256) an output records for the model it was made with: a built-in model's name and the checksum
+    its card holds (``builtin_path`` compared the file with it), else the checkpoint's file name — never its
+    path — and the file's sha256."""
+    path = Path(checkpoint)
+    for model in builtin_models():
+        if model.path.resolve() == path.resolve():
+            return model.name, model.sha256
+    return path.name, sha256_file(path)
+
+
+def named_builtin(value: str | Path, param: str = "checkpoint", folder: Path | None = None) -> BuiltinModel | None:
+    """The built-in model ``value`` names ("w1": a name ``blurlatent models`` lists), else None (a path). Every
+    command that takes a checkpoint asks this, so a built-in model is a name everywhere. UsageError when the bare
+    name is also a file in the working folder (which one was meant cannot be told)."""
+    text = str(value)
+    model = next((m for m in builtin_models(folder) if m.name == text), None)
+    if model is not None and Path(text).is_file():
+        raise UsageError(f"{{{param}}} {text}: names a built-in model and a file in this folder; pass the file as "
+                         f"{Path(text).absolute()}, or run from another folder for the built-in model", param)
+    return model
+
+
+def checkpoint_file(value: str | Path, param: str = "checkpoint") -> Path:
+    """The checkpoint file ``value`` means: a built-in model's weights (checksum checked) or the path itself."""
+    model = named_builtin(value, param)
+    return builtin_path(model) if model is not None else Path(value)
+
+
 def resolve_checkpoint(checkpoint: str | Path | None, model: str | None = None) -> tuple[Path, str | None]:
-    """The checkpoint a command runs: ``checkpoint`` when given (``model`` must then be None), else the
-    built-in ``model`` (default ``DEFAULT_MODEL``) after its checksum matched, with the line to tell the user."""
+    """The checkpoint a command runs: ``checkpoint`` when given (a path, or a built-in model's name; ``model``
+    must then be None), else the built-in ``model`` (default ``DEFAULT_MODEL``; "" is refused, not the default)
+    after its checksum matched, with the line to tell the user when it is a built-in one."""
     if checkpoint is not None:
         if model is not None:
             raise UsageError(f"both {{model}} ({model}) and {{checkpoint}} ({checkpoint}) given; give one of them",
                              "model", "checkpoint")
-        return Path(checkpoint), None
-    builtin = builtin_model(model or DEFAULT_MODEL)
+        builtin = named_builtin(checkpoint)
+        if builtin is None:
+            return Path(checkpoint), None
+    elif model is not None and not model.strip():
+        raise UsageError(f"{{model}} {model!r} is empty; give a built-in model's name ({DEFAULT_MODEL}; `blurlatent "
+                         "models` lists them), or leave {model} out for the default", "model")
+    else:
+        builtin = builtin_model(DEFAULT_MODEL if model is None else model)
     return builtin_path(builtin), describe_builtin(builtin)

@@ -56,9 +56,14 @@ def check_z(z: Sequence[int]) -> tuple[int, int]:
     return first, second
 
 
-def single_plane(stack: Stack) -> np.ndarray:
-    """The one YX plane of ``stack``; UsageError when it holds several (then ``z`` chooses two of them)."""
+def single_plane(stack: Stack, in_folders: bool = False) -> np.ndarray:
+    """The one YX plane of ``stack``; UsageError when it holds several (then ``z`` chooses two of them, except
+    ``in_folders``: folder mode pairs single-plane files, and a folder of stacks is deblur's ``stack_dir``)."""
     count = stack.data.shape[0]
+    if count != 1 and in_folders:
+        raise UsageError(f"{stack.path}: holds {count} planes (axes {stack.axes}), but folder mode pairs single-plane "
+                         "files; split it into one file per plane, or deblur a folder of z-stacks with "
+                         "`blurlatent deblur --stack-dir DIR --z P1 P2`")
     if count != 1:
         raise UsageError(f"{stack.path}: holds {count} planes (axes {stack.axes}); pass {{z=P1 P2}} with this one "
                          "file to use two of its planes, or split channels/pages into one file per plane", "z")
@@ -81,11 +86,12 @@ def stack_pair(stack: Stack, z: Sequence[int], name: str | None = None) -> tuple
 
 
 def read_inputs(first: str | Path, second: str | Path | None = None, *, z: Sequence[int] | None = None,
-                channel: int | str | None = None, series: int | None = None) -> Inputs:
+                channel: int | str | None = None, series: int | None = None, in_folders: bool = False) -> Inputs:
     """The two planes of a job: one per file (``second`` given, no ``z``) or planes ``z`` of the stack ``first``.
 
     UsageError (naming the file and what to pass) for a stack without ``z``, ``z`` on a single plane or
-    beside ``second``, planes of two sizes, and whatever ``read_stack`` refuses (``channel``, ``series``).
+    beside ``second``, planes of two sizes, and whatever ``read_stack`` refuses (``channel``, ``series``);
+    ``in_folders``: the files of a folder-mode pair (a stack there is not fixed by ``z``).
     """
     if second is not None and z is not None:
         raise UsageError(f"{{z}} chooses two planes of one stack, but two files were given ({first}, {second}); pass "
@@ -100,7 +106,7 @@ def read_inputs(first: str | Path, second: str | Path | None = None, *, z: Seque
         a, b = stack_pair(stack, z)
         return Inputs(a, b, (stack, stack))
     other = read_file(second, channel, series)
-    a, b = single_plane(stack), single_plane(other)
+    a, b = single_plane(stack, in_folders), single_plane(other, in_folders)
     if a.shape != b.shape:
         raise UsageError(f"{second}: image is {b.shape[1]}x{b.shape[0]} but {first} is {a.shape[1]}x{a.shape[0]}; "
                          "pass two planes of one field")
@@ -108,9 +114,9 @@ def read_inputs(first: str | Path, second: str | Path | None = None, *, z: Seque
 
 
 def output_like(stack: Stack) -> Stack:
-    """``stack``'s metadata for an output whose planes are α levels, not focal planes: no z spacing."""
-    x, y, _ = stack.pixel_size
-    return dataclasses.replace(stack, pixel_size=(x, y, None), labels=None)
+    """``stack``'s metadata for an output whose planes are α levels, not focal planes: not its plane labels. The
+    z step stays (OME's PhysicalSizeZ, ImageJ's spacing): the levels go on T (``stacks.write_stack``), never Z."""
+    return dataclasses.replace(stack, labels=None)
 
 
 # --- arrays (the Python API) ----------------------------------------------------------------------------

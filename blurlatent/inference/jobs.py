@@ -11,32 +11,47 @@ The images go through one ``Predictor``; outputs keep their pixel type (``check_
 
 Inputs are one plane per file or two planes ``z`` of one z-stack (``planes``); outputs keep the metadata of
 the input nearer focus (``stacks.write_stack``: OME-TIFF stays OME-TIFF with its pixel sizes, ImageJ stays
-ImageJ) and several levels in one file are labelled with their α (``alpha=0.125``).
+ImageJ), several levels in one file are labelled with their α (``alpha=0.125``) on the T axis, and every output
+records how it was made (``files.provenance``: planes, z, target, α, channel, model and its sha256, version).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
 import numpy as np
 
-from blurlatent.bbbc006 import parse_bbbc_name, plane_from_path
+from blurlatent import __version__
+from blurlatent.bbbc006 import parse_bbbc_name
 from blurlatent.config import InferenceConfig
 from blurlatent.errors import UsageError
 from blurlatent.files.atomic import check_outputs, disk_space, staged_files, terminate_as_interrupt
 from blurlatent.files.images import IMAGE_SUFFIXES
 from blurlatent.files.omezarr import check_zarr_output
 from blurlatent.files.output_folders import FolderLock
-from blurlatent.files.stacks import IMAGEJ_DTYPES, Stack, alpha_labels, is_ome_name, output_kind, write_stack
+from blurlatent.files.provenance import Provenance
+from blurlatent.files.stacks import (
+    IMAGEJ_DTYPES,
+    IMAGEJ_TYPES,
+    Stack,
+    alpha_labels,
+    is_ome_name,
+    output_kind,
+    write_stack,
+)
+from blurlatent.inference.alphas import AlphaSource, DeblurLevels, stack_levels
+from blurlatent.inference.builtin import model_identity
 from blurlatent.inference.inputs import Inputs, output_like, read_inputs
 from blurlatent.inference.predictor import NEAR_FOCUS, Predictor
-from blurlatent.nets.latent import alpha_from_planes, check_blur_alpha, check_deblur_alpha, steps_to_alphas
+from blurlatent.nets.latent import check_blur_alpha, check_deblur_alpha, steps_to_alphas
 from blurlatent.progress import progress_bar, tile_progress
 
 OUTPUT_SUFFIXES = (".tif", ".tiff", ".png", ".zarr")
 LABELLED_KINDS = ("ome", "imagej", "zarr")  # inputs whose outputs carry a label even for a single level
+Levels = Sequence[float] | Mapping[str, Sequence[float]]  # one α list for every pair, or one per pair name
 
 
 def read_pair(path_a, path_b) -> tuple[np.ndarray, np.ndarray]:
@@ -81,24 +96,44 @@ def check_png(paths: Sequence[Path], dtype) -> None:
 
 def check_format(path: Path, dtype, like: Stack | None, levels: int) -> None:
     """UsageError when the TIFF ``write_output`` makes of ``levels`` planes like ``like`` is an ImageJ one (an
-    ImageJ input's kind) and ``dtype`` is not a pixel type ImageJ holds (uint8, uint16, float32): the pixels
-    are never converted behind the user's back. Other labelled outputs go to OME-TIFF, which holds any type."""
+    ImageJ input's kind) and ``dtype`` is not a pixel type ImageJ holds (``IMAGEJ_TYPES``): the pixels are
+    never converted behind the user's back. Other labelled outputs go to OME-TIFF, which holds any type."""
     labelled = levels > 1 or (like is not None and like.kind in LABELLED_KINDS)
     kind = output_kind(Path(path), like and output_like(like), [""] * levels if labelled else None, dtype)
     if kind == "imagej" and np.dtype(dtype) not in IMAGEJ_DTYPES:  # only for an ImageJ ``like``
         source = like.path if like is not None else "its input"
-        raise UsageError(f"{path}: an ImageJ TIFF (the kind of {source}) holds uint8, uint16 or float32 pixels, "
-                         f"not {np.dtype(dtype)}; pass {{out_dtype}} float32, or write a .ome.tif", "out_dtype")
+        raise UsageError(f"{path}: an ImageJ TIFF (the kind of {source}) holds {IMAGEJ_TYPES} pixels, not "
+                         f"{np.dtype(dtype)}; pass {{out_dtype}} float32, or write a .ome.tif", "out_dtype")
 
 
-def write_output(path: Path, levels: np.ndarray, alphas: Sequence[float], like: Stack | None = None) -> None:
-    """One output file of [K, H, W] levels (or one [H, W] level) with ``like``'s metadata (``stacks.write_stack``):
-    several levels are labelled with their α (``alpha=0.125``), so is one level of an OME, ImageJ or OME-Zarr
-    input; a PNG is a plain PNG. The levels keep their dtype (``check_format``)."""
+def job_provenance(checkpoint, rule: str, alphas: Sequence[float], planes=None, target=None) -> Provenance:
+    """What every output of a job records (``files.provenance``), its model hashed once per job; ``planes`` the
+    two planes α came from (stack indices or focal planes), ``target`` the plane a deblur's α aims at."""
+    name, digest = model_identity(checkpoint)
+    return Provenance(rule, tuple(float(a) for a in alphas), name, digest, __version__,
+                      planes=None if planes is None else (float(planes[0]), float(planes[1])),
+                      target=None if target is None else float(target))
+
+
+def pair_provenance(job: Provenance, sources: Sequence[Stack], like: Stack) -> Provenance:
+    """``job``'s provenance for one pair: its inputs' file names, ``like``'s channel, and the z in µm of the
+    planes (from the stack's first plane) where ``like`` has a z step."""
+    step, planes = like.pixel_size[2], job.planes
+    z_um = None if planes is None or step is None else (planes[0] * step, planes[1] * step)
+    names = tuple(dict.fromkeys(s.path.name for s in sources if s.path is not None))
+    return replace(job, z_um=z_um, channel=like.channel_index, channel_name=like.channel, inputs=names)
+
+
+def write_output(path: Path, levels: np.ndarray, alphas: Sequence[float], like: Stack | None = None,
+                 provenance: Provenance | None = None) -> None:
+    """One output file of [K, H, W] levels (or one [H, W] level) with ``like``'s metadata (``stacks.write_stack``)
+    and ``provenance`` (its α the file's): several levels are labelled with their α (``alpha=0.125``) on the T
+    axis, so is one level of an OME, ImageJ or OME-Zarr input. The levels keep their dtype (``check_format``)."""
     labelled = levels.ndim == 3 or (like is not None and like.kind in LABELLED_KINDS)
     check_format(path, levels.dtype, like, len(levels) if levels.ndim == 3 else 1)
     write_stack(path, levels, like=None if like is None else output_like(like),
-                labels=alpha_labels(alphas) if labelled else None)
+                labels=alpha_labels(alphas) if labelled else None,
+                provenance=None if provenance is None else replace(provenance, alphas=tuple(map(float, alphas))))
 
 
 def check_job_outputs(paths: Sequence[Path], force: bool, inputs: Sequence[Path] = ()) -> None:
@@ -111,18 +146,18 @@ def check_job_outputs(paths: Sequence[Path], force: bool, inputs: Sequence[Path]
 
 
 def write_levels(out, levels: np.ndarray, alphas: Sequence[float], force: bool = False,
-                 like: Stack | None = None) -> list[Path]:
-    """Write [K, H, W] levels as ``level_paths`` says (K labelled planes in one file), all or nothing, with
-    ``like``'s metadata; returns the paths."""
+                 like: Stack | None = None, provenance: Provenance | None = None) -> list[Path]:
+    """Write [K, H, W] levels as ``level_paths`` says (K labelled levels in one file), all or nothing, with
+    ``like``'s metadata and ``provenance``; returns the paths."""
     paths = level_paths(out, alphas)
     check_job_outputs(paths, force)
     check_png(paths, levels.dtype)
     with staged_files(force) as stage:
         if len(paths) == 1:
-            write_output(stage(paths[0]), levels[0] if len(levels) == 1 else levels, alphas, like)
+            write_output(stage(paths[0]), levels[0] if len(levels) == 1 else levels, alphas, like, provenance)
         else:
             for p, level, a in zip(paths, levels, alphas, strict=True):
-                write_output(stage(p), level, [a], like)
+                write_output(stage(p), level, [a], like, provenance)
     return paths
 
 
@@ -204,16 +239,21 @@ def output_suffix(pair) -> str:
     return ".ome.tif" if ome else ".tif"
 
 
-def folder_outputs(out_dir, pairs, alphas: Sequence[float], suffix: str | None = None) -> list[list[Path]]:
+def pair_levels(alphas: Levels, name: str) -> list[float]:
+    """The α levels of the pair ``name``: ``alphas`` itself, or its entry where α differs per pair."""
+    return list(alphas[name] if isinstance(alphas, Mapping) else alphas)
+
+
+def folder_outputs(out_dir, pairs, alphas: Levels, suffix: str | None = None) -> list[list[Path]]:
     """Per pair, one file per level: ``OUT/{field}_a0.250.tif`` (``level_names``; ``.ome.tif`` for OME inputs)."""
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"{out_dir}: exists and is not a folder; folder mode writes into a folder")
-    names = level_names(alphas)
-    return [[out_dir / f"{pair[0]}_{tag}{suffix or output_suffix(pair)}" for tag in names] for pair in pairs]
+    return [[out_dir / f"{pair[0]}_{tag}{suffix or output_suffix(pair)}"
+             for tag in level_names(pair_levels(alphas, pair[0]))] for pair in pairs]
 
 
-def check_folder_outputs(out_dir, pairs, alphas: Sequence[float], force: bool) -> list[list[Path]]:
+def check_folder_outputs(out_dir, pairs, alphas: Levels, force: bool) -> list[list[Path]]:
     """``folder_outputs``, each checked (``files.check_outputs``: none may be an input, or exist without ``force``)."""
     outputs = folder_outputs(out_dir, pairs, alphas)
     inputs = [f for _, a, b in pairs for f in (a, b) if f is not None]
@@ -221,53 +261,57 @@ def check_folder_outputs(out_dir, pairs, alphas: Sequence[float], force: bool) -
     return outputs
 
 
-def predict_folder(predictor: Predictor, pairs: Sequence[tuple], alphas: Sequence[float], out_dir,
+def predict_folder(predictor: Predictor, pairs: Sequence[tuple], alphas: Levels, out_dir,
                    rule: str = "blur", *, force: bool = False, extrapolate: bool = False,
-                   progress: Callable[[int], None] | None = None,
-                   read: Callable[..., Inputs] = read_inputs) -> list[Path]:
+                   progress: Callable[[int], None] | None = None, read: Callable[..., Inputs] = read_inputs,
+                   provenance: Provenance | None = None, targets: Mapping[str, float] | None = None) -> list[Path]:
     """Blur (``rule="blur"``) or deblur every pair (``pair_folders``; ``stack_folder`` jobs with ``read`` choosing
-    their planes) at every α, writing ``folder_outputs``; returns the paths.
+    their planes) at every α (``alphas``, or per pair name: a stack's own focus), writing ``folder_outputs`` (each
+    with ``provenance``, completed by its pair's inputs, ``pair_provenance``, and its ``targets`` entry);
+    returns the paths.
 
     All or nothing: every output path is checked before anything is written, and the images are kept in
     temps until every pair is done, so a pair that fails (or Ctrl-C) leaves no output of any pair.
     ``progress(n)`` is called after each batch of n pairs.
     """
     check = partial(check_blur_alpha, extrapolate=extrapolate) if rule == "blur" else check_deblur_alpha
-    alphas = [check(a) for a in alphas]
-    outputs = check_folder_outputs(out_dir, pairs, alphas, force)
+    checked = {pair[0]: [check(a) for a in pair_levels(alphas, pair[0])] for pair in pairs}
+    outputs = check_folder_outputs(out_dir, pairs, checked, force)
     written = []
+    jobs = list(zip(pairs, outputs, strict=True))
     with terminate_as_interrupt(), staged_files(force) as stage:  # SIGTERM between two writes: as Ctrl-C
-        for batch in same_shape_batches(list(zip(pairs, outputs, strict=True)), predictor.config.batch_size, read):
-            (_, first0, second0), _ = batch[0][1]
-            levels = predictor.run_pairs([im.first for im, _ in batch], [im.second for im, _ in batch], alphas, rule,
-                                         names=(str(first0), str(second0 or first0)))
-            for (images, (_, paths)), stack in zip(batch, levels, strict=True):
-                for p, level, a in zip(paths, stack, alphas, strict=True):
-                    write_output(stage(p), level, [a], images.sources[NEAR_FOCUS[rule]])
+        for batch in same_shape_batches(jobs, predictor.config.batch_size, read, lambda job: checked[job[0][0]]):
+            (name0, first0, second0), _ = batch[0][1]
+            levels = predictor.run_pairs([im.first for im, _ in batch], [im.second for im, _ in batch],
+                                         checked[name0], rule, names=(str(first0), str(second0 or first0)))
+            for (images, ((name, _, _), paths)), stack in zip(batch, levels, strict=True):
+                like = images.sources[NEAR_FOCUS[rule]]
+                record = None if provenance is None else pair_provenance(provenance, images.sources, like)
+                if record is not None and targets is not None:
+                    record = replace(record, target=targets[name])
+                for p, level, a in zip(paths, stack, checked[name], strict=True):
+                    write_output(stage(p), level, [a], like, record)
                     written.append(p)
             if progress is not None:
                 progress(len(batch))
     return written
 
 
-def same_shape_batches(jobs: list, size: int, read: Callable[..., Inputs] = read_inputs):
+def same_shape_batches(jobs: list, size: int, read: Callable[..., Inputs] = read_inputs,
+                       key: Callable[[tuple], object] = lambda job: None):
     """Read the pairs of ``jobs`` [((name, a, b), outputs), ...] with ``read(a, b)`` and yield lists of up to
-    ``size`` (``Inputs``, job) of one image shape, in order: pairs in a batch go through the model together."""
+    ``size`` (``Inputs``, job) of one image shape and one ``key(job)`` (their α levels), in order: pairs in a
+    batch go through the model together."""
     batch: list = []
     for job in jobs:
         images = read(job[0][1], job[0][2])
-        if batch and (len(batch) >= max(1, size) or images.first.shape != batch[0][0].first.shape):
+        if batch and (len(batch) >= max(1, size) or images.first.shape != batch[0][0].first.shape
+                      or key(job) != key(batch[0][1])):
             yield batch
             batch = []
         batch.append((images, job))
     if batch:
         yield batch
-
-
-def planes_from_paths(path_a, path_b) -> tuple[int, int] | None:
-    """Focal planes of two BBBC006 files inside (or two folders named) ``..._z_XX``, or None when either is not."""
-    pa, pb = (plane_from_path(Path(p) / "x" if Path(p).is_dir() else p) for p in (path_a, path_b))
-    return None if pa is None or pb is None else (pa, pb)
 
 
 # --- the jobs the command line runs ------------------------------------------------------------------
@@ -283,36 +327,12 @@ def blur_alphas(alphas: Sequence[float] | None, steps: int | None, extrapolate: 
     return [check_blur_alpha(a, extrapolate) for a in alphas or ()]
 
 
-def deblur_alphas(alpha: float | None, planes: tuple[float, float] | None, target: float, sweep: bool,
-                  paths: tuple[Path, Path] | None = None,
-                  z: tuple[int, int] | None = None) -> tuple[list[float], tuple[float, float] | None]:
-    """Eq. 3's α list and the planes it came from: from ``alpha``, from ``planes`` toward ``target``, from the
-    stack planes ``z`` (indices as planes), or from the BBBC006_v1_images_z_XX folders of ``paths``; ``sweep``
-    adds 1/8 … 7/8."""
-    if alpha is not None and planes is not None:
-        raise UsageError("{alpha} or {planes}: give one, not both", "alpha", "planes")
-    if alpha is None and planes is None and z is not None:
-        planes = (z[0], z[1])
-    if alpha is None and planes is None and paths is not None:
-        planes = planes_from_paths(*paths)
-        if planes is None and not sweep:
-            raise UsageError(f"{{alpha}} or {{planes}}: give one; the planes of {paths[0]} and {paths[1]} are not in "
-                             "BBBC006_v1_images_z_XX folder names", "alpha", "planes")
-    alphas = []
-    if alpha is not None:
-        alphas = [check_deblur_alpha(alpha, warn=False)]  # Predictor.deblur warns once
-    elif planes is not None:
-        alphas = [alpha_from_planes(planes[0], planes[1], target)]
-    if sweep:
-        alphas = sorted(set(alphas) | set(steps_to_alphas(7)))
-    return alphas, planes
-
-
 def run_files(checkpoint, config: InferenceConfig, first: Path, second: Path | None, alphas: Sequence[float],
               output: Path, rule: str, *, force: bool = False, extrapolate: bool = False, z=None, channel=None,
-              series: int | None = None, progress_enabled: bool = False) -> list[Path]:
+              series: int | None = None, progress_enabled: bool = False, planes=None, target=None) -> list[Path]:
     """Blur (``rule="blur"``: first = sharp) or deblur (first = blurriest) two files, or planes ``z`` of the
-    stack ``first`` (``second`` None), into ``output`` with the metadata of the input nearer focus.
+    stack ``first`` (``second`` None), into ``output`` with the metadata of the input nearer focus and the job's
+    provenance (``planes`` α came from, default ``z``; the deblur ``target``; ``job_provenance``).
 
     Inputs and every output path (not an input, not existing without ``force``, a pixel type the format
     holds) are checked before the model is loaded; a tiled image shows a progress bar (``progress_enabled``).
@@ -335,39 +355,57 @@ def run_files(checkpoint, config: InferenceConfig, first: Path, second: Path | N
                                         progress=update)
             else:
                 levels = predictor.deblur(inputs.first, inputs.second, list(alphas), progress=update)
-        return write_levels(output, levels, alphas, force=force, like=like)
+        job = job_provenance(checkpoint, rule, alphas, z if planes is None else planes, target)
+        return write_levels(output, levels, alphas, force=force, like=like,
+                            provenance=pair_provenance(job, inputs.sources, like))
 
 
-def predict_folders(checkpoint, config: InferenceConfig, pairs: list[tuple], alphas: Sequence[float], output: Path,
+def predict_folders(checkpoint, config: InferenceConfig, pairs: list[tuple], alphas: Levels, output: Path,
                 rule: str, *, force: bool = False, extrapolate: bool = False, z=None, channel=None,
-                series: int | None = None, progress_enabled: bool = True) -> list[Path]:
+                series: int | None = None, progress_enabled: bool = True, planes=None, target=None,
+                targets: Mapping[str, float] | None = None) -> list[Path]:
     """``predict_folder`` on ``pairs`` (``pair_folders`` or, with ``z``, ``stack_folder``) into the folder ``output``,
-    outputs checked before the model is loaded, a bar per pair (``progress_enabled``); returns the paths."""
+    outputs checked before the model is loaded, a bar per pair (``progress_enabled``), the provenance as
+    ``run_files`` records it (``targets``: each pair's own); returns the paths."""
     check_folder_outputs(output, pairs, alphas, force)
-    read = partial(read_inputs, z=z, channel=channel, series=series)
+    read = partial(read_inputs, z=z, channel=channel, series=series, in_folders=z is None)
     with disk_space(output), FolderLock(output, rule), terminate_as_interrupt():  # one job per output folder
         predictor = Predictor.from_checkpoint(checkpoint, config)
+        shared = [] if isinstance(alphas, Mapping) else alphas  # per pair: each output records its own
+        job = job_provenance(checkpoint, rule, shared, z if planes is None else planes, target)
         with progress_bar(rule, len(pairs), progress_enabled) as advance:
             return predict_folder(predictor, pairs, alphas, output, rule, force=force, extrapolate=extrapolate,
-                              progress=advance, read=read)
+                                  progress=advance, read=read, provenance=job, targets=targets)
+
+
+def refuse_z_in_pairs(z, rule: str) -> None:
+    """UsageError for ``z`` in the folder mode that pairs single-plane files of two folders (blur and deblur)."""
+    if z is not None:
+        stacks = ", or deblur a folder of z-stacks with {stack_dir} and {z=P1 P2}" if rule == "deblur" else ""
+        raise UsageError(f"{{z}} chooses two planes of one z-stack, but folder mode pairs single-plane files of two "
+                         f"folders; leave {{z}} out{stacks}", "z", *(("stack_dir",) if stacks else ()))
 
 
 def blur_folders(checkpoint, config: InferenceConfig, sharp_dir: Path, blurry_dir: Path, alphas: Sequence[float],
                  output: Path, *, force: bool = False, extrapolate: bool = False, progress_enabled: bool = True,
-                 channel=None, series: int | None = None):
-    """Blur every pair of two folders into the folder ``output``: (paths written, pairs, unpaired files)."""
+                 channel=None, series: int | None = None, z=None):
+    """Blur every pair of two folders into the folder ``output``: (paths written, pairs, unpaired files).
+    UsageError for ``z`` (the files of a pair are single planes)."""
+    refuse_z_in_pairs(z, "blur")
     pairs, unpaired = pair_folders(sharp_dir, blurry_dir)
     written = predict_folders(checkpoint, config, pairs, alphas, output, "blur", force=force, extrapolate=extrapolate,
                           channel=channel, series=series, progress_enabled=progress_enabled)
     return written, pairs, unpaired
 
 
-def deblur_folders(checkpoint, config: InferenceConfig, alphas: Sequence[float], output: Path, *,
+def deblur_folders(checkpoint, config: InferenceConfig, source: AlphaSource, output: Path, *,
                    blurriest_dir: Path | None = None, less_blurry_dir: Path | None = None,
                    stack_dir: Path | None = None, z=None, channel=None, series: int | None = None,
                    force: bool = False, progress_enabled: bool = True):
     """Deblur every field of two folders (paired as ``pair_folders`` does), or planes ``z`` of every stack of
-    ``stack_dir``, into the folder ``output``: (paths written, jobs, inputs left without a partner)."""
+    ``stack_dir``, into the folder ``output``, α from ``source`` — per stack where it comes from the stack
+    (``alphas.stack_levels``: every stack is checked, its focus found, before the model is loaded): (paths
+    written, jobs, inputs left without a partner, {job name: its ``DeblurLevels``})."""
     pairs: Sequence[tuple[str, Path, Path | None]]
     unpaired: list[Path]
     if stack_dir is not None:
@@ -382,7 +420,17 @@ def deblur_folders(checkpoint, config: InferenceConfig, alphas: Sequence[float],
         if blurriest_dir is None or less_blurry_dir is None:
             raise UsageError("folder mode: give both {blurriest_dir} and {less_blurry_dir}", "blurriest_dir",
                              "less_blurry_dir")
+        refuse_z_in_pairs(z, "deblur")
         pairs, unpaired = pair_folders(blurriest_dir, less_blurry_dir)
+    shared = DeblurLevels([], source.planes) if source.needs_stack else source.levels()
+    levels = dict.fromkeys((pair[0] for pair in pairs), shared)
+    alphas: Levels = shared.alphas
+    targets: dict[str, float] | None = None
+    if source.needs_stack:
+        levels = {name: stack_levels(source, path, channel=channel, series=series) for name, path, _ in pairs}
+        alphas = {name: found.alphas for name, found in levels.items()}
+        targets = {name: found.target for name, found in levels.items() if found.target is not None}
     written = predict_folders(checkpoint, config, pairs, alphas, output, "deblur", force=force, z=z, channel=channel,
-                          series=series, progress_enabled=progress_enabled)
-    return written, pairs, unpaired
+                              series=series, progress_enabled=progress_enabled, planes=shared.planes,
+                              target=shared.target, targets=targets)
+    return written, pairs, unpaired, levels

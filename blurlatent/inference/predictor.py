@@ -33,17 +33,16 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from blurlatent.bbbc006 import IN_FOCUS_PLANE
 from blurlatent.config import InferenceConfig
 from blurlatent.errors import UsageError
 from blurlatent.files.images import check_grayscale
+from blurlatent.inference.alphas import AUTO, alpha_source
 from blurlatent.inference.builtin import resolve_checkpoint
-from blurlatent.inference.inputs import array_pair
+from blurlatent.inference.inputs import array_pair, array_stack
 from blurlatent.intensity import Scale, check_normalization, plane_ranges, to_input_scale, to_unit
 from blurlatent.nets.checkpoint import build_model, load_checkpoint
 from blurlatent.nets.device import assign_device, inference_autocast
 from blurlatent.nets.latent import (
-    alpha_from_planes,
     check_blur_alpha,
     check_deblur_alpha,
     extrapolate_sharp,
@@ -373,7 +372,7 @@ def blur(model, sharp: np.ndarray, blurry: np.ndarray | None = None, alpha=None,
 
 
 def deblur(model, blurriest: np.ndarray, less_blurry: np.ndarray | None = None, alpha=None, *, z=None,
-           target: float = IN_FOCUS_PLANE, axes: str | None = None, channel: int | None = None,
+           target: float | str = AUTO, axes: str | None = None, channel: int | None = None,
            intensity: str = InferenceConfig.intensity, tile: int | None = InferenceConfig.tile,
            precision: str = InferenceConfig.precision, batch_size: int = InferenceConfig.batch_size,
            out_dtype=None) -> np.ndarray:
@@ -386,17 +385,21 @@ def deblur(model, blurriest: np.ndarray, less_blurry: np.ndarray | None = None, 
     ``conserve`` (default) gives the output the less-blurry input's total signal above background
     (light is conserved through focus, so the sharp peaks rise above the blurry maximum); ``minmax``
     maps [0, 1] to the less-blurry input's normalization range.
-    A z-stack instead: ``deblur(model, stack, z=(0, 8), target=16, axes="ZYX")``, planes ``z`` (blurriest
-    first) of ``stack`` (axes e.g. "ZYX", or "CZYX" with ``channel``), α from the plane indices toward
-    ``target`` unless ``alpha`` is given; the same as the two planes given as 2-D arrays.
-    Raises UsageError for α ≥ 1 or α < 0, non-2-D or mismatched inputs, ``planes.array_pair``'s refusals, and
-    a model, α or option of the wrong type, naming the argument; warns when 1/(1 − α) > 8.
+    A z-stack instead: ``deblur(model, stack, z=(0, 8), axes="ZYX")``, planes ``z`` (blurriest first) of
+    ``stack`` (axes e.g. "ZYX", or "CZYX" with ``channel``), α from the plane indices toward ``target`` unless
+    ``alpha`` is given: ``"auto"`` (the default), the focus ``prepare.focus`` finds in the stack, or a plane of
+    it (``target=16``); the same as the two planes given as 2-D arrays.
+    Raises UsageError for α ≥ 1 or α < 0, non-2-D or mismatched inputs, ``planes.array_pair``'s refusals,
+    ``alphas``' refusals (a target outside the stack, a focus found at its first or last plane, ``alpha`` beside
+    a target plane), and a model, α or option of the wrong type, naming the argument; warns when 1/(1 − α) > 8.
     """
-    blurriest, less_blurry = array_pair(blurriest, less_blurry, z=z, axes=axes, channel=channel)
+    stack = blurriest
+    blurriest, less_blurry = array_pair(blurriest, less_blurry, z=z, axes=axes, channel=channel)  # z checked first
+    source = alpha_source(alpha, None, target, z=z)
+    if source.empty:
+        raise UsageError("{alpha}: give alpha, or z=(P1, P2) planes of a stack (and its target)", "alpha")
     if alpha is None:
-        if z is None:
-            raise UsageError("{alpha}: give alpha, or z=(P1, P2) planes of a stack and target", "alpha")
-        alpha = alpha_from_planes(z[0], z[1], target)
+        alpha = source.levels(array_stack(stack, axes, channel) if source.needs_stack else None).alphas[0]
     options = api_options(intensity, tile, precision, batch_size, out_dtype)
     return as_predictor(model).with_options(**options).deblur(blurriest, less_blurry, alpha)
 

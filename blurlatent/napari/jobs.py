@@ -16,14 +16,15 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 import numpy as np
 
-from blurlatent.bbbc006 import IN_FOCUS_PLANE
 from blurlatent.config import InferenceConfig, Intensity, OutDtype, choices
 from blurlatent.errors import RuntimeFailure, UsageError, one_line
+from blurlatent.files.stacks import Stack
 from blurlatent.inference import jobs as batch
+from blurlatent.inference.alphas import AUTO, DeblurLevels, alpha_source
 from blurlatent.inference.builtin import resolve_checkpoint
 from blurlatent.inference.predictor import Predictor
 
@@ -166,12 +167,10 @@ def inference_config(tile: str, device: str, out_dtype: OutDtype | Literal["as i
 
 
 def checkpoint_path(value) -> Path:
-    """The checkpoint field as a path; empty: the built-in default model (``builtin``; its checksum checked),
-    UsageError when this installation has none."""
+    """The checkpoint field as a path: a file, or a built-in model's name ("w1"); empty: the built-in default model
+    (``builtin``: its checksum checked; UsageError when this installation has none)."""
     text = str(value or "").strip()
-    if text in ("", "."):
-        return resolve_checkpoint(None)[0]
-    return Path(text).expanduser()
+    return resolve_checkpoint(None if text in ("", ".") else Path(text).expanduser())[0]
 
 
 # --- the jobs --------------------------------------------------------------------------------------
@@ -187,30 +186,41 @@ def display_range(data: np.ndarray) -> tuple[float, float]:
 
 @dataclass
 class DeblurRequest:
-    """Two planes of one field and how to deblur them (the arguments of ``blurlatent deblur``)."""
+    """Two planes of one field and how to deblur them (the arguments of ``blurlatent deblur``): α given, or from
+    ``planes`` of two layers toward ``target`` (a number), or from planes ``z`` of ``stack`` toward ``target``, a
+    plane of the stack or ``"auto"``, the focus found in it (``inference.alphas``)."""
 
     blurriest: np.ndarray
     less_blurry: np.ndarray
     checkpoint: Path
     alpha: float | None = None  # Eq. 3's α, or None to take it from planes
-    planes: tuple[float, float] | None = None  # focal planes of blurriest and less_blurry
-    target: float = IN_FOCUS_PLANE
+    planes: tuple[float, float] | None = None  # focal planes of blurriest and less_blurry (two layers)
+    target: float | str | None = AUTO
     config: InferenceConfig = field(default_factory=InferenceConfig)
     placement: Placement = field(default_factory=Placement)
     source: str = ""  # the input layers' names, for the metadata
+    z: tuple[int, int] | None = None  # the two planes' indices in ``stack``
+    stack: Any = None  # the [Z, H, W] stack layer's data (read whole only to find its focus)
+
+    def levels(self) -> DeblurLevels:
+        """α and where it came from; UsageError (the CLI's message) for contradictions, a target outside the stack
+        or a focus found at its first or last plane."""
+        source = alpha_source(self.alpha, self.planes, self.target, z=self.z)
+        if source.empty:
+            raise UsageError("alpha or planes: give one")
+        stack = Stack(np.asarray(self.stack), "ZYX") if source.needs_stack else None
+        return source.levels(stack, "the stack layer")
 
     def alpha_value(self) -> float:
-        alphas, _ = batch.deblur_alphas(self.alpha, self.planes, self.target, sweep=False)
-        if not alphas:
-            raise UsageError("alpha or planes: give one")
-        return alphas[0]
+        return self.levels().alphas[0]
 
     def __call__(self, ticker: Ticker) -> tuple:
-        alpha = self.alpha_value()
+        levels = self.levels()
+        alpha = levels.alphas[0]
         predictor = Predictor.from_checkpoint(self.checkpoint, self.config)
         ticker.check()
         data = predictor.deblur(self.blurriest, self.less_blurry, alpha, progress=ticker)
-        meta = {"alpha": alpha, "planes": self.planes, "target": self.target if self.planes else None,
+        meta = {"alpha": alpha, "planes": levels.planes, "target": levels.target, "target_found_by": levels.found_by,
                 "checkpoint": str(self.checkpoint), "inputs": self.source}
         return data, {"name": "deblurred", "scale": self.placement.scale, "translate": self.placement.translate,
                       "colormap": self.placement.colormap, "contrast_limits": display_range(data),

@@ -14,6 +14,7 @@ from magicgui.widgets import Container, FileEdit, FloatSpinBox, LineEdit, RadioB
 
 from blurlatent.bbbc006 import IN_FOCUS_PLANE
 from blurlatent.errors import UsageError
+from blurlatent.inference.alphas import AUTO
 from blurlatent.napari.jobs import BlurRequest, DeblurRequest, checkpoint_path, layer_plane, parse_alphas
 from blurlatent.napari.panel import JobPanel, image_choice, layer_data, placement
 
@@ -67,7 +68,8 @@ def chosen(combo, what: str):
 
 def checkpoint_field() -> FileEdit:
     return FileEdit(label="checkpoint", mode=FileDialogMode.EXISTING_FILE, filter="*.pt", nullable=True,
-                    tooltip="A .pt written by `blurlatent train`; empty: the built-in w1 model (`blurlatent models`)")
+                    tooltip="A .pt written by `blurlatent train`, or a built-in model's name (w1); empty: the "
+                            "built-in w1 model (`blurlatent models`)")
 
 
 class DeblurWidget(JobPanel):
@@ -79,8 +81,9 @@ class DeblurWidget(JobPanel):
         self.inputs = PairInputs(napari_viewer, "blurriest", "less-blurry", 0, 8)
         self.alpha_from = RadioButtons(label="α from", choices=["planes", "value"], orientation="horizontal")
         self.alpha_from.value = "planes"
-        self.target = FloatSpinBox(label="target z", value=IN_FOCUS_PLANE, min=-MAX_Z, max=MAX_Z, step=1,
-                                   tooltip="The in-focus plane: α = (target − less-blurry) / (target − blurriest)")
+        self.target = LineEdit(label="target z", value=AUTO, tooltip="The in-focus plane, α = (target − less-blurry) "
+                               "/ (target − blurriest): auto, the focus found in the stack layer, or a plane number "
+                               "(two layers need a number)")
         self.alpha = FloatSpinBox(label="α", value=0.5, min=0.0, max=0.999, step=0.05,
                                   tooltip="Eq. 3's α, 0 <= α < 1")
         self.checkpoint = checkpoint_field()
@@ -98,11 +101,12 @@ class DeblurWidget(JobPanel):
 
     def make_job(self) -> DeblurRequest:
         a, b, where, source = self.inputs.read()
-        by_planes = self.alpha_from.value == "planes"
+        by_planes, in_stack = self.alpha_from.value == "planes", self.inputs.from_stack()
         planes = (self.inputs.z_first.value, self.inputs.z_second.value) if by_planes else None
         return DeblurRequest(a, b, checkpoint_path(self.checkpoint.value),
-                             alpha=None if by_planes else self.alpha.value, planes=planes, target=self.target.value,
-                             config=self.config(),
+                             alpha=None if by_planes else self.alpha.value, planes=None if in_stack else planes,
+                             target=self.target.value if by_planes else None, z=planes if in_stack else None,
+                             stack=layer_data(where) if in_stack and by_planes else None, config=self.config(),
                              placement=placement(where), source=source)
 
 

@@ -307,6 +307,11 @@ def load_init(path: str | Path, model: ModelConfig, into: torch.nn.Module | None
         raise UsageError(f"{{init}} {path}: checkpoint not found; pass a .pt written by `blurlatent train`", "init")
     ckpt = load_checkpoint(path)
     init_model = model_config(ckpt["config"], f"{path}: config.model")
+    if init_model.arch != model.arch:  # its widths cannot match: another network altogether
+        raise UsageError(f"{{init}} {path}: a {init_model.arch} model, another architecture than this run's "
+                         f"{{model.arch}} {model.arch}; fine-tune it with {{model.arch={init_model.arch}}} (or leave "
+                         f"{{model.arch}} out: {{init}} brings its own), or train {model.arch} without {{init}}",
+                         "init", "model.arch")
     if not init_model.same_network(model):
         raise UsageError(f"{{init}} {path}: its model {to_dict(init_model)} differs from this run's "
                          f"{to_dict(model)}; pass matching {{model.widths}}", "init", "model.widths")

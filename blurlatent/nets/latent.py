@@ -68,21 +68,22 @@ def flatten_latent(z) -> np.ndarray:
     return np.concatenate([np.asarray(s).reshape(len(s), -1) for s in z], axis=1)
 
 
-def alpha_from_planes(blurriest: float, less_blurry: float, target: float) -> float:
+def alpha_from_planes(blurriest: float, less_blurry: float, target: float, *, param: str = "planes") -> float:
     """α for Eq. 2/3 from focal positions: (target − less_blurry) / (target − blurriest).
 
     Planes 0 and 8 toward 16 give α = 0.5; planes 32 and 24 toward 16 (the other side of focus) too.
-    Raises UsageError when the planes are not ordered blurriest → less blurry → target on one side.
+    Raises UsageError, naming ``param`` (what gave the planes: ``planes``, or ``z`` for stack planes), when the
+    planes are not ordered blurriest → less blurry → target on one side.
     """
     span = target - blurriest
     if span == 0:
-        raise UsageError(f"{{planes}} {blurriest} and target {target} coincide; the blurriest plane must differ "
-                         "from the target", "planes")
+        raise UsageError(f"{{{param}}} {blurriest:g} and target {target:g} coincide; the blurriest plane must differ "
+                         "from the target", param)
     alpha = (target - less_blurry) / span
     if not 0.0 <= alpha < 1.0:
         raise UsageError(
-            f"{{planes}} {blurriest}, {less_blurry} do not lead to target {target}: the less-blurry plane must lie "
-            f"between the blurriest plane and the target (alpha would be {alpha:.3g})", "planes"
+            f"{{{param}}} {blurriest:g}, {less_blurry:g} do not lead to target {target:g}: the less-blurry plane must "
+            f"lie between the blurriest plane and the target (alpha would be {alpha:.3g})", param
         )
     return alpha
 

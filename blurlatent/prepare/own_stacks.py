@@ -25,7 +25,7 @@ from pathlib import Path
 from blurlatent.bbbc006 import BBBC_PLANE_DIR, IN_FOCUS_PLANE, FieldKey, format_planes, parse_planes
 from blurlatent.errors import Message, UsageError
 from blurlatent.prepare.discover import Inventory, Source, report_skipped, stack_data
-from blurlatent.prepare.focus import MEASURES, best_plane
+from blurlatent.prepare.focus import MEASURES, best_plane, focus_outside
 
 STACK_SUFFIXES = (".tif", ".tiff")  # .ome.tif(f) included
 FOLDER_SUFFIXES = (".zarr",)  # OME-Zarr (.ome.zarr) is a folder
@@ -161,7 +161,8 @@ def inspect_stacks(inventory: Inventory, src: Path, channels: Sequence[str], off
             depth = data[0].shape[0]
             f = best_plane(data, measure or MEASURES[0]) if focus == "auto" else int(focus)
             outside = [f + o for o in offsets if not 0 <= f + o < depth]
-            if outside:
+            reason = focus_outside(f, depth) if focus == "auto" else None  # found at an end: it lies past it
+            if reason is None and outside:
                 how = "auto" if focus == "auto" else "given"
                 reason = (f"focus at plane {f} ({how}) of its {depth} leaves no plane {outside[0]} for planes "
                           f"{format_planes(offsets)}")

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from blurlatent.errors import UsageError
 from blurlatent.nets.latent import triplet_alphas
 from blurlatent.prepare.store import Store
 
@@ -144,3 +145,22 @@ def triplet_dataset(store: Store, triplets, channel: str, split: str, alpha: flo
     """
     store.check_channel(channel)
     return TripletDataset(store.array(channel, split), store.triplet_index(triplets), triplet_alphas(triplets, alpha))
+
+
+def check_triplet_planes(store: Store, triplets) -> None:
+    """UsageError when ``triplets`` need planes ``store`` lacks (a store of fewer planes, e.g. own stacks prepared
+    with ``--planes -4:0:2``), naming them and both fixes: triplets of the store's planes, given as the docs give
+    them (``data.triplets`` in a config file), or a store prepared with the planes."""
+    missing = sorted({int(p) for t in triplets for p in t} - set(store.planes))
+    if not missing:
+        return
+    planes = sorted(store.planes)
+    needs = f"plane{'s' * (len(missing) > 1)} {', '.join(map(str, missing))}"
+    fix = "a triplet takes 3 planes: prepare with {prepare:planes} that include them"
+    if len(planes) >= 3:
+        example = [planes[0], planes[len(planes) // 2], planes[-1]]
+        fix = (f"give data.triplets of its planes in a {{config}} file, e.g. `data: {{triplets: [{example}]}}`, "
+               "or prepare with {prepare:planes} that include them")
+    raise UsageError(f"{store.path}: the training triplets need {needs}, which this store lacks (its planes: "
+                     f"{', '.join(map(str, planes))}; the focus and paper triplet sets need 0..16); {fix}",
+                     "config", "prepare:planes")

@@ -24,6 +24,7 @@ from blurlatent.config import RESUMABLE_CHANGES, TrainConfig, from_dict, model_c
 from blurlatent.errors import Message, UsageError
 from blurlatent.files.atomic import MB, disk_space, missing_folders, remove_empty_folders
 from blurlatent.files.output_folders import FolderLock, check_output_folder, read_marker, remove_owned, write_marker
+from blurlatent.inference.builtin import checkpoint_file
 from blurlatent.nets.checkpoint import check_resumable, load_checkpoint, save_checkpoint, tensors_in
 from blurlatent.prepare.store import MANIFEST, Store
 
@@ -74,7 +75,8 @@ def open_run_folder(out: Path, resume: bool, force: bool, init: str | Path | Non
             mark_run(out)  # a run of a version before metrics.csv/tensorboard: its marker lists them now
         return []
     option = Message("another run folder, or continue this run with {resume=True}", "resume")
-    if check_output_folder(out, COMMAND, force, "a training run", inputs=[init] if init else (), option=option):
+    inputs = [checkpoint_file(init, "init")] if init else []  # a built-in model's name: its file
+    if check_output_folder(out, COMMAND, force, "a training run", inputs=inputs, option=option):
         _remove_run_files(out)
     created = missing_folders(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -192,9 +194,12 @@ def resume_config(run: str | Path, changes: dict[str, Any] | None = None, out: s
 
 def init_model(path: str | Path) -> dict[str, Any]:
     """The model config of checkpoint ``path`` as dotted keys (``{"model.widths": [...]}``): a run started from
-    it (``init``) builds the same model unless told otherwise. Raises UsageError (missing or unreadable file)."""
-    if not Path(path).is_file():
-        raise UsageError(f"{{init}} {path}: checkpoint not found; pass a .pt written by `blurlatent train`", "init")
+    it (``init``) builds the same model unless told otherwise; ``path`` may name a built-in model ("w1"). Raises
+    UsageError (missing or unreadable file)."""
+    path = checkpoint_file(path, "init")
+    if not path.is_file():
+        raise UsageError(f"{{init}} {path}: checkpoint not found; pass a .pt written by `blurlatent train` or a "
+                         "built-in model's name (`blurlatent models`)", "init")
     # a checkpoint of an older version (no ``arch``: the paper's model) gets the meaning it was written with
     ckpt = load_checkpoint(path)
     try:

@@ -37,6 +37,7 @@ from torch.nn.parallel import DistributedDataParallel
 from blurlatent.config import TrainConfig, from_dict, save_yaml, to_dict
 from blurlatent.errors import RuntimeFailure, UsageError
 from blurlatent.files.atomic import disk_space, terminate_as_interrupt
+from blurlatent.inference.builtin import checkpoint_file
 from blurlatent.intensity import check_normalization
 from blurlatent.nets.autoencoder import build_autoencoder
 from blurlatent.nets.checkpoint import check_fits, load_checkpoint, load_init, restore_run, rng_state, state_digest
@@ -47,6 +48,7 @@ from blurlatent.training import distributed
 from blurlatent.training.distributed import DistInfo
 from blurlatent.training.loader import (
     EpochBatches,
+    check_triplet_planes,
     default_workers,
     make_loader,
     to_device,
@@ -86,7 +88,7 @@ def resolve_config(config: TrainConfig, check_init: bool = True) -> TrainConfig:
     check_log(config.log)  # a missing tensorboard package, before the folder
     check_fits(config.model, None, torch.device("cpu"))  # absurd widths, before the folder: the model is built here
     if check_init and config.init:
-        load_init(config.init, config.model)  # a missing, truncated, unsafe, broken or other-shape init fails here
+        load_init(checkpoint_file(config.init, "init"), config.model)  # missing, broken, other-shape: fails here
     if not config.data.store:
         raise UsageError("no store given: set {data.store} to a folder from `blurlatent prepare`", "data.store")
     config.data.store = str(Path(config.data.store).absolute())  # saved absolute: resume works from anywhere
@@ -94,9 +96,7 @@ def resolve_config(config: TrainConfig, check_init: bool = True) -> TrainConfig:
     if config.data.channel not in store.channels:
         raise UsageError(f"{{data.channel}} {config.data.channel}: not in {config.data.store} (channels "
                          f"{store.channels}); use one of them", "data.channel")
-    for t in config.data.triplets:
-        for p in t:
-            store.plane_index(p)
+    check_triplet_planes(store, config.data.triplets)  # a store of fewer planes: the triplets the docs give
     store.verify([config.data.channel])  # a damaged or changed array, before anything trusts it
     crop = int(store.array(config.data.channel, "train").shape[-1])
     multiple = 2 ** config.model.depth
@@ -235,7 +235,7 @@ class _Trainer:
         check_fits(c.model, None, self.device, copies=4)  # weights, gradients and Adam's two moments
         model = build_autoencoder(c.model)
         if c.init and not resume:
-            load_init(c.init, c.model, into=model)
+            load_init(checkpoint_file(c.init, "init"), c.model, into=model)
         model.to(self.device)
         if self.channels_last:
             model.to(memory_format=torch.channels_last)

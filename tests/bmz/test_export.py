@@ -9,7 +9,10 @@ skipped, saying which package is missing.
 from __future__ import annotations
 
 import importlib.util
+import io
+import shutil
 import socket
+import sys
 import zipfile
 from pathlib import Path
 
@@ -19,6 +22,7 @@ import tifffile
 import torch
 import yaml
 from helpers.infer_model import tiny_checkpoint, train_tiny_checkpoint
+from helpers.stack_data import write_stacks
 from helpers.train_store import PLANES, tiny_config
 from typer.testing import CliRunner
 
@@ -74,7 +78,8 @@ def packages(runs, tmp_path_factory) -> dict[str, Path]:
     from blurlatent.bmz.package import export_package
 
     root = tmp_path_factory.mktemp("packages")
-    result = run("export", runs["weak"], "-o", root / "weak.zip", "--planes", 0, 8, "--author", "A. Tester")
+    result = run("export", runs["weak"], "-o", root / "weak.zip", "--planes", 0, 8, "--target", 16, "--author",
+                 "A. Tester")
     assert result.exit_code == 0, result.output
     assert "wrote" in result.output and "alpha = 0.5" in result.output
     strong = export_package(runs["strong"], root / "strong.zip", alpha=0.5)
@@ -258,6 +263,7 @@ def test_bad_checkpoints_are_refused_with_one_line(tmp_path, tmp_path_factory):
     (["--task", "blur"], "--alpha: --task blur takes --alpha"),
     ([], "--alpha or --planes: give one"),
     (["--alpha", 0.5, "--planes", 0, 8], "--alpha or --planes: give one, not both"),
+    (["--planes", 0, 8], "--planes 0 8 need the in-focus plane they lead to: pass --target P"),  # no silent 16
     (["--alpha", 1.0], "--alpha 1.0 is outside [0, 1)"),
 ])
 def test_bad_options_are_refused_before_any_work(argv, needle, tmp_path, tmp_path_factory):
@@ -287,16 +293,109 @@ def test_output_policy_zip_name_force_and_atomic_write(tmp_path, tmp_path_factor
     assert zipfile.is_zipfile(existing) and sorted(p.name for p in tmp_path.iterdir()) == ["model.zip"]
 
 
-def test_training_data_unknown_when_the_store_is_gone(tmp_path):
-    """A checkpoint naming a store that is not there: the package says so and cites BBBC006 as well."""
+# --- what the package says it was trained on (issue 28, cause 8); no path of this machine (issue 26) ----------
+
+
+def machine_paths(package: Path, *roots: Path) -> list[str]:
+    """The paths of this machine (``roots``, the repository, the Python environment, the home folder) that the
+    package holds: in its member names and bytes, and in those of members that are zips themselves (TorchScript)."""
+    needles = {str(p).encode() for p in (*roots, Path(__file__).resolve().parents[2], Path(sys.prefix), Path.home())
+               if len(str(p)) > 4}
+    found = set()
+    with zipfile.ZipFile(package) as archive:
+        blobs = [(name, name.encode() + b"\n" + archive.read(name)) for name in archive.namelist()]
+    for name, data in list(blobs):
+        if data.split(b"\n", 1)[1][:4] == b"PK\x03\x04":
+            with zipfile.ZipFile(io.BytesIO(data.split(b"\n", 1)[1])) as inner:
+                blobs += [(f"{name}/{n}", n.encode() + b"\n" + inner.read(n)) for n in inner.namelist()]
+    for name, data in blobs:
+        found |= {f"{name}: {needle.decode()}" for needle in needles if needle in data}
+    return sorted(found)
+
+
+def test_no_path_of_this_machine_in_a_package(packages, tmp_path_factory):
+    """Issue 26: the weak run's package (its store a folder under pytest's temp folder) and the strong run's (its
+    init a checkpoint there) name the store and the init by their last name only; the weights carry no source paths
+    (TorchScript's debug records, the ONNX exporter's stack traces)."""
+    for package in packages.values():
+        assert machine_paths(package, tmp_path_factory.getbasetemp()) == [], package
+    config = yaml.safe_load(member(packages["strong"], "training_config.yaml"))
+    assert config["data"]["store"] == "store" and config["init"] == "best.pt"
+
+
+def test_training_data_says_what_the_store_records(tmp_path):
+    """Cause 8: own z-stacks are not "real images, BBBC006 layout": their w1 is the files' first channel (no
+    nuclei tag, no BBBC006 citation); synth's stores are synthetic; real images in BBBC006's layout cite it; a
+    store that is gone is unknown. Folders by their last name, never a path."""
+    from blurlatent.bmz.description import training_data
+
+    write_stacks(tmp_path / "stacks", [4, 4, 4])
+    prepare(tmp_path / "stacks", tmp_path / "own", focus="auto", planes="-4:0:2", crop=32, workers=1)
+    synthesize(tmp_path / "synth", fields=3, channels=["w1"], planes=[0, 8, 16], size=(48, 32), seed=2, workers=1)
+    prepare(tmp_path / "synth", tmp_path / "synth_store", channels=["w1"], planes=[0, 8, 16], crop=32, workers=1)
+    shutil.copytree(tmp_path / "synth", tmp_path / "bbbc006")
+    (tmp_path / "bbbc006" / "synth.json").unlink()  # no synth record: images from elsewhere, in BBBC006's layout
+    prepare(tmp_path / "bbbc006", tmp_path / "real", channels=["w1"], planes=[0, 8, 16], crop=32, workers=1)
+
+    def said(store: str, channel: str = "w1"):
+        return training_data({"data": {"store": str(tmp_path / store), "channel": channel}})
+
+    own = said("own")
+    assert own.text.startswith("own z-stacks, not BBBC006: 3 stacks in the folder stacks, planes [-4, -2, 0]")
+    assert "channel w1 = channel 0 of each file" in own.text and "channel w2 = channel 1" in said("own", "w2").text
+    assert (own.synthetic, own.bbbc006, own.tag) == (False, False, None)
+    synthetic = said("synth_store")
+    assert (synthetic.synthetic, synthetic.bbbc006, synthetic.tag) == (True, False, "nuclei")
+    real = said("real")
+    assert (real.synthetic, real.bbbc006, real.tag) == (False, True, "nuclei") and "BBBC006's layout" in real.text
+    shutil.rmtree(tmp_path / "bbbc006")
+    assert (said("real").synthetic, said("real").bbbc006) == (None, False)
+    for data in (own, synthetic, real, said("real"), said("gone")):
+        assert str(tmp_path) not in data.text
+
+
+def test_export_of_a_model_trained_on_own_stacks(tmp_path):
+    """Cause 8 end to end: the package of a model whose store holds own z-stacks says so, cites the paper only and
+    is not tagged nuclei."""
     from blurlatent.bmz.package import export_package
 
+    write_stacks(tmp_path / "stacks", [4, 4, 4])
+    prepare(tmp_path / "stacks", tmp_path / "store", focus="auto", planes="-4:0:2", crop=32, workers=1)
     ckpt = tmp_path / "ckpt.pt"
     train_tiny_checkpoint(ckpt, steps=2)
     payload = load_checkpoint(ckpt)
-    payload["config"]["data"]["store"] = str(tmp_path / "gone")
+    payload["config"]["data"]["store"] = str(tmp_path / "store")
     save_checkpoint(ckpt, payload)
     package = export_package(ckpt, tmp_path / "m.zip", alpha=0.5).path
-    readme = member(package, "README.md").decode()
-    assert "could not be read at export, so whether its images were real or synthetic is unknown" in readme
-    assert [c["doi"] for c in rdf(package)["cite"]] == ["10.48550/arXiv.2307.15461", "10.1038/nmeth.2083"]
+    description = rdf(package)
+    assert "own z-stacks, not BBBC006" in member(package, "README.md").decode()
+    assert "own z-stacks, not BBBC006" in description["config"]["blurlatent"]["training_data"]
+    assert [c["doi"] for c in description["cite"]] == ["10.48550/arXiv.2307.15461"]
+    assert "nuclei" not in description["tags"] and machine_paths(package, tmp_path) == []
+
+
+@pytest.mark.slow
+def test_the_builtin_model_exports_by_name_and_passes_bioimageio_test(tmp_path, offline):
+    """Issue 26: `blurlatent export w1` exports the built-in model by its name; its card gives the package its
+    authors, training data, benchmark and limits; bioimageio.core's own test passes, offline (about a minute:
+    the real model, not a tiny one)."""
+    from bioimageio.core import test_model
+
+    from blurlatent.inference.builtin import builtin_model
+
+    card = builtin_model("w1").card
+    result = run("export", "w1", "-o", tmp_path / "w1.zip", "--alpha", 0.5)
+    assert result.exit_code == 0, result.output
+    description = rdf(tmp_path / "w1.zip")
+    assert description["authors"] == [{"name": name} for name in card["authors"]] != []
+    ours = description["config"]["blurlatent"]
+    assert ours["training_data"] == card["trained_on"] and ours["builtin"] == "w1"
+    assert ours["benchmark"] == card["benchmark"] and "nuclei" in description["tags"]
+    assert [c["doi"] for c in description["cite"]] == ["10.48550/arXiv.2307.15461"]  # synthetic: no BBBC006
+    readme = member(tmp_path / "w1.zip", "README.md").decode()
+    assert "blurlatent's built-in model `w1`" in readme and card["trained_on"] in readme
+    assert "## Benchmark" in readme and "| this model | 25.29 dB / 0.806 |" in readme and "## Limits" in readme
+    assert machine_paths(tmp_path / "w1.zip", tmp_path) == []
+    summary = test_model(tmp_path / "w1.zip")
+    failed = [(d.name, [e.msg for e in d.errors]) for d in summary.details if d.status not in ("passed", "skipped")]
+    assert not failed and summary.status != "failed", failed

@@ -562,7 +562,7 @@ CASES = [
     Case(
         "deblur-planes-miss-target",
         "planes that do not lead to the target",
-        f"deblur {PAIR} {DEBLUR.replace('--alpha 0.5', '--planes 8 0')}",
+        f"deblur {PAIR} {DEBLUR.replace('--alpha 0.5', '--planes 8 0 --target 16')}",
         2,
         ("do not lead to target 16", "must lie between"),
     ),

@@ -3,6 +3,7 @@ errors map to exit codes, ``stack``-normalized checkpoints, and a --help that im
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 import tifffile
 from helpers.infer_model import smooth_field, tiny_checkpoint
+from helpers.stack_data import make_stack
 from PIL import Image
 from scipy.ndimage import gaussian_filter
 from typer.testing import CliRunner
@@ -148,9 +150,11 @@ def test_deblur_alpha_from_planes_options_and_paths(tmp_path, ckpt):
     explicit = run("deblur", z0, z8, "-c", ckpt, "--planes", 0, 8, "--target", 16, "-o", tmp_path / "b.tif")
     assert explicit.exit_code == 0, explicit.output
     np.testing.assert_array_equal(tifffile.imread(tmp_path / "a.tif"), tifffile.imread(tmp_path / "b.tif"))
-    other_side = run("deblur", z0, z8, "-c", ckpt, "--planes", 32, 24, "-o", tmp_path / "c.tif")
+    far, near = write(tmp_path / "flat" / "far.tif", b), write(tmp_path / "flat" / "near.tif", s)
+    other_side = run("deblur", far, near, "-c", ckpt, "--planes", 32, 24, "--target", 16, "-o", tmp_path / "c.tif")
     assert "alpha = 0.5" in other_side.output
-    one_line_error(run("deblur", z0, z8, "-c", ckpt, "--planes", 8, 0, "-o", tmp_path / "d.tif"), "between")
+    one_line_error(run("deblur", far, near, "-c", ckpt, "--planes", 8, 0, "--target", 16, "-o", tmp_path / "d.tif"),
+                   "between")
     one_line_error(run("deblur", z0, z8, "-c", ckpt, "--alpha", 1.0, "-o", tmp_path / "e.tif"), "--alpha 1.0")
     one_line_error(run("deblur", z0, z8, "-c", ckpt, "--alpha", 0.5, "--planes", 0, 8, "-o", tmp_path / "f.tif"),
                    "not both")
@@ -352,10 +356,11 @@ def test_ome_in_ome_out_with_pixel_sizes_and_alpha_labels(tmp_path, ckpt):
         assert tif.is_ome and "cells.ome.tif" in tif.ome_metadata  # the source file in the description
     sweep = run("deblur", stack, "--z", 0, 1, "--target", 2, "--sweep", "-c", ckpt, "-o", tmp_path / "sweep.ome.tif")
     assert sweep.exit_code == 0, sweep.output
-    levels = read_stack(tmp_path / "sweep.ome.tif")
-    assert levels.kind == "ome" and levels.data.shape == (7, 40, 48)
-    assert levels.pixel_size == pytest.approx((0.645, 0.645, None))  # levels are not focal planes: no z spacing
-    assert levels.labels == tuple(f"alpha={k / 8:.3f}" for k in range(1, 8))
+    with tifffile.TiffFile(tmp_path / "sweep.ome.tif") as tif:  # levels are no focal planes: T, not Z (issue 26)
+        assert tif.is_ome and tif.series[0].axes == "TYX" and tif.series[0].shape == (7, 40, 48)
+        pixels = tifffile.xml2dict(tif.ome_metadata)["OME"]["Image"]["Pixels"]
+        assert (pixels["PhysicalSizeX"], pixels["PhysicalSizeZ"]) == (0.645, 2.0)  # the stack's z step kept
+        assert all(f"alpha={k / 8:.3f}" in tif.ome_metadata for k in range(1, 8))
 
 
 def test_imagej_in_imagej_out_and_plain_levels_get_labels(tmp_path, ckpt):
@@ -366,15 +371,17 @@ def test_imagej_in_imagej_out_and_plain_levels_get_labels(tmp_path, ckpt):
                      metadata={"axes": "ZYX", "unit": "um", "spacing": 2.0})
     result = run("blur", path, "--z", 2, 0, "--alpha", 0.25, "--alpha", 0.75, "-c", ckpt, "-o", tmp_path / "l.tif")
     assert result.exit_code == 0, result.output
-    out = read_stack(tmp_path / "l.tif")
-    assert out.kind == "imagej" and out.pixel_size[:2] == pytest.approx((0.5, 0.5))
-    assert out.labels == ("alpha=0.250", "alpha=0.750") and out.data.dtype == np.uint16
+    with tifffile.TiffFile(tmp_path / "l.tif") as tif:  # levels are ImageJ frames, not slices (issue 26)
+        assert tif.is_imagej and tif.series[0].axes == "TYX" and tif.series[0].dtype == np.uint16
+        assert tif.imagej_metadata["Labels"] == ["alpha=0.250", "alpha=0.750"] and tif.imagej_metadata["frames"] == 2
+        assert tif.pages[0].tags["XResolution"].value == (2, 1)  # 0.5 µm pixels
     s, b = planes(43)  # plain TIFFs in: one level stays a plain TIFF, several become labelled pages
     pair = (write(tmp_path / "s.tif", s), write(tmp_path / "b.tif", b))
     assert run("blur", *pair, "--alpha", 0.5, "-c", ckpt, "-o", tmp_path / "one.tif").exit_code == 0
     assert read_stack(tmp_path / "one.tif").kind == "tiff"
     assert run("blur", *pair, "--steps", 2, "-c", ckpt, "-o", tmp_path / "two.tif").exit_code == 0
-    assert read_stack(tmp_path / "two.tif").labels == ("alpha=0.333", "alpha=0.667")
+    with tifffile.TiffFile(tmp_path / "two.tif") as tif:
+        assert tif.is_imagej and tif.imagej_metadata["Labels"] == ["alpha=0.333", "alpha=0.667"]
 
 
 def test_ome_name_never_gets_a_plain_tiff(tmp_path, ckpt):
@@ -457,6 +464,29 @@ def test_deblur_folder_mode_pairs_fields_or_stacks(tmp_path, ckpt):
                        "-o", tmp_path / "u"), "--stack-dir, or --blurriest-dir and --less-blurry-dir")
 
 
+def test_deblur_target_auto_finds_each_stacks_focus(tmp_path, ckpt):
+    """--target auto, the default for stacks (issue 26): the focus found (z5 of 12 planes, not BBBC006's 16) and
+    said, the output that of --target 5; in a folder of stacks each stack's own focus, alpha and output name."""
+    stack = zstack(tmp_path / "f5.tif", make_stack(5, planes=12, channels=1, size=(64, 64))[0])
+    auto = run("deblur", stack, "--z", 0, 3, "-c", ckpt, "-o", tmp_path / "auto.tif")
+    assert auto.exit_code == 0, auto.output
+    assert auto.output.splitlines()[:2] == ["target = z5 (focus found by normvar)",
+                                            "alpha = 0.4 from planes 0, 3 toward 5"]
+    assert run("deblur", stack, "--z", 0, 3, "--target", 5, "-c", ckpt, "-o", tmp_path / "five.tif").exit_code == 0
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "auto.tif"), tifffile.imread(tmp_path / "five.tif"))
+    stacks = tmp_path / "stacks"
+    zstack(stacks / "a.tif", make_stack(5, planes=12, channels=1, size=(64, 64), seed=1)[0])
+    zstack(stacks / "b.tif", make_stack(6, planes=12, channels=1, size=(64, 64), seed=2)[0])
+    by_stack = run("deblur", "--stack-dir", stacks, "--z", 0, 3, "-c", ckpt, "-o", tmp_path / "s")
+    assert by_stack.exit_code == 0, by_stack.output
+    assert "a: target = z5 (focus found by normvar); alpha = 0.4 from planes 0, 3 toward 5" in by_stack.output
+    assert "b: target = z6 (focus found by normvar); alpha = 0.5 from planes 0, 3 toward 6" in by_stack.output
+    assert sorted(p.name for p in (tmp_path / "s").iterdir()) == ["a_a0.400.tif", "b_a0.500.tif"]
+    single = run("deblur", stacks / "b.tif", "--z", 0, 3, "--target", 6, "-c", ckpt, "-o", tmp_path / "b.tif")
+    assert single.exit_code == 0, single.output
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "s" / "b_a0.500.tif"), tifffile.imread(tmp_path / "b.tif"))
+
+
 def test_deblur_folder_of_stacks_is_all_or_nothing(tmp_path, ckpt):
     stacks = tmp_path / "stacks"
     zstack(stacks / "a.tif", field_stack(60))
@@ -475,16 +505,17 @@ def test_deblur_folder_of_stacks_is_all_or_nothing(tmp_path, ckpt):
 def test_ome_zarr_out_and_in(tmp_path, ckpt):
     """`-o x.ome.zarr` writes OME-Zarr with the pixel sizes and α labels; an OME-Zarr stack in gives OME-TIFF out."""
     pytest.importorskip("zarr")
-    from blurlatent.files.stacks import read_stack
+    from blurlatent.files.stacks import read_stack, write_stack
 
     stack = ome_stack(tmp_path / "cells.ome.tif", field_stack(47))
     result = run("blur", stack, "--z", 2, 0, "--steps", 3, "-c", ckpt, "-o", tmp_path / "levels.ome.zarr")
     assert result.exit_code == 0, result.output
-    levels = read_stack(tmp_path / "levels.ome.zarr")
-    assert levels.kind == "zarr" and levels.data.shape == (3, 40, 48)
-    assert levels.pixel_size[:2] == pytest.approx((0.645, 0.645))
-    assert levels.labels == ("alpha=0.250", "alpha=0.500", "alpha=0.750")
-    deblurred = run("deblur", tmp_path / "levels.ome.zarr", "--z", 2, 0, "--alpha", 0.5, "-c", ckpt,
+    attrs = json.loads((tmp_path / "levels.ome.zarr" / ".zattrs").read_text())
+    assert [a["name"] for a in attrs["multiscales"][0]["axes"]] == ["t", "y", "x"]  # levels on t (issue 26)
+    assert attrs["multiscales"][0]["datasets"][0]["coordinateTransformations"][0]["scale"] == [1.0, 0.645, 0.645]
+    assert attrs["blurlatent"]["labels"] == ["alpha=0.250", "alpha=0.500", "alpha=0.750"]
+    write_stack(tmp_path / "cells.ome.zarr", field_stack(47), like=read_stack(stack))  # a z-stack in OME-Zarr
+    deblurred = run("deblur", tmp_path / "cells.ome.zarr", "--z", 2, 0, "--alpha", 0.5, "-c", ckpt,
                     "-o", tmp_path / "from_zarr.tif")
     assert deblurred.exit_code == 0, deblurred.output
     out = read_stack(tmp_path / "from_zarr.tif")

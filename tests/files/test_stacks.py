@@ -61,7 +61,7 @@ def test_ome_tiff_pixel_size_read_exactly_and_written_back(tmp_path):
         assert pixels["Pixels"]["PhysicalSizeX"] == 0.645 and pixels["Pixels"]["PhysicalSizeY"] == 0.645
         assert pixels["Pixels"]["PhysicalSizeXUnit"] == "µm" and pixels["Pixels"]["Channel"]["Name"] == "GFP"
         assert pixels["Pixels"]["PhysicalSizeZ"] == pytest.approx(0.0025)  # a stack keeps its z spacing
-        assert str(tmp_path / "in.ome.tif") in pixels["Description"]
+        assert "source: in.ome.tif" in pixels["Description"] and str(tmp_path) not in pixels["Description"]
         assert "alpha=0.250" in tif.ome_metadata
         assert np.array_equal(tif.asarray(), stack.data[:2].astype(np.float32))
     back = read_stack(out)
@@ -142,7 +142,7 @@ def test_imagej_tzcyx_with_one_time_point_and_nm_units(tmp_path):
     assert read_stack(tmp_path / "px.tif").pixel_size[2] is None  # a unit we cannot convert is no size
 
 
-def test_ome_czyx_order_and_a_plane_written_without_z(tmp_path):
+def test_ome_czyx_order_and_a_plane_written_with_its_z_step(tmp_path):
     data = ramp(2, 3, 32, 32)
     tifffile.imwrite(tmp_path / "c.ome.tif", data, ome=True,
                      metadata={"axes": "CZYX", "PhysicalSizeX": 645, "PhysicalSizeXUnit": "nm", "PhysicalSizeY": 645,
@@ -154,7 +154,8 @@ def test_ome_czyx_order_and_a_plane_written_without_z(tmp_path):
     with tifffile.TiffFile(tmp_path / "plane.tif") as tif:
         pixels = tifffile.xml2dict(tif.ome_metadata)["OME"]["Image"]["Pixels"]
         assert tif.is_ome and tif.series[0].axes == "YX" and pixels["PhysicalSizeX"] == pytest.approx(0.645)
-        assert "PhysicalSizeZ" not in pixels and pixels["Channel"]["Name"] == "b"
+        # OME images always have a Z axis (here of size 1): the plane keeps the z step of its stack (issue 26)
+        assert pixels["PhysicalSizeZ"] == pytest.approx(1.0) and pixels["Channel"]["Name"] == "b"
 
 
 def test_pixel_sizes_and_alpha_labels_without_a_source(tmp_path):

@@ -14,6 +14,7 @@ from helpers.infer_model import tiny_checkpoint
 from blurlatent.config import InferenceConfig
 from blurlatent.errors import UsageError
 from blurlatent.inference import jobs as batch
+from blurlatent.inference.alphas import deblur_alphas
 from blurlatent.inference.inputs import read_inputs
 from blurlatent.inference.predictor import load_model
 
@@ -57,17 +58,18 @@ def test_blur_alphas_from_values_or_steps():
 
 
 def test_deblur_alphas_from_value_planes_or_folders(tmp_path):
-    assert batch.deblur_alphas(0.25, None, 16, False) == ([0.25], None)
-    assert batch.deblur_alphas(None, (32, 24), 16, False) == ([0.5], (32, 24))
+    assert deblur_alphas(0.25, None, None, False) == ([0.25], None)
+    assert deblur_alphas(None, (32, 24), 16, False) == ([0.5], (32, 24))
     z0 = tmp_path / "BBBC006_v1_images_z_00" / "a.tif"
     z8 = tmp_path / "BBBC006_v1_images_z_08" / "a.tif"
-    assert batch.deblur_alphas(None, None, 16, False, (z0, z8)) == ([0.5], (0, 8))
-    swept, _ = batch.deblur_alphas(0.3, None, 16, True)
+    assert deblur_alphas(None, None, None, False, (z0, z8)) == ([0.5], (0, 8))  # BBBC006 names: toward 16
+    assert deblur_alphas(None, None, 12, False, (z0, z8)) == ([pytest.approx(1 / 3)], (0, 8))
+    swept, _ = deblur_alphas(0.3, None, None, True)
     assert swept == sorted({0.3} | {k / 8 for k in range(1, 8)})
     with pytest.raises(UsageError, match="not both"):
-        batch.deblur_alphas(0.5, (0, 8), 16, False)
+        deblur_alphas(0.5, (0, 8), 16, False)
     with pytest.raises(UsageError, match="alpha or planes"):
-        batch.deblur_alphas(None, None, 16, False, (tmp_path / "x.tif", tmp_path / "y.tif"))
+        deblur_alphas(None, None, None, False, (tmp_path / "x.tif", tmp_path / "y.tif"))
 
 
 def test_pair_folders_by_field_then_by_name(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -117,3 +118,31 @@ def test_api_without_a_model_uses_the_builtin(shipped, monkeypatch):
     monkeypatch.setattr(builtin, "MODELS_DIR", folder)
     expected = load_model(folder / "w1.pt", device="cpu").deblur(probe[0, 0], probe[0, 1], 0.5)
     np.testing.assert_array_equal(blurlatent.deblur(None, probe[0, 0], probe[0, 1], 0.5), expected)
+
+
+def test_a_builtin_model_is_a_name_everywhere(shipped, monkeypatch, tmp_path):
+    """Issue 26: one resolver (``named_builtin``) gives "w1" its meaning for --checkpoint, export, train --init and
+    napari's checkpoint field; a bare name that is also a file here is refused, and ``--model ''`` is no model."""
+    from blurlatent.inference.builtin import checkpoint_file, named_builtin
+    from blurlatent.napari.jobs import checkpoint_path
+    from blurlatent.training.run_folder import init_model
+
+    folder, _, _ = shipped
+    monkeypatch.setattr(builtin, "MODELS_DIR", folder)
+    monkeypatch.chdir(tmp_path)
+    assert named_builtin("w1").name == "w1" and named_builtin("runs/w1") is None and named_builtin("w2") is None
+    assert checkpoint_file("w1") == folder / "w1.pt" and checkpoint_file("mine.pt") == Path("mine.pt")
+    path, note = resolve_checkpoint("w1")
+    assert path == folder / "w1.pt" and note.startswith("using the built-in w1 model")
+    assert checkpoint_path("w1") == folder / "w1.pt" == checkpoint_path("")
+    assert init_model("w1")["model.widths"] == torch.load(folder / "w1.pt", weights_only=True)["config"]["model"][
+        "widths"]
+    with pytest.raises(UsageError, match=r"model '' is empty; .*leave model out for the default"):
+        resolve_checkpoint(None, "")
+    (tmp_path / "w1").write_bytes(b"the user's own file named w1")
+    with pytest.raises(UsageError, match=f"init w1: names a built-in model and a file in this folder; pass the "
+                                         f"file as {tmp_path / 'w1'}"):
+        checkpoint_file("w1", "init")
+    (tmp_path / "w1").unlink()
+    (tmp_path / "w1").mkdir()  # a folder named w1 (a channel's outputs) is no checkpoint: the name stays the model's
+    assert checkpoint_file("w1") == folder / "w1.pt"

@@ -51,7 +51,8 @@ def test_cli_without_checkpoint_is_the_cli_with_the_builtin_file(tmp_path):
     planes, _ = render_field(seed=778, index=0, size=(128, 96), planes=[0, 8], channels=["w1"])
     tifffile.imwrite(tmp_path / "z0.tif", planes["w1"][0])
     tifffile.imwrite(tmp_path / "z8.tif", planes["w1"][1])
-    runner, args = CliRunner(), [str(tmp_path / "z0.tif"), str(tmp_path / "z8.tif"), "--planes", "0", "8"]
+    runner = CliRunner()
+    args = [str(tmp_path / "z0.tif"), str(tmp_path / "z8.tif"), "--planes", "0", "8", "--target", "16"]
     default = runner.invoke(app, ["deblur", *args, "-o", str(tmp_path / "default.tif"), "--device", "cpu"])
     assert default.exit_code == 0 and "using the built-in w1 model" in default.output, default.output
     given = runner.invoke(app, ["deblur", *args, "-c", str(builtin_model("w1").path), "-o", str(tmp_path / "c.tif"),

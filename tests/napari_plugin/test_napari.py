@@ -45,6 +45,7 @@ with warnings.catch_warnings():
 
 import tifffile  # noqa: E402
 from helpers.infer_model import pair, tiny_checkpoint  # noqa: E402
+from helpers.stack_data import make_stack  # noqa: E402
 from scipy.ndimage import laplace  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
@@ -163,12 +164,31 @@ def test_deblur_stack_alpha_from_planes_equals_the_cli(qtbot, viewer, ckpt, tmp_
     stack = np.stack([blurry, 0.5 * (sharp + blurry), sharp])
     viewer.add_image(stack, name="stack", scale=(2.0, 0.65, 0.65))
     widget = make(qtbot, DeblurWidget, viewer, ckpt, source=STACK, z_first=0, z_second=1)
-    widget.target.value = 2
+    widget.target.value = "2"
     run_to_end(qtbot, widget)
     expected = cli_image(tmp_path, "deblur", stack[0], stack[1], ckpt, "--planes", 0, 1, "--target", 2)
     layer = viewer.layers[-1]
     np.testing.assert_allclose(layer.data, expected, rtol=0, atol=1e-5)
     assert tuple(layer.scale) == (0.65, 0.65) and layer.metadata["alpha"] == 0.5
+
+
+def test_deblur_stack_target_auto_is_the_focus_found(qtbot, viewer, ckpt, tmp_path, notes):
+    """The target box defaults to auto: the focus found in the stack layer (z5 of 12), as `deblur --target auto`;
+    a target outside the stack's planes is refused with the CLI's message and adds no layer (issue 28, cause 3)."""
+    stack = make_stack(5, planes=12, channels=1, size=(48, 48))[0]
+    viewer.add_image(stack, name="stack")
+    widget = make(qtbot, DeblurWidget, viewer, ckpt, source=STACK, z_first=0, z_second=3)
+    assert widget.target.value == "auto"
+    run_to_end(qtbot, widget)
+    layer = viewer.layers[-1]
+    assert layer.metadata["target"] == 5.0 and layer.metadata["target_found_by"] == "normvar"
+    assert layer.metadata["alpha"] == pytest.approx(0.4)
+    expected = cli_image(tmp_path, "deblur", stack[0], stack[3], ckpt, "--planes", 0, 3, "--target", 5)
+    np.testing.assert_allclose(layer.data, expected, rtol=0, atol=1e-5)
+    widget.target.value = "16"
+    run_to_end(qtbot, widget, adds=0)
+    assert notes()[-1] == (NotificationSeverity.ERROR, "target 16 is not a plane of the stack layer: it has 12 "
+                           "planes, 0..11; pass target inside them, or target=auto for the focus found in the stack")
 
 
 def test_empty_checkpoint_runs_the_builtin_model(qtbot, viewer, ckpt, tmp_path, monkeypatch):
@@ -182,7 +202,7 @@ def test_empty_checkpoint_runs_the_builtin_model(qtbot, viewer, ckpt, tmp_path, 
     stack = np.stack([blurry, 0.5 * (sharp + blurry), sharp])
     viewer.add_image(stack, name="stack")
     widget = make(qtbot, DeblurWidget, viewer, None, source=STACK, z_first=0, z_second=1)
-    widget.target.value = 2
+    widget.target.value = "2"
     run_to_end(qtbot, widget)
     expected = cli_image(tmp_path, "deblur", stack[0], stack[1], folder / "w1.pt", "--planes", 0, 1, "--target", 2)
     np.testing.assert_allclose(viewer.layers[-1].data, expected, rtol=0, atol=1e-5)

@@ -63,7 +63,9 @@ def test_checkpoint_round_trip(store, tmp_path, capsys):
     with torch.no_grad():
         assert torch.equal(model(x), ref(x))
     with pytest.raises(UsageError, match="differs from this run"):
-        load_init(run / "last.pt", ModelConfig(widths=[4, 8, 16]))
+        load_init(run / "last.pt", ModelConfig(widths=[4, 8, 16], arch="paper"))
+    with pytest.raises(UsageError, match="a paper model, another architecture than this run's model.arch multiscale"):
+        load_init(run / "last.pt", ModelConfig(widths=TINY, arch="multiscale"))  # cause 20: the arch, not the widths
 
 
 def _touch(path):  # what a malicious pickle would run on load

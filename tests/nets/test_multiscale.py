@@ -145,8 +145,8 @@ def test_config_arch_and_default_widths():
         ModelConfig(arch="multiscale", widths=[8]).check()
     with pytest.raises(UsageError, match="deblur_weight -1"):
         TrainConfig(deblur_weight=-1.0).check_ranges()
-    with pytest.raises(UsageError, match="needs alpha > 0"):
-        from_dict(TrainConfig, {"deblur_weight": 1.0, "data": {"alpha": 0.0}}).check_ranges()
+    with pytest.raises(UsageError, match=r"deblur_weight 1 needs data.alpha > 0.*give deblur_weight=0"):
+        from_dict(TrainConfig, {"deblur_weight": 1.0, "data": {"alpha": 0.0}}).check()
 
 
 def test_multiscale_latent_flops_within_the_paper_budget():

@@ -11,7 +11,14 @@ from scipy import ndimage
 
 from blurlatent.bbbc006 import IN_FOCUS_PLANE, parse_bbbc_name, plane_from_path
 from blurlatent.errors import UsageError
-from blurlatent.prepare.focus import MEASURES, best_plane, focus_curve, laplacian_energy, normalized_variance
+from blurlatent.prepare.focus import (
+    MEASURES,
+    best_plane,
+    focus_curve,
+    focus_outside,
+    laplacian_energy,
+    normalized_variance,
+)
 from blurlatent.synth import generator as synth
 
 SAMPLES = Path(__file__).resolve().parents[1] / "data" / "bbbc006"  # three real planes (README there)
@@ -81,3 +88,33 @@ def test_real_planes_score_lower_when_blurred_further():
         for measure in MEASURES:
             curve = focus_curve(np.stack([image] + [ndimage.gaussian_filter(image, s) for s in (2, 4, 8)]), measure)
             assert np.all(np.diff(curve) < 0), (file.name, measure, curve)
+
+
+def speckled(stack: np.ndarray, plane: int, value: float) -> np.ndarray:
+    """``stack`` with a 2x2 speck of ``value`` in ``plane`` (debris, a cosmic ray, a saturated spot)."""
+    out = stack.copy()
+    out[plane, 30:32, 40:42] = value
+    return out
+
+
+@pytest.mark.parametrize("measure", MEASURES)
+def test_a_saturated_speck_or_a_hot_pixel_does_not_move_the_focus(measure):
+    """Issue 28, cause 4: one 2x2 saturated speck moved a stack's focus to its plane. Clipped at the stack's
+    99.9th percentile, it no longer can; nor can a hot pixel, in every plane at the same place."""
+    rng = np.random.default_rng(3)
+    scene = ndimage.gaussian_filter(rng.random((64, 64)), 1.0)
+    stack = np.stack([100 + 1000 * ndimage.gaussian_filter(scene / scene.max(), abs(z - 5)) for z in range(12)])
+    stack = stack.astype(np.uint16)
+    assert best_plane(stack, measure) == 5
+    for plane in (0, 3, 10, 11):
+        assert best_plane(speckled(stack, plane, 65535), measure) == 5, plane
+    hot = stack.copy()
+    hot[:, 7, 9] = 65535
+    assert best_plane(hot, measure) == 5
+
+
+def test_a_focus_at_the_first_or_last_plane_lies_outside():
+    assert focus_outside(5, 12) is None and focus_outside(1, 12) is None and focus_outside(10, 12) is None
+    assert focus_outside(11, 12) == ("the focus measure peaks at its last plane, z11 of 12, so the focus lies "
+                                     "outside the stack")
+    assert "its first plane, z0 of 12" in focus_outside(0, 12)

@@ -135,3 +135,20 @@ def test_rerun_is_up_to_date_and_other_focus_needs_force(stacks, tmp_path):
     fixed = prepare(root, tmp_path / "store", focus=4, planes="-2:0", force=True, **FAST)
     assert not fixed.up_to_date and set(fixed.focus.values()) == {4}
     assert json.loads((tmp_path / "store" / "manifest.json").read_text())["focus"] == "4"
+
+
+def test_auto_focus_ignores_a_speck_and_skips_a_focus_past_the_stack(tmp_path):
+    """Issue 28, cause 4: `prepare --focus auto` took the plane of a 2x2 saturated speck, and the last plane of a
+    stack whose focus lies past it, as focus planes."""
+    root = tmp_path / "src"
+    root.mkdir()
+    for i in range(3):
+        write_stack(root / f"s{i}.tif", make_stack(4, planes=9, channels=1, seed=i))
+    speck = make_stack(4, planes=9, channels=1, seed=7)
+    speck[0, 1, 10:12, 20:22] = 65535  # plane 1
+    write_stack(root / "speck.tif", speck)
+    write_stack(root / "past.tif", make_stack(11, planes=9, channels=1, seed=8))  # in focus 3 planes past its end
+    result = prepare(root, tmp_path / "store", focus="auto", planes="-2:0", crop=32, split=(2, 1, 1), workers=1)
+    assert result.focus == {"s0": 4, "s1": 4, "s2": 4, "speck": 4}
+    assert result.skipped == ["stack past: the focus measure peaks at its last plane, z8 of 9, so the focus lies "
+                              "outside the stack"]
