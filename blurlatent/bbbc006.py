@@ -2,7 +2,8 @@
 
 BBBC006v1 (U2OS cells, Broad Bioimage Benchmark Collection): 34 focal planes z00..z33, 2 µm apart, z16
 found in focus by the microscope's autofocus; w1 = Hoechst 33342 (nuclei), w2 = phalloidin (actin);
-696x520 16-bit LZW TIFFs. The paper (§4.1) uses the even planes z00..z16 and seven triplets toward focus.
+696x520 16-bit LZW TIFFs at 0.645 µm per pixel. The paper (§4.1) uses the even planes z00..z16 and seven
+triplets toward focus.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from blurlatent.errors import UsageError
 N_PLANES = 34  # z00..z33
 IN_FOCUS_PLANE = 16
 PLANE_STEP_UM = 2.0
+PIXEL_SIZE_UM = 0.645  # µm per pixel (synth draws at it too)
 CHANNELS = ("w1", "w2")
 PAPER_PLANES = tuple(range(0, IN_FOCUS_PLANE + 1, 2))  # 0, 2, ..., 16
 # (left, target, right) = (blurriest, middle, sharpest) plane; α = 0.5 in each (Eq. 2)

@@ -36,6 +36,7 @@ INTENSITY_MODES = choices(Intensity)
 BACKGROUND_PERCENTILE = 1.0
 BACKGROUND_SMOOTH = 15
 PERCENTILES = (0.1, 99.9)
+MAP_PIXELS = 1 << 16  # pixels mapped to an input's scale at a time: float64 copies of a block, never of an image
 # Pixel values up to this magnitude are normalized exactly (float64 throughout, power-of-two rescaling where
 # float32 is used): ±3.4e38 float32 and 1e-307 float64 inputs included. Beyond it a sum over an image of
 # 1e8 pixels could overflow float64, so such images are refused with one line.
@@ -176,32 +177,61 @@ def to_dtype(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
     """``values`` as ``dtype``: rounded for integer types, and clipped to the type's range (with a warning
     when more than 0.1 % of the pixels fall outside it) rather than wrapping or becoming infinite."""
     dtype = np.dtype(dtype)
+    clipped = outside_range(values, dtype)
+    warn_clipped(clipped, values.size, dtype)
+    return cast_clipped(values, dtype, clipped)
+
+
+def outside_range(values: np.ndarray, dtype: np.dtype) -> int:
+    """How many ``values`` lie outside ``dtype``'s range (integer types: by more than half a step; 0 for others)."""
     if dtype.kind not in "uif":
-        return values.astype(dtype)
+        return 0
     info = np.iinfo(dtype) if dtype.kind in "ui" else np.finfo(dtype)
     margin = 0.5 if dtype.kind in "ui" else 0.0
-    clipped = np.count_nonzero((values < float(info.min) - margin) | (values > float(info.max) + margin))
-    if clipped > (0.001 * values.size if dtype.kind in "ui" else 0):
+    return int(np.count_nonzero((values < float(info.min) - margin) | (values > float(info.max) + margin)))
+
+
+def warn_clipped(clipped: int, size: int, dtype: np.dtype) -> None:
+    """The warning of ``to_dtype``: ``clipped`` of ``size`` pixels fell outside ``dtype`` (integers: beyond 0.1 %)."""
+    if dtype.kind in "uif" and clipped > (0.001 * size if dtype.kind in "ui" else 0):
         keep = "pass {out_dtype=float32}" if dtype.kind in "ui" else "rescale the inputs"
-        log.warning(Message(f"{clipped} pixels ({100.0 * clipped / values.size:.2f} %) fell outside the {dtype} range "
+        log.warning(Message(f"{clipped} pixels ({100.0 * clipped / size:.2f} %) fell outside the {dtype} range "
                             f"and were clipped; {keep} to keep them", "out_dtype"))
+
+
+def cast_clipped(values: np.ndarray, dtype: np.dtype, clipped: int) -> np.ndarray:
+    """``values`` as ``dtype``: rounded and clipped for integer types, clipped for floats where ``clipped`` > 0."""
     if dtype.kind in "ui":
+        info = np.iinfo(dtype)
         values = np.clip(np.rint(values), info.min, info.max)
-    elif clipped:
-        values = np.clip(values, float(info.min), float(info.max))
+    elif dtype.kind == "f" and clipped:
+        values = np.clip(values, float(np.finfo(dtype).min), float(np.finfo(dtype).max))
     return values.astype(dtype)
 
 
 def to_input_scale(unit: np.ndarray, ref: Scale, intensity: str, dtype) -> np.ndarray:
-    """Map one [0, 1] output [H, W] to the reference input's scale (see the module docstring)."""
+    """Map one [0, 1] output [H, W] to the reference input's scale (see the module docstring), as ``to_dtype`` puts
+    it in ``dtype``. Float64 only on blocks of ``MAP_PIXELS`` (and once whole, for the output's total)."""
     check_choice(Intensity, intensity, "{intensity}")
-    unit = unit.astype(np.float64)
+    offset, gain, base = ref.lo, ref.hi - ref.lo, 0.0  # values = (unit − base) · gain + offset
     if intensity == "conserve":
         bg_out = background(unit)
-        signal = float((unit - bg_out).sum())
+        centred = unit.astype(np.float64)
+        centred -= bg_out
+        signal = float(centred.sum())
+        del centred
         if ref.total > 0 and signal > 1e-12 * unit.size:
-            return to_dtype(ref.bg + (unit - bg_out) * (ref.total / signal), dtype)
-        log.warning("no signal above background to conserve (input total %.3g, output %.3g): using the minmax scale",
-                    ref.total, signal)
-    return to_dtype(unit * (ref.hi - ref.lo) + ref.lo, dtype)
+            offset, gain, base = ref.bg, ref.total / signal, bg_out
+        else:
+            log.warning("no signal above background to conserve (input total %.3g, output %.3g): using the minmax "
+                        "scale", ref.total, signal)
+    out = np.empty(unit.shape, np.dtype(dtype))
+    clipped, step = 0, max(1, MAP_PIXELS // max(1, unit.shape[-1]))
+    for top in range(0, unit.shape[0], step):
+        values = (unit[top:top + step].astype(np.float64) - base) * gain + offset
+        block = outside_range(values, out.dtype)
+        out[top:top + step] = cast_clipped(values, out.dtype, block)
+        clipped += block
+    warn_clipped(clipped, unit.size, out.dtype)
+    return out
 

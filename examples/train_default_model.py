@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from blurlatent.bbbc006 import PIXEL_SIZE_UM, PLANE_STEP_UM
 from blurlatent.config import (
     Arch,
     DataConfig,
@@ -196,6 +197,9 @@ def main(argv=None) -> None:
             "name": channel, "channel": channel, "file": shipped.name, **facts, "arch": training["arch"],
             "summary": f"synthetic training, widefield {what}, arch {training['arch']}",
             "authors": AUTHORS, "synthetic": True,  # `export` takes both into the package (bioimage.io asks)
+            # the scale it was trained at: inference resamples inputs to it, and warns beyond its defocus
+            "pixel_size_um": PIXEL_SIZE_UM, "z_step_um": PLANE_STEP_UM,
+            "defocus_um": [0.0, (max(PLANES) - min(PLANES)) * PLANE_STEP_UM],
             "trained_on": f"{args.fields} synthetic widefield fields of {what}, planes 0..16 step 2 (z16 in focus), "
                           f"default optics (NA 0.45, 2 µm per plane), seed {args.seed}, {args.crop} px crops",
             "training": training, "benchmark": benchmark_card(result), "limits": LIMITS,

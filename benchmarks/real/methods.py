@@ -5,8 +5,9 @@ Deblurring (every output in counts, the input's scale, so that ``scores.intensit
 * ``identity``: the less-blurry input z_k itself;
 * ``rl`` / ``wiener``: Richardson–Lucy / Wiener (``baselines.deconvolve``) of z_k with a Gaussian PSF whose σ
   (and a gain/offset) was fitted per plane on the family's TRAIN fields, iterations and balance chosen there;
-* ``two-plane``: ``baselines.multiframe_wiener`` of z_0 and z_k with those two fitted Gaussians, λ per k chosen on
-  the train fields: the classical counterpart of Eq. 3;
+* ``two-plane``: ``baselines.two_plane_wiener`` (``multiframe_wiener`` of z_0 and z_k with those two fitted
+  Gaussians: the filter of ``evaluate``'s ``wiener2`` column, here with a white prior, ``TWO_PLANE_PRIOR``), λ
+  per k chosen on the train fields (least MSE, on this benchmark's own λ grid): the classical counterpart of Eq. 3;
 * ``oracle``: the same filter given each field's TRUE PSFs (per plane, its depth layers' PSFs weighted by their
   light) and its true additive floor, λ per k chosen on the train fields: what a known, shift-invariant PSF allows;
 * the learned models, through ``Predictor.deblur`` at α = (16 − k)/16 with ``intensity='conserve'``;
@@ -30,8 +31,8 @@ from blurlatent.evaluation.baselines import (
     deconvolve,
     fit_blur,
     fit_deconvolution,
-    gaussian_psf,
     multiframe_wiener,
+    two_plane_wiener,
 )
 from blurlatent.inference.predictor import Predictor, load_model
 from blurlatent.intensity import background
@@ -39,6 +40,9 @@ from blurlatent.nets.latent import alpha_from_planes
 
 FULL = 4095.0  # the source fields' 12-bit full scale: classical methods work on (counts − background) / FULL
 TWO_PLANE_BALANCES = tuple(float(b) for b in np.logspace(-6, 0, 13))  # λ for the white prior, 10^0.5 apart
+# The published runs used a white prior; evaluate's wiener2 uses the Laplacian (single-plane Wiener's). Switch
+# only with a full rerun (a 2-field smoke moved two-plane by −0.3 dB at k = 2 and +0.2 dB at k = 8).
+TWO_PLANE_PRIOR = "white"
 CLASSICAL = ("identity", "rl", "wiener", "two-plane", "oracle")
 BLURRIEST = 0
 
@@ -90,17 +94,14 @@ class FitSample:
 
 
 def two_plane(z0: np.ndarray, zk: np.ndarray, fit0: BlurFit, fitk: BlurFit, balance: float) -> np.ndarray:
-    """float64 unit image: ``multiframe_wiener`` of the two planes (each mapped by its fit's gain/offset to the
-    truth's scale) with the two fitted Gaussians, clipped to [0, 1] as ``deconvolve`` clips."""
-    views = [(signal_unit(z) - f.offset) / (f.gain if abs(f.gain) > 1e-6 else 1.0) for z, f in ((z0, fit0), (zk, fitk))]
-    psfs = [gaussian_psf(max(f.sigma, 1e-3)) for f in (fit0, fitk)]
-    return np.clip(multiframe_wiener(views, psfs, balance), 0.0, 1.0)
+    """float64 unit image: ``two_plane_wiener`` of the two planes on the classical methods' working scale."""
+    return two_plane_wiener(signal_unit(z0), signal_unit(zk), fit0, fitk, balance, prior=TWO_PLANE_PRIOR)
 
 
 def oracle(z0, zk, floor, psf0, psfk, balance: float) -> np.ndarray:
-    """float64 unit image: ``multiframe_wiener`` given the true PSFs and the true additive floor."""
+    """float64 unit image: ``multiframe_wiener`` given the true PSFs and the true additive floor (same prior)."""
     views = [(np.asarray(z, np.float64) - floor) / FULL for z in (z0, zk)]
-    return np.clip(multiframe_wiener(views, [psf0, psfk], balance), 0.0, 1.0)
+    return np.clip(multiframe_wiener(views, [psf0, psfk], balance, prior=TWO_PLANE_PRIOR), 0.0, 1.0)
 
 
 def best_balance(run, truths: list[np.ndarray]) -> float:

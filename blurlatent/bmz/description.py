@@ -46,6 +46,7 @@ from bioimageio.spec.model.v0_5 import (
 from blurlatent import __version__
 from blurlatent.files.atomic import json_safe
 from blurlatent.inference.predictor import NEAR_FOCUS
+from blurlatent.inference.scale import TrainedScale, card_scale, trained_scale
 from blurlatent.intensity import PERCENTILES
 from blurlatent.prepare.store import MANIFEST
 from blurlatent.synth.generator import RECORD, written_by_synth
@@ -274,6 +275,7 @@ blurlatent {__version__}.
 
 ## Training
 - Data: {trained.text}.
+- Scale: {scale_words(config, card)}.
 - Channel {data.get("channel", "w1")}, regularization `{config.get("reg", "unknown")}`, {optim.get("epochs", "?")} \
 epochs of batch {optim.get("batch", "?")}, learning rate {optim.get("lr", "?")}, triplets {data.get("triplets", "?")}.
   The whole training config is attached as `training_config.yaml`.
@@ -288,6 +290,20 @@ z{built.planes[0]:02d} and z{built.planes[1]:02d}); the test output is what blur
 {card_words(card)}## Citation
 {PAPER} https://doi.org/{PAPER_DOI}{bbbc006}
 """
+
+
+def model_scale(config: dict, card: dict | None = None) -> TrainedScale:
+    """The scale the model was trained at: a built-in model's card, else the checkpoint's config."""
+    return card_scale(card) if card else trained_scale(config)
+
+
+def scale_words(config: dict, card: dict | None = None) -> str:
+    """The README's scale line: what the model saw, and what to do with images at another pixel size."""
+    scale = model_scale(config, card)
+    if scale.pixel_size_um is None:
+        return "not recorded (a checkpoint of own stacks without pixel sizes)"
+    return (f"{scale.words()}; resample images of another pixel size to {scale.pixel_size_um:g} µm/px first "
+            "(`blurlatent deblur` does, `--rescale auto`)")
 
 
 # config.model.arch → what the README calls the network (a checkpoint without arch is the paper's)
@@ -351,6 +367,8 @@ def describe_package(work: Path, task: Task, predictor, ckpt: dict, built: Built
             "bioimageio": {"reproducibility_tolerance": [tolerance]},
             "blurlatent": {"task": task.rule, "alpha": built.alpha, "normalize": normalize, "checkpoint": source_name,
                            "version": __version__, "training_data": trained.text, "test_planes": list(built.planes),
+                           **{key: value for key, value in vars(model_scale(config, card)).items()
+                              if value is not None},
                            "export_max_diff": built.max_diff,
                            **({"builtin": card.get("name"), "benchmark": card.get("benchmark")} if card else {})}}),
     )

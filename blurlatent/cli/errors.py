@@ -11,6 +11,7 @@ in click's ``ctx.meta`` (``DEBUG``, ``VERBOSE``), shared by the command's contex
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Mapping
 
 import typer
@@ -34,6 +35,9 @@ class OneLineGroup(TyperGroup):
     panel; still exit 2: a command's (a missing option, ``--alpha abc``) and the root's (an unknown command or
     root option, a missing command)."""
 
+    def get_params(self, ctx):
+        return plain_metavars(super().get_params(ctx), ctx)
+
     def make_context(self, info_name, args, parent=None, **extra):
         try:  # parsing the root's own options: ``blurlatent --bogus``
             return super().make_context(info_name, args, parent=parent, **extra)
@@ -55,6 +59,38 @@ def _parse_error(exc, where: str):
     message = " ".join(exc.format_message().split())
     console.print(f"[red]error:[/red] {escape(message)} (see: {escape(where)} --help)", highlight=False, soft_wrap=True)
     raise typer.Exit(2) from None
+
+
+def plain_metavars(params: list, ctx) -> list:
+    """``params`` with the value hints ``--help`` shows after each option made plain: none after a flag (not
+    ``<bool>``), the element after a repeatable option (``<float>``, not ``<list[float]>``, which invites
+    ``--alpha 0.2,0.5``). Options of several values name them with their own metavar (``--z P1 P2``)."""
+    for param in params:
+        if param.param_type_name != "option" or param.metavar is not None:
+            continue
+        if param.is_flag and not param.count:
+            param.metavar = ""
+        elif param.multiple and hasattr(param, "display_type"):
+            param.metavar = re.sub(r"^<list\[(.*)\]>$", r"<\1>", param.display_type(ctx))
+    return params
+
+
+def comma_values(command, ctx, args: list[str]) -> None:
+    """A click parse error (one line, exit 2) for an option of several values given with commas, ``--z 4,12``,
+    showing the form it takes, ``--z 4 12``; click would say "not a valid integer"."""
+    for i, token in enumerate(args[:-1]):
+        param = next((p for p in command.params if p.param_type_name == "option" and token in p.opts), None)
+        if param is None or param.nargs < 2 or "," not in args[i + 1]:
+            continue
+        typed: list[str] = []
+        values: list[str] = []
+        for text in args[i + 1:]:
+            if text.startswith("--") or len(values) >= param.nargs:
+                break
+            typed.append(text)
+            values += [v for v in text.split(",") if v.strip()]
+        raise _ClickUsageError(f"{token} {' '.join(typed)}: give {param.nargs} values separated by spaces, e.g. "
+                               f"{token} {' '.join(values[:param.nargs])}", ctx)
 
 
 def library_names(table: Mapping[str, str] | Callable[[dict], Mapping[str, str]]):
@@ -125,6 +161,13 @@ class OneLineCommand(TyperCommand):
     (``flag_names``), and turns its failures into one line and an exit code (``blurlatent.errors``):
     2 for bad input (UsageError, a missing or unreadable path), 1 for a runtime failure, 1 with "internal
     error" for anything else (a bug); the traceback instead only with the root's --debug."""
+
+    def get_params(self, ctx):
+        return plain_metavars(super().get_params(ctx), ctx)
+
+    def parse_args(self, ctx, args):
+        comma_values(self, ctx, args)
+        return super().parse_args(ctx, args)
 
     def invoke(self, ctx):
         names = flag_names(ctx)

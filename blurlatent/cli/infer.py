@@ -9,14 +9,15 @@ import typer
 
 from blurlatent.cli.common import app
 from blurlatent.cli.errors import OneLineCommand, console
-from blurlatent.config import InferenceConfig, Intensity, OutDtype, Precision
+from blurlatent.config import InferenceConfig, Intensity, OutDtype, Precision, Rescale
 
 # === inference: blur, deblur =================================================================
 
 def _inference_config(device: str, tile: int | None, out_dtype: OutDtype | None, intensity: Intensity,
-                      precision: Precision, batch_size: int) -> InferenceConfig:
+                      precision: Precision, batch_size: int, pixel_size: float | None = None,
+                      rescale: Rescale = InferenceConfig.rescale) -> InferenceConfig:
     return InferenceConfig(intensity=intensity, tile=tile, precision=precision, batch_size=batch_size,
-                           out_dtype=out_dtype, device=device).check()
+                           out_dtype=out_dtype, device=device, rescale=rescale, pixel_size=pixel_size).check()
 
 
 def _report(paths, alphas) -> None:
@@ -35,12 +36,58 @@ TILE_OPTION = typer.Option(
 OUT_DTYPE_OPTION = typer.Option(None, "--out-dtype", help="Output pixel type (default: the input's).")
 PRECISION_OPTION = typer.Option(InferenceConfig.precision, "--precision", help="auto (= fp32), fp32, or opt-in "
                                 "autocast bf16/fp16 (measured off fp32 by up to 0.05 and 0.009 of the range).")
-CHANNEL_OPTION = typer.Option(None, "--channel", help="Channel of a multi-channel file: index or name.")
+CHANNEL_OPTION = typer.Option(None, "--channel", help="Channel of a multi-channel file: index or name; all: every "
+                              "channel (same planes and alpha) into one multi-channel .tif/.ome.tif.")
+AXES_OPTION = typer.Option(None, "--axes", help="Axes of a file that does not say them (a plain multi-page TIFF), "
+                           "one letter per dimension: e.g. ZYX, CZYX, ZCYX.")
+Z_HELP = "Two planes of a z-stack, {}, e.g. --z {}"
 SERIES_OPTION = typer.Option(None, "--series", help="Image series of a file holding several (0, 1, ...).")
 CHECKPOINT_OPTION = typer.Option(None, "--checkpoint", "-c",
                                  help="A checkpoint written by `blurlatent train` (default: the built-in model).")
 MODEL_OPTION = typer.Option(None, "--model", "-m", help="A built-in model instead of --checkpoint: w1 (nuclei, the "
                             "default) or w2 (actin); `blurlatent models` lists them.")
+PIXEL_SIZE_OPTION = typer.Option(None, "--pixel-size", metavar="UM", help="The inputs' pixel size in µm, over what "
+                                 "their files say (OME PhysicalSizeX, ImageJ resolution).")
+RESCALE_OPTION = typer.Option(InferenceConfig.rescale, "--rescale", help="auto: resample inputs to the pixel size "
+                              "the model was trained at (the built-in: 0.645 µm) and the output back, said in the "
+                              "log; off: use them as they are.")
+
+
+def _check_inputs(files, folders, *, channel: str | None, axes: str | None) -> str | None:
+    """What can be checked of a job's inputs before the model line and before torch is imported, so a typo is
+    answered at once: each input path exists, --axes names axes, --channel all is given one file or stack.
+    Returns --axes upper-cased."""
+    from blurlatent.errors import UsageError
+
+    for path in files:
+        if path is not None and not path.exists():
+            raise UsageError(f"{path}: file not found; check the path")
+    for folder in folders:
+        if folder is not None and not folder.exists():
+            raise UsageError(f"{folder}: folder not found; check the path")
+    from blurlatent.files.axes import check_axes_letters
+    from blurlatent.inference.inputs import every_channel
+
+    if every_channel(channel) and any(f is not None for f in folders):
+        raise UsageError("{channel} all writes one multi-channel output of one file or stack; folder mode takes one "
+                         "channel: pass {channel} as an index or a name", "channel")
+    return None if axes is None else check_axes_letters(axes)
+
+
+def _run_files(checkpoint, config, first: Path, second: Path | None, alphas, output: Path, rule: str, *,
+               channel: str | None, **options) -> list[Path]:
+    """``jobs.run_files`` on one channel, or ``channels.run_channels`` on every one (--channel all)."""
+    from blurlatent.inference.inputs import every_channel
+
+    if every_channel(channel):
+        from blurlatent.inference.channels import run_channels
+
+        return run_channels(checkpoint, config, first, second, alphas, output, rule,
+                            progress_enabled=sys.stderr.isatty(), **options)
+    from blurlatent.inference.jobs import run_files
+
+    return run_files(checkpoint, config, first, second, alphas, output, rule, channel=channel,
+                     progress_enabled=sys.stderr.isatty(), **options)
 
 
 def _checkpoint(checkpoint: Path | None, model: str | None) -> Path:
@@ -80,10 +127,11 @@ def blur_command(
         "All or nothing: if any pair fails, no output is written, so the rerun needs no --force."),
     blurry_dir: Path | None = typer.Option(None, "--blurry-dir",
         help="Folder mode: folder of blurrier images, paired by BBBC006 field or file name."),
-    z: tuple[int, int] | None = typer.Option(None, "--z",
-        help="Two planes of the stack SHARP, sharper first, e.g. --z 16 0."),
+    z: tuple[int, int] | None = typer.Option(None, "--z", metavar="P1 P2",
+        help=Z_HELP.format("of the stack SHARP, sharper first", "16 0.")),
     channel: str | None = CHANNEL_OPTION,
     series: int | None = SERIES_OPTION,
+    axes: str | None = AXES_OPTION,
     extrapolate: bool = typer.Option(False, "--extrapolate", help="Allow alpha outside [0, 1]."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing outputs."),
     device: str = DEVICE_OPTION,
@@ -94,29 +142,37 @@ def blur_command(
     precision: Precision = PRECISION_OPTION,
     batch_size: int = typer.Option(InferenceConfig.batch_size, "--batch-size",
                                    help="Images per forward pass (pairs in folder mode)."),
+    pixel_size: float | None = PIXEL_SIZE_OPTION,
+    rescale: Rescale = RESCALE_OPTION,
 ):
     """Synthesize defocus blur between two planes of one field (Eq. 2): G(alpha E(sharp) + (1 - alpha) E(blurry))."""
     from blurlatent.errors import UsageError
-    from blurlatent.inference import jobs as batch
 
-    config = _inference_config(device, tile, out_dtype, intensity, precision, batch_size)
-    checkpoint = _checkpoint(checkpoint, model)
-    alphas = batch.blur_alphas(alpha, steps, extrapolate)
-    if sharp_dir is not None or blurry_dir is not None:
-        if sharp_dir is None or blurry_dir is None or sharp is not None or blurry is not None:
-            raise UsageError("folder mode needs both --sharp-dir and --blurry-dir and no SHARP/BLURRY files")
-        written, pairs, unpaired = batch.blur_folders(checkpoint, config, sharp_dir, blurry_dir, alphas, output,
-                                                      force=force, extrapolate=extrapolate,
-                                                      progress_enabled=sys.stderr.isatty(),
-                                                      channel=channel, series=series, z=z)
-        _report_folder(written, pairs, unpaired, alphas, output)
-        return
-    if sharp is None or (blurry is None and z is None):
+    config = _inference_config(device, tile, out_dtype, intensity, precision, batch_size, pixel_size, rescale)
+    folder_mode = sharp_dir is not None or blurry_dir is not None
+    if folder_mode and (sharp_dir is None or blurry_dir is None or sharp is not None or blurry is not None):
+        raise UsageError("folder mode needs both --sharp-dir and --blurry-dir and no SHARP/BLURRY files")
+    if not folder_mode and (sharp is None or (blurry is None and z is None)):
         raise UsageError("give SHARP and BLURRY image files, a z-stack SHARP with --z P1 P2, or --sharp-dir and "
                          "--blurry-dir")
-    _report(batch.run_files(checkpoint, config, sharp, blurry, alphas, output, "blur", force=force,
-                            extrapolate=extrapolate, z=z, channel=channel, series=series,
-                            progress_enabled=sys.stderr.isatty()), alphas)
+    axes = _check_inputs((sharp, blurry), (sharp_dir, blurry_dir), channel=channel, axes=axes)
+    from blurlatent.inference.alphas import blur_alphas  # numpy, scipy: after the paths are checked
+
+    alphas = blur_alphas(alpha, steps, extrapolate)
+    checkpoint = _checkpoint(checkpoint, model)  # the model line: once the inputs are checked
+    if folder_mode:
+        from blurlatent.inference.jobs import blur_folders
+
+        assert sharp_dir is not None and blurry_dir is not None  # checked above
+        written, pairs, unpaired = blur_folders(checkpoint, config, sharp_dir, blurry_dir, alphas, output,
+                                                force=force, extrapolate=extrapolate,
+                                                progress_enabled=sys.stderr.isatty(),
+                                                channel=channel, series=series, z=z, axes=axes)
+        _report_folder(written, pairs, unpaired, alphas, output)
+        return
+    assert sharp is not None  # checked above: the file modes have SHARP
+    _report(_run_files(checkpoint, config, sharp, blurry, alphas, output, "blur", channel=channel, force=force,
+                       extrapolate=extrapolate, z=z, series=series, axes=axes), alphas)
 
 
 @app.command("deblur", cls=OneLineCommand)
@@ -129,10 +185,10 @@ def deblur_command(
     model: str | None = MODEL_OPTION,
     alpha: float | None = typer.Option(None, "--alpha", "-a",
         help="Eq. 3's alpha = (target - less_blurry) / (target - blurriest), 0 <= alpha < 1."),
-    planes: tuple[float, float] | None = typer.Option(None, "--planes",
+    planes: tuple[float, float] | None = typer.Option(None, "--planes", metavar="P1 P2",
         help="Focal planes of BLURRIEST and LESS_BLURRY, e.g. --planes 0 8."),
-    z: tuple[int, int] | None = typer.Option(None, "--z",
-        help="Two planes of a z-stack, blurriest first, e.g. --z 0 8 (alpha from them and --target)."),
+    z: tuple[int, int] | None = typer.Option(None, "--z", metavar="P1 P2",
+        help=Z_HELP.format("blurriest first", "0 8 (alpha from them and --target).")),
     target: str | None = typer.Option(None, "--target", metavar="P|auto", help="The in-focus plane alpha leads "
         "to: a plane number, or auto (the default for --z): the focus found in each stack, printed. Two files with "
         "--planes need it (BBBC006 folder names: 16)."),
@@ -149,6 +205,7 @@ def deblur_command(
         help="Folder mode: a folder of z-stacks, one output each from planes --z P1 P2."),
     channel: str | None = CHANNEL_OPTION,
     series: int | None = SERIES_OPTION,
+    axes: str | None = AXES_OPTION,
     force: bool = typer.Option(False, "--force", help="Overwrite an existing output."),
     device: str = DEVICE_OPTION,
     tile: int | None = TILE_OPTION,
@@ -158,18 +215,48 @@ def deblur_command(
     precision: Precision = PRECISION_OPTION,
     batch_size: int = typer.Option(InferenceConfig.batch_size, "--batch-size",
                                    help="Images per forward pass (fields in folder mode)."),
+    pixel_size: float | None = PIXEL_SIZE_OPTION,
+    rescale: Rescale = RESCALE_OPTION,
 ):
     """Recover the in-focus image from two defocused planes of one field (Eq. 3).
 
     alpha comes from --alpha; from the stack planes --z P1 P2 toward --target (default auto: the focus found in the
     stack, printed); from --planes P1 P2 toward --target; or from the BBBC006_v1_images_z_XX folder names (toward 16).
     """
-    from blurlatent.errors import UsageError
-    from blurlatent.inference import jobs as batch
-    from blurlatent.inference.alphas import alpha_source, stack_levels
+    config = _inference_config(device, tile, out_dtype, intensity, precision, batch_size, pixel_size, rescale)
+    folder_mode = _deblur_mode(blurriest, less_blurry, blurriest_dir, less_blurry_dir, stack_dir, z)
+    axes = _check_inputs((blurriest, less_blurry), (blurriest_dir, less_blurry_dir, stack_dir), channel=channel,
+                         axes=axes)
+    from blurlatent.inference.alphas import alpha_source, stack_levels  # numpy, scipy: after the paths are checked
+    from blurlatent.inference.inputs import every_channel
+    first, second = blurriest_dir or blurriest, less_blurry_dir or less_blurry
+    paths = (first, second) if first is not None and second is not None else None
+    source = alpha_source(alpha, planes, target, sweep, paths=paths, z=z)  # contradictions: before any reading
+    checkpoint = _checkpoint(checkpoint, model)  # the model line: once the inputs are checked
+    if folder_mode:
+        from blurlatent.inference.jobs import deblur_folders
 
-    config = _inference_config(device, tile, out_dtype, intensity, precision, batch_size)
-    checkpoint = _checkpoint(checkpoint, model)
+        written, pairs, unpaired, found = deblur_folders(
+            checkpoint, config, source, output, blurriest_dir=blurriest_dir, less_blurry_dir=less_blurry_dir,
+            stack_dir=stack_dir, z=z, channel=channel, series=series, force=force,
+            progress_enabled=sys.stderr.isatty(), axes=axes)
+        _echo_lines(_alpha_lines(found))
+        _report_folder(written, pairs, unpaired, sorted({a for levels in found.values() for a in levels.alphas}),
+                       output, "stacks" if stack_dir is not None else "fields")
+        return
+    assert blurriest is not None  # checked above: the file modes have BLURRIEST
+    levels = stack_levels(source, blurriest, channel=0 if every_channel(channel) else channel, series=series,
+                          axes=axes)  # z, the target (--channel all: the first channel's focus), then alpha
+    written = _run_files(checkpoint, config, blurriest, less_blurry, levels.alphas, output, "deblur", channel=channel,
+                         force=force, z=z, series=series, planes=levels.planes, target=levels.target, axes=axes)
+    _echo_lines(levels.lines())
+    _report(written, levels.alphas)
+
+
+def _deblur_mode(blurriest, less_blurry, blurriest_dir, less_blurry_dir, stack_dir, z) -> bool:
+    """Whether deblur runs in a folder mode; UsageError for files beside folders, or too few inputs."""
+    from blurlatent.errors import UsageError
+
     folder_mode = any(f is not None for f in (blurriest_dir, less_blurry_dir, stack_dir))
     if folder_mode and (blurriest is not None or less_blurry is not None):
         raise UsageError("folder mode (--stack-dir, --blurriest-dir/--less-blurry-dir) takes no BLURRIEST/LESS_BLURRY "
@@ -177,25 +264,7 @@ def deblur_command(
     if not folder_mode and (blurriest is None or (less_blurry is None and z is None)):
         raise UsageError("give BLURRIEST and LESS_BLURRY image files, a z-stack BLURRIEST with --z P1 P2, or a folder "
                          "mode (--stack-dir, --blurriest-dir/--less-blurry-dir)")
-    first, second = blurriest_dir or blurriest, less_blurry_dir or less_blurry
-    paths = (first, second) if first is not None and second is not None else None
-    source = alpha_source(alpha, planes, target, sweep, paths=paths, z=z)  # contradictions: before any reading
-    if folder_mode:
-        written, pairs, unpaired, found = batch.deblur_folders(
-            checkpoint, config, source, output, blurriest_dir=blurriest_dir, less_blurry_dir=less_blurry_dir,
-            stack_dir=stack_dir, z=z, channel=channel, series=series, force=force,
-            progress_enabled=sys.stderr.isatty())
-        _echo_lines(_alpha_lines(found))
-        _report_folder(written, pairs, unpaired, sorted({a for levels in found.values() for a in levels.alphas}),
-                       output, "stacks" if stack_dir is not None else "fields")
-        return
-    assert blurriest is not None  # checked above: the file modes have BLURRIEST
-    levels = stack_levels(source, blurriest, channel=channel, series=series)  # z, the target, then alpha
-    written = batch.run_files(checkpoint, config, blurriest, less_blurry, levels.alphas, output, "deblur", force=force,
-                              z=z, channel=channel, series=series, progress_enabled=sys.stderr.isatty(),
-                              planes=levels.planes, target=levels.target)
-    _echo_lines(levels.lines())
-    _report(written, levels.alphas)
+    return folder_mode
 
 
 def _alpha_lines(found) -> list[str]:

@@ -16,6 +16,7 @@ def models_cli(
 ):
     """List the models built into blurlatent (used by blur and deblur when no --checkpoint is given)."""
     from blurlatent.inference.builtin import builtin_models, builtin_path  # torch: not for --help
+    from blurlatent.inference.scale import card_scale
 
     screen = Console()
     models = builtin_models()
@@ -37,6 +38,8 @@ def models_cli(
     for model in models:
         card = model.card
         screen.print(f"\n[bold]{model.name}[/bold]: {model.summary}", highlight=False)
+        if card_scale(card).words():  # what inference resamples inputs to (--rescale auto)
+            screen.print(f"  trained at: {card_scale(card).words()}", highlight=False, soft_wrap=True)
         for key in ("trained_on", "limits", "reproduce"):
             value = card.get(key)
             if value:

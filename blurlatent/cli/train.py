@@ -161,7 +161,8 @@ def _run(cfg, out: Path, resume: bool, force: bool) -> None:
     except KeyboardInterrupt as exc:  # train() saved a resumable last.pt first; say how to continue
         console.print(f"[yellow]{escape(str(exc) or 'interrupted')}[/yellow]", highlight=False, soft_wrap=True)
         raise typer.Exit(130) from None
-    if result is not None:
-        console.print(f"[green]train[/green] {escape(str(result.out))}: {result.epochs} epochs, best validation loss "
+    if result is not None:  # best.pt is chosen on the validation loss, or without a validation split the training loss
+        chosen = "validation loss" if "val_loss" in result.metrics else "training loss (no validation split)"
+        console.print(f"[green]train[/green] {escape(str(result.out))}: {result.epochs} epochs, best {chosen} "
                       f"{result.best_val:.5f} at epoch {result.best_epoch} → {escape(str(result.out / 'best.pt'))}",
                       highlight=False, soft_wrap=True)

@@ -23,6 +23,7 @@ from blurlatent.config.options import (
     OutDtype,
     Precision,
     Reg,
+    Rescale,
     Skips,
     TestCrops,
     TripletSet,
@@ -55,9 +56,9 @@ from blurlatent.config.train import (
 __all__ = [
     "DEFAULT_SKIPS", "DEFAULT_WIDTHS", "MAX_DEBLUR_WEIGHT", "MAX_DEPTH", "MAX_SEED", "MAX_WIDTH", "MULTISCALE_WIDTHS",
     "PAPER_WIDTHS", "RESUMABLE_CHANGES", "AlphaRule", "Amp", "Arch", "Intensity", "Log", "Normalization",
-    "OutDtype", "Precision", "Reg", "Skips", "TestCrops", "TripletSet", "check_choice", "choices", "StrictLoader",
-    "YamlRefused", "checked_config", "from_dict", "load_yaml", "model_config", "override", "read_yaml", "save_yaml",
-    "to_dict", "upgrade", "CONFIG_VERSION", "OLDER_DEFAULTS", "DataConfig", "ModelConfig", "OptimConfig",
-    "TrainConfig", "triplet_set", "DEMO_ARCH", "DemoSettings", "EvalConfig", "InferenceConfig", "PrepareConfig",
-    "SynthConfig",
+    "OutDtype", "Precision", "Reg", "Rescale", "Skips", "TestCrops", "TripletSet", "check_choice", "choices",
+    "StrictLoader", "YamlRefused", "checked_config", "from_dict", "load_yaml", "model_config", "override",
+    "read_yaml", "save_yaml", "to_dict", "upgrade", "CONFIG_VERSION", "OLDER_DEFAULTS", "DataConfig", "ModelConfig",
+    "OptimConfig", "TrainConfig", "triplet_set", "DEMO_ARCH", "DemoSettings", "EvalConfig", "InferenceConfig",
+    "PrepareConfig", "SynthConfig",
 ]

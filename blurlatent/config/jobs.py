@@ -4,6 +4,7 @@ functions take these as keyword options and the command line reads its option de
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from blurlatent.bbbc006 import CHANNELS, N_PLANES
@@ -13,6 +14,7 @@ from blurlatent.config.options import (
     Normalization,
     OutDtype,
     Precision,
+    Rescale,
     TestCrops,
     TripletSet,
     check_choice,
@@ -65,6 +67,8 @@ class InferenceConfig:
     batch_size: int = 4  # images per encoder/decoder call
     out_dtype: OutDtype | None = None  # None: the inputs' dtype
     device: str = "auto"
+    rescale: Rescale = "auto"  # auto: resample inputs to the model's pixel size and back (``inference.scale``)
+    pixel_size: float | None = None  # the inputs' µm per pixel, over what their files say (None: the files')
 
     def check(self) -> InferenceConfig:
         check_choice(Intensity, self.intensity, "{intensity}")
@@ -76,6 +80,12 @@ class InferenceConfig:
                              "tile")
         if self.batch_size < 1:
             raise UsageError(f"{{batch_size}} {self.batch_size}: must be at least 1", "batch_size")
+        check_choice(Rescale, self.rescale, "{rescale}")
+        size = self.pixel_size
+        if size is not None and (isinstance(size, bool) or not isinstance(size, (int, float))
+                                 or not math.isfinite(size) or size <= 0):
+            raise UsageError(f"{{pixel_size}} {size}: give the inputs' pixel size in µm, a number > 0 (e.g. 0.325)",
+                             "pixel_size")
         return self
 
 

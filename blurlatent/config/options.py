@@ -30,6 +30,8 @@ AlphaRule = Literal["planes"]  # data.alpha: each triplet's α from its focal pl
 # train --triplets: the paper's seven (α 0.5 each) or every triplet ending at the in-focus plane (α from planes)
 TripletSet = Literal["paper", "focus"]
 TestCrops = Literal["center", "ten"]  # prepare: one center crop per test field, or ten as in train
+# deblur/blur --rescale: resample inputs to the model's pixel size and back (auto), or leave them (off)
+Rescale = Literal["auto", "off"]
 
 PAPER_WIDTHS = (64, 128, 256, 512, 1024)
 # The multiscale net's default: full resolution and four stride-2 stages, narrow where the pixels are many and

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
-from blurlatent.bbbc006 import FOCUS_TRIPLETS, PAPER_TRIPLETS
+from blurlatent.bbbc006 import FOCUS_TRIPLETS, PAPER_TRIPLETS, PIXEL_SIZE_UM, PLANE_STEP_UM
 from blurlatent.config.options import (
     DEFAULT_SKIPS,
     DEFAULT_WIDTHS,
@@ -33,13 +34,16 @@ from blurlatent.config.options import (
 from blurlatent.errors import UsageError, field_names
 
 # The version of the defaults below. 1: every config and checkpoint written before ``version`` existed (no
-# ``version`` key): the paper's model, trained as the paper did; 2: `train`'s multiscale net and its training.
-CONFIG_VERSION = 2
+# ``version`` key): the paper's model, trained as the paper did; 2: `train`'s multiscale net and its training;
+# 3: the data's physical scale recorded (``data.pixel_size_um``, ``data.z_step_um``, ``data.optics``).
+CONFIG_VERSION = 3
 # {version: the defaults it changed, as they were before it}: a config of version v that lacks one of these keys
 # means the value of the first version after v that changed it (dotted keys, plain data)
-OLDER_DEFAULTS = {
+OLDER_DEFAULTS: dict[int, dict[str, Any]] = {
     2: {"model.arch": "paper", "model.skips": "coarse", "data.triplets": [list(t) for t in PAPER_TRIPLETS],
         "data.alpha": 0.5, "deblur_weight": 0.0},
+    # before 3 every store was BBBC006's or synth's (own stacks had no pixel size): BBBC006's scale
+    3: {"data.pixel_size_um": PIXEL_SIZE_UM, "data.z_step_um": PLANE_STEP_UM},
 }
 
 
@@ -115,6 +119,11 @@ class DataConfig:
     # (target − left) / (right − left) (latent.triplet_weight), what unevenly spaced triplets need
     alpha: float | AlphaRule = "planes"
     normalize: Normalization = "minmax"  # copied from the store's manifest; inference scales images the same way
+    # The images' scale, copied from the store's manifest (``Store.scale``; None: unknown): inference resamples
+    # inputs to ``pixel_size_um`` (µm per pixel), and α and the trained defocus range are in µm (``z_step_um``)
+    pixel_size_um: float | None = None
+    z_step_um: float | None = None
+    optics: dict[str, float] | None = None  # synth's stores: its NA, emission wavelength, … (``synth.optics.Optics``)
 
     def check(self) -> DataConfig:
         if isinstance(self.alpha, str):
@@ -126,6 +135,10 @@ class DataConfig:
         for t in self.triplets:
             if not (0 <= t[0] < t[1] < t[2]):
                 raise UsageError(f"triplet {list(t)}: planes must be ordered 0 <= left < target < right")
+        for name in ("pixel_size_um", "z_step_um"):
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and value > 0):
+                raise UsageError(f"data.{name} {value}: give the store's scale in µm (> 0), or leave it out")
         return self
 
 

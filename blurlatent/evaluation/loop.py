@@ -225,6 +225,7 @@ class Evaluation:
                 "input": ColumnScorer("less-blurry input x_k", "baseline", ("deblur",)),
                 "rl": ColumnScorer("Richardson–Lucy", "baseline", ("deblur",)),
                 "wiener": ColumnScorer("Wiener", "baseline", ("deblur",)),
+                "wiener2": ColumnScorer("two-plane Wiener", "baseline", ("deblur",)),
             }
 
     @property
@@ -246,16 +247,18 @@ class Evaluation:
         self._features(None, "real", batch.real)
 
     def add_baselines(self, batch: Batch) -> None:
-        """Score the Gaussian blur, the less-blurry input, Richardson–Lucy and Wiener on one batch."""
+        """Score the Gaussian blur, the less-blurry input, Richardson–Lucy, Wiener and the two-plane Wiener
+        (far plane and x_k) on one batch."""
         if not self.fits:
             return
-        images = apply_baselines(self.fits, self.plan, batch.real, batch.truth)
+        far = batch.x[:, self.index[self.plan.far]]
+        images = apply_baselines(self.fits, self.plan, batch.real, batch.truth, far)
         self.baselines["gaussian"].add_blur(batch.names, self.plan, images["gaussian"], batch.real)
         self._features(self.baselines["gaussian"], "synth", images["gaussian"])
         self.baselines["input"].add_deblur(batch.names, self.plan, batch.real, batch.truth)
-        for key in ("rl", "wiener"):
+        for key in ("rl", "wiener", "wiener2"):
             self.baselines[key].add_deblur(batch.names, self.plan, images[key], batch.truth)
-        for key in ("gaussian", "rl", "wiener"):
+        for key in ("gaussian", "rl", "wiener", "wiener2"):
             self.examples.keep(key, batch.start, images[key])
 
     def add_model(self, predictor: Predictor, scorer: ColumnScorer, batch: Batch) -> None:
@@ -289,7 +292,7 @@ def fit_train_baselines(train: np.ndarray, plan: PlanePlan, store: Store,
     """The baselines' fits on the train split, or none and the note why (an empty train split)."""
     if not len(train):
         return {}, "baselines skipped: the train split is empty, so no σ could be fitted"
-    with progress_bar("fitting baselines on train", len(plan.between), progress) as advance:
+    with progress_bar("fitting baselines on train", 1 + len(plan.between), progress) as advance:  # far, then between
         return fit_baselines(train, plan, store.plane_index, progress=advance), None
 
 

@@ -68,7 +68,7 @@ class Examples:
     """Images of the first ``n`` test fields (global indices 0..n-1), for the transition and deblurring figures.
 
     ``images[key]`` lists one float32 array per kept field: ``real`` [P_seq, H, W] in blur order far →
-    target, ``gaussian``/``rl``/``wiener`` [N, H, W], and per model ``<name>:recon`` [P_seq, H, W],
+    target, ``gaussian``/``rl``/``wiener``/``wiener2`` [N, H, W], and per model ``<name>:recon`` [P_seq, H, W],
     ``<name>:synth`` and ``<name>:deblur`` [N, H, W]; ``names`` the kept fields.
     """
 

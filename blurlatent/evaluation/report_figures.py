@@ -117,7 +117,7 @@ def _pca_figure(folder: Path, report: Report, latents: LatentSamples, name: str)
 
 
 def _baseline_figure(folder: Path, report: Report, ex: Examples) -> list[str]:
-    """deblur_baselines.png: Richardson–Lucy and Wiener beside their inputs and the truth."""
+    """deblur_baselines.png: Richardson–Lucy, Wiener and the two-plane Wiener beside their inputs and the truth."""
     if not ex.images.get("rl"):  # no baselines (empty train split) or no examples kept
         return []
     plan = report.config.plan
@@ -128,10 +128,11 @@ def _baseline_figure(folder: Path, report: Report, ex: Examples) -> list[str]:
         for k in _deblur_inputs(between):
             j = between.index(k)
             rows.append([real[i][0], real[i][seq.index(k)], ex.images["rl"][i][j], ex.images["wiener"][i][j],
-                         real[i][-1]])
+                         ex.images["wiener2"][i][j], real[i][-1]])
             labels.append(f"{field} k={k}")
     path = save_grid(rows, folder / "deblur_baselines.png", row_labels=labels,
-                     col_labels=[f"x{plan.far}", "x_k", "Richardson–Lucy", "Wiener", f"truth x{plan.target}"],
+                     col_labels=[f"x{plan.far}", "x_k", "Richardson–Lucy", "Wiener", "two-plane Wiener",
+                                 f"truth x{plan.target}"],
                      title="classical deconvolution baselines")
     return [path.name]
 

@@ -31,6 +31,7 @@ from blurlatent.files.atomic import (
     replace_folder,
     terminate_as_interrupt,
 )
+from blurlatent.files.planes import PlanePick, zarr_fetch
 from blurlatent.files.provenance import KEY, Provenance
 
 EXTRA = "pip install 'blurlatent[zarr]'"
@@ -98,9 +99,10 @@ def ngff_attrs(group) -> dict:
     return attrs["ome"] if isinstance(attrs.get("ome"), dict) else attrs
 
 
-def read_omezarr(path: str | Path, choose: Callable[[int], int]) -> ZarrImage:
-    """Image ``choose(count)`` of the OME-Zarr at ``path``. UsageError naming the file when zarr is missing, the
-    folder is no OME-Zarr image, or a chunk cannot be read."""
+def read_omezarr(path: str | Path, choose: Callable[[int], int], pick: PlanePick | None = None) -> ZarrImage:
+    """Image ``choose(count)`` of the OME-Zarr at ``path`` (with ``pick``, data holds only its planes: the chunks they
+    are in, ``PlanePick.read``). UsageError naming the file when zarr is missing, the folder is no OME-Zarr image, or
+    a chunk cannot be read."""
     path = Path(path)
     if not path.exists():
         raise UsageError(f"{path}: file not found; check the path")
@@ -113,7 +115,7 @@ def read_omezarr(path: str | Path, choose: Callable[[int], int]) -> ZarrImage:
     images = list_images(path, root)
     group, multiscale = images[choose(len(images))]
     try:
-        return load_image(group, multiscale, ngff_attrs(group), path)
+        return load_image(group, multiscale, ngff_attrs(group), path, pick)
     except UsageError:
         raise
     except Exception as exc:
@@ -140,7 +142,7 @@ def list_images(path: Path, root) -> list[tuple]:
     return images
 
 
-def load_image(group, multiscale: dict, meta: dict, source=None) -> ZarrImage:
+def load_image(group, multiscale: dict, meta: dict, source=None, pick: PlanePick | None = None) -> ZarrImage:
     dataset = multiscale["datasets"][0]
     array = group[dataset["path"]]
     axes_meta = multiscale.get("axes") or list("tczyx"[-array.ndim:])  # NGFF 0.1/0.2 had no axes: always TCZYX
@@ -166,7 +168,9 @@ def load_image(group, multiscale: dict, meta: dict, source=None) -> ZarrImage:
     ours = group.attrs.asdict().get(OURS, {})
     labels = ours.get("labels") if isinstance(ours, dict) else None
     labels = {z: str(s) for z, s in enumerate(labels)} if isinstance(labels, list) else {}
-    return ZarrImage(np.asarray(array[...]), axes, (x, y, z), names, labels)
+    data = np.asarray(array[...]) if pick is None else pick.read(axes, array.shape, array.dtype, names,
+                                                                  zarr_fetch(array))
+    return ZarrImage(data, axes, (x, y, z), names, labels)
 
 
 def write_omezarr(path: str | Path, data: np.ndarray, *,

@@ -33,8 +33,9 @@ class Provenance:
     """How one output was made. ``command`` "blur" or "deblur"; ``alphas`` one per level the output holds;
     ``planes`` the two planes used (stack indices, or the focal planes α came from), ``z_um`` their z in µm
     from the stack's first plane (where the input has a z step); ``target`` the plane a deblur's α aims at
-    (None when α was given); ``channel`` index and ``channel_name``; ``model`` a built-in name or a checkpoint's
-    file name, ``model_sha256`` its weights' checksum; ``version`` blurlatent's; ``inputs`` the file names."""
+    (None when α was given); ``channel`` index (all of them for an output of every channel) and ``channel_name``;
+    ``model`` a built-in name or a checkpoint's file name, ``model_sha256`` its weights' checksum; ``version``
+    blurlatent's; ``inputs`` the file names."""
 
     command: str
     alphas: tuple[float, ...]
@@ -44,7 +45,7 @@ class Provenance:
     planes: tuple[float, float] | None = None
     z_um: tuple[float, float] | None = None
     target: float | None = None
-    channel: int = 0
+    channel: int | tuple[int, ...] = 0
     channel_name: str | None = None
     inputs: tuple[str, ...] = ()
 

@@ -10,6 +10,13 @@ blurriest). The planes are ``planes`` (focal positions), the stack planes ``z`` 
 * two single-plane files with planes but no target (no silent plane 16: only BBBC006 folder names imply it);
 * a target outside the stack's planes, and a focus found at its first or last plane (it lies outside);
 * ``z`` out of the stack's range, before any α is computed, and planes that do not lead to the target.
+
+In physical units: where a stack lists each plane's z (OME ``Plane PositionZ``, ``Stack.z_um``), α is
+(target − less blurry) / (target − blurriest) in µm, so unevenly spaced planes get the α of their real distances
+(evenly spaced ones the same α as their indices); ``plane_z_um`` and ``defocus_um`` give planes' z in µm.
+
+Blur's levels (``blur_alphas``: values, or N evenly spaced steps) are checked here too; neither needs torch, so
+the command line checks α before it names the model or loads it.
 """
 
 from __future__ import annotations
@@ -21,11 +28,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, NamedTuple
 
+import numpy as np
+
 from blurlatent.bbbc006 import IN_FOCUS_PLANE, plane_from_path
 from blurlatent.errors import UsageError
 from blurlatent.files.stacks import Stack
-from blurlatent.inference.inputs import check_z, read_file, stack_pair
-from blurlatent.nets.latent import alpha_from_planes, check_deblur_alpha, steps_to_alphas
+from blurlatent.inference.inputs import check_stack_z, check_z, read_file
+from blurlatent.nets.latent import (
+    alpha_from_planes,
+    check_blur_alpha,
+    check_deblur_alpha,
+    steps_to_alphas,
+)
 from blurlatent.prepare.focus import MEASURES, best_plane, focus_outside
 
 AUTO: Final = "auto"
@@ -66,15 +80,18 @@ class DeblurLevels(NamedTuple):
     planes: tuple[float, float] | None = None  # the two planes α came from; None when α was given
     target: float | None = None  # the plane they lead to
     found_by: str | None = None  # the focus measure that found ``target`` in the stack (target "auto")
+    z_um: tuple[float, float, float] | None = None  # z (µm) of the planes and target where the stack lists them
 
     def lines(self) -> list[str]:
-        """``target = z20 (focus found by normvar)`` when it was found, ``alpha = … from planes …``."""
+        """``target = z20 (focus found by normvar)`` when it was found, ``alpha = … from planes …`` (and their z in
+        µm where α came from them)."""
         if self.planes is None or self.target is None:
             return []
-        alpha = alpha_from_planes(*self.planes, self.target)
+        alpha = alpha_from_planes(*(self.z_um or (*self.planes, self.target)))
         found = [f"target = z{self.target:g} (focus found by {self.found_by})"] if self.found_by else []
+        at = "" if self.z_um is None else f" (z {', '.join(f'{v:g}' for v in self.z_um)} µm)"
         return [*found, f"alpha = {alpha:.4g} from planes {self.planes[0]:g}, {self.planes[1]:g} toward "
-                        f"{self.target:g}"]
+                        f"{self.target:g}{at}"]
 
 
 @dataclass(frozen=True)
@@ -106,15 +123,19 @@ class AlphaSource:
         if self.alpha is not None or self.planes is None:
             return DeblurLevels(self.swept([check_deblur_alpha(self.alpha, warn=False)] if self.alpha is not None
                                            else []))  # Predictor.deblur warns once about a large gain
+        z_um = None
         if self.needs_stack:
             if stack is None:
                 raise ValueError("AlphaSource.levels: a stack job needs its stack")
             target, found_by = stack_target(stack, self, name)
+            z_um = listed_z(stack, (*self.planes, target))
         else:
             assert isinstance(self.target, float)  # alpha_source leaves "auto" to stacks
             target, found_by = self.target, None
         alpha = planes_alpha(self.planes, target, found_by, "z" if self.in_stack else "planes")
-        return DeblurLevels(self.swept([alpha]), self.planes, target, found_by)
+        if z_um is not None:  # the planes' own z: unevenly spaced planes get the α of their distances
+            alpha = planes_alpha((z_um[0], z_um[1]), z_um[2], found_by, "z")
+        return DeblurLevels(self.swept([alpha]), self.planes, target, found_by, z_um)
 
     def swept(self, alphas: list[float]) -> list[float]:
         return sorted(set(alphas) | set(steps_to_alphas(SWEEP_STEPS))) if self.sweep else alphas
@@ -126,9 +147,11 @@ def stack_target(stack: Stack, source: AlphaSource, name: str | None = None) -> 
     number: inside the stack's planes."""
     assert source.planes is not None
     name = name or (str(stack.path) if stack.path is not None else "the stack")
-    stack_pair(stack, (int(source.planes[0]), int(source.planes[1])), name)  # z in range, before any α
-    depth = stack.data.shape[0]
+    check_stack_z(stack, (int(source.planes[0]), int(source.planes[1])), name)  # z in range, before any α
+    depth = stack.plane_count
     if source.target == AUTO:
+        if stack.planes is not None:
+            raise ValueError("stack_target: the focus is found in every plane; read the stack whole")
         plane = best_plane(stack.data, source.measure)
         outside = focus_outside(plane, depth)
         if outside:
@@ -141,6 +164,33 @@ def stack_target(stack: Stack, source: AlphaSource, name: str | None = None) -> 
         raise UsageError(f"{{target}} {target:g} is not a plane of {name}: it has {depth} planes, 0..{depth - 1}; pass "
                          f"{{target}} inside them, or {{target=auto}} for the focus found in the stack", "target")
     return target, None
+
+
+def plane_z_um(stack: Stack, plane: float) -> float | None:
+    """The z in µm of (a fractional) ``plane`` of ``stack`` from its first plane: from the z the file lists for each
+    plane (``Stack.z_um``, interpolated between planes), else ``plane`` × its z step; None where it says neither."""
+    if stack.z_um is not None:
+        return float(np.interp(plane, np.arange(len(stack.z_um)), stack.z_um) - stack.z_um[0])
+    step = stack.pixel_size[2]
+    return None if step is None else plane * step
+
+
+def listed_z(stack: Stack, planes: Sequence[float]) -> tuple[float, float, float] | None:
+    """The z in µm of three planes (blurriest, less blurry, target) where ``stack`` lists each plane's z, else None
+    (an even z step gives the α of the plane indices)."""
+    if stack.z_um is None:
+        return None
+    a, b, c = (plane_z_um(stack, p) for p in planes)
+    return None if a is None or b is None or c is None else (a, b, c)
+
+
+def defocus_um(stack: Stack, planes: Sequence[float] | None, target: float | None) -> float | None:
+    """How far (µm) the first of ``planes`` (the blurriest) of ``stack`` lies from ``target``; None where either is
+    None or the stack has no z in µm."""
+    if planes is None or target is None:
+        return None
+    a, b = plane_z_um(stack, planes[0]), plane_z_um(stack, target)
+    return None if a is None or b is None else abs(b - a)
 
 
 def planes_alpha(planes: tuple[float, float], target: float, found_by: str | None, param: str) -> float:
@@ -198,9 +248,24 @@ def alpha_source(alpha: float | None, planes: Sequence[float] | None, target, sw
     return AlphaSource(planes=given or named, target=plane, sweep=sweep)
 
 
-def stack_levels(source: AlphaSource, path: Path, *, channel=None, series: int | None = None) -> DeblurLevels:
-    """``source.levels`` of the stack file ``path`` (read whole when the target is found in it, or checked)."""
-    return source.levels(read_file(path, channel, series) if source.needs_stack else None, str(path))
+def stack_levels(source: AlphaSource, path: Path, *, channel=None, series: int | None = None,
+                 axes: str | None = None) -> DeblurLevels:
+    """``source.levels`` of the stack file ``path``: read whole when the target is found in it (every plane is
+    needed), else only its facts, no plane (the target and ``z`` are checked against its depth; the job reads z)."""
+    if not source.needs_stack:
+        return source.levels(None, str(path))
+    planes = None if source.target == AUTO else ()
+    return source.levels(read_file(path, channel, series, axes, planes), str(path))
+
+
+def blur_alphas(alphas: Sequence[float] | None, steps: int | None, extrapolate: bool = False) -> list[float]:
+    """The blur levels from a list of α or from ``steps`` evenly spaced ones (exactly one of the two)."""
+    if bool(alphas) == (steps is not None):
+        raise UsageError("{alpha}/{steps}: give alpha (one or more values) or steps N, one of the two", "alpha",
+                         "steps")
+    if steps is not None:
+        return steps_to_alphas(steps)
+    return [check_blur_alpha(a, extrapolate) for a in alphas or ()]
 
 
 def deblur_alphas(alpha: float | None, planes: Sequence[float] | None, target, sweep: bool = False,

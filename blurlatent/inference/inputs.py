@@ -17,11 +17,12 @@ from typing import NamedTuple
 import numpy as np
 
 from blurlatent.errors import UsageError
+from blurlatent.files.axes import check_axes_letters, given_axes
 from blurlatent.files.images import read_image
 from blurlatent.files.stacks import Stack, read_stack
 
 TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
-ARRAY_AXES = "TCZYX"  # the axes an array given to the API may have, in any order ending in YX
+ALL_CHANNELS = "all"  # channel="all": every channel of a file into one output (``inference.channels``)
 
 
 class Inputs(NamedTuple):
@@ -32,17 +33,25 @@ class Inputs(NamedTuple):
     sources: tuple[Stack, Stack]
 
 
-def read_file(path: str | Path, channel: int | str | None = None, series: int | None = None) -> Stack:
-    """``path`` as a ZYX ``Stack``: TIFF (plain, ImageJ, OME) and anything else ``read_stack`` reads; a file that
-    is not a TIFF (PNG, or not an image at all) through ``imageio.read_image`` and its messages."""
+def read_file(path: str | Path, channel: int | str | None = None, series: int | None = None,
+              axes: str | None = None, planes: Sequence[int] | None = None) -> Stack:
+    """``path`` as a ZYX ``Stack``: TIFF (plain, ImageJ, OME) and anything else ``read_stack`` reads (``axes``
+    replacing the file's, e.g. "CZYX"; ``planes``: only those planes read); a file that is not a TIFF (PNG, or not
+    an image at all) through ``imageio.read_image`` and its messages."""
     path = Path(path)
     if path.is_file() and not path.name.lower().endswith(".zarr"):
         with open(path, "rb") as handle:
             magic = handle.read(4)
         if magic not in TIFF_MAGIC:
             plane = read_image(path)
-            return Stack(plane[None], "YX", path=path, kind="png" if path.suffix.lower() == ".png" else "tiff")
-    return read_stack(path, channel=channel, series=series)
+            return Stack(plane[None], given_axes(path, axes, "YX", plane.shape), path=path,
+                         kind="png" if path.suffix.lower() == ".png" else "tiff")
+    return read_stack(path, channel=channel, series=series, axes=axes, planes=planes)
+
+
+def every_channel(channel) -> bool:
+    """Whether ``channel`` asks for every channel of a file (``"all"``, in any case)."""
+    return isinstance(channel, str) and channel.strip().lower() == ALL_CHANNELS
 
 
 def check_z(z: Sequence[int]) -> tuple[int, int]:
@@ -71,22 +80,33 @@ def single_plane(stack: Stack, in_folders: bool = False) -> np.ndarray:
 
 
 def stack_pair(stack: Stack, z: Sequence[int], name: str | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Planes ``z[0]`` and ``z[1]`` of a ZYX ``stack``; UsageError naming z and the valid range."""
+    """Planes ``z[0]`` and ``z[1]`` of a ZYX ``stack`` (read whole, or with those planes: ``Stack.planes``);
+    UsageError naming z and the valid range (``check_stack_z``)."""
+    first, second = check_stack_z(stack, z, name)
+    if stack.planes is not None:  # read with only some planes: where each lies in data
+        return stack.data[stack.planes.index(first)], stack.data[stack.planes.index(second)]
+    return stack.data[first], stack.data[second]
+
+
+def check_stack_z(stack: Stack, z: Sequence[int], name: str | None = None) -> tuple[int, int]:
+    """``z`` as two planes of ``stack`` (``Stack.plane_count``, whatever ``data`` holds); UsageError naming z and the
+    valid range (``name``: the stack's, default its path)."""
     first, second = check_z(z)
     name = name or str(stack.path)
-    count = stack.data.shape[0]
+    count = stack.plane_count
     if count == 1:
         raise UsageError(f"{name}: holds one plane, so {{z=P1 P2}} cannot choose two; pass a z-stack, or two "
                          "single-plane images without {z=P1 P2}", "z")
     for value in (first, second):
         if not 0 <= value < count:
-            raise UsageError(f"{{z}} {value} is out of range: {name} has {count} planes; pass {{z=0..{count - 1}}}",
-                             "z")
-    return stack.data[first], stack.data[second]
+            raise UsageError(f"{{z}} {first} {second}: plane {value} is out of range: {name} has {count} planes; pass "
+                             f"{{z=P1 P2}} within 0..{count - 1}", "z")
+    return first, second
 
 
 def read_inputs(first: str | Path, second: str | Path | None = None, *, z: Sequence[int] | None = None,
-                channel: int | str | None = None, series: int | None = None, in_folders: bool = False) -> Inputs:
+                channel: int | str | None = None, series: int | None = None, in_folders: bool = False,
+                axes: str | None = None) -> Inputs:
     """The two planes of a job: one per file (``second`` given, no ``z``) or planes ``z`` of the stack ``first``.
 
     UsageError (naming the file and what to pass) for a stack without ``z``, ``z`` on a single plane or
@@ -96,7 +116,8 @@ def read_inputs(first: str | Path, second: str | Path | None = None, *, z: Seque
     if second is not None and z is not None:
         raise UsageError(f"{{z}} chooses two planes of one stack, but two files were given ({first}, {second}); pass "
                          "one z-stack and {z=P1 P2}, or two single-plane files without {z=P1 P2}", "z")
-    stack = read_file(first, channel, series)
+    planes = check_z(z) if second is None and z is not None else None  # a stack: read those two planes only
+    stack = read_file(first, channel, series, axes, planes)
     if second is None:
         if z is None:
             if stack.data.shape[0] > 1:
@@ -105,7 +126,7 @@ def read_inputs(first: str | Path, second: str | Path | None = None, *, z: Seque
                              "and {z=P1 P2}", "z")
         a, b = stack_pair(stack, z)
         return Inputs(a, b, (stack, stack))
-    other = read_file(second, channel, series)
+    other = read_file(second, channel, series, axes)
     a, b = single_plane(stack, in_folders), single_plane(other, in_folders)
     if a.shape != b.shape:
         raise UsageError(f"{second}: image is {b.shape[1]}x{b.shape[0]} but {first} is {a.shape[1]}x{a.shape[0]}; "
@@ -124,12 +145,10 @@ def output_like(stack: Stack) -> Stack:
 
 def check_axes(axes: str, shape: tuple[int, ...]) -> str:
     """``axes`` upper-cased: letters of TCZYX, each once, one per array dimension, ending in YX, with Z."""
-    text = str(axes).upper()
-    if (len(text) != len(shape) or len(set(text)) != len(text) or not set(text) <= set(ARRAY_AXES)
-            or not text.endswith("YX") or "Z" not in text):
+    if len(str(axes).strip()) != len(shape):
         raise UsageError(f"axes {axes!r} do not describe an array of shape {shape}; give one letter of TCZYX per "
                          "dimension, ending in YX, with Z, e.g. axes='ZYX' or 'CZYX'")
-    return text
+    return check_axes_letters(axes, need_z=True)
 
 
 def array_stack(data: np.ndarray, axes: str | None, channel: int | None = None) -> Stack:

@@ -42,11 +42,11 @@ from blurlatent.files.stacks import (
     output_kind,
     write_stack,
 )
-from blurlatent.inference.alphas import AlphaSource, DeblurLevels, stack_levels
+from blurlatent.inference.alphas import AlphaSource, DeblurLevels, defocus_um, plane_z_um, stack_levels
 from blurlatent.inference.builtin import model_identity
 from blurlatent.inference.inputs import Inputs, output_like, read_inputs
 from blurlatent.inference.predictor import NEAR_FOCUS, Predictor
-from blurlatent.nets.latent import check_blur_alpha, check_deblur_alpha, steps_to_alphas
+from blurlatent.nets.latent import check_blur_alpha, check_deblur_alpha
 from blurlatent.progress import progress_bar, tile_progress
 
 OUTPUT_SUFFIXES = (".tif", ".tiff", ".png", ".zarr")
@@ -118,8 +118,9 @@ def job_provenance(checkpoint, rule: str, alphas: Sequence[float], planes=None, 
 def pair_provenance(job: Provenance, sources: Sequence[Stack], like: Stack) -> Provenance:
     """``job``'s provenance for one pair: its inputs' file names, ``like``'s channel, and the z in µm of the
     planes (from the stack's first plane) where ``like`` has a z step."""
-    step, planes = like.pixel_size[2], job.planes
-    z_um = None if planes is None or step is None else (planes[0] * step, planes[1] * step)
+    planes = job.planes
+    z = None if planes is None else (plane_z_um(like, planes[0]), plane_z_um(like, planes[1]))
+    z_um = None if z is None or z[0] is None or z[1] is None else (z[0], z[1])
     names = tuple(dict.fromkeys(s.path.name for s in sources if s.path is not None))
     return replace(job, z_um=z_um, channel=like.channel_index, channel_name=like.channel, inputs=names)
 
@@ -283,12 +284,15 @@ def predict_folder(predictor: Predictor, pairs: Sequence[tuple], alphas: Levels,
         for batch in same_shape_batches(jobs, predictor.config.batch_size, read, lambda job: checked[job[0][0]]):
             (name0, first0, second0), _ = batch[0][1]
             levels = predictor.run_pairs([im.first for im, _ in batch], [im.second for im, _ in batch],
-                                         checked[name0], rule, names=(str(first0), str(second0 or first0)))
+                                         checked[name0], rule, names=(str(first0), str(second0 or first0)),
+                                         pixel_size=batch[0][0].sources[NEAR_FOCUS[rule]].pixel_size[0])
             for (images, ((name, _, _), paths)), stack in zip(batch, levels, strict=True):
                 like = images.sources[NEAR_FOCUS[rule]]
                 record = None if provenance is None else pair_provenance(provenance, images.sources, like)
                 if record is not None and targets is not None:
                     record = replace(record, target=targets[name])
+                if record is not None:  # a blurriest plane beyond the model's training: one warning
+                    predictor.check_defocus(defocus_um(like, record.planes, record.target), name)
                 for p, level, a in zip(paths, stack, checked[name], strict=True):
                     write_output(stage(p), level, [a], like, record)
                     written.append(p)
@@ -305,8 +309,9 @@ def same_shape_batches(jobs: list, size: int, read: Callable[..., Inputs] = read
     batch: list = []
     for job in jobs:
         images = read(job[0][1], job[0][2])
+        sizes = [s.pixel_size for s in images.sources]  # one pixel size per batch: one resampling (``scale``)
         if batch and (len(batch) >= max(1, size) or images.first.shape != batch[0][0].first.shape
-                      or key(job) != key(batch[0][1])):
+                      or key(job) != key(batch[0][1]) or sizes != [s.pixel_size for s in batch[0][0].sources]):
             yield batch
             batch = []
         batch.append((images, job))
@@ -317,28 +322,20 @@ def same_shape_batches(jobs: list, size: int, read: Callable[..., Inputs] = read
 # --- the jobs the command line runs ------------------------------------------------------------------
 
 
-def blur_alphas(alphas: Sequence[float] | None, steps: int | None, extrapolate: bool = False) -> list[float]:
-    """The blur levels from a list of α or from ``steps`` evenly spaced ones (exactly one of the two)."""
-    if bool(alphas) == (steps is not None):
-        raise UsageError("{alpha}/{steps}: give alpha (one or more values) or steps N, one of the two", "alpha",
-                         "steps")
-    if steps is not None:
-        return steps_to_alphas(steps)
-    return [check_blur_alpha(a, extrapolate) for a in alphas or ()]
-
-
 def run_files(checkpoint, config: InferenceConfig, first: Path, second: Path | None, alphas: Sequence[float],
               output: Path, rule: str, *, force: bool = False, extrapolate: bool = False, z=None, channel=None,
-              series: int | None = None, progress_enabled: bool = False, planes=None, target=None) -> list[Path]:
+              series: int | None = None, progress_enabled: bool = False, planes=None, target=None,
+              axes: str | None = None) -> list[Path]:
     """Blur (``rule="blur"``: first = sharp) or deblur (first = blurriest) two files, or planes ``z`` of the
-    stack ``first`` (``second`` None), into ``output`` with the metadata of the input nearer focus and the job's
-    provenance (``planes`` α came from, default ``z``; the deblur ``target``; ``job_provenance``).
+    stack ``first`` (``second`` None; read by ``axes`` where given), into ``output`` with the metadata of the input
+    nearer focus and the job's provenance (``planes`` α came from, default ``z``; the deblur ``target``;
+    ``job_provenance``).
 
     Inputs and every output path (not an input, not existing without ``force``, a pixel type the format
     holds) are checked before the model is loaded; a tiled image shows a progress bar (``progress_enabled``).
     Returns the paths written.
     """
-    inputs = read_inputs(first, second, z=z, channel=channel, series=series)
+    inputs = read_inputs(first, second, z=z, channel=channel, series=series, axes=axes)
     paths = level_paths(output, alphas)
     check_job_outputs(paths, force, [p for p in (first, second) if p is not None])
     dtype = config.out_dtype or np.result_type(inputs.first.dtype, inputs.second.dtype)
@@ -352,10 +349,12 @@ def run_files(checkpoint, config: InferenceConfig, first: Path, second: Path | N
         with tile_progress(rule, progress_enabled) as update:
             if rule == "blur":
                 levels = predictor.blur(inputs.first, inputs.second, list(alphas), extrapolate=extrapolate,
-                                        progress=update)
+                                        progress=update, pixel_size=like.pixel_size[0])
             else:
-                levels = predictor.deblur(inputs.first, inputs.second, list(alphas), progress=update)
+                levels = predictor.deblur(inputs.first, inputs.second, list(alphas), progress=update,
+                                          pixel_size=like.pixel_size[0])
         job = job_provenance(checkpoint, rule, alphas, z if planes is None else planes, target)
+        predictor.check_defocus(defocus_um(like, job.planes, job.target), str(first))
         return write_levels(output, levels, alphas, force=force, like=like,
                             provenance=pair_provenance(job, inputs.sources, like))
 
@@ -363,12 +362,12 @@ def run_files(checkpoint, config: InferenceConfig, first: Path, second: Path | N
 def predict_folders(checkpoint, config: InferenceConfig, pairs: list[tuple], alphas: Levels, output: Path,
                 rule: str, *, force: bool = False, extrapolate: bool = False, z=None, channel=None,
                 series: int | None = None, progress_enabled: bool = True, planes=None, target=None,
-                targets: Mapping[str, float] | None = None) -> list[Path]:
+                targets: Mapping[str, float] | None = None, axes: str | None = None) -> list[Path]:
     """``predict_folder`` on ``pairs`` (``pair_folders`` or, with ``z``, ``stack_folder``) into the folder ``output``,
     outputs checked before the model is loaded, a bar per pair (``progress_enabled``), the provenance as
     ``run_files`` records it (``targets``: each pair's own); returns the paths."""
     check_folder_outputs(output, pairs, alphas, force)
-    read = partial(read_inputs, z=z, channel=channel, series=series, in_folders=z is None)
+    read = partial(read_inputs, z=z, channel=channel, series=series, in_folders=z is None, axes=axes)
     with disk_space(output), FolderLock(output, rule), terminate_as_interrupt():  # one job per output folder
         predictor = Predictor.from_checkpoint(checkpoint, config)
         shared = [] if isinstance(alphas, Mapping) else alphas  # per pair: each output records its own
@@ -388,20 +387,20 @@ def refuse_z_in_pairs(z, rule: str) -> None:
 
 def blur_folders(checkpoint, config: InferenceConfig, sharp_dir: Path, blurry_dir: Path, alphas: Sequence[float],
                  output: Path, *, force: bool = False, extrapolate: bool = False, progress_enabled: bool = True,
-                 channel=None, series: int | None = None, z=None):
+                 channel=None, series: int | None = None, z=None, axes: str | None = None):
     """Blur every pair of two folders into the folder ``output``: (paths written, pairs, unpaired files).
     UsageError for ``z`` (the files of a pair are single planes)."""
     refuse_z_in_pairs(z, "blur")
     pairs, unpaired = pair_folders(sharp_dir, blurry_dir)
     written = predict_folders(checkpoint, config, pairs, alphas, output, "blur", force=force, extrapolate=extrapolate,
-                          channel=channel, series=series, progress_enabled=progress_enabled)
+                          channel=channel, series=series, progress_enabled=progress_enabled, axes=axes)
     return written, pairs, unpaired
 
 
 def deblur_folders(checkpoint, config: InferenceConfig, source: AlphaSource, output: Path, *,
                    blurriest_dir: Path | None = None, less_blurry_dir: Path | None = None,
                    stack_dir: Path | None = None, z=None, channel=None, series: int | None = None,
-                   force: bool = False, progress_enabled: bool = True):
+                   force: bool = False, progress_enabled: bool = True, axes: str | None = None):
     """Deblur every field of two folders (paired as ``pair_folders`` does), or planes ``z`` of every stack of
     ``stack_dir``, into the folder ``output``, α from ``source`` — per stack where it comes from the stack
     (``alphas.stack_levels``: every stack is checked, its focus found, before the model is loaded): (paths
@@ -427,10 +426,11 @@ def deblur_folders(checkpoint, config: InferenceConfig, source: AlphaSource, out
     alphas: Levels = shared.alphas
     targets: dict[str, float] | None = None
     if source.needs_stack:
-        levels = {name: stack_levels(source, path, channel=channel, series=series) for name, path, _ in pairs}
+        levels = {name: stack_levels(source, path, channel=channel, series=series, axes=axes)
+                  for name, path, _ in pairs}
         alphas = {name: found.alphas for name, found in levels.items()}
         targets = {name: found.target for name, found in levels.items() if found.target is not None}
     written = predict_folders(checkpoint, config, pairs, alphas, output, "deblur", force=force, z=z, channel=channel,
                               series=series, progress_enabled=progress_enabled, planes=shared.planes,
-                              target=shared.target, targets=targets)
+                              target=shared.target, targets=targets, axes=axes)
     return written, pairs, unpaired, levels

@@ -7,7 +7,8 @@ A Predictor owns everything between a user's images and the autoencoder:
 * precision and memory format (``device``): fp32 by default, channels_last, BatchNorm folded into the
   convolutions with torch's ``fuse_conv_bn_eval`` (same output, one pass less per activation);
 * the latent rule, Eq. 2 or Eq. 3 (``latent``), applied per tile in float32;
-* the mapping of the [0, 1] output back to the input's scale and dtype (``intensity``).
+* the mapping of the [0, 1] output back to the input's scale and dtype (``intensity``);
+* physical units (``scale``): inputs resampled to the model's pixel size and back (``rescale`` auto), warnings.
 
 Public API (numpy in, numpy out, the input's dtype kept)::
 
@@ -34,12 +35,14 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from blurlatent.config import InferenceConfig
-from blurlatent.errors import UsageError
+from blurlatent.errors import Message, UsageError
 from blurlatent.files.images import check_grayscale
 from blurlatent.inference.alphas import AUTO, alpha_source
 from blurlatent.inference.builtin import resolve_checkpoint
 from blurlatent.inference.inputs import array_pair, array_stack
-from blurlatent.intensity import Scale, check_normalization, plane_ranges, to_input_scale, to_unit
+from blurlatent.inference.memory import check_job_memory, mapped_levels, reports_out_of_memory, unit_pair
+from blurlatent.inference.scale import TrainedScale, defocus_warning, rescale_factor, run_rescaled, trained_scale
+from blurlatent.intensity import Scale, check_normalization, plane_ranges
 from blurlatent.nets.checkpoint import build_model, load_checkpoint
 from blurlatent.nets.device import assign_device, inference_autocast
 from blurlatent.nets.latent import (
@@ -98,11 +101,12 @@ class Predictor:
 
     ``Predictor(model, normalize, config=..., fuse=True)`` works on an eval-mode copy of ``model`` (on the
     model's device), so a model being trained is never changed. ``normalize`` is how the training images
-    were scaled to [0, 1]: ``minmax``, ``percentile`` or ``stack``.
+    were scaled to [0, 1]: ``minmax``, ``percentile`` or ``stack``; ``trained`` the scale they were at (None:
+    unknown, inputs are never resampled; ``from_checkpoint`` reads it from the checkpoint).
     """
 
     def __init__(self, model: nn.Module, normalize: str = "minmax", *, config: InferenceConfig | None = None,
-                 fuse: bool = True, source: str | None = None):
+                 fuse: bool = True, source: str | None = None, trained: TrainedScale | None = None):
         self.config = (config or InferenceConfig()).check()
         self.normalize = check_normalization(normalize)
         model = copy.deepcopy(model).eval()
@@ -112,6 +116,8 @@ class Predictor:
         self.model = model.to(memory_format=torch.channels_last)
         self.fused = fuse
         self.source = source
+        self.trained = trained
+        self.said: set[str] = set()  # the notes and warnings already logged: each once per model (folder mode)
         self.device = next(model.parameters()).device
         multiple = getattr(model, "multiple", None)  # what input sizes must be divisible by (2**depth)
         if not isinstance(multiple, int):
@@ -128,7 +134,8 @@ class Predictor:
         device = assign_device(config.device)
         ckpt = load_checkpoint(path, map_location="cpu")
         model = build_model(ckpt, str(path)).to(device)
-        return cls(model, checkpoint_normalization(ckpt, str(path)), config=config, fuse=fuse, source=str(path))
+        return cls(model, checkpoint_normalization(ckpt, str(path)), config=config, fuse=fuse, source=str(path),
+                   trained=trained_scale(ckpt["config"]))
 
     def with_options(self, **changes) -> Predictor:
         """The same model with some ``InferenceConfig`` fields changed (``intensity=``, ``tile=``, ...)."""
@@ -178,13 +185,19 @@ class Predictor:
         combined in float32 even under reduced precision. ``progress(done, total)`` is called after each
         tile (total = the number of tiles, 1 for a whole image); whatever it raises propagates.
         """
-        if rule not in RULES:
-            raise UsageError(f"rule {rule!r} is not one of {', '.join(RULES)}")
         first, second = np.asarray(first), np.asarray(second)
         if first.shape != second.shape or first.ndim != 3:
             raise UsageError(f"inputs must be two [N, H, W] arrays of one shape, got {first.shape} and {second.shape}")
-        n, k = first.shape[0], len(alphas)
-        pair, hw = pad_to_multiple(np.stack([first, second], axis=1).astype(np.float32, copy=False), self.multiple)
+        padded = pad_to_multiple(np.stack([first, second], axis=1).astype(np.float32, copy=False), self.multiple)
+        return self.combine_pair(*padded, alphas, rule, progress)
+
+    def combine_pair(self, pair: np.ndarray, hw: tuple[int, int], alphas: Sequence[float], rule: str,
+                     progress: Progress = None) -> np.ndarray:
+        """``combine`` of the pair stacked and padded: float32 [N, 2, H', W'] as ``tiling.pad_to_multiple`` pads it
+        (``hw``: the size before) → float32 [N, K, H, W]."""
+        if rule not in RULES:
+            raise UsageError(f"rule {rule!r} is not one of {', '.join(RULES)}")
+        n, k = pair.shape[0], len(alphas)
         plan = plan_tiles(pair.shape[-2:], self.multiple, self.radius, self.config.tile)
         out = np.zeros((n, k) + pair.shape[-2:], dtype=np.float32)
         wsum = np.zeros(pair.shape[-2:], dtype=np.float32)  # the tiles' summed weights (one whole tile has none)
@@ -216,26 +229,45 @@ class Predictor:
     # --- images in their own scale ------------------------------------------------------------------
 
     def blur(self, sharp: np.ndarray, blurry: np.ndarray, alpha, *, extrapolate: bool = False,
-             progress: Progress = None) -> np.ndarray:
-        """G(α E(sharp) + (1 − α) E(blurry)) (Eq. 2): [H, W] for a scalar α, [K, H, W] for K levels."""
+             progress: Progress = None, pixel_size: float | None = None) -> np.ndarray:
+        """G(α E(sharp) + (1 − α) E(blurry)) (Eq. 2): [H, W] for a scalar α, [K, H, W] for K levels; ``pixel_size``:
+        see ``run_pairs``."""
         alphas = [check_blur_alpha(a, extrapolate) for a in alpha_list(alpha)]
-        out = self.run_pairs([sharp], [blurry], alphas, "blur", names=("sharp", "blurry"), progress=progress)[0]
+        out = self.run_pairs([sharp], [blurry], alphas, "blur", names=("sharp", "blurry"), progress=progress,
+                             pixel_size=pixel_size)[0]
         return out[0] if np.ndim(alpha) == 0 else out
 
-    def deblur(self, blurriest: np.ndarray, less_blurry: np.ndarray, alpha, *, progress: Progress = None) -> np.ndarray:
-        """Eq. 3: G(E(less_blurry)/(1 − α) − α/(1 − α)·E(blurriest)): [H, W] or [K, H, W]."""
+    def deblur(self, blurriest: np.ndarray, less_blurry: np.ndarray, alpha, *, progress: Progress = None,
+               pixel_size: float | None = None) -> np.ndarray:
+        """Eq. 3: G(E(less_blurry)/(1 − α) − α/(1 − α)·E(blurriest)): [H, W] or [K, H, W]; ``pixel_size``: see
+        ``run_pairs``."""
         alphas = [check_deblur_alpha(a) for a in alpha_list(alpha)]
         out = self.run_pairs([blurriest], [less_blurry], alphas, "deblur", names=("blurriest", "less_blurry"),
-                             progress=progress)[0]
+                             progress=progress, pixel_size=pixel_size)[0]
         return out[0] if np.ndim(alpha) == 0 else out
 
+    def say(self, message: Message | None, warning: bool = False) -> None:
+        """Log ``message`` (a warning, or an info note) once per model: folder mode runs many pairs."""
+        if message is not None and message.template not in self.said:
+            self.said.add(message.template)
+            log.log(logging.WARNING if warning else logging.INFO, message)
+
+    def check_defocus(self, defocus: float | None, name: str = "input") -> None:
+        """Warn once when a blurriest plane lies ``defocus`` µm from focus, beyond the model's training."""
+        self.say(defocus_warning(defocus, self.trained, name), warning=True)
+
+    @reports_out_of_memory
     def run_pairs(self, firsts: Sequence[np.ndarray], seconds: Sequence[np.ndarray], alphas: Sequence[float],
-                  rule: str, names: tuple[str, str] = ("first", "second"), progress: Progress = None) -> np.ndarray:
+                  rule: str, names: tuple[str, str] = ("first", "second"), progress: Progress = None,
+                  pixel_size: float | None = None) -> np.ndarray:
         """N pairs of one shape → [N, K, H, W] in the inputs' scale (see ``intensity``) and dtype.
 
         Blur levels get the α-weighted mix of the two inputs' scales; deblurred images the less-blurry
-        input's. Raises UsageError for empty α, non-2-D, non-finite or mismatched inputs. ``progress``: see
-        ``combine``.
+        input's. ``pixel_size``: the inputs' µm per pixel (None: unknown; ``config.pixel_size`` overrides it):
+        with ``config.rescale`` auto, pairs at another pixel size than the model's go through it resampled to
+        the model's and come back resampled to their own shape (``scale.run_rescaled``), said in the log.
+        Raises UsageError for empty α, non-2-D, non-finite or mismatched inputs, or a job too big for the memory
+        available (``memory``; RuntimeFailure where it runs out anyway). ``progress``: see ``combine``.
         """
         if not alphas:
             raise UsageError("{alpha}: give at least one value", "alpha")
@@ -246,18 +278,19 @@ class Predictor:
         firsts, seconds = [np.squeeze(a) for a in firsts], [np.squeeze(b) for b in seconds]
         if len({a.shape for a in firsts}) > 1:
             raise UsageError("a batch of pairs must share one image shape")
+        size = self.config.pixel_size if self.config.pixel_size is not None else pixel_size
+        factor, note, warning = rescale_factor(size, self.trained, self.config.rescale)
+        self.say(note, warning)
+        if factor != 1.0:  # the same model at its own scale, its outputs unrounded until they are back
+            at_model = copy.copy(self)
+            at_model.config = dataclasses.replace(self.config, out_dtype="float32", rescale="off", pixel_size=None)
+            dtypes = [self.config.out_dtype or np.result_type(a, b) for a, b in zip(firsts, seconds, strict=True)]
+            return run_rescaled(lambda a, b: at_model.run_pairs(a, b, alphas, rule, names, progress), firsts, seconds,
+                                factor, dtypes)
+        out = check_job_memory(self, firsts, seconds, len(alphas))  # the outputs' dtypes; too big: refused here
         scales = [self.pair_scales(a, b, rule) for a, b in zip(firsts, seconds, strict=True)]
-        ua = np.stack([to_unit(a, s.lo, s.hi) for a, (s, _) in zip(firsts, scales, strict=True)])
-        ub = np.stack([to_unit(b, s.lo, s.hi) for b, (_, s) in zip(seconds, scales, strict=True)])
-        unit = self.combine(ua, ub, alphas, rule, progress)
-        results = []
-        for i, (sa, sb) in enumerate(scales):
-            dtype = np.dtype(self.config.out_dtype or np.result_type(firsts[i].dtype, seconds[i].dtype))
-            refs = [sa.mix(al, sb) if rule == "blur" else sb for al in alphas]
-            levels = zip(unit[i], refs, strict=True)
-            mapped = [to_input_scale(u, ref, self.config.intensity, dtype) for u, ref in levels]
-            results.append(np.stack(mapped))
-        return np.stack(results)
+        unit = self.combine_pair(*unit_pair(firsts, seconds, scales, self.multiple), alphas, rule, progress)
+        return mapped_levels(unit, scales, alphas, rule, self.config.intensity, out)
 
     def pair_scales(self, first: np.ndarray, second: np.ndarray, rule: str) -> tuple[Scale, Scale]:
         """The two inputs' scales; under ``stack`` both share the one of the input nearer focus."""
@@ -330,25 +363,30 @@ def as_predictor(model) -> Predictor:
     return Predictor(model, getattr(model, "normalize", "minmax"))
 
 
-def api_options(intensity, tile, precision, batch_size, out_dtype) -> dict:
+def api_options(intensity, tile, precision, batch_size, out_dtype, pixel_size=None,
+                rescale=InferenceConfig.rescale) -> dict:
     """``blur``'s and ``deblur``'s keyword options as ``Predictor.with_options`` takes them; UsageError naming the
     one of a wrong type (their values are ``InferenceConfig.check``'s)."""
     whole, text = ((numbers.Integral, type(None)), "a whole number"), ((str,), "a string")
+    size = ((numbers.Real, type(None)), "the images' µm per pixel, a number")
     for name, value, (kinds, what) in (("tile", tile, whole), ("batch_size", batch_size, whole),
-                                       ("intensity", intensity, text), ("precision", precision, text)):
+                                       ("intensity", intensity, text), ("precision", precision, text),
+                                       ("pixel_size", pixel_size, size), ("rescale", rescale, text)):
         if isinstance(value, bool) or not isinstance(value, kinds) or (name == "batch_size" and value is None):
             raise UsageError(f"{name}: got {described(value)}; pass {what}")
     try:
         dtype = None if out_dtype is None else np.dtype(out_dtype).name
     except TypeError:
         raise UsageError(f"out_dtype: got {described(out_dtype)}; pass uint8, uint16 or float32") from None
-    return {"intensity": intensity, "tile": tile, "precision": precision, "batch_size": batch_size, "out_dtype": dtype}
+    return {"intensity": intensity, "tile": tile, "precision": precision, "batch_size": batch_size, "out_dtype": dtype,
+            "pixel_size": pixel_size, "rescale": rescale}
 
 
 def blur(model, sharp: np.ndarray, blurry: np.ndarray | None = None, alpha=None, *, z=None, axes: str | None = None,
          channel: int | None = None, extrapolate: bool = False, intensity: str = InferenceConfig.intensity,
          tile: int | None = InferenceConfig.tile, precision: str = InferenceConfig.precision,
-         batch_size: int = InferenceConfig.batch_size, out_dtype=None) -> np.ndarray:
+         batch_size: int = InferenceConfig.batch_size, out_dtype=None, pixel_size: float | None = None,
+         rescale: str = InferenceConfig.rescale) -> np.ndarray:
     """Synthesize defocus blur between two planes of one field (Eq. 2): G(α E(sharp) + (1 − α) E(blurry)).
 
     sharp, blurry: 2-D grayscale arrays of one shape (uint8, uint16 or float), any size. α = 1 gives the
@@ -360,6 +398,8 @@ def blur(model, sharp: np.ndarray, blurry: np.ndarray | None = None, alpha=None,
     the inputs' totals, ``minmax`` maps [0, 1] to the α-weighted mean of their normalization ranges.
     A z-stack instead: ``blur(model, stack, alpha=..., z=(16, 0), axes="ZYX")``, planes ``z`` (sharper first)
     of ``stack`` (axes e.g. "ZYX", or "CZYX" with ``channel``), the same as the two planes given as 2-D arrays.
+    ``pixel_size``: the images' µm per pixel; with ``rescale="auto"`` (the default) images at another pixel size
+    than the model was trained at are resampled to it and the result back (``Predictor.run_pairs``).
     Raises UsageError for α outside [0, 1] without ``extrapolate``, non-2-D or mismatched inputs,
     ``planes.array_pair``'s refusals (z out of range, a stack without z, axes that do not fit), and a model, α
     or option of the wrong type (a path where the model goes, a 2-D α), naming the argument.
@@ -367,7 +407,7 @@ def blur(model, sharp: np.ndarray, blurry: np.ndarray | None = None, alpha=None,
     if alpha is None:
         raise UsageError("{alpha}: give one blur level or a list of them", "alpha")
     sharp, blurry = array_pair(sharp, blurry, z=z, axes=axes, channel=channel)
-    options = api_options(intensity, tile, precision, batch_size, out_dtype)
+    options = api_options(intensity, tile, precision, batch_size, out_dtype, pixel_size, rescale)
     return as_predictor(model).with_options(**options).blur(sharp, blurry, alpha, extrapolate=extrapolate)
 
 
@@ -375,7 +415,7 @@ def deblur(model, blurriest: np.ndarray, less_blurry: np.ndarray | None = None, 
            target: float | str = AUTO, axes: str | None = None, channel: int | None = None,
            intensity: str = InferenceConfig.intensity, tile: int | None = InferenceConfig.tile,
            precision: str = InferenceConfig.precision, batch_size: int = InferenceConfig.batch_size,
-           out_dtype=None) -> np.ndarray:
+           out_dtype=None, pixel_size: float | None = None, rescale: str = InferenceConfig.rescale) -> np.ndarray:
     """Recover the in-focus image from two defocused planes (Eq. 3).
 
     z_sharp = E(less_blurry)/(1 − α) − α/(1 − α)·E(blurriest); α = alpha_from_planes(blurriest plane,
@@ -388,7 +428,8 @@ def deblur(model, blurriest: np.ndarray, less_blurry: np.ndarray | None = None, 
     A z-stack instead: ``deblur(model, stack, z=(0, 8), axes="ZYX")``, planes ``z`` (blurriest first) of
     ``stack`` (axes e.g. "ZYX", or "CZYX" with ``channel``), α from the plane indices toward ``target`` unless
     ``alpha`` is given: ``"auto"`` (the default), the focus ``prepare.focus`` finds in the stack, or a plane of
-    it (``target=16``); the same as the two planes given as 2-D arrays.
+    it (``target=16``); the same as the two planes given as 2-D arrays. ``pixel_size`` and ``rescale``: as in
+    ``blur`` (e.g. ``pixel_size=0.325`` for a 0.645 µm/px model: resampled ×0.504 and back).
     Raises UsageError for α ≥ 1 or α < 0, non-2-D or mismatched inputs, ``planes.array_pair``'s refusals,
     ``alphas``' refusals (a target outside the stack, a focus found at its first or last plane, ``alpha`` beside
     a target plane), and a model, α or option of the wrong type, naming the argument; warns when 1/(1 − α) > 8.
@@ -400,7 +441,7 @@ def deblur(model, blurriest: np.ndarray, less_blurry: np.ndarray | None = None, 
         raise UsageError("{alpha}: give alpha, or z=(P1, P2) planes of a stack (and its target)", "alpha")
     if alpha is None:
         alpha = source.levels(array_stack(stack, axes, channel) if source.needs_stack else None).alphas[0]
-    options = api_options(intensity, tile, precision, batch_size, out_dtype)
+    options = api_options(intensity, tile, precision, batch_size, out_dtype, pixel_size, rescale)
     return as_predictor(model).with_options(**options).deblur(blurriest, less_blurry, alpha)
 
 

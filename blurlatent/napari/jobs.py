@@ -23,8 +23,7 @@ import numpy as np
 from blurlatent.config import InferenceConfig, Intensity, OutDtype, choices
 from blurlatent.errors import RuntimeFailure, UsageError, one_line
 from blurlatent.files.stacks import Stack
-from blurlatent.inference import jobs as batch
-from blurlatent.inference.alphas import AUTO, DeblurLevels, alpha_source
+from blurlatent.inference.alphas import AUTO, DeblurLevels, alpha_source, blur_alphas
 from blurlatent.inference.builtin import resolve_checkpoint
 from blurlatent.inference.predictor import Predictor
 
@@ -125,10 +124,30 @@ def layer_plane(stack, index: int, name: str) -> np.ndarray:
     """Plane ``index`` of a [Z, H, W] stack (any array with ``ndim``, ``shape`` and indexing: only that
     plane is read); UsageError for another shape or an index outside it."""
     if stack.ndim != 3:
-        raise UsageError(f"stack: the layer has shape {tuple(stack.shape)}, expected a z-stack [Z, H, W]")
+        raise UsageError(f"stack: the layer has shape {tuple(stack.shape)}, expected a z-stack [Z, H, W] or "
+                         "channels of one [C, Z, H, W]")
     if not 0 <= index < stack.shape[0]:
         raise UsageError(f"{name} {index} is outside the stack's planes 0..{stack.shape[0] - 1}")
     return np.asarray(stack[index])
+
+
+def channel_axis(axis_labels) -> int:
+    """The channel axis of a 4-D layer: the one labelled ``c`` or ``channel``, else the first ([C, Z, H, W], as
+    napari's reader opens an OME-TIFF; it opens an ImageJ hyperstack as [Z, C, H, W], unlabelled: the blurlatent
+    reader opens it as one layer per channel instead)."""
+    labels = [str(label).strip().lower() for label in axis_labels]
+    return next((i for i, label in enumerate(labels) if label in ("c", "channel")), 0)
+
+
+def layer_channel(data, axis: int, channel: int):
+    """Channel ``channel`` of a 4-D layer's ``data`` along ``axis``, as a [Z, H, W] view (numpy, dask, zarr: nothing
+    is read); a 3-D ``data`` as it is. UsageError for a channel the layer does not have."""
+    if data.ndim != 4:
+        return data
+    count = data.shape[axis]
+    if not 0 <= channel < count:
+        raise UsageError(f"channel {channel} is not a channel of the stack layer: it has {count}, 0..{count - 1}")
+    return data[(slice(None),) * axis + (channel,)]
 
 
 def parse_alphas(text: str) -> list[float]:
@@ -220,8 +239,11 @@ class DeblurRequest:
         predictor = Predictor.from_checkpoint(self.checkpoint, self.config)
         ticker.check()
         data = predictor.deblur(self.blurriest, self.less_blurry, alpha, progress=ticker)
+        # what the CLI prints about this job (the focus found, α and its planes), shown in the widget; issue 25's
+        # self-check number joins these lines (and this metadata) once the library computes one: none is made up here
+        summary = levels.lines() or [f"alpha = {alpha:.4g} (given)"]
         meta = {"alpha": alpha, "planes": levels.planes, "target": levels.target, "target_found_by": levels.found_by,
-                "checkpoint": str(self.checkpoint), "inputs": self.source}
+                "checkpoint": str(self.checkpoint), "inputs": self.source, "summary": summary}
         return data, {"name": "deblurred", "scale": self.placement.scale, "translate": self.placement.translate,
                       "colormap": self.placement.colormap, "contrast_limits": display_range(data),
                       "metadata": meta}, "image"
@@ -241,7 +263,7 @@ class BlurRequest:
     source: str = ""
 
     def __call__(self, ticker: Ticker) -> tuple:
-        alphas = batch.blur_alphas(self.alphas, None if self.alphas else self.steps)
+        alphas = blur_alphas(self.alphas, None if self.alphas else self.steps)
         predictor = Predictor.from_checkpoint(self.checkpoint, self.config)
         ticker.check()
         data = predictor.blur(self.sharp, self.blurry, alphas, progress=ticker)  # [K, H, W]

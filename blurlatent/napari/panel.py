@@ -1,9 +1,11 @@
 """The part both widgets share: a form, Run and Cancel, a tile progress bar, and one thread worker.
 
-Run reads the form in the main thread (``make_job``), then a ``napari.qt.threading.thread_worker`` runs
-``jobs.guarded`` so the viewer stays responsive. The Predictor calls the ``jobs.Ticker`` after every
-tile: it sends ``(done, total)`` to the progress bar through a Qt signal (delivered in the main thread)
-and stops the run at the next tile once Cancel — ``worker.quit()``, napari's own cancel — was pressed.
+Run reads the form in the main thread (``make_job``), then a superqt ``FunctionWorker`` (what
+``napari.qt.threading``'s workers are; importing that would load napari's window, its vispy canvas and OpenGL,
+which headless machines may lack) runs ``jobs.guarded`` so the viewer stays responsive. The Predictor calls
+the ``jobs.Ticker`` after every tile: it sends ``(done, total)`` to the progress bar through a Qt signal
+(delivered in the main thread) and stops the run at the next tile once Cancel — ``worker.quit()``, napari's
+own cancel — was pressed.
 Errors become ``napari.utils.notifications.show_error`` with the library's one-line message; a layer
 is added only when the job succeeded.
 """
@@ -14,20 +16,14 @@ from collections.abc import Callable
 
 from magicgui.widgets import ComboBox, Container, LineEdit
 from napari.layers import Image
-from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QObject, Signal
 from qtpy.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
 from superqt import QCollapsible
+from superqt.utils import FunctionWorker
 
 from blurlatent.config import Intensity, choices
 from blurlatent.napari.jobs import OUT_DTYPES, Outcome, Placement, Ticker, failure, guarded, inference_config
-
-
-@thread_worker(start_thread=False)
-def run_job(job: Callable[[Ticker], tuple], ticker: Ticker) -> Outcome:
-    """The job in napari's worker thread; never raises (see ``jobs.guarded``)."""
-    return guarded(job, ticker)
 
 
 class Relay(QObject):
@@ -91,7 +87,7 @@ class JobPanel(QWidget):
         layout.addWidget(self.progress)
         layout.addWidget(self.status)
         layout.addStretch(1)
-        self.worker = None
+        self.worker: FunctionWorker[Outcome] | None = None
         self.relay = Relay()
         self.relay.progressed.connect(self.on_progress)
         self.run_button.clicked.connect(self.run)
@@ -121,7 +117,7 @@ class JobPanel(QWidget):
             return
         # the ticker runs in the worker thread, after ``worker`` below exists
         ticker = Ticker(self.relay.progressed.emit, lambda: worker.abort_requested)
-        worker = run_job(job, ticker)
+        worker = FunctionWorker(guarded, job, ticker)  # guarded never raises: errors come back as an Outcome
         worker.returned.connect(self.report)
         worker.finished.connect(self.on_finished)
         self.worker = worker
@@ -141,7 +137,7 @@ class JobPanel(QWidget):
         self.progress.setRange(0, total)
         self.progress.setValue(done)
 
-    def on_finished(self) -> None:
+    def on_finished(self, _value: object = None) -> None:
         cancelled = self.worker is not None and self.worker.abort_requested
         self.worker = None
         self.run_button.setEnabled(True)
@@ -151,7 +147,7 @@ class JobPanel(QWidget):
             self.status.setText(f"{self.action}: cancelled")
             show_info(f"blurlatent {self.action}: cancelled")
 
-    def report(self, outcome: Outcome) -> object | None:
+    def report(self, outcome: Outcome) -> Image | None:
         """Add the result as a layer, or show the error; returns the new layer (or None)."""
         for message in outcome.warnings:
             show_warning(message)

@@ -1,21 +1,31 @@
 """The two dock widgets: Deblur (Eq. 3) and Blur synthesis (Eq. 2), both on ``inference.Predictor``.
 
-Each takes its two planes either from two image layers or from one z-stack layer and two z indices
-(``PairInputs``), a checkpoint file, and folded Advanced options (tile, device); the run itself is
-``panel.JobPanel``'s thread worker. The deblurred image lands on the input's scale and translate; the
-blur levels form one stack whose slider walks α (the α values are in its name and metadata).
+Each takes its two planes either from two image layers or from one z-stack layer — [Z, Y, X], or [C, Z, Y, X]
+and a channel — and two z indices (``PairInputs``), a checkpoint file, and folded Advanced options (tile, device);
+the run itself is ``panel.JobPanel``'s thread worker. Deblur's target defaults to auto, the focus found in the
+stack (``inference.alphas``, as ``blurlatent deblur``), which it shows after the run. The deblurred image lands on
+the input's scale and translate; the blur levels form one stack whose slider walks α (the α values are in its
+name and metadata).
 """
 
 from __future__ import annotations
 
 import numpy as np
 from magicgui.types import FileDialogMode
-from magicgui.widgets import Container, FileEdit, FloatSpinBox, LineEdit, RadioButtons, SpinBox
+from magicgui.widgets import ComboBox, Container, FileEdit, FloatSpinBox, Label, LineEdit, RadioButtons, SpinBox
 
 from blurlatent.bbbc006 import IN_FOCUS_PLANE
 from blurlatent.errors import UsageError
 from blurlatent.inference.alphas import AUTO
-from blurlatent.napari.jobs import BlurRequest, DeblurRequest, checkpoint_path, layer_plane, parse_alphas
+from blurlatent.napari.jobs import (
+    BlurRequest,
+    DeblurRequest,
+    channel_axis,
+    checkpoint_path,
+    layer_channel,
+    layer_plane,
+    parse_alphas,
+)
 from blurlatent.napari.panel import JobPanel, image_choice, layer_data, placement
 
 TWO_LAYERS, STACK = "two layers", "stack"
@@ -23,7 +33,8 @@ MAX_Z = 9999
 
 
 class PairInputs:
-    """Two planes of one field: two image layers, or one [Z, H, W] stack layer and two z indices."""
+    """Two planes of one field: two image layers, or one stack layer — [Z, H, W], or [C, Z, H, W] and a channel —
+    and two z indices."""
 
     def __init__(self, viewer, first: str, second: str, z_first: int, z_second: int):
         self.names = (first, second)
@@ -35,7 +46,23 @@ class PairInputs:
         self.stack = image_choice(viewer, "stack layer")
         self.z_first = SpinBox(label=f"{first} z", value=z_first, min=0, max=MAX_Z)
         self.z_second = SpinBox(label=f"{second} z", value=z_second, min=0, max=MAX_Z)
-        self.widgets = [self.source, self.stack, self.first, self.second, self.z_first, self.z_second]
+        self.channel = ComboBox(label="channel", choices=self.channel_choices, nullable=False,
+                                tooltip="The channel of a 4-D stack layer: its axis labelled c, else its first axis "
+                                        "[C, Z, Y, X]. The blurlatent reader (File > Open with Plugin) opens each "
+                                        "channel of a file as its own layer, scaled in µm")
+        self.stack.changed.connect(self.on_stack)
+        self.widgets = [self.source, self.stack, self.channel, self.first, self.second, self.z_first, self.z_second]
+
+    def channel_choices(self, _widget=None) -> list[tuple[str, int]]:
+        """``c0``, ``c1``, … of the chosen stack layer when it is 4-D; none otherwise."""
+        layer = self.stack.value
+        if layer is None or layer.ndim != 4:
+            return []
+        return [(f"c{c}", c) for c in range(layer_data(layer).shape[channel_axis(layer.axis_labels)])]
+
+    def on_stack(self, _value=None) -> None:
+        self.channel.reset_choices()
+        self.channel.visible = self.from_stack() and bool(self.channel.choices)
 
     def from_stack(self) -> bool:
         return self.source.value == STACK
@@ -45,16 +72,23 @@ class PairInputs:
         self.stack.visible = self.from_stack()
         self.first.visible = self.second.visible = not self.from_stack()
         self.z_first.visible = self.z_second.visible = self.from_stack() or z_needed
+        self.on_stack()
+
+    def stack_data(self):
+        """The stack layer and its [Z, H, W] data: the chosen channel of a 4-D layer (a view: nothing is read)."""
+        layer = chosen(self.stack, "stack layer")
+        data = layer_data(layer)
+        channel = self.channel.value if data.ndim == 4 else None
+        return layer, layer_channel(data, channel_axis(layer.axis_labels), channel or 0), channel
 
     def read(self):
         """(first plane, second plane, the layer whose placement the output takes, a description)."""
         if self.from_stack():
-            layer = chosen(self.stack, "stack layer")
-            data = layer_data(layer)
+            layer, data, channel = self.stack_data()
             za, zb = self.z_first.value, self.z_second.value
             a = layer_plane(data, za, f"{self.names[0]} z")
             b = layer_plane(data, zb, f"{self.names[1]} z")
-            return a, b, layer, f"{layer.name} z={za}, z={zb}"
+            return a, b, layer, f"{layer.name}{'' if channel is None else f' c{channel}'} z={za}, z={zb}"
         la = chosen(self.first, f"{self.names[0]} layer")
         lb = chosen(self.second, f"{self.names[1]} layer")
         return np.asarray(layer_data(la)), np.asarray(layer_data(lb)), lb, f"{la.name}, {lb.name}"
@@ -87,7 +121,10 @@ class DeblurWidget(JobPanel):
         self.alpha = FloatSpinBox(label="α", value=0.5, min=0.0, max=0.999, step=0.05,
                                   tooltip="Eq. 3's α, 0 <= α < 1")
         self.checkpoint = checkpoint_field()
-        form = Container(widgets=[*self.inputs.widgets, self.alpha_from, self.target, self.alpha, self.checkpoint])
+        # the last run's target (the focus found, for auto) and α, as `blurlatent deblur` prints them
+        self.found = Label(label="last run", value="target auto: the focus is found in the stack when run")
+        form = Container(widgets=[*self.inputs.widgets, self.alpha_from, self.target, self.alpha, self.checkpoint,
+                                  self.found])
         super().__init__(napari_viewer, form)
         self.inputs.source.changed.connect(self.update_form)
         self.alpha_from.changed.connect(self.update_form)
@@ -99,6 +136,13 @@ class DeblurWidget(JobPanel):
         self.target.visible = by_planes
         self.alpha.visible = not by_planes
 
+    def report(self, outcome):
+        """``JobPanel.report``, and the focus found and α of a run that added a layer, in ``found``."""
+        layer = super().report(outcome)
+        if layer is not None:
+            self.found.value = "; ".join(layer.metadata.get("summary", []))
+        return layer
+
     def make_job(self) -> DeblurRequest:
         a, b, where, source = self.inputs.read()
         by_planes, in_stack = self.alpha_from.value == "planes", self.inputs.from_stack()
@@ -106,7 +150,8 @@ class DeblurWidget(JobPanel):
         return DeblurRequest(a, b, checkpoint_path(self.checkpoint.value),
                              alpha=None if by_planes else self.alpha.value, planes=None if in_stack else planes,
                              target=self.target.value if by_planes else None, z=planes if in_stack else None,
-                             stack=layer_data(where) if in_stack and by_planes else None, config=self.config(),
+                             stack=self.inputs.stack_data()[1] if in_stack and by_planes else None,
+                             config=self.config(),
                              placement=placement(where), source=source)
 
 

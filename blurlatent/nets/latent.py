@@ -82,7 +82,7 @@ def alpha_from_planes(blurriest: float, less_blurry: float, target: float, *, pa
     alpha = (target - less_blurry) / span
     if not 0.0 <= alpha < 1.0:
         raise UsageError(
-            f"{{{param}}} {blurriest:g}, {less_blurry:g} do not lead to target {target:g}: the less-blurry plane must "
+            f"{{{param}}} {blurriest:g} {less_blurry:g} do not lead to target {target:g}: the less-blurry plane must "
             f"lie between the blurriest plane and the target (alpha would be {alpha:.3g})", param
         )
     return alpha

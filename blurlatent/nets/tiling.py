@@ -35,6 +35,22 @@ def pad_to_multiple(image: np.ndarray, multiple: int) -> tuple[np.ndarray, tuple
     return np.pad(image, widths, mode="reflect"), (h, w)
 
 
+def reflect_pad_in_place(padded: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    """Fill the last two axes of ``padded`` beyond its top-left ``hw`` as ``pad_to_multiple`` pads (numpy's
+    reflect), in place: an image written into a padded array needs no second, padded copy. Returns ``padded``."""
+    h, w = hw
+    ph, pw = padded.shape[-2] - h, padded.shape[-1] - w
+    if ph >= h or pw >= w:  # numpy reflects repeatedly when the pad reaches past the image: its own way (tiny images)
+        widths = [(0, 0)] * (padded.ndim - 2) + [(0, ph), (0, pw)]
+        padded[...] = np.pad(padded[..., :h, :w], widths, mode="reflect")
+        return padded
+    if pw:
+        padded[..., :h, w:] = padded[..., :h, w - 2 - np.arange(pw)]
+    if ph:
+        padded[..., h:, :] = padded[..., h - 2 - np.arange(ph), :]
+    return padded
+
+
 def crop_to(image: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
     """The top-left (H, W) of the last two axes."""
     return image[..., : hw[0], : hw[1]]
@@ -98,11 +114,15 @@ def plan_tiles(shape: tuple[int, int], multiple: int, radius: int,
                          f"receptive field needs a {margin}-px margin)", "tile")
     th, tw = min(tile, h), min(tile, w)
     plan: list[tuple[slice, slice, np.ndarray | None]] = []
+    # a tile's weight depends only on which of its edges are inner: nine arrays at most, shared (not one per tile)
+    shared: dict[tuple[bool, ...], np.ndarray] = {}
     for y in tile_starts(h, th, overlap, multiple):
-        wy = edge_weights(y, th, h, margin, ramp)
         for x in tile_starts(w, tw, overlap, multiple):
-            wx = edge_weights(x, tw, w, margin, ramp)
-            plan.append((slice(y, y + th), slice(x, x + tw), np.outer(wy, wx).astype(np.float32)))
+            inner = (y > 0, y + th < h, x > 0, x + tw < w)
+            if inner not in shared:
+                wy, wx = edge_weights(y, th, h, margin, ramp), edge_weights(x, tw, w, margin, ramp)
+                shared[inner] = np.outer(wy, wx).astype(np.float32)
+            plan.append((slice(y, y + th), slice(x, x + tw), shared[inner]))
     return plan
 
 

@@ -35,7 +35,7 @@ from blurlatent.intensity import PERCENTILES, plane_ranges, to_unit
 from blurlatent.prepare.crops import Box, assign_splits, crop_boxes, cut, split_counts
 from blurlatent.prepare.discover import Inventory, Source, bbbc_fields, bbbc_options, close_sources, decode_source
 from blurlatent.prepare.own_stacks import inspect_stacks, list_stacks, source_layout, stack_options
-from blurlatent.prepare.store import MANIFEST, SPLITS, STORE_FORMAT_VERSION, Store, write_manifest
+from blurlatent.prepare.store import MANIFEST, SPLITS, STORE_FORMAT_VERSION, Store, source_scale, write_manifest
 from blurlatent.progress import progress_bar
 
 log = logging.getLogger(__name__)
@@ -194,6 +194,7 @@ def field_record(job: FieldJob, channel: str, lohi: Sequence[tuple[float, float]
     return {
         "name": f"{job.name}_{channel}", "field": job.name, "channel": channel, "split": job.split,
         "index": job.index, "crops": [job.index * n, (job.index + 1) * n],
+        **({"channel_name": name} if (name := job.sources[channel][0].channel_name) else {}),  # own stacks' names
         "planes": [
             {"plane": p, "file": s.path, "member": s.member, "lo": lo, "hi": hi,
              **({} if s.z is None else {"z": s.z, "stack_channel": s.channel})}
@@ -293,7 +294,7 @@ def build_manifest(src: Path, plan: StorePlan, digest: str, counts: dict[str, in
         "tool": TOOL, "version": __version__, "fingerprint": digest,
         "source": str(src.resolve()), "source_kinds": sorted(set(plan.inventory.kinds.values())),
         **o.recorded(), **({"focus_planes": plan.inventory.focus} if plan.inventory.layout == "stacks" else {}),
-        "split_counts": counts,
+        "split_counts": counts, **source_scale(src, plan.inventory),
         "normalization": {"method": o.normalize, "percentiles": list(PERCENTILES), "reference_plane": reference},
         "image_size": list(plan.shape),
         "crop_boxes": {s: [[top, left, flip] for top, left, flip in plan.boxes[s]] for s in SPLITS},

@@ -45,6 +45,7 @@ class Source:
     member: str | None = None  # member name inside the zip
     z: int | None = None  # the plane in a stack file (``ownstacks``); None: the file is one plane
     channel: int = 0  # the stack's channel (0 for a one-channel stack)
+    channel_name: str | None = None  # its name, where the stacks name their channels (``own_stacks``)
 
     @property
     def label(self) -> str:

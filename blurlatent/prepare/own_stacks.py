@@ -14,16 +14,24 @@ Planes after focus are mirrored rather than stored as 17..32 because defocus blu
 either side learns the same task, and the default triplets (0..16) fit both; one side per store keeps the
 mirror one-to-one. The manifest records the side, each stack's focus plane, and per stored plane its
 stack plane ``z``.
+
+Channels: w1 is the first stack's first channel, w2 its second, …; where the first stack names the channel (OME
+``Channel Name``, NGFF ``omero``, ImageJ labels) every stack is matched by that name, whatever order it lists its
+channels in, and the manifest records it (``channel_name``); a stack without it is refused, naming the file.
+Unnamed channels are matched by position. Stacks of different z steps (µm between planes, where the files say)
+are refused too: the same planes from focus would mean different defocus.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from pathlib import Path
 
 from blurlatent.bbbc006 import BBBC_PLANE_DIR, IN_FOCUS_PLANE, FieldKey, format_planes, parse_planes
 from blurlatent.errors import Message, UsageError
+from blurlatent.files.stacks import read_stack
 from blurlatent.prepare.discover import Inventory, Source, report_skipped, stack_data
 from blurlatent.prepare.focus import MEASURES, best_plane, focus_outside
 
@@ -111,15 +119,46 @@ def stack_channels(files: Sequence[Path], channels: Sequence[str] | None) -> lis
     """``channels`` as given, or every channel of the first stack (w1 = its first channel, w2 its second, …)."""
     if channels:
         return list(channels)
-    count = 1
-    while count < MAX_CHANNELS:
-        try:
-            stack_data(str(files[0]), count)
-        except UsageError:  # channel ``count`` does not exist (channel 0 is checked by reading it below)
-            break
-        count += 1
-    stack_data(str(files[0]), 0)
-    return [f"w{i + 1}" for i in range(count)]
+    names, _ = stack_facts(files[0])
+    return [f"w{i + 1}" for i in range(min(len(names), MAX_CHANNELS))]
+
+
+def stack_facts(path: Path) -> tuple[list[str], float | None]:
+    """(the names of a stack file's channels, "" where one has none; its z step in µm, None where the file does not
+    say), from its metadata alone: no plane is read. UsageError naming a file that cannot be read."""
+    first = read_stack(path, channel=0, planes=())
+    names = [first.channel or ""]
+    names += [read_stack(path, channel=i, planes=()).channel or "" for i in range(1, first.channel_count)]
+    return names, first.pixel_size[2]
+
+
+def check_z_steps(steps: dict[Path, float | None]) -> None:
+    """UsageError naming two stacks whose z steps differ (steps a file does not state are not compared)."""
+    known = [(path, step) for path, step in steps.items() if step is not None]
+    for path, step in known[1:]:
+        if not math.isclose(step, known[0][1], rel_tol=1e-3):
+            raise UsageError(f"{known[0][0]} and {path}: z steps of {known[0][1]:g} µm and {step:g} µm; one store's "
+                             "planes from focus must mean one defocus: prepare stacks of one z step together (a "
+                             "folder each)")
+
+
+def channel_indices(path: Path, channels: Sequence[str], names: list[str], reference: list[str],
+                    first: Path) -> dict[str, int]:
+    """Each of ``channels`` (w1 = the first stack's first channel, …) as an index of ``path``'s channels ``names``:
+    by name where the first stack (``first``, channels ``reference``) names it, else by position. UsageError naming
+    ``path`` when it lacks that name, or two of its channels bear it."""
+    indices = {}
+    for c in channels:
+        position = int(c[1:]) - 1
+        wanted = reference[position] if position < len(reference) else ""
+        found = [i for i, n in enumerate(names) if n == wanted]
+        if wanted and len(found) != 1:
+            listed = ", ".join(f"{i}: {n or '(no name)'}" for i, n in enumerate(names))
+            what = f"names channels {found[0]} and {found[1]} {wanted}" if found else f"has no channel named {wanted}"
+            raise UsageError(f"{path}: {what} ({c}: channel {position} of {first.name}; its channels are {listed}); "
+                             "move it out of the folder, or choose {channels} that every stack names", "channels")
+        indices[c] = found[0] if wanted else position
+    return indices
 
 
 def list_stacks(src: Path) -> Inventory:
@@ -148,15 +187,23 @@ def inspect_stacks(inventory: Inventory, src: Path, channels: Sequence[str], off
                    focus: str | int, measure: str | None, strict: bool) -> tuple[list[tuple[str, int]], list[str]]:
     """Read every stack, choose its focus plane and fill ``inventory`` (sources under the stored planes, the
     focus per field). Returns (complete fields, one line per skipped stack). A stack without a channel asked
-    for, or whose focus leaves too few planes on the asked side, is skipped (UsageError with ``strict``);
-    an unreadable stack is a UsageError naming the file."""
+    for (by position), or whose focus leaves too few planes on the asked side, is skipped (UsageError with
+    ``strict``); an unreadable stack, one without a channel the first stack names (``channel_indices``), and stacks
+    of two z steps (``check_z_steps``) are a UsageError naming the file(s), before any plane is read."""
     focus = parse_focus(focus)
     planes = sorted({stored_plane(o) for o in offsets})
     inventory.sources = {p: {} for p in planes}
     inventory.kinds = dict.fromkeys(planes, "stacks")
     complete, skipped = [], []
-    for name, path in stack_field_names(src).items():
-        data, reason = read_channels(path, channels)
+    files = stack_field_names(src)
+    facts = {path: stack_facts(path) for path in files.values()}  # metadata only: refusals before any plane
+    check_z_steps({path: step for path, (_, step) in facts.items()})
+    first = next(iter(files.values()))
+    reference = facts[first][0]
+    indices = {path: channel_indices(path, channels, names, reference, first) for path, (names, _) in facts.items()}
+    named = {c: (reference[int(c[1:]) - 1] or None) if int(c[1:]) <= len(reference) else None for c in channels}
+    for name, path in files.items():
+        data, reason = channel_data(path, channels, indices[path])
         if reason is None:
             depth = data[0].shape[0]
             f = best_plane(data, measure or MEASURES[0]) if focus == "auto" else int(focus)
@@ -174,7 +221,7 @@ def inspect_stacks(inventory: Inventory, src: Path, channels: Sequence[str], off
             for c in channels:
                 key = FieldKey(name, 0, c)
                 inventory.sources[stored_plane(o)][key] = Source(stored_plane(o), key, str(path), None, f + o,
-                                                                 int(c[1:]) - 1)
+                                                                 indices[path][c], named[c])
         complete.append((name, 0))
     report_skipped(src, skipped, strict, "stack(s)", Message("choose {planes} nearer the focus", "planes"))
     if not complete:
@@ -183,16 +230,17 @@ def inspect_stacks(inventory: Inventory, src: Path, channels: Sequence[str], off
     return complete, skipped
 
 
-def read_channels(path: Path, channels: Sequence[str]) -> tuple[list, str | None]:
-    """(ZYX data per channel, None), or ([], why the stack is skipped) when it lacks a channel. The first channel
-    of the file is read first, so that a damaged file is a UsageError naming it, not a skip."""
+def channel_data(path: Path, channels: Sequence[str], indices: dict[str, int]) -> tuple[list, str | None]:
+    """(ZYX data per channel, None), or ([], why the stack is skipped) when it lacks a channel; ``indices``: each
+    channel's index in the file (``channel_indices``). The first channel of the file is read first, so that a
+    damaged file is a UsageError naming it, not a skip."""
     stack_data(str(path), 0)
     data = []
     for c in channels:
         try:
-            data.append(stack_data(str(path), int(c[1:]) - 1))
+            data.append(stack_data(str(path), indices[c]))
         except UsageError:
-            return [], f"no channel {c} (channel {int(c[1:]) - 1} of the file)"
+            return [], f"no channel {c} (channel {indices[c]} of the file)"
     if any(d.shape != data[0].shape for d in data):
         return [], "channels of different shapes"
     if data[0].shape[0] < 2:

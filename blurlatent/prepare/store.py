@@ -8,7 +8,8 @@ Layout of a store folder (``prepare`` fills the arrays in place and calls ``writ
     w1_test_full.npy                           uint8 [fields, planes, H0, W0] whole test fields
 
 ``manifest.json`` holds: format_version, tool version, planes (list of z), channels, crop size,
-split ratios, normalization (method, percentiles, and for ``stack`` the reference plane nearest focus),
+split ratios, the images' scale (µm per pixel and between planes, synth's optics: ``Store.scale``),
+normalization (method, percentiles, and for ``stack`` the reference plane nearest focus),
 per-field records (name, split, source file per plane and its scale lo/hi: with ``stack`` one scale
 shared by every plane of the field), crop boxes, and per array file its sha256 (``checksums``), a hash of
 16 blocks spread over it (``samples``) and its size and mtime (``stamps``): ``Store.verify`` trusts an
@@ -27,16 +28,20 @@ from pathlib import Path
 
 import numpy as np
 
+from blurlatent.bbbc006 import PIXEL_SIZE_UM, PLANE_STEP_UM
 from blurlatent.errors import UsageError
 from blurlatent.files.atomic import sha256_file
 from blurlatent.files.images import read_source
-from blurlatent.prepare.discover import stack_data
+from blurlatent.files.stacks import read_stack
+from blurlatent.prepare.discover import Inventory, stack_data
+from blurlatent.synth.generator import RECORD, written_by_synth
 
 log = logging.getLogger(__name__)
 
 STORE_FORMAT_VERSION = 1
 SPLITS = ("train", "val", "test")
 MANIFEST = "manifest.json"
+SCALE_KEYS = ("pixel_size_um", "z_step_um", "optics")  # the images' physical scale (``Store.scale``)
 SAMPLE_BLOCKS, SAMPLE_BYTES = 16, 4096
 
 
@@ -82,6 +87,17 @@ class Store:
         training copies it into the checkpoint so inference scales images the same way."""
         norm = self.manifest.get("normalization", self.manifest.get("normalize", "minmax"))
         return str(norm.get("method", "minmax") if isinstance(norm, dict) else norm)
+
+    @property
+    def scale(self) -> dict:
+        """The images' physical scale, as ``DataConfig`` records it: ``pixel_size_um`` (µm per pixel), ``z_step_um``
+        (µm between stored planes) and ``optics`` (synth's NA and wavelength), None where unknown. A store prepared
+        before they were recorded: BBBC006's scale for BBBC006's layout (real or synth), unknown for own stacks."""
+        if "pixel_size_um" in self.manifest:
+            return {key: self.manifest.get(key) for key in SCALE_KEYS}
+        own = "stacks" in (self.manifest.get("source_kinds") or ()) or "focus" in self.manifest
+        return {"pixel_size_um": None if own else PIXEL_SIZE_UM, "z_step_um": None if own else PLANE_STEP_UM,
+                "optics": None}
 
     def plane_index(self, plane: int) -> int:
         """Position of focal plane ``plane`` on the arrays' plane axis. Raises UsageError when it is absent."""
@@ -172,6 +188,21 @@ class Store:
         """(left, target, right) focal planes → their indices on the arrays' plane axis (what
         ``data.TripletDataset`` takes). Raises UsageError for a plane the store lacks."""
         return [(self.plane_index(a), self.plane_index(b), self.plane_index(c)) for a, b, c in triplets]
+
+
+def source_scale(src: Path, inventory: Inventory) -> dict:
+    """The manifest's ``SCALE_KEYS`` for a store made from ``src``: own stacks, the first stack's pixel size and z step
+    (None where its file does not say); BBBC006's layout, BBBC006's scale, or synth's record's with its optics."""
+    if inventory.layout == "stacks":
+        first = next(source for plane in inventory.sources.values() for source in plane.values())
+        x, _, z = read_stack(first.path, channel=first.channel).pixel_size
+        return {"pixel_size_um": x, "z_step_um": z, "optics": None}
+    if not written_by_synth(src / RECORD):
+        return {"pixel_size_um": PIXEL_SIZE_UM, "z_step_um": PLANE_STEP_UM, "optics": None}
+    optics = json.loads((src / RECORD).read_text()).get("optics") or {}
+    wavelength = (optics.get("changed") or {}).get("wavelength_um")  # None: each channel's dye
+    return {"pixel_size_um": optics.get("pixel_um", PIXEL_SIZE_UM), "z_step_um": optics.get("z_step_um", PLANE_STEP_UM),
+            "optics": {"na": optics.get("na"), **({"wavelength_um": wavelength} if wavelength else {})}}
 
 
 def damaged(file: Path, reason: str) -> UsageError:

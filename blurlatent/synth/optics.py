@@ -48,11 +48,11 @@ import numpy as np
 import scipy.fft as sfft
 from scipy.special import j1
 
-from blurlatent.bbbc006 import IN_FOCUS_PLANE, PLANE_STEP_UM
+from blurlatent.bbbc006 import IN_FOCUS_PLANE, PIXEL_SIZE_UM, PLANE_STEP_UM
 from blurlatent.errors import UsageError
 
 # --- fixed facts of the synthetic microscope ------------------------------------------------------
-PIXEL_UM = 0.645
+PIXEL_UM = PIXEL_SIZE_UM  # BBBC006's
 WAVELENGTH_UM = {"w1": 0.46, "w2": 0.57}  # Hoechst 33342 and rhodamine/Alexa-phalloidin emission peaks
 CALIBRATION_DISTANCE_UM = 32.0  # z00 is 16 planes x 2 µm below focus ...
 CALIBRATION_SIGMA_PX = 18.0  # ... and matches the in-focus plane blurred by a Gaussian of this sigma

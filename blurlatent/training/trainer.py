@@ -79,7 +79,8 @@ class TrainResult:
 
 
 def resolve_config(config: TrainConfig, check_init: bool = True) -> TrainConfig:
-    """Check ``config`` against its store and fill ``data.normalize`` from the store's manifest.
+    """Check ``config`` against its store and fill ``data.normalize`` and the scale (``Store.scale``) from the store's
+    manifest.
 
     ``check_init=False`` (resuming) skips the ``init`` file: its weights are already in ``last.pt``.
     Raises UsageError naming the parameter at fault.
@@ -105,6 +106,8 @@ def resolve_config(config: TrainConfig, check_init: bool = True) -> TrainConfig:
                          f"{multiple}; use fewer {{model.widths}} or prepare with another {{prepare:crop}}",
                          "model.widths", "prepare:crop")
     config.data.normalize = check_normalization(store.normalize)
+    for key, value in store.scale.items():  # the store's scale; where it does not know, the config's (if given)
+        setattr(config.data, key, value if value is not None else getattr(config.data, key))
     return config
 
 

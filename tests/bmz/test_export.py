@@ -141,6 +141,8 @@ def test_package_contents_and_description(packages, runs):
     readme = member(packages["weak"], "README.md").decode()
     assert "synthetic widefield z-stacks made by `blurlatent synth`" in readme and "## Validation" in readme
     assert "regularization `weak`" in readme
+    ours = weak["config"]["blurlatent"]  # issue 26: the scale it was trained at, and what to do at another
+    assert (ours["pixel_size_um"], ours["z_step_um"]) == (0.645, 2.0) and "Scale: 0.645 µm/px, 2 µm per plane" in readme
     strong = rdf(packages["strong"])
     assert strong["name"] == "blurlatent deblur w1 strong"
     config = yaml.safe_load(member(packages["strong"], "training_config.yaml"))
@@ -391,6 +393,7 @@ def test_the_builtin_model_exports_by_name_and_passes_bioimageio_test(tmp_path, 
     ours = description["config"]["blurlatent"]
     assert ours["training_data"] == card["trained_on"] and ours["builtin"] == "w1"
     assert ours["benchmark"] == card["benchmark"] and "nuclei" in description["tags"]
+    assert (ours["pixel_size_um"], ours["z_step_um"], ours["defocus_um"]) == (0.645, 2.0, 32.0)
     assert [c["doi"] for c in description["cite"]] == ["10.48550/arXiv.2307.15461"]  # synthetic: no BBBC006
     readme = member(tmp_path / "w1.zip", "README.md").decode()
     assert "blurlatent's built-in model `w1`" in readme and card["trained_on"] in readme

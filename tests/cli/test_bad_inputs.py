@@ -553,6 +553,20 @@ CASES = [
         ("alpha -0.2", "0 <= alpha < 1"),
     ),
     Case(
+        "deblur-pixel-size-zero",
+        "--pixel-size 0 (issue 26: the inputs' µm per pixel)",
+        f"deblur {PAIR} {DEBLUR} --pixel-size 0",
+        2,
+        ("--pixel-size 0.0", "a number > 0"),
+    ),
+    Case(
+        "blur-pixel-size-negative",
+        "--pixel-size negative",
+        f"blur {PAIR} {BLUR} --pixel-size=-0.325",
+        2,
+        ("--pixel-size -0.325", "a number > 0"),
+    ),
+    Case(
         "deblur-alpha-not-number",
         "alpha not a number",
         f"deblur {PAIR} {DEBLUR.replace('0.5', 'half')}",

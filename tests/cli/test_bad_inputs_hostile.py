@@ -36,6 +36,8 @@ needs_export = pytest.mark.skipif(bool(EXPORT_MISSING), reason=f"blurlatent[expo
 needs_zarr = pytest.mark.skipif(importlib.util.find_spec("zarr") is None, reason="blurlatent[zarr] is not installed")
 ZARR_OUT = "deblur {bad}/sharp.tif {bad}/blurry.tif -c {ckpt} --alpha 0.5 -o {work}/out.ome.zarr --device cpu --force"
 LONG_REG = "weak" + "x" * 300  # past the 128 characters bioimage.io allows in a model name
+STACKS_PREP = "--focus 1 --planes -1:0 --crop 32 --workers 1 --channels w1"
+LOW_MEMORY = "-c {ckpt} -o {work}/out.tif --device cpu"
 
 CASES = [
     Case("blur-imagej-int32-levels", "an ImageJ image beside an int32 one, two levels (ImageJ holds no int32; was: "
@@ -76,7 +78,22 @@ CASES = [
          "the first, silently)", "deblur {h}/dapi_twice.ome.tif --z 0 2 --channel DAPI --alpha 0.5 -c {ckpt} "
          "-o {work}/out.tif --device cpu", 2, ("--channel DAPI names channels 0, 1 of",
                                                "pass the index instead, --channel 0")),
+    # cause 5: own stacks matched by channel name, one z step per store (was: w1 = channel 0 of every file)
+    Case("prepare-stack-without-named-channel", "prepare on own stacks, one without the channel the first stack "
+         "names w1 (was: its channel 0 taken as w1)", f"prepare {{h}}/stacks_missing {{work}}/store {STACKS_PREP}",
+         2, ("b.ome.tif: has no channel named DAPI", "choose --channels that every stack names")),
+    Case("prepare-stacks-two-z-steps", "prepare on own stacks of z steps 0.5 and 2 µm (was: mixed into one store)",
+         f"prepare {{h}}/stacks_zsteps {{work}}/store {STACKS_PREP}", 2,
+         ("a.ome.tif and", "b.ome.tif: z steps of 0.5 µm and 2 µm", "prepare stacks of one z step together")),
+    # cause 10: memory estimated before work, and running out anyway said in one line (was: "a bug")
+    Case("deblur-memory-over-limit", "a job whose memory estimate passes 80 % of what is available (test: 100 KiB "
+         "available; was: no estimate)", f"deblur {{bad}}/sharp.tif {{bad}}/blurry.tif --alpha 0.5 {LOW_MEMORY}", 2,
+         ("this job needs about", "more than 80 % of the 100 KiB available", "pass a smaller input")),
+    Case("deblur-out-of-memory", "memory running out during inference anyway (test: MemoryError in the model's pass; "
+         "was: internal error, a bug)", f"deblur {{bad}}/sharp.tif {{bad}}/blurry.tif --alpha 0.25 {LOW_MEMORY}", 1,
+         ("out of memory during inference (MemoryError)", "pass a smaller --tile (e.g. --tile 256), --batch-size 1")),
 ]
+MEMORY_ROWS = {"deblur-memory-over-limit": 100 * 1024, "deblur-out-of-memory": None}  # memory available, patched
 
 
 # --- setups and inputs ------------------------------------------------------------------------------------------
@@ -127,6 +144,12 @@ def hostile_files(root: Path, ckpt: Path) -> Path:
                      metadata={"axes": "ZYX", "PhysicalSizeX": 0, "PhysicalSizeY": -1, "PhysicalSizeZ": 2})
     tifffile.imwrite(h / "dapi_twice.ome.tif", np.stack([stack, stack[:, ::-1]], axis=1), ome=True,
                      metadata={"axes": "ZCYX", "Channel": {"Name": ["DAPI", "DAPI"]}})
+    for folder, names, steps in (("stacks_missing", (["DAPI", "GFP"], ["GFP", "RFP"]), (2, 2)),
+                                 ("stacks_zsteps", (["DAPI", "GFP"], ["DAPI", "GFP"]), (0.5, 2))):
+        (h / folder).mkdir()
+        for name, channels, step in zip("ab", names, steps, strict=True):
+            tifffile.imwrite(h / folder / f"{name}.ome.tif", np.stack([stack, stack[:, ::-1]]), ome=True,
+                             metadata={"axes": "CZYX", "Channel": {"Name": channels}, "PhysicalSizeZ": step})
     (h / "alpha0.yaml").write_text("version: 2\ndata:\n  alpha: 0.0\n")
     good = load_checkpoint(ckpt)
     for name, change in (("long_reg", {"reg": LONG_REG}), ("optim_list", {"optim": [1, 2]}),
@@ -147,6 +170,13 @@ def test_bad_input(case: Case, paths, tmp_path, monkeypatch):
         pytest.skip(f"blurlatent[export] is not installed ({EXPORT_MISSING})")
     if "zarr" in case.argv and importlib.util.find_spec("zarr") is None:
         pytest.skip("blurlatent[zarr] is not installed")
+    if case.id in MEMORY_ROWS:  # what the machine has, and a pass that runs out of it anyway
+        from blurlatent.inference import memory
+        from blurlatent.inference.predictor import Predictor
+
+        monkeypatch.setattr(memory, "available_bytes", lambda: MEMORY_ROWS[case.id])
+        if MEMORY_ROWS[case.id] is None:
+            monkeypatch.setattr(Predictor, "combine_pair", lambda *args, **kwargs: bytearray(1 << 62))
     run_case(case, paths, tmp_path, monkeypatch)
 
 

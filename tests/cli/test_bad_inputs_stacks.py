@@ -3,7 +3,8 @@ and deblur's folder modes. A stack without --z, --z on a single plane or beside 
 range, a channel or series that is not there: one line naming what to pass, nothing written. Then where Eq. 3's
 alpha comes from (issue 28 causes 2, 3, 4, 17, 22): contradictory sources, a target outside the stack, a focus
 found past its end (deblur's --target auto and prepare's --focus auto), --z errors named --z and checked first,
---z in the folder mode that pairs single planes. The machinery is in ``badinput.py``; ``{bad}/pages.tif`` is a
+--z in the folder mode that pairs single planes. Then issue 26's details: --axes, --channel all, commas in --z, a
+missing input answered before the built-in model's line. The machinery is in ``badinput.py``; ``{bad}/pages.tif`` is a
 plain 3-page TIFF (a z-stack of three 64x48 planes)."""
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from helpers.badinput import SETUPS, Case, run_case
 from helpers.stack_data import make_stack, write_stack
@@ -26,7 +28,8 @@ CASES = [
     Case("blur-stack-works", "3-plane stack with --z 2 0 --steps 3 (must work)",
          f"blur {STACK} --z 2 0 --steps 3 {OPTS}", 0, (), makes=("{work}/out.tif", (3, 48, 64))),
     Case("deblur-z-out-of-range", "--z past the stack's last plane",
-         f"deblur {STACK} --z 0 5 --alpha 0.5 {OPTS}", 2, ("--z 5 is out of range", "pass --z 0..2")),
+         f"deblur {STACK} --z 0 5 --alpha 0.5 {OPTS}", 2,
+         ("--z 0 5: plane 5 is out of range", "pass --z P1 P2 within 0..2")),
     Case("deblur-z-single-plane", "--z on a single-plane file",
          f"deblur {{bad}}/sharp.tif --z 0 1 --alpha 0.5 {OPTS}", 2,
          ("sharp.tif: holds one plane", "without --z P1 P2")),
@@ -89,9 +92,10 @@ CASES = [
          ("stack past: the focus measure peaks at its last plane, z8 of 9", "drop --strict"), setup="focus_past"),
     # cause 17: --z errors say --z, and the range comes before any alpha
     Case("deblur-z-out-of-range-before-alpha", "--z 0 3 on 3 planes with a target (was: \"--planes … alpha would "
-         "be -2\")", f"deblur {STACK} --z 0 3 --target 2 {OPTS}", 2, ("--z 3 is out of range", "pass --z 0..2")),
+         "be -2\")", f"deblur {STACK} --z 0 3 --target 2 {OPTS}", 2,
+         ("--z 0 3: plane 3 is out of range", "pass --z P1 P2 within 0..2")),
     Case("deblur-z-order", "--z 1 0 toward --target 2 (was: reported as --planes)",
-         f"deblur {STACK} --z 1 0 --target 2 {OPTS}", 2, ("--z 1, 0 do not lead to target 2", "must lie between")),
+         f"deblur {STACK} --z 1 0 --target 2 {OPTS}", 2, ("--z 1 0 do not lead to target 2", "must lie between")),
     # cause 22: folder mode pairs single-plane files; blur and deblur refuse --z there alike
     Case("blur-folders-with-z", "blur --sharp-dir/--blurry-dir with --z (was: ignored, then asked for)",
          f"blur --sharp-dir {{work}}/stacks --blurry-dir {{work}}/stacks --z 2 0 --steps 1 {DIR_OPTS}", 2,
@@ -103,6 +107,34 @@ CASES = [
          f"deblur --blurriest-dir {{work}}/stacks --less-blurry-dir {{work}}/stacks --z 0 1 --alpha 0.5 {DIR_OPTS}",
          2, ("--z chooses two planes of one z-stack", "or deblur a folder of z-stacks with --stack-dir and --z P1 P2"),
          setup="stacks_bad_last"),
+    # issue 26 item 6: --axes, --channel all, commas in --z, a missing input before the model line
+    Case("deblur-axes-works", "a plain CZYX TIFF (no axes metadata) with --axes CZYX --channel 1 (must work)",
+         f"deblur {{work}}/plain.tif --z 0 1 --axes CZYX --channel 1 {OPTS} --alpha 0.5", 0, (),
+         setup="plain_czyx", makes=("{work}/out.tif", (48, 64))),
+    Case("deblur-axes-letters", "--axes ZXY: not letters of TCZYX ending in YX",
+         f"deblur {STACK} --z 0 1 --axes ZXY --alpha 0.5 {OPTS}", 2,
+         ("--axes ZXY: give one letter of TCZYX per dimension", "e.g. --axes ZYX or --axes CZYX")),
+    Case("deblur-axes-count", "--axes CZYX on a 3-D stack", f"deblur {STACK} --z 0 1 --axes CZYX --alpha 0.5 {OPTS}",
+         2, ("--axes CZYX: ", "pages.tif has 3 dimensions", "give one letter per dimension, e.g. --axes ZYX")),
+    Case("deblur-z-commas", "--z 0,1 (was: \"Input should be a valid integer\")",
+         f"deblur {STACK} --z 0,1 --alpha 0.5 {OPTS}", 2,
+         ("--z 0,1: give 2 values separated by spaces", "e.g. --z 0 1")),
+    Case("deblur-channel-all-works", "--channel all on a 2-channel OME-TIFF stack: one 2-channel output (must work)",
+         f"deblur {{work}}/two_channels.ome.tif --z 0 1 --channel all --alpha 0.5 {OPTS}", 0, (),
+         setup="two_channels", makes=("{work}/out.tif", (2, 48, 64))),
+    Case("deblur-channel-all-one-channel", "--channel all on a single-channel stack",
+         f"deblur {STACK} --z 0 1 --channel all --alpha 0.5 {OPTS}", 2,
+         ("--channel all: ", "pages.tif holds one channel", "leave --channel out")),
+    Case("deblur-channel-all-folders", "--channel all in folder mode",
+         f"deblur --stack-dir {{bad}}/empty --z 0 1 --channel all --alpha 0.5 {DIR_OPTS}", 2,
+         ("--channel all writes one multi-channel output", "pass --channel as an index or a name")),
+    Case("blur-channel-all-png", "--channel all into a .png",
+         "blur {work}/two_channels.ome.tif --z 1 0 --channel all --alpha 0.5 -c {ckpt} -o {work}/out.png --device cpu",
+         2, ("out.png: every channel goes into one multi-channel .tif or .ome.tif", "or pass one --channel"),
+         setup="two_channels"),
+    Case("deblur-missing-before-model-line", "a missing input with the built-in model (was: its line, then the error "
+         "after ~2 s of imports)", "deblur {bad}/missing.tif {bad}/blurry.tif --alpha 0.5 -o {work}/out.tif", 2,
+         ("missing.tif: file not found", "check the path")),
 ]
 
 
@@ -121,7 +153,16 @@ def focus_past(work: Path, paths: dict) -> None:
         write_stack(work / "past" / f"{name}.tif", make_stack(focus, planes=9, channels=1, seed=seed))
 
 
-SETUPS.update(bbbc_pair=bbbc_pair, focus_past=focus_past)
+def plain_czyx(work: Path, paths: dict) -> None:
+    """{work}/plain.tif: a CZYX array (2 channels, 3 planes) as a plain TIFF, which says no axes (tifffile: QQYX)."""
+    import tifffile
+
+    plane = tifffile.imread(paths["bad"] / "sharp.tif")
+    tifffile.imwrite(work / "plain.tif", np.stack([np.stack([plane] * 3), np.stack([plane[::-1]] * 3)]),
+                     photometric="minisblack")
+
+
+SETUPS.update(bbbc_pair=bbbc_pair, focus_past=focus_past, plain_czyx=plain_czyx)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])

@@ -124,13 +124,15 @@ def test_debug_shows_the_traceback_instead(tmp_path, monkeypatch):
 
 def test_a_plain_value_error_from_our_code_is_a_bug_exit_1(tmp_path, monkeypatch):
     """errors.py: UsageError exits 2; a plain ValueError is an internal error, exit 1 (the old docstrings said 2)."""
-    from blurlatent.inference import jobs
+    from blurlatent.inference import alphas
 
     def broken(*args, **kwargs):
         raise ValueError("a bug")
 
-    monkeypatch.setattr(jobs, "blur_alphas", broken)
+    monkeypatch.setattr(alphas, "blur_alphas", broken)
     monkeypatch.chdir(tmp_path)
+    for name in ("x.tif", "y.tif"):  # the inputs exist: their paths are checked first
+        (tmp_path / name).write_bytes(b"")
     res = CliRunner().invoke(app, ["blur", "x.tif", "y.tif", "-c", "x.pt", "--alpha", "0.5", "-o", "o.tif"])
     assert res.exit_code == 1 and res.output.startswith("internal error: ValueError: a bug"), res.output
 

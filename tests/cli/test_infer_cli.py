@@ -425,8 +425,9 @@ def test_bad_z_is_one_line_naming_what_to_pass(tmp_path, ckpt, case):
     data = field_stack(46)
     stack, plane = zstack(tmp_path / "stack.tif", data), write(tmp_path / "plane.tif", data[0])
     args, needles = {
-        "out-of-range": ([stack, "--z", 0, 5], ("--z 5 is out of range", "3 planes", "pass --z 0..2")),
-        "negative": ([stack, "--z", -1, 1], ("--z -1 is out of range", "pass --z 0..2")),
+        "out-of-range": ([stack, "--z", 0, 5], ("--z 0 5: plane 5 is out of range", "3 planes",
+                                                "pass --z P1 P2 within 0..2")),
+        "negative": ([stack, "--z", -1, 1], ("--z -1 1: plane -1 is out of range", "pass --z P1 P2 within 0..2")),
         "single-plane": ([plane, "--z", 0, 1], ("plane.tif: holds one plane", "without --z P1 P2")),
         "stack-without-z": ([stack, plane], ("stack.tif: holds 3 planes", "pass --z P1 P2 with this one file")),
         "z-and-two-files": ([stack, plane, "--z", 0, 1], ("--z chooses two planes", "two single-plane files")),

@@ -36,7 +36,9 @@ RANGES = [
     (OptimConfig, "step", [0, -3], 1),
     (OptimConfig, "epochs", [0, -1], 1),
     (OptimConfig, "batch", [0, -4], 1),
-    (TrainConfig, "version", [0, 1, 3], 2),
+    (DataConfig, "pixel_size_um", [0.0, -0.645, NAN, INF], 0.325),
+    (DataConfig, "z_step_um", [0.0, -2.0, NAN, INF], 0.5),
+    (TrainConfig, "version", [0, 1, 2, 4], 3),
     (TrainConfig, "seed", [-1, MAX_SEED + 1], MAX_SEED),
     (TrainConfig, "nproc", [0, -2], 2),
     (TrainConfig, "workers", [-1], 0),
@@ -45,6 +47,7 @@ RANGES = [
     (TrainConfig, "deblur_weight", [-0.5, float("nan"), 101.0], 1.0),
     (InferenceConfig, "tile", [-1], 0),
     (InferenceConfig, "batch_size", [0, -1], 1),
+    (InferenceConfig, "pixel_size", [0.0, -0.325, NAN, INF, True], 0.325),
 ]
 
 
@@ -154,13 +157,17 @@ def test_the_defaults_are_what_train_trains_and_version_1_is_the_papers():
     from blurlatent.config import CONFIG_VERSION, MULTISCALE_WIDTHS, from_dict, to_dict
 
     cfg = TrainConfig()
-    assert cfg.version == CONFIG_VERSION == 2
+    assert cfg.version == CONFIG_VERSION == 3
     assert meaning(cfg) == ("multiscale", list(MULTISCALE_WIDTHS), "quarter", 28, "planes", 1.0)
     assert [tuple(t) for t in cfg.data.triplets] == list(FOCUS_TRIPLETS)
-    assert from_dict(TrainConfig, to_dict(cfg)) == cfg and from_dict(TrainConfig, {"version": 2}) == cfg
+    assert from_dict(TrainConfig, to_dict(cfg)) == cfg and from_dict(TrainConfig, {"version": 3}) == cfg
+    # before version 3 every store was BBBC006's or synth's: a config without a scale is at BBBC006's
+    v2 = from_dict(TrainConfig, {"version": 2})
+    assert (v2.data.pixel_size_um, v2.data.z_step_um, v2.data.optics) == (0.645, 2.0, None)
+    assert (cfg.data.pixel_size_um, cfg.data.z_step_um) == (None, None)  # now: filled from the store by train
     # a config without ``version`` is version 1: every key it lacks means what it meant then, the paper's
     old = from_dict(TrainConfig, {"optim": {"epochs": 3}})
-    assert meaning(old) == PAPER_MEANING and old.version == 2 and old.optim.epochs == 3
+    assert meaning(old) == PAPER_MEANING and old.version == 3 and old.optim.epochs == 3
     assert [tuple(t) for t in old.data.triplets] == list(PAPER_TRIPLETS)
     assert from_dict(TrainConfig, {"version": 1}) == from_dict(TrainConfig, {})
     # what it does give stays: a version-1 multiscale model without skips had "coarse"
@@ -186,7 +193,7 @@ def test_upgrade_leaves_its_input_alone_and_refuses_unknown_versions():
     data = {"model": {"widths": [4, 8, 8]}}
     assert upgrade(data)["model"] == {"widths": [4, 8, 8], "arch": "paper", "skips": "coarse"}
     assert data == {"model": {"widths": [4, 8, 8]}}
-    for bad in (3, 0, "2", True, 1.5):
+    for bad in (4, 0, "2", True, 1.5):
         with pytest.raises(UsageError, match=f"run.yaml: version {bad!r}: this blurlatent reads config versions 1 to"):
             from_dict(TrainConfig, {"version": bad}, "run.yaml")
     # a checkpoint's model: of its config's version (none: the paper's model)

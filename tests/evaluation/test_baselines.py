@@ -1,4 +1,5 @@
-"""baselines: a Gaussian PSF fitted per plane recovers a known blur; RL and Wiener undo it."""
+"""baselines: a Gaussian PSF fitted per plane recovers a known blur; RL and Wiener undo it; the two-plane Wiener
+filter beats either plane alone, with its balance chosen on train."""
 
 import numpy as np
 import pytest
@@ -54,8 +55,8 @@ def test_deconvolution_baselines_sharpen_a_known_blur(known_psf):
 
 
 def test_fit_and_apply_baselines_per_plane():
-    """fit_baselines fits every plane between far and target on uint8 crops; apply_baselines gives one
-    image per plane in the order of plan.between, equal to the fits applied one by one."""
+    """fit_baselines fits the far plane and every plane between far and target on uint8 crops; apply_baselines
+    gives one image per plane in the order of plan.between, equal to the fits applied one by one."""
     planes = (0, 8, 12, 16)
     rng = np.random.RandomState(2)
     stacks = np.stack([field(rng, 32, planes) for _ in range(4)])
@@ -63,14 +64,18 @@ def test_fit_and_apply_baselines_per_plane():
     plan = plan_planes(planes)
     calls = []
     fits = B.fit_baselines(train, plan, planes.index, progress=lambda: calls.append(1))
-    assert list(fits) == [8, 12] and len(calls) == 2
-    assert fits[8].sigma > fits[12].sigma > 0.5  # σ = |16 − n| / 4 in the data: 2 and 1
+    assert list(fits) == [0, 8, 12] and len(calls) == 3
+    assert fits[0].sigma > fits[8].sigma > fits[12].sigma > 0.5  # σ = |16 − n| / 4 in the data: 4, 2 and 1
+    assert fits[0].two_plane_balance is None and fits[8].two_plane_balance in B.WIENER2_BALANCES
     x = train[:2].astype(np.float64) / 255.0
     real, truth = x[:, [1, 2]], x[:, 3]
-    images = B.apply_baselines(fits, plan, real, truth)
-    assert {k: v.shape for k, v in images.items()} == dict.fromkeys(("gaussian", "rl", "wiener"), (2, 2, 32, 32))
+    images = B.apply_baselines(fits, plan, real, truth, x[:, 0])
+    shapes = dict.fromkeys(("gaussian", "rl", "wiener", "wiener2"), (2, 2, 32, 32))
+    assert {k: v.shape for k, v in images.items()} == shapes
     np.testing.assert_array_equal(images["gaussian"][:, 1], fits[12].synthesize(truth))
     np.testing.assert_array_equal(images["wiener"][1, 0], B.deconvolve(real[1, 0], fits[8], "wiener"))
+    expected = B.two_plane_wiener(x[1, 0], real[1, 1], fits[0], fits[12], fits[12].two_plane_balance)
+    np.testing.assert_array_equal(images["wiener2"][1, 1], expected)
 
 
 def _circular_blur(image, psf):
@@ -123,3 +128,70 @@ def test_two_planes_beat_either_plane_alone(known_psf):
     periodic, padded = (B.multiframe_wiener(views, psfs, 1e-2, pad=pad) for pad in (False, True))
     assert padded.shape == sharp.shape and np.abs(padded - periodic)[12:-12, 12:-12].max() < 1e-3
     assert mse(padded) < mse(views[0]) / 3
+
+
+def test_laplacian_prior_with_one_plane_is_scikit_image_wiener():
+    """prior="laplacian", P = 1, periodic: exactly scikit-image's ``wiener`` (default regulariser) — the
+    single-plane ``wiener`` baseline's filter, so the two-plane column differs from it only by the second plane."""
+    from skimage.restoration import wiener
+
+    x = np.random.RandomState(1).rand(24, 32)
+    psf = B.gaussian_psf(1.5)
+    for lam in (1e-3, 0.1):
+        np.testing.assert_allclose(B.multiframe_wiener([x], [psf], lam, pad=False, prior="laplacian"),
+                                   wiener(x, psf, balance=lam, clip=False), atol=1e-12)
+    with pytest.raises(UsageError, match="prior"):
+        B.multiframe_wiener([x], [psf], 0.1, prior="smooth")
+
+
+def _two_gaussian_stacks(rng, count, noise, size=48):
+    """(scenes float64 [count, H, W] in [0.1, 0.9], uint8 [count, 3, H, W] stacks of planes 0, 8, 16): a random
+    smooth scene, blurred by Gaussians σ 2 (plane 0) and 1.5 (plane 8) plus Gaussian noise, and the scene."""
+    scenes = gaussian_filter(rng.rand(count, size, size), (0, 2, 2), mode="wrap")
+    scenes -= scenes.min(axis=(1, 2), keepdims=True)
+    scenes = 0.1 + 0.8 * scenes / scenes.max(axis=(1, 2), keepdims=True)
+    planes = [gaussian_filter(scenes, (0, s, s), mode="reflect") + noise * rng.randn(*scenes.shape) for s in (2, 1.5)]
+    stack = np.stack([*planes, scenes], 1)
+    return scenes, (np.clip(stack, 0, 1) * 255).round().astype(np.uint8)
+
+
+def test_two_plane_wiener_beats_each_plane_alone_on_a_known_blur():
+    """Fitted on train, scored on other scenes against the scene itself (not the uint8 target): the two-plane
+    filter of (x_0, x_8) beats the single-plane Wiener of x_8 (the ``wiener`` column) and of x_0, each with its
+    own PSF and balance fitted on the same train crops."""
+    rng = np.random.RandomState(0)
+    plan = plan_planes([0, 8, 16])
+    _, train = _two_gaussian_stacks(rng, 8, 0.03)
+    scenes, test = _two_gaussian_stacks(rng, 4, 0.03)
+    fits = B.fit_baselines(train, plan, [0, 8, 16].index)
+    assert fits[0].sigma == pytest.approx(2.0, abs=0.05) and fits[8].sigma == pytest.approx(1.5, abs=0.05)
+    x = test / 255.0
+    images = B.apply_baselines(fits, plan, x[:, [1]], x[:, 2], x[:, 0])
+    far_fit = B.fit_deconvolution(fits[0], train[:, 0] / 255.0, train[:, 2] / 255.0)
+    psnr = {"two-plane": M.psnr_per_image(images["wiener2"][:, 0], scenes).mean(),
+            "x_8": M.psnr_per_image(images["wiener"][:, 0], scenes).mean(),
+            "x_0": M.psnr_per_image(np.stack([B.deconvolve(f, far_fit, "wiener") for f in x[:, 0]]), scenes).mean()}
+    assert psnr["two-plane"] > max(psnr["x_8"], psnr["x_0"]) + 0.25, psnr
+
+
+def test_two_plane_balance_is_chosen_on_train():
+    """Noisy train crops and nearly clean test crops want different λ: the fitted one is the train's best mean
+    PSNR (recomputed here), not the test's."""
+    rng = np.random.RandomState(3)
+    plan = plan_planes([0, 8, 16])
+    _, train = _two_gaussian_stacks(rng, 4, 0.08, size=32)
+    _, test = _two_gaussian_stacks(rng, 4, 0.002, size=32)
+    fits = B.fit_baselines(train, plan, [0, 8, 16].index)
+
+    def best(stacks):
+        x = stacks / 255.0
+
+        def mean_psnr(lam):
+            pairs = zip(x[:, 0], x[:, 1], strict=True)
+            return M.psnr_per_image(np.stack([B.two_plane_wiener(f, n, fits[0], fits[8], lam) for f, n in pairs]),
+                                    x[:, 2]).mean()
+
+        return max(B.WIENER2_BALANCES, key=mean_psnr)
+
+    assert fits[8].two_plane_balance == best(train)
+    assert best(test) < fits[8].two_plane_balance

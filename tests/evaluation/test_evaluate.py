@@ -181,6 +181,37 @@ def test_report_numbers_match_an_independent_computation(report_dir):
     assert report.to_dict()["config"]["baselines"]["8"]["sigma"] == report.config.baselines[8].sigma
 
 
+def test_the_two_plane_wiener_column_is_in_every_view_of_the_report(report_dir):
+    """The two-plane Wiener baseline (far plane and x_k, PSFs and λ fitted on train) is a deblur column of
+    report.json, report.md and the rich tables; its figure is the filter applied again to the test crops."""
+    from rich.console import Console
+
+    from blurlatent.evaluation import baselines as B
+    from blurlatent.evaluation.report import rich_tables
+    from blurlatent.prepare.store import Store
+
+    root, out, report = report_dir
+    name = "two-plane Wiener"
+    on_disk = json.loads((out / "report.json").read_text())
+    assert {"name": name, "kind": "baseline", "tasks": ["deblur"]} in on_disk["columns"]
+    assert list(on_disk["config"]["baselines"]) == ["0", "8"]  # the far plane's σ is fitted too
+    fits = report.config.baselines
+    assert fits[8].two_plane_balance in B.WIENER2_BALANCES
+    test = Store(root / "store").array("w1", "test").astype(np.float64) / 255.0
+    again = np.stack([B.two_plane_wiener(f, n, fits[0], fits[8], fits[8].two_plane_balance)
+                      for f, n in zip(test[:, 0], test[:, 1], strict=True)])
+    expected = M.psnr_per_image(again, test[:, 2]).mean()
+    assert on_disk["summary"][name]["psnr_deblur_quality_mean"] == pytest.approx(expected, rel=1e-6)
+    md = (out / "report.md").read_text()
+    assert name in md.split("## PSNR-deblur-quality vs k")[1].splitlines()[2]  # the per-k table's header
+    assert "Two-plane Wiener: the classical counterpart of Eq. 3" in md
+    assert f"| 8 | {fits[8].sigma:.3f} |" in md and f"| {fits[8].two_plane_balance:.3g} |" in md
+    console = Console(record=True, width=300)
+    for table in rich_tables(report):
+        console.print(table)
+    assert name in console.export_text()
+
+
 def test_existing_report_folder_is_refused_without_force(report_dir, tmp_path):
     root, out, _ = report_dir
     weak = [root / "runs" / "weak" / "best.pt"]

@@ -176,3 +176,45 @@ def test_pixel_sizes_and_alpha_labels_without_a_source(tmp_path):
     assert read_stack(tmp_path / "p.png").data.shape == (1, 32, 32)
     with pytest.raises(UsageError, match="p2.png: PNG holds one plane, data has 3"):
         write_stack(tmp_path / "p2.png", levels)
+
+
+def test_imagej_slice_labels_name_the_channels(tmp_path):
+    """ImageJ keeps channel names only as slice labels: the label every plane of a channel shares is its name
+    (issue 26), as OME's Channel Name is; labels that differ within a channel name nothing."""
+    data = ramp(3, 2, 32, 32)  # ZCYX
+    tifffile.imwrite(tmp_path / "ij.tif", data, imagej=True, metadata={"axes": "ZCYX", "Labels": ["DAPI", "GFP"] * 3})
+    stack = read_stack(tmp_path / "ij.tif", channel="GFP")
+    assert stack.channel == "GFP" and stack.channel_index == 1 and np.array_equal(stack.data, data[:, 1])
+    with pytest.raises(UsageError, match=r"channel RFP does not exist: .*ij.tif holds 2 channels \(0: DAPI, 1: GFP\)"):
+        read_stack(tmp_path / "ij.tif", channel="RFP")
+    tifffile.imwrite(tmp_path / "cyx.tif", data[0], imagej=True, metadata={"axes": "CYX", "Labels": ["a", "b"]})
+    assert read_stack(tmp_path / "cyx.tif", channel="b").channel_index == 1
+    per_plane = [f"z{z} c{c}" for z in range(3) for c in range(2)]  # slice labels, not channel names
+    tifffile.imwrite(tmp_path / "planes.tif", data, imagej=True, metadata={"axes": "ZCYX", "Labels": per_plane})
+    assert read_stack(tmp_path / "planes.tif", channel=1).channel is None
+
+
+def test_axes_given_for_a_file_without_them(tmp_path):
+    """A plain 4-D TIFF has no axes (tifffile: QQYX): ``axes`` says them; a count that does not fit is refused."""
+    data = ramp(2, 3, 32, 32)  # CZYX
+    tifffile.imwrite(tmp_path / "plain.tif", data, photometric="minisblack")
+    with pytest.raises(UsageError, match=r"2 axes \(QQ\) could each be z"):
+        read_stack(tmp_path / "plain.tif")
+    stack = read_stack(tmp_path / "plain.tif", channel=1, axes="czyx")
+    assert stack.axes == "CZYX" and stack.channel_count == 2 and np.array_equal(stack.data, data[1])
+    with pytest.raises(UsageError, match=r"axes ZYX: .*plain.tif has 4 dimensions .*QQYX.*axes=CZYX"):
+        read_stack(tmp_path / "plain.tif", axes="ZYX")
+    with pytest.raises(UsageError, match="axes ZXY: give one letter of TCZYX per dimension, each once, ending in YX"):
+        read_stack(tmp_path / "plain.tif", axes="ZXY")
+
+
+def test_channels_written_as_one_ome_tiff_with_their_names(tmp_path):
+    levels = ramp(2, 3, 32, 32)  # C × planes × YX (without a provenance, planes are z: ZCYX in OME's order)
+    write_stack(tmp_path / "c.tif", levels, labels=alpha_labels([0.25, 0.5, 0.75]), channels=["DAPI", "GFP"])
+    with tifffile.TiffFile(tmp_path / "c.tif") as tif:
+        assert tif.is_ome and tif.series[0].axes == "ZCYX"
+        assert np.array_equal(tif.asarray(), levels.transpose(1, 0, 2, 3))
+    write_stack(tmp_path / "one.tif", levels[:, 0], channels=["DAPI", "GFP"])
+    assert np.array_equal(read_stack(tmp_path / "one.tif", channel="GFP").data[0], levels[1, 0])
+    with pytest.raises(UsageError, match="2 channels go into one .tif or .ome.tif"):
+        write_stack(tmp_path / "c.png", levels[:, 0], channels=["DAPI", "GFP"])

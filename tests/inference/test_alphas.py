@@ -55,9 +55,9 @@ def test_target_outside_the_stack_and_z_before_alpha(model):
     with pytest.raises(UsageError, match=r"target 16 is not a plane of the stack: it has 10 planes, 0\.\.9; "
                                          "pass target inside them, or target=auto"):
         blurlatent.deblur(model, stack, z=(0, 8), target=16)  # cause 3: "toward 16" on a 10-plane stack
-    with pytest.raises(UsageError, match=r"z 10 is out of range: the stack has 10 planes"):
+    with pytest.raises(UsageError, match=r"z 0 10: plane 10 is out of range: the stack has 10 planes"):
         blurlatent.deblur(model, stack, z=(0, 10), target=9)  # cause 17: the range first, no "alpha would be"
-    with pytest.raises(UsageError, match="z 4, 8 do not lead to target 6"):
+    with pytest.raises(UsageError, match="z 4 8 do not lead to target 6"):
         blurlatent.deblur(model, stack, z=(4, 8), target=6)  # cause 17: named z, not planes
     with pytest.raises(UsageError, match=r"z 0 8 do not lead to the focus found at z5 \(normvar\).*choose z on one"):
         blurlatent.deblur(model, stack, z=(0, 8))

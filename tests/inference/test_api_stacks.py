@@ -53,7 +53,7 @@ def test_czyx_and_tczyx_choose_the_channel(model):
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    (dict(z=(0, 3), axes="ZYX"), r"z 3 is out of range: the stack has 3 planes; pass z=0\.\.2"),
+    (dict(z=(0, 3), axes="ZYX"), r"z 0 3: plane 3 is out of range: the stack has 3 planes; pass z=P1 P2 within 0\.\.2"),
     (dict(z=(1, 1), axes="ZYX"), "must differ"),
     (dict(z=(0, 1, 2), axes="ZYX"), "give two plane indices"),
     (dict(z=(0, 1), axes="YX"), "axes 'YX' do not describe"),

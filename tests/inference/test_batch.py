@@ -14,7 +14,7 @@ from helpers.infer_model import tiny_checkpoint
 from blurlatent.config import InferenceConfig
 from blurlatent.errors import UsageError
 from blurlatent.inference import jobs as batch
-from blurlatent.inference.alphas import deblur_alphas
+from blurlatent.inference.alphas import blur_alphas, deblur_alphas
 from blurlatent.inference.inputs import read_inputs
 from blurlatent.inference.predictor import load_model
 
@@ -47,14 +47,14 @@ def test_level_names_stay_unique():
 
 
 def test_blur_alphas_from_values_or_steps():
-    assert batch.blur_alphas([0.25, 1.0], None) == [0.25, 1.0]
-    assert batch.blur_alphas(None, 3) == pytest.approx([0.25, 0.5, 0.75])
-    assert batch.blur_alphas([1.5], None, extrapolate=True) == [1.5]
+    assert blur_alphas([0.25, 1.0], None) == [0.25, 1.0]
+    assert blur_alphas(None, 3) == pytest.approx([0.25, 0.5, 0.75])
+    assert blur_alphas([1.5], None, extrapolate=True) == [1.5]
     for alphas, steps in (([0.5], 3), (None, None), ([], None)):
         with pytest.raises(UsageError, match="alpha/steps"):
-            batch.blur_alphas(alphas, steps)
+            blur_alphas(alphas, steps)
     with pytest.raises(UsageError, match="extrapolate"):
-        batch.blur_alphas([1.5], None)
+        blur_alphas([1.5], None)
 
 
 def test_deblur_alphas_from_value_planes_or_folders(tmp_path):

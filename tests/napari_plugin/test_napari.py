@@ -6,7 +6,8 @@ blur`` run on the same inputs, carry the input's scale and translate, Cancel sto
 next tile while the viewer stays usable, and a bad checkpoint gives the CLI's one-line message as an
 error notification and no layer. Also: the manifest validates, ``import blurlatent`` and ``--help`` load
 no napari or Qt, the sample stack is a defocus series, and ``Predictor``'s per-tile ``progress`` callback.
-Skipped, with the reason, without ``pip install 'blurlatent[napari]'`` (CI installs it).
+Nothing needs OpenGL (a test makes PyOpenGL unimportable). Skipped, with the reason, without the napari and test
+extras (CI installs them).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 import numpy as np
 import pytest
 
-REASON = "napari is not installed: pip install 'blurlatent[napari]' (CI installs it)"
+REASON = "napari is not installed: pip install -e '.[napari,test]' (CI installs it)"
 # npe2 and napari still use pydantic-1 idioms: dozens of PydanticDeprecatedSince20 warnings, none of ours
 pytestmark = pytest.mark.filterwarnings("ignore::pydantic.warnings.PydanticDeprecatedSince20")
 with warnings.catch_warnings():
@@ -51,6 +52,7 @@ from typer.testing import CliRunner  # noqa: E402
 
 from blurlatent.cli import app  # noqa: E402
 from blurlatent.config import InferenceConfig  # noqa: E402
+from blurlatent.errors import UsageError  # noqa: E402
 from blurlatent.inference import builtin  # noqa: E402
 from blurlatent.inference.predictor import Predictor  # noqa: E402
 from blurlatent.inference.shipping import slim_checkpoint  # noqa: E402
@@ -130,6 +132,20 @@ def test_import_and_help_load_no_napari_or_qt():
     assert out.stderr.strip().splitlines()[-1] == "[]", out.stderr
 
 
+def test_widgets_and_reader_need_no_opengl():
+    """Headless machines may lack OpenGL: the widgets and the reader load neither napari's Qt window nor its vispy
+    canvas, so they work on a ViewerModel with PyOpenGL made unimportable."""
+    code = ("import sys\nsys.modules['OpenGL'] = None  # any import of PyOpenGL fails, as without libGL\n"
+            "from qtpy.QtWidgets import QApplication\napp = QApplication([])\n"
+            "from napari.components import ViewerModel\nfrom blurlatent.napari.reader import get_reader\n"
+            "from blurlatent.napari.widgets import BlurWidget, DeblurWidget\n"
+            "viewer = ViewerModel()\nDeblurWidget(viewer), BlurWidget(viewer)\n"
+            "print(sorted(m for m in sys.modules if m.startswith(('napari._qt', 'napari._vispy'))))")
+    out = subprocess.run([sys.executable, "-W", "ignore", "-c", code], capture_output=True, text=True,
+                         env={**os.environ, "QT_QPA_PLATFORM": "offscreen"})
+    assert out.returncode == 0 and out.stdout.strip() == "[]", out.stdout + out.stderr[-3000:]
+
+
 def test_sample_data_is_a_defocus_stack():
     [(stack, kwargs, kind)] = synthetic_stack()
     assert kind == "image" and stack.shape == (34, 256, 256) and stack.dtype == np.uint16
@@ -189,6 +205,41 @@ def test_deblur_stack_target_auto_is_the_focus_found(qtbot, viewer, ckpt, tmp_pa
     run_to_end(qtbot, widget, adds=0)
     assert notes()[-1] == (NotificationSeverity.ERROR, "target 16 is not a plane of the stack layer: it has 12 "
                            "planes, 0..11; pass target inside them, or target=auto for the focus found in the stack")
+
+
+def test_deblur_4d_layer_channel_choice_and_the_focus_found(qtbot, viewer, ckpt, tmp_path):
+    """A [C, Z, Y, X] layer (napari's own reader opens a 2-channel OME-TIFF so): the channel drop-down lists its
+    channels; the chosen one is deblurred toward the focus found in it (c0 in focus at z6, c1 at z5), as
+    `deblur --target` that plane, and the widget shows the focus found; a 3-D layer hides the drop-down."""
+    stack = make_stack(5, planes=12, channels=2, size=(48, 48))
+    stack[0] = stack[0][::-1].copy()
+    viewer.add_image(stack, name="cells")
+    widget = make(qtbot, DeblurWidget, viewer, ckpt, source=STACK, z_first=0, z_second=3)
+    channel = widget.inputs.channel
+    assert channel.choices == (0, 1) and channel.value == 0 and not channel.native.isHidden()
+    for c, focus, alpha in ((1, 5, 0.4), (0, 6, 0.5)):
+        channel.value = c
+        run_to_end(qtbot, widget)
+        layer = viewer.layers[-1]
+        assert layer.metadata["target"] == focus and layer.metadata["alpha"] == pytest.approx(alpha)
+        assert layer.metadata["inputs"] == f"cells c{c} z=0, z=3"
+        assert widget.found.value.startswith(f"target = z{focus} (focus found by normvar); alpha = {alpha:g}")
+        expected = cli_image(tmp_path, "deblur", stack[c][0], stack[c][3], ckpt, "--planes", 0, 3, "--target", focus)
+        np.testing.assert_allclose(layer.data, expected, rtol=0, atol=1e-5)
+    viewer.add_image(stack[1], name="one channel")
+    widget.inputs.stack.value = viewer.layers["one channel"]
+    assert channel.choices == () and channel.native.isHidden()
+
+
+def test_channel_axis_and_channel_view():
+    """The channel axis of a 4-D layer: the one labelled c, else the first; a channel outside it is refused."""
+    assert jobs.channel_axis(("-4", "-3", "-2", "-1")) == 0 and jobs.channel_axis(("z", "C", "y", "x")) == 1
+    data = np.arange(2 * 3 * 4 * 5).reshape(3, 2, 4, 5)  # Z, C, Y, X
+    np.testing.assert_array_equal(jobs.layer_channel(data, 1, 1), data[:, 1])
+    three = data[:, 0]
+    assert jobs.layer_channel(three, 0, 5) is three  # a [Z, Y, X] layer: as it is, whatever the channel
+    with pytest.raises(UsageError, match="channel 2 is not a channel of the stack layer: it has 2, 0..1"):
+        jobs.layer_channel(data, 1, 2)
 
 
 def test_empty_checkpoint_runs_the_builtin_model(qtbot, viewer, ckpt, tmp_path, monkeypatch):

@@ -78,6 +78,7 @@ def test_folders_split_shapes_and_order(source, tmp_path):
     train = ["a02_s2", "a03_s1", "a03_s2", "a04_s1", "a04_s2", "a05_s1", "a05_s2"]
     assert [r["field"] for r in store.fields("train", "w1")] == train
     assert store.manifest["planes"] == PLANES and store.manifest["normalization"]["method"] == "minmax"
+    assert store.scale == {"pixel_size_um": 0.645, "z_step_um": 2.0, "optics": {"na": 0.45}}  # synth's record
 
 
 def test_crops_are_torchvision_tencrop_of_the_same_boxes_on_every_plane(source, tmp_path):
@@ -272,7 +273,9 @@ def test_other_side_of_focus_and_triplets(source, tmp_path):
 
 
 def test_split_counts():
-    assert split_counts(768, (70, 10, 20)) == {"test": 154, "val": 77, "train": 537}
+    # the paper's split of BBBC006's 768 fields per channel: 538 / 76 / 154
+    assert split_counts(768, (70, 10, 20)) == {"test": 154, "val": 76, "train": 538}
+    assert split_counts(30, (70, 10, 20)) == {"test": 6, "val": 3, "train": 21}  # exact tenths stay exact
     assert split_counts(3, (70, 10, 20)) == {"test": 1, "val": 1, "train": 1}
     assert split_counts(5, (100, 0, 0)) == {"test": 0, "val": 0, "train": 5}
     with pytest.raises(UsageError, match="cannot fill 3 splits"):

@@ -116,3 +116,32 @@ def test_prepare_refuses_a_changed_store_it_would_call_up_to_date_and_force_rebu
     again = prepare(src, out, force=True, **options)
     assert not again.up_to_date
     assert json.loads((out / "manifest.json").read_text())["checksums"] == checksums
+
+
+def test_the_manifest_records_the_images_scale_and_older_stores_get_bbbc006s(tmp_path):
+    """Issue 26: what training copies into the checkpoint, so inference resamples inputs to it."""
+    import tifffile
+
+    from blurlatent.bbbc006 import FieldKey
+    from blurlatent.prepare.discover import Inventory, Source
+    from blurlatent.prepare.store import source_scale
+    from blurlatent.synth.generator import TOOL
+
+    stack = tmp_path / "cells.ome.tif"
+    tifffile.imwrite(stack, np.zeros((3, 8, 8), np.uint16), metadata={
+        "axes": "ZYX", "PhysicalSizeX": 0.325, "PhysicalSizeY": 0.325, "PhysicalSizeZ": 0.5})
+    key = FieldKey("cells", 0, "w1")
+    own = Inventory({16: {key: Source(16, key, str(stack), None, 2, 0)}}, {16: "stacks"}, [], layout="stacks")
+    assert source_scale(tmp_path, own) == {"pixel_size_um": 0.325, "z_step_um": 0.5, "optics": None}
+    bbbc = Inventory({}, {}, [])
+    assert source_scale(tmp_path, bbbc) == {"pixel_size_um": 0.645, "z_step_um": 2.0, "optics": None}
+    record = {"tool": TOOL, "optics": {"pixel_um": 0.645, "na": 0.55, "z_step_um": 1.8,
+                                       "changed": {"na": 0.55, "wavelength_um": 0.52, "z_step_um": 1.8}}}
+    (tmp_path / "synth.json").write_text(json.dumps(record))
+    assert source_scale(tmp_path, bbbc) == {"pixel_size_um": 0.645, "z_step_um": 1.8,
+                                            "optics": {"na": 0.55, "wavelength_um": 0.52}}
+    old = Store(make(tmp_path / "old"))  # prepared before the scale was recorded: BBBC006's layout
+    assert old.scale == {"pixel_size_um": 0.645, "z_step_um": 2.0, "optics": None}
+    manifest = json.loads((tmp_path / "old" / "manifest.json").read_text())
+    (tmp_path / "old" / "manifest.json").write_text(json.dumps({**manifest, "source_kinds": ["stacks"]}))
+    assert Store(tmp_path / "old").scale == {"pixel_size_um": None, "z_step_um": None, "optics": None}

@@ -51,6 +51,15 @@ def test_not_a_tty_one_line_per_epoch_on_stderr_also_after_resume(store, tmp_pat
     assert [line.split(":")[0] for line in res.stderr.splitlines() if line.startswith("epoch ")] == ["epoch 4/4"]
 
 
+def test_the_summary_says_what_best_pt_was_chosen_on(tmp_path):
+    """Without a validation split, best.pt is chosen on the training loss, and the summary says so (it said "best
+    validation loss")."""
+    store = make_store(tmp_path / "no_val", n_val=0)
+    res = CliRunner().invoke(app, ["train", str(store), "--out", str(tmp_path / "run"), "--epochs", "1", *TRAIN])
+    assert res.exit_code == 0, res.output
+    assert "no val split" in res.stderr and "best training loss (no validation split)" in res.stderr.splitlines()[-1]
+
+
 def test_csv_rows_equal_jsonl_rows_and_stay_equal_across_resume(store, tmp_path):
     run = tmp_path / "run"
     train(tiny_config(store, epochs=2), run, progress=False)

@@ -48,6 +48,7 @@ def test_loss_falls_and_run_folder_complete(store, tmp_path):
     assert result.best_epoch == best["epoch"] and load_checkpoint(run / "best.pt")["epoch"] == best["epoch"]
     cfg = from_dict(TrainConfig, yaml.safe_load((run / "config.yaml").read_text()))
     assert cfg.reg == "weak" and cfg.data.normalize == "minmax" and cfg.model.widths == TINY
+    assert (cfg.data.pixel_size_um, cfg.data.z_step_um) == (0.645, 2.0)  # the store's scale (an older one: BBBC006's)
 
 
 def test_resume_is_exact_after_epochs_and_after_ctrl_c(store, tmp_path):
