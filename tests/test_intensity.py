@@ -22,6 +22,7 @@ from blurlatent.intensity import (
     to_input_scale,
     to_unit,
     total_above_background,
+    warn_hot_pixels,
 )
 
 
@@ -168,3 +169,42 @@ def test_float_output_clipped_to_its_range_not_infinite(caplog):
         out = to_input_scale(unit, scale, "conserve", np.float32)
     assert np.isfinite(out).all() and out.max() == np.finfo(np.float32).max
     assert any("outside the float32 range" in r.message for r in caplog.records)
+
+
+# --- hot pixels (issue 28, cause 7) -----------------------------------------------------------------------
+
+
+def test_a_few_hot_pixels_setting_the_range_warn_and_a_lone_nucleus_does_not(caplog):
+    from skimage.draw import disk
+
+    rng = np.random.default_rng(7)
+    field = (200 + 20 * rng.random((96, 96))).astype(np.uint16)
+    nucleus = field.copy()
+    nucleus[disk((48, 48), 6)] = 3000  # one small bright nucleus: ~110 px in the upper half of the range
+    hot = nucleus.copy()
+    hot[10, 10] = hot[80, 20] = 65535  # two hot pixels: the range now reaches 65535, the nucleus below its half
+    for image, warns in ((field, False), (nucleus, False), (hot, True)):
+        caplog.clear()
+        lo, hi = intensity_range(image)
+        assert warn_hot_pixels(image, lo, hi) is warns
+        assert ("2 pixel(s) alone fill the upper half" in caplog.text) is warns
+
+
+def test_deblur_of_a_pair_with_a_hot_pixel_says_so(tmp_path, tmp_path_factory):
+    from helpers.infer_model import smooth_field, tiny_checkpoint
+    from typer.testing import CliRunner
+
+    from blurlatent.cli import app
+    from blurlatent.files.images import write_image
+
+    rng = np.random.default_rng(28)
+    planes = [(500 + 3000 * smooth_field(rng, (40, 48))).astype(np.uint16) for _ in range(2)]
+    planes[1][5, 5] = 65535
+    paths = [tmp_path / f"z{i}.tif" for i in range(2)]
+    for path, plane in zip(paths, planes, strict=True):
+        write_image(path, plane)
+    ckpt = tiny_checkpoint(tmp_path_factory)
+    result = CliRunner().invoke(app, ["deblur", *map(str, paths), "--alpha", "0.5", "-c", str(ckpt), "-o",
+                                      str(tmp_path / "out.tif"), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert "1 pixel(s) alone fill the upper half" in " ".join(result.output.split())

@@ -118,6 +118,7 @@ class Placement:
     scale: tuple[float, float] = (1.0, 1.0)
     translate: tuple[float, float] = (0.0, 0.0)
     colormap: str = "gray"
+    pixel_size_um: float | None = None  # the input's, where known: the model runs at its own and back (--rescale)
 
 
 def layer_plane(stack, index: int, name: str) -> np.ndarray:
@@ -238,7 +239,8 @@ class DeblurRequest:
         alpha = levels.alphas[0]
         predictor = Predictor.from_checkpoint(self.checkpoint, self.config)
         ticker.check()
-        data = predictor.deblur(self.blurriest, self.less_blurry, alpha, progress=ticker)
+        data = predictor.deblur(self.blurriest, self.less_blurry, alpha, progress=ticker,
+                                pixel_size=self.placement.pixel_size_um)
         # what the CLI prints about this job (the focus found, α and its planes), shown in the widget; issue 25's
         # self-check number joins these lines (and this metadata) once the library computes one: none is made up here
         summary = levels.lines() or [f"alpha = {alpha:.4g} (given)"]
@@ -266,7 +268,8 @@ class BlurRequest:
         alphas = blur_alphas(self.alphas, None if self.alphas else self.steps)
         predictor = Predictor.from_checkpoint(self.checkpoint, self.config)
         ticker.check()
-        data = predictor.blur(self.sharp, self.blurry, alphas, progress=ticker)  # [K, H, W]
+        data = predictor.blur(self.sharp, self.blurry, alphas, progress=ticker,  # [K, H, W]
+                              pixel_size=self.placement.pixel_size_um)
         label = ", ".join(f"{a:.3g}" for a in alphas)
         meta = {"alpha": alphas, "checkpoint": str(self.checkpoint), "inputs": self.source}
         return data, {"name": f"blurred α={label}", "scale": (1.0, *self.placement.scale),

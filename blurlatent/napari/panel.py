@@ -38,10 +38,12 @@ def layer_data(layer: Image):
 
 
 def placement(layer: Image) -> Placement:
-    """The layer's last two axes' scale and translate, and its colormap, for the output layer."""
+    """The layer's last two axes' scale and translate, and its colormap, for the output layer; its pixel size in µm
+    where blurlatent's reader recorded one (``reader``: metadata ``pixel_size_um``), for the rescale to the model's."""
     sy, sx = (float(s) for s in layer.scale[-2:])
     ty, tx = (float(t) for t in layer.translate[-2:])
-    return Placement((sy, sx), (ty, tx), layer.colormap.name)
+    size = (layer.metadata.get("pixel_size_um") or {}).get("x")
+    return Placement((sy, sx), (ty, tx), layer.colormap.name, float(size) if size else None)
 
 
 def image_choice(viewer, label: str) -> ComboBox:

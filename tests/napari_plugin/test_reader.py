@@ -113,3 +113,26 @@ def test_napari_opens_the_files_with_the_plugin(ome, imagej):
     assert all(layer.ndim == 3 for layer in layers)
     assert tuple(layers[1].scale) == pytest.approx((DZ, PX, PX)) and str(layers[1].units[0]) == "micrometer"
     assert tuple(layers[3].scale) == pytest.approx((1.5, 0.5, 0.5))
+
+
+def test_a_layer_from_the_reader_is_deblurred_at_the_models_pixel_size(ome, tmp_path_factory):
+    """The pixel size the reader records goes with the job: a 0.325 µm/px layer is deblurred as the API deblurs it
+    at pixel_size=0.325 (resampled to the model's 0.645 and back), not as a layer of unknown scale."""
+    napari = pytest.importorskip("napari", reason="napari is not installed: pip install -e '.[napari]'")
+    from helpers.infer_model import tiny_checkpoint
+
+    from blurlatent.inference.predictor import Predictor
+    from blurlatent.napari.jobs import DeblurRequest
+    from blurlatent.napari.panel import placement
+
+    path, stack = ome
+    data, kwargs, _ = get_reader(str(path))(str(path))[0]
+    layer = napari.layers.Image(data, **{k: v for k, v in kwargs.items() if k in ("name", "scale", "metadata")})
+    where = placement(layer)
+    assert where.pixel_size_um == pytest.approx(PX)
+    ckpt = tiny_checkpoint(tmp_path_factory)
+    ticker = type("Ticker", (), {"check": lambda self: None, "__call__": lambda self, *a: None})()
+    out, meta, _ = DeblurRequest(data[0], data[3], ckpt, alpha=0.5, target=None, placement=where)(ticker)
+    model = Predictor.from_checkpoint(ckpt)
+    np.testing.assert_array_equal(out, model.deblur(data[0], data[3], 0.5, pixel_size=PX))
+    assert not np.array_equal(out, model.deblur(data[0], data[3], 0.5))

@@ -17,7 +17,16 @@ from typer.testing import CliRunner
 import blurlatent.training.losses as losses
 from blurlatent.bbbc006 import FOCUS_TRIPLETS
 from blurlatent.cli import app
-from blurlatent.config import DEFAULT_WIDTHS, DataConfig, ModelConfig, OptimConfig, TrainConfig, from_dict, load_yaml
+from blurlatent.config import (
+    CONFIG_VERSION,
+    DEFAULT_WIDTHS,
+    DataConfig,
+    ModelConfig,
+    OptimConfig,
+    TrainConfig,
+    from_dict,
+    load_yaml,
+)
 from blurlatent.errors import RuntimeFailure, UsageError
 from blurlatent.nets.autoencoder import Autoencoder
 from blurlatent.nets.checkpoint import build_model, load_checkpoint, state_digest
@@ -286,7 +295,7 @@ def test_train_in_python_trains_what_the_cli_trains(store, tmp_path, flags, pyth
                          device="cpu", reg=python.get("reg", "none"))
     train(config, tmp_path / "py", progress=False)
     saved = [yaml.safe_load((tmp_path / run / "config.yaml").read_text()) for run in ("cli", "py")]
-    assert saved[0] == saved[1] and saved[0]["version"] == 2
+    assert saved[0] == saved[1] and saved[0]["version"] == CONFIG_VERSION
     digests = [state_digest(load_checkpoint(tmp_path / run / "best.pt")["model"]) for run in ("cli", "py")]
     assert digests[0] == digests[1]
 
