@@ -23,7 +23,7 @@ from blurlatent.files.output_folders import FolderLock
 from blurlatent.files.stacks import alpha_labels, write_stack
 from blurlatent.inference.alphas import defocus_um
 from blurlatent.inference.inputs import Inputs, output_like, read_inputs
-from blurlatent.inference.jobs import check_job_outputs, job_provenance, pair_provenance
+from blurlatent.inference.jobs import check_job_outputs, job_provenance, pair_provenance, predict_levels
 from blurlatent.inference.predictor import NEAR_FOCUS, Predictor
 from blurlatent.progress import tile_progress
 
@@ -61,7 +61,7 @@ def run_channels(checkpoint, config: InferenceConfig, first: Path, second: Path 
     with disk_space(output), FolderLock(output, rule), terminate_as_interrupt():  # as run_files
         predictor = Predictor.from_checkpoint(checkpoint, config)
         with tile_progress(rule, progress_enabled) as update:
-            levels = np.stack([predict(predictor, inputs, like, alphas, rule, extrapolate, update)
+            levels = np.stack([predict_levels(predictor, inputs, like, alphas, rule, extrapolate, update)
                                for inputs, like in zip(every, likes, strict=True)])
         job = job_provenance(checkpoint, rule, alphas, z if planes is None else planes, target)
         predictor.check_defocus(defocus_um(likes[0], job.planes, job.target), str(first))
@@ -71,12 +71,3 @@ def run_channels(checkpoint, config: InferenceConfig, first: Path, second: Path 
             write_stack(stage(path), levels[:, 0] if len(alphas) == 1 else levels, like=output_like(likes[0]),
                         labels=alpha_labels(alphas), provenance=record, channels=[like.channel or "" for like in likes])
     return [path]
-
-
-def predict(predictor: Predictor, inputs: Inputs, like, alphas: Sequence[float], rule: str, extrapolate: bool,
-            update) -> np.ndarray:
-    """[K, H, W] levels of one channel's pair, as ``jobs.run_files`` makes them (at ``like``'s pixel size)."""
-    if rule == "blur":
-        return predictor.blur(inputs.first, inputs.second, list(alphas), extrapolate=extrapolate, progress=update,
-                              pixel_size=like.pixel_size[0])
-    return predictor.deblur(inputs.first, inputs.second, list(alphas), progress=update, pixel_size=like.pixel_size[0])

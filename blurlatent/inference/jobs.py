@@ -347,16 +347,20 @@ def run_files(checkpoint, config: InferenceConfig, first: Path, second: Path | N
     with disk_space(output), FolderLock(output, rule), terminate_as_interrupt():
         predictor = Predictor.from_checkpoint(checkpoint, config)
         with tile_progress(rule, progress_enabled) as update:
-            if rule == "blur":
-                levels = predictor.blur(inputs.first, inputs.second, list(alphas), extrapolate=extrapolate,
-                                        progress=update, pixel_size=like.pixel_size[0])
-            else:
-                levels = predictor.deblur(inputs.first, inputs.second, list(alphas), progress=update,
-                                          pixel_size=like.pixel_size[0])
+            levels = predict_levels(predictor, inputs, like, alphas, rule, extrapolate, update)
         job = job_provenance(checkpoint, rule, alphas, z if planes is None else planes, target)
         predictor.check_defocus(defocus_um(like, job.planes, job.target), str(first))
         return write_levels(output, levels, alphas, force=force, like=like,
                             provenance=pair_provenance(job, inputs.sources, like))
+
+
+def predict_levels(predictor: Predictor, inputs: Inputs, like, alphas: Sequence[float], rule: str,
+                   extrapolate: bool, update) -> np.ndarray:
+    """[K, H, W] levels of one pair by ``rule`` (blur or deblur), at ``like``'s pixel size."""
+    if rule == "blur":
+        return predictor.blur(inputs.first, inputs.second, list(alphas), extrapolate=extrapolate, progress=update,
+                              pixel_size=like.pixel_size[0])
+    return predictor.deblur(inputs.first, inputs.second, list(alphas), progress=update, pixel_size=like.pixel_size[0])
 
 
 def predict_folders(checkpoint, config: InferenceConfig, pairs: list[tuple], alphas: Levels, output: Path,
