@@ -23,7 +23,6 @@ import copy
 import dataclasses
 import itertools
 import logging
-import numbers
 import os
 from collections.abc import Callable, Sequence
 from operator import itemgetter
@@ -36,8 +35,8 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from blurlatent.config import InferenceConfig
 from blurlatent.errors import Message, UsageError
-from blurlatent.files.images import check_grayscale
 from blurlatent.inference.alphas import AUTO, alpha_source
+from blurlatent.inference.arguments import alpha_list, api_options, check_pair, described
 from blurlatent.inference.builtin import resolve_checkpoint
 from blurlatent.inference.inputs import array_pair, array_stack
 from blurlatent.inference.memory import check_job_memory, mapped_levels, reports_out_of_memory, unit_pair
@@ -300,32 +299,6 @@ class Predictor:
         return a, b
 
 
-def alpha_list(alpha) -> list[float]:
-    """``alpha``, a number or a 1-D sequence (or array) of numbers, as a list of floats; UsageError naming alpha for
-    anything else (a 2-D array, a string, None among the values)."""
-    try:
-        values = np.asarray(alpha)
-    except (TypeError, ValueError):  # ragged nesting
-        values = None
-    if values is None or values.ndim > 1 or values.dtype.kind not in "iuf":
-        raise UsageError(f"{{alpha}}: got {described(alpha)}; give a number or a 1-D list of numbers, e.g. 0.5 or "
-                         "[0.25, 0.5]", "alpha")
-    return np.atleast_1d(values).astype(float).tolist()
-
-
-def check_pair(a: np.ndarray, b: np.ndarray, names: tuple[str, str]) -> None:
-    """UsageError unless ``a`` and ``b`` are finite grayscale planes of one shape (singleton axes allowed)."""
-    for arr, name in zip((a, b), names, strict=True):
-        if not isinstance(arr, np.ndarray):
-            raise UsageError(f"{name}: expected a numpy array, got {type(arr).__name__}")
-        if np.squeeze(arr).ndim != 2:
-            raise UsageError(f"{name}: image has shape {tuple(arr.shape)}, expected one grayscale plane [H, W]")
-        check_grayscale(arr, name)
-    if np.squeeze(a).shape != np.squeeze(b).shape:
-        raise UsageError(f"{names[0]} is {np.squeeze(a).shape} but {names[1]} is {np.squeeze(b).shape}: "
-                         "pass two images of one field and size")
-
-
 # --- the small public API ------------------------------------------------------------------------------
 
 
@@ -345,11 +318,6 @@ def load_model(ckpt_path: str | Path | None = None, device: str = "auto", fuse: 
     return Predictor.from_checkpoint(path, InferenceConfig(device=device), fuse=fuse)
 
 
-def described(value) -> str:
-    """A wrong argument as a one-line message shows it: its type and the start of its repr."""
-    return f"{type(value).__name__} {' '.join(repr(value).split())[:60]}"
-
-
 def as_predictor(model) -> Predictor:
     """``model`` if it is a Predictor; None: the built-in default model; else a Predictor over an
     Autoencoder (minmax normalization). UsageError for anything else (a checkpoint path: ``load_model`` it)."""
@@ -361,25 +329,6 @@ def as_predictor(model) -> Predictor:
         raise UsageError(f"model: got {described(model)}; pass a Predictor (load_model(path) for a checkpoint), an "
                          "Autoencoder, or None for the built-in model")
     return Predictor(model, getattr(model, "normalize", "minmax"))
-
-
-def api_options(intensity, tile, precision, batch_size, out_dtype, pixel_size=None,
-                rescale=InferenceConfig.rescale) -> dict:
-    """``blur``'s and ``deblur``'s keyword options as ``Predictor.with_options`` takes them; UsageError naming the
-    one of a wrong type (their values are ``InferenceConfig.check``'s)."""
-    whole, text = ((numbers.Integral, type(None)), "a whole number"), ((str,), "a string")
-    size = ((numbers.Real, type(None)), "the images' µm per pixel, a number")
-    for name, value, (kinds, what) in (("tile", tile, whole), ("batch_size", batch_size, whole),
-                                       ("intensity", intensity, text), ("precision", precision, text),
-                                       ("pixel_size", pixel_size, size), ("rescale", rescale, text)):
-        if isinstance(value, bool) or not isinstance(value, kinds) or (name == "batch_size" and value is None):
-            raise UsageError(f"{name}: got {described(value)}; pass {what}")
-    try:
-        dtype = None if out_dtype is None else np.dtype(out_dtype).name
-    except TypeError:
-        raise UsageError(f"out_dtype: got {described(out_dtype)}; pass uint8, uint16 or float32") from None
-    return {"intensity": intensity, "tile": tile, "precision": precision, "batch_size": batch_size, "out_dtype": dtype,
-            "pixel_size": pixel_size, "rescale": rescale}
 
 
 def blur(model, sharp: np.ndarray, blurry: np.ndarray | None = None, alpha=None, *, z=None, axes: str | None = None,
