@@ -129,8 +129,13 @@ def background(image: np.ndarray) -> float:
         if peak > 0 and not 2.0**-60 < peak < 2.0**60:
             exponent = math.frexp(peak)[1]
             image = np.ldexp(image.astype(np.float64, copy=False), -exponent)
-    smooth = uniform_filter(np.asarray(image, dtype=np.float32), size=BACKGROUND_SMOOTH, mode="reflect")
-    return math.ldexp(percentile(smooth, BACKGROUND_PERCENTILE), exponent)
+    return math.ldexp(percentile(box_smooth(image), BACKGROUND_PERCENTILE), exponent)
+
+
+def box_smooth(image: np.ndarray) -> np.ndarray:
+    """``image`` smoothed by the BACKGROUND_SMOOTH box, float32, reflected at its edges: what ``background`` takes
+    the percentile of (a block with BACKGROUND_SMOOTH // 2 px of margin gives the whole image's values inside it)."""
+    return uniform_filter(np.asarray(image, dtype=np.float32), size=BACKGROUND_SMOOTH, mode="reflect")
 
 
 def percentile(values: np.ndarray, q: float) -> float:
@@ -234,25 +239,39 @@ def to_input_scale(unit: np.ndarray, ref: Scale, intensity: str, dtype) -> np.nd
     """Map one [0, 1] output [H, W] to the reference input's scale (see the module docstring), as ``to_dtype`` puts
     it in ``dtype``. Float64 only on blocks of ``MAP_PIXELS`` (and once whole, for the output's total)."""
     check_choice(Intensity, intensity, "{intensity}")
-    offset, gain, base = ref.lo, ref.hi - ref.lo, 0.0  # values = (unit − base) · gain + offset
+    bg_out, signal = 0.0, 0.0
     if intensity == "conserve":
         bg_out = background(unit)
         centred = unit.astype(np.float64)
         centred -= bg_out
         signal = float(centred.sum())
         del centred
-        if ref.total > 0 and signal > 1e-12 * unit.size:
-            offset, gain, base = ref.bg, ref.total / signal, bg_out
-        else:
-            log.warning("no signal above background to conserve (input total %.3g, output %.3g): using the minmax "
-                        "scale", ref.total, signal)
     out = np.empty(unit.shape, np.dtype(dtype))
+    clipped = map_unit(unit, output_map(ref, intensity, bg_out, signal, unit.size), out)
+    warn_clipped(clipped, unit.size, out.dtype)
+    return out
+
+
+def output_map(ref: Scale, intensity: str, bg_out: float, signal: float, size: int) -> tuple[float, float, float]:
+    """THE rule from a [0, 1] output to the reference input's scale: (offset, gain, base) with values = (unit − base)
+    · gain + offset. ``conserve`` needs the output's ``background`` (``bg_out``) and Σ(unit − bg_out) (``signal``) over
+    its ``size`` pixels; whole images (``to_input_scale``) and streamed ones (``inference.streaming``) share it."""
+    if intensity == "conserve":
+        if ref.total > 0 and signal > 1e-12 * size:
+            return ref.bg, ref.total / signal, bg_out
+        log.warning("no signal above background to conserve (input total %.3g, output %.3g): using the minmax "
+                    "scale", ref.total, signal)
+    return ref.lo, ref.hi - ref.lo, 0.0
+
+
+def map_unit(unit: np.ndarray, mapping: tuple[float, float, float], out: np.ndarray) -> int:
+    """Write ``unit`` [H, W] mapped by ``output_map``'s (offset, gain, base) into ``out`` (its dtype: ``to_dtype``'s
+    rounding and clipping), float64 on ``MAP_PIXELS`` at a time; returns how many pixels were clipped."""
+    offset, gain, base = mapping
     clipped, step = 0, max(1, MAP_PIXELS // max(1, unit.shape[-1]))
     for top in range(0, unit.shape[0], step):
         values = (unit[top:top + step].astype(np.float64) - base) * gain + offset
         block = outside_range(values, out.dtype)
         out[top:top + step] = cast_clipped(values, out.dtype, block)
         clipped += block
-    warn_clipped(clipped, unit.size, out.dtype)
-    return out
-
+    return clipped

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import typer
 
-from blurlatent.cli.common import app
+from blurlatent.cli.common import app, at_least
 from blurlatent.cli.errors import OneLineCommand, console
-from blurlatent.config import InferenceConfig, Intensity, OutDtype, Precision, Rescale
+from blurlatent.config import InferenceConfig, Intensity, OutDtype, PlateConfig, Precision, Rescale
 
 # === inference: blur, deblur =================================================================
 
@@ -48,6 +48,10 @@ MODEL_OPTION = typer.Option(None, "--model", "-m", help="A built-in model instea
                             "default) or w2 (actin); `blurlatent models` lists them.")
 PIXEL_SIZE_OPTION = typer.Option(None, "--pixel-size", metavar="UM", help="The inputs' pixel size in µm, over what "
                                  "their files say (OME PhysicalSizeX, ImageJ resolution).")
+WORKERS_OPTION = typer.Option(PlateConfig.workers, "--workers", callback=lambda v: at_least(v, 1, "processes"),
+                              help="Plates: local processes, one field each at a time (blurlatent[dask]).")
+SCHEDULER_OPTION = typer.Option(None, "--scheduler", metavar="tcp://HOST:8786", help="Plates: run on this Dask "
+                                "cluster; its workers must see the plate, the output and the model at these paths.")
 RESCALE_OPTION = typer.Option(InferenceConfig.rescale, "--rescale", help="auto: resample inputs to the pixel size "
                               "the model was trained at (the built-in: 0.645 µm) and the output back, said in the "
                               "log; off: use them as they are.")
@@ -84,6 +88,12 @@ def _run_files(checkpoint, config, first: Path, second: Path | None, alphas, out
 
         return run_channels(checkpoint, config, first, second, alphas, output, rule,
                             progress_enabled=sys.stderr.isatty(), **options)
+    from blurlatent.inference.stream_jobs import should_stream, stream_files
+
+    where = {k: options.get(k) for k in ("z", "series", "axes")}
+    if should_stream(first, second, len(alphas), config, channel=channel, **where):  # huge planes: block by block
+        return stream_files(checkpoint, config, first, second, alphas, output, rule, channel=channel,
+                            progress_enabled=sys.stderr.isatty(), **options)
     from blurlatent.inference.jobs import run_files
 
     return run_files(checkpoint, config, first, second, alphas, output, rule, channel=channel,
@@ -108,6 +118,45 @@ def _report_folder(written, pairs, unpaired, alphas, output, what: str = "pairs"
     typer.echo(f"wrote {len(written)} images for {len(pairs)} {what} into {output} (alpha = {_alphas_line(alphas)})")
     if unpaired:
         typer.echo(f"skipped {len(unpaired)} file(s) without a partner, e.g. {unpaired[0]}")
+
+
+def _plate_input(path: Path | None, second: Path | None, z, channel: str | None, workers: int,
+                 scheduler: str | None) -> bool:
+    """Whether the job is a plate's (``path`` an OME-Zarr HCS plate), checked before torch: its fields are stacks
+    (--z, no second file), one channel, and dask is installed. --workers/--scheduler serve plates only."""
+    from blurlatent.errors import UsageError
+    from blurlatent.files.plates import is_plate
+
+    if path is None or not is_plate(path):
+        if scheduler is not None or workers != PlateConfig.workers:
+            raise UsageError("{workers} and {scheduler} spread the fields of an OME-Zarr plate over processes; pass "
+                             "a plate, or leave them out", "workers", "scheduler")
+        return False
+    if second is not None or z is None:
+        raise UsageError(f"{path}: is a plate, whose fields are z-stacks; pass it alone with {{z=P1 P2}}", "z")
+    from blurlatent.inference.inputs import every_channel
+
+    if every_channel(channel):
+        raise UsageError("{channel} all writes one multi-channel output of one stack; a plate takes one channel: "
+                         "pass {channel} as an index or a name", "channel")
+    from blurlatent.inference.plates import check_scheduler, import_dask
+
+    import_dask(path, check_scheduler(scheduler))
+    return True
+
+
+def _report_plate(checkpoint, config, plate: Path | None, output: Path, rule: str, **options) -> None:
+    """``plates.run_plate`` (the model line first), then where α came from per field (a deblur's) and what was
+    written."""
+    from blurlatent.inference.plates import run_plate
+
+    assert plate is not None  # _plate_input said it is one
+    run = run_plate(checkpoint, config, plate, output, rule, **options)
+    if rule == "deblur":
+        _echo_lines(_alpha_lines({result.name: result.levels for result in run.results}))
+    seconds = run.seconds
+    typer.echo(f"wrote {run.output} ({len(run.results)} fields of {run.plate.path.name} in {seconds:.1f} s, "
+               f"{len(run.results) / max(seconds, 1e-9):.2f} fields/s)")
 
 
 @app.command("blur", cls=OneLineCommand)
@@ -144,6 +193,8 @@ def blur_command(
                                    help="Images per forward pass (pairs in folder mode)."),
     pixel_size: float | None = PIXEL_SIZE_OPTION,
     rescale: Rescale = RESCALE_OPTION,
+    workers: int = WORKERS_OPTION,
+    scheduler: str | None = SCHEDULER_OPTION,
 ):
     """Synthesize defocus blur between two planes of one field (Eq. 2): G(alpha E(sharp) + (1 - alpha) E(blurry))."""
     from blurlatent.errors import UsageError
@@ -159,6 +210,10 @@ def blur_command(
     from blurlatent.inference.alphas import blur_alphas  # numpy, scipy: after the paths are checked
 
     alphas = blur_alphas(alpha, steps, extrapolate)
+    if _plate_input(sharp, blurry, z, channel, workers, scheduler):
+        return _report_plate(_checkpoint(checkpoint, model), config, sharp, output, "blur", z=z, alphas=alphas,
+                             channel=channel, force=force, extrapolate=extrapolate, workers=workers,
+                             scheduler=scheduler)
     checkpoint = _checkpoint(checkpoint, model)  # the model line: once the inputs are checked
     if folder_mode:
         from blurlatent.inference.jobs import blur_folders
@@ -217,6 +272,8 @@ def deblur_command(
                                    help="Images per forward pass (fields in folder mode)."),
     pixel_size: float | None = PIXEL_SIZE_OPTION,
     rescale: Rescale = RESCALE_OPTION,
+    workers: int = WORKERS_OPTION,
+    scheduler: str | None = SCHEDULER_OPTION,
 ):
     """Recover the in-focus image from two defocused planes of one field (Eq. 3).
 
@@ -232,6 +289,9 @@ def deblur_command(
     first, second = blurriest_dir or blurriest, less_blurry_dir or less_blurry
     paths = (first, second) if first is not None and second is not None else None
     source = alpha_source(alpha, planes, target, sweep, paths=paths, z=z)  # contradictions: before any reading
+    if not folder_mode and _plate_input(blurriest, less_blurry, z, channel, workers, scheduler):
+        return _report_plate(_checkpoint(checkpoint, model), config, blurriest, output, "deblur", z=z, source=source,
+                             channel=channel, force=force, workers=workers, scheduler=scheduler)
     checkpoint = _checkpoint(checkpoint, model)  # the model line: once the inputs are checked
     if folder_mode:
         from blurlatent.inference.jobs import deblur_folders

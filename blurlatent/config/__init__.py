@@ -3,7 +3,15 @@
 plain data and YAML (``schema``: unknown keys, wrong types and values outside the choices are refused, naming
 the key). Importing this package does not import torch; the names below are the public API."""
 
-from blurlatent.config.jobs import DEMO_ARCH, DemoSettings, EvalConfig, InferenceConfig, PrepareConfig, SynthConfig
+from blurlatent.config.jobs import (
+    DEMO_ARCH,
+    DemoSettings,
+    EvalConfig,
+    InferenceConfig,
+    PlateConfig,
+    PrepareConfig,
+    SynthConfig,
+)
 from blurlatent.config.options import (
     DEFAULT_SKIPS,
     DEFAULT_WIDTHS,
@@ -25,6 +33,7 @@ from blurlatent.config.options import (
     Reg,
     Rescale,
     Skips,
+    Stats,
     TestCrops,
     TripletSet,
     check_choice,
@@ -56,9 +65,9 @@ from blurlatent.config.train import (
 __all__ = [
     "DEFAULT_SKIPS", "DEFAULT_WIDTHS", "MAX_DEBLUR_WEIGHT", "MAX_DEPTH", "MAX_SEED", "MAX_WIDTH", "MULTISCALE_WIDTHS",
     "PAPER_WIDTHS", "RESUMABLE_CHANGES", "AlphaRule", "Amp", "Arch", "Intensity", "Log", "Normalization",
-    "OutDtype", "Precision", "Reg", "Rescale", "Skips", "TestCrops", "TripletSet", "check_choice", "choices",
+    "OutDtype", "Precision", "Reg", "Rescale", "Skips", "Stats", "TestCrops", "TripletSet", "check_choice", "choices",
     "StrictLoader", "YamlRefused", "checked_config", "from_dict", "load_yaml", "model_config", "override",
     "read_yaml", "save_yaml", "to_dict", "upgrade", "CONFIG_VERSION", "OLDER_DEFAULTS", "DataConfig", "ModelConfig",
     "OptimConfig", "TrainConfig", "triplet_set", "DEMO_ARCH", "DemoSettings", "EvalConfig", "InferenceConfig",
-    "PrepareConfig", "SynthConfig",
+    "PlateConfig", "PrepareConfig", "SynthConfig",
 ]

@@ -15,6 +15,7 @@ from blurlatent.config.options import (
     OutDtype,
     Precision,
     Rescale,
+    Stats,
     TestCrops,
     TripletSet,
     check_choice,
@@ -69,6 +70,7 @@ class InferenceConfig:
     device: str = "auto"
     rescale: Rescale = "auto"  # auto: resample inputs to the model's pixel size and back (``inference.scale``)
     pixel_size: float | None = None  # the inputs' µm per pixel, over what their files say (None: the files')
+    stats: Stats = "auto"  # intensity statistics: auto (on the model's device unless CPU), host or device
 
     def check(self) -> InferenceConfig:
         check_choice(Intensity, self.intensity, "{intensity}")
@@ -81,12 +83,22 @@ class InferenceConfig:
         if self.batch_size < 1:
             raise UsageError(f"{{batch_size}} {self.batch_size}: must be at least 1", "batch_size")
         check_choice(Rescale, self.rescale, "{rescale}")
+        check_choice(Stats, self.stats, "{stats}")
         size = self.pixel_size
         if size is not None and (isinstance(size, bool) or not isinstance(size, (int, float))
                                  or not math.isfinite(size) or size <= 0):
             raise UsageError(f"{{pixel_size}} {size}: give the inputs' pixel size in µm, a number > 0 (e.g. 0.325)",
                              "pixel_size")
         return self
+
+
+@dataclass(frozen=True)
+class PlateConfig:
+    """How ``inference.plates`` spreads a plate's fields over processes unless told otherwise."""
+
+    workers: int = 1  # local worker processes; 1: every field in this process
+    threads: int = 1  # torch threads per worker: a core each, and the same bits whatever the worker count
+    connect_timeout: float = 5.0  # seconds to reach a --scheduler before giving up
 
 
 # The model the demo trains: the paper's (blurlatent.demo's docstring says why it is not `train`'s default)

@@ -32,6 +32,9 @@ TripletSet = Literal["paper", "focus"]
 TestCrops = Literal["center", "ten"]  # prepare: one center crop per test field, or ten as in train
 # deblur/blur --rescale: resample inputs to the model's pixel size and back (auto), or leave them (off)
 Rescale = Literal["auto", "off"]
+# deblur/blur: where the intensity statistics run: numpy on the host, torch on the model's device (the images stay
+# there from upload to output), or auto: the device when the model is not on the CPU (``inference.device_pairs``)
+Stats = Literal["auto", "host", "device"]
 
 PAPER_WIDTHS = (64, 128, 256, 512, 1024)
 # The multiscale net's default: full resolution and four stride-2 stages, narrow where the pixels are many and

@@ -12,13 +12,15 @@ folder as ours, the only kind of folder a write with ``force`` replaces. stacks.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -184,9 +186,19 @@ def write_omezarr(path: str | Path, data: np.ndarray, *,
     slider (a channel axis would be split into overlaid layers, a z axis read as depth). An existing ``path`` is
     replaced only with ``force`` and only when blurlatent wrote it; an input is never replaced."""
     path, data = Path(path), np.asarray(data)
-    zarr = import_zarr(path, "writing")
-    check_zarr_output(path, force, inputs)
-    axes = ("tyx" if provenance is not None else "zyx") if data.ndim == 3 else "yx"
+    with omezarr_draft(path, data.shape, data.dtype, force=force, inputs=inputs, need=data.nbytes + 65536) as draft:
+        draft.array[...] = data
+        window = (float(data.min()), float(data.max())) if data.size else (0.0, 1.0)
+        draft.attrs = omezarr_attrs(path, data.ndim, pixel_size=pixel_size, channel=channel, labels=labels,
+                                    source=source, provenance=provenance, window=window)
+
+
+def omezarr_attrs(path: Path, ndim: int, *, pixel_size: tuple[float | None, float | None, float | None],
+                  channel: str | None, labels: list[str] | None, source: str | None, provenance: Provenance | None,
+                  window: tuple[float, float]) -> dict:
+    """The group attributes ``write_omezarr`` writes for an image of ``ndim`` dimensions (its docstring says what),
+    ``window`` the (min, max) an omero channel shows: whole images and images written block by block share them."""
+    axes = ("tyx" if provenance is not None else "zyx") if ndim == 3 else "yx"
     # a bad size: unwritten
     sizes = {a: size_um(v, 1.0, output_name(path), a) for a, v in zip("xyz", pixel_size, strict=True)}
     axes_meta = [{"name": a, "type": "time"} if a == "t" else
@@ -199,17 +211,56 @@ def write_omezarr(path: str | Path, data: np.ndarray, *,
     if provenance is not None:
         attrs[OURS]["provenance"] = provenance.as_dict()
     if channel:
-        lo, hi = (float(data.min()), float(data.max())) if data.size else (0.0, 1.0)
+        lo, hi = window
         attrs["omero"] = {"version": NGFF_VERSION, "channels": [
             {"label": channel, "color": "FFFFFF", "active": True,
              "window": {"min": lo, "max": hi, "start": lo, "end": hi}}]}
-    chunks = (1,) * (data.ndim - 2) + tuple(min(n, PLANE_CHUNK) for n in data.shape[-2:])
-    with terminate_as_interrupt(), disk_space(path, data.nbytes + 65536):
+    return attrs
+
+
+@dataclass
+class OmeZarrDraft:
+    """An OME-Zarr image being written (``omezarr_draft``): its array ``"0"`` to fill, the ``attrs`` to give it
+    (``omezarr_attrs``), and ``tmp``, the temp folder it is built in, where ``scratch`` arrays may go too."""
+
+    array: Any
+    attrs: dict
+    tmp: Path
+
+    def scratch(self, shape: tuple[int, ...], dtype, name: str = "unit") -> Any:
+        """A zarr array ``name`` beside the image in its temp folder, deleted before the folder becomes the output."""
+        store = self.tmp / f".{name}.zarr"
+        zarr = import_zarr(store, "writing")
+        return zarr.create_array(str(store), shape=shape, dtype=dtype, chunks=plane_chunks(shape), zarr_format=2,
+                                 fill_value=0)
+
+
+def plane_chunks(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """Chunks one plane deep and at most PLANE_CHUNK px across."""
+    return (1,) * (len(shape) - 2) + tuple(min(n, PLANE_CHUNK) for n in shape[-2:])
+
+
+@contextlib.contextmanager
+def omezarr_draft(path: Path, shape: tuple[int, ...], dtype, *, force: bool = False, inputs: tuple[Path, ...] = (),
+                  need: int = 0) -> Iterator[OmeZarrDraft]:
+    """The output policy for an OME-Zarr image written piece by piece: ``path`` checked (``check_zarr_output``), an
+    empty array of ``shape`` and ``dtype`` (``plane_chunks``) built in a temp folder beside it, and when the block
+    ends the draft's ``attrs`` written, its scratch arrays deleted and the folder renamed onto ``path``; an error,
+    Ctrl-C or SIGTERM in the block leaves no output and no temp. ``need``: bytes of disk the block will write."""
+    zarr = import_zarr(path, "writing")
+    check_zarr_output(path, force, inputs)
+    with terminate_as_interrupt(), disk_space(path, need):
         tmp = make_temp_dir(path)
         try:
             root = zarr.open_group(str(tmp), mode="w", zarr_format=2)
-            root.create_array("0", data=data, chunks=chunks, chunk_key_encoding={"name": "v2", "separator": "/"})
-            root.attrs.update(attrs)
+            array = root.create_array("0", shape=shape, dtype=dtype, chunks=plane_chunks(shape), fill_value=0,
+                                      chunk_key_encoding={"name": "v2", "separator": "/"})
+            draft = OmeZarrDraft(array, {}, tmp)
+            yield draft
+            root.attrs.update(draft.attrs)
+            for entry in tmp.iterdir():
+                if entry.name not in WRITTEN:
+                    shutil.rmtree(entry)
             replace_folder(tmp, path)
         finally:
             if tmp.exists():

@@ -80,8 +80,8 @@ class PlanePick:
     chosen on the image's axes and shape before a pixel is read; ``given``: axes that replace the file's
     (``axes.given_axes``). ``read`` fills in ``axes``, ``count`` (channels), ``chosen`` (the channel), ``depth`` (the
     stack's planes), ``all_ids`` (the file's plane number of each), ``held`` (the planes read: ``planes``; None for
-    every plane of a one-plane stack, nothing to pick; () where a plane lies outside the stack, which the caller's
-    range check then says in its words) and ``ids`` (the file's plane numbers of those)."""
+    every plane of a one-plane stack asked for planes, nothing to pick; () where a plane lies outside the stack, which
+    the caller's range check then says in its words) and ``ids`` (the file's plane numbers of those)."""
 
     path: Path
     channel: int | str | None
@@ -104,7 +104,9 @@ class PlanePick:
         self.all_ids, self.chosen = zyx_plane_ids(self.path, self.axes, shape, self.channel, names)
         self.depth = len(self.all_ids)
         inside = all(0 <= z < self.depth for z in self.planes)
-        self.held = None if self.depth == 1 else self.planes if inside else ()
+        # planes=(): the facts alone, never a pixel (a streamed job's huge one-plane inputs); a stack of one plane
+        # asked for planes is read whole
+        self.held = None if self.depth == 1 and self.planes else self.planes if inside else ()
         self.ids = self.all_ids if self.held is None else self.all_ids[list(self.held)]
         yx = tuple(int(s) for s in (shape[-3:-1] if self.axes.endswith("S") else shape[-2:]))
         if not len(self.ids):

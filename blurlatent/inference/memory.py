@@ -186,7 +186,14 @@ def mapped_levels(unit: np.ndarray, scales: Sequence[tuple[Scale, Scale]], alpha
     blur levels on the α-weighted mix of the two inputs' scales, deblurred images on the less-blurry input's; pair i
     in ``dtypes[i]``, all in one array of their common type, written level by level."""
     out = np.empty(unit.shape, np.result_type(*dtypes))
-    for i, ((sa, sb), dtype) in enumerate(zip(scales, dtypes, strict=True)):
-        for j, alpha in enumerate(alphas):
-            out[i, j] = to_input_scale(unit[i, j], sa.mix(alpha, sb) if rule == "blur" else sb, intensity, dtype)
+    for i, (pair, dtype) in enumerate(zip(scales, dtypes, strict=True)):
+        for j, ref in enumerate(reference_scales(pair, alphas, rule)):
+            out[i, j] = to_input_scale(unit[i, j], ref, intensity, dtype)
     return out
+
+
+def reference_scales(scales: tuple[Scale, Scale], alphas: Sequence[float], rule: str) -> list[Scale]:
+    """Per level, the scale a pair's output is mapped to: blur levels the α-weighted mix of the two inputs' scales,
+    deblurred images the less-blurry input's (whole images here, streamed ones in ``streaming``)."""
+    sa, sb = scales
+    return [sa.mix(a, sb) if rule == "blur" else sb for a in alphas]

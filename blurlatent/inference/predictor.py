@@ -7,7 +7,8 @@ A Predictor owns everything between a user's images and the autoencoder:
 * precision and memory format (``device``): fp32 by default, channels_last, BatchNorm folded into the
   convolutions with torch's ``fuse_conv_bn_eval`` (same output, one pass less per activation);
 * the latent rule, Eq. 2 or Eq. 3 (``latent``), applied per tile in float32;
-* the mapping of the [0, 1] output back to the input's scale and dtype (``intensity``);
+* the mapping of the [0, 1] output back to the input's scale and dtype (``intensity``); whole images on a GPU
+  stay there from upload to output, statistics included (``device_pairs``, ``config.stats``);
 * physical units (``scale``): inputs resampled to the model's pixel size and back (``rescale`` auto), warnings.
 
 Public API (numpy in, numpy out, the input's dtype kept)::
@@ -38,6 +39,7 @@ from blurlatent.errors import Message, UsageError
 from blurlatent.inference.alphas import AUTO, alpha_source
 from blurlatent.inference.arguments import alpha_list, api_options, check_pair, described
 from blurlatent.inference.builtin import resolve_checkpoint
+from blurlatent.inference.device_pairs import device_levels, device_unit_pair, takes_device_path
 from blurlatent.inference.inputs import array_pair, array_stack
 from blurlatent.inference.memory import check_job_memory, mapped_levels, reports_out_of_memory, unit_pair
 from blurlatent.inference.scale import TrainedScale, defocus_warning, rescale_factor, run_rescaled, trained_scale
@@ -216,14 +218,21 @@ class Predictor:
 
     def _combine_tile(self, piece: np.ndarray, alphas: Sequence[float], rule) -> np.ndarray:
         """One [N, 2, h, w] tile → [N, K, h, w]: encode both inputs, combine per α, decode."""
-        n, k = piece.shape[0], len(alphas)
-        z = self._run(self.model.encode, self._tensor(piece.reshape(2 * n, *piece.shape[-2:])))
+        pair = torch.from_numpy(np.ascontiguousarray(piece, dtype=np.float32)).to(self.device)
+        return self.combine_on_device(pair, alphas, rule).cpu().numpy()
+
+    def combine_on_device(self, pair: torch.Tensor, alphas: Sequence[float], rule) -> torch.Tensor:
+        """``combine_pair``'s work on one float32 [N, 2, h, w] tensor on the model's device (h, w multiples of
+        ``multiple``; ``rule`` a function of ``RULES``) → float32 [N, K, h, w] there. Call under inference_mode."""
+        n, k = pair.shape[0], len(alphas)
+        x = pair.reshape(2 * n, 1, *pair.shape[-2:]).contiguous(memory_format=torch.channels_last)
+        z = self._run(self.model.encode, x)
         z = map_scales(lambda t: t.reshape(n, 2, *t.shape[1:]), z)
         first, second = map_scales(lambda t: t[:, 0], z), map_scales(lambda t: t[:, 1], z)
         mixed = [rule(first, second, a) for a in alphas]  # K latents, each [N, C, h', w'] per scale
         codes = map_scales(lambda *ts: torch.stack(ts, dim=1).reshape(n * k, *ts[0].shape[1:])
                            .contiguous(memory_format=torch.channels_last), *mixed)  # [N·K, C, h', w'], α fastest
-        return self._run(self.model.decode, codes).cpu().reshape(n, k, *piece.shape[-2:]).numpy()
+        return self._run(self.model.decode, codes).reshape(n, k, *pair.shape[-2:])
 
     # --- images in their own scale ------------------------------------------------------------------
 
@@ -287,9 +296,26 @@ class Predictor:
             return run_rescaled(lambda a, b: at_model.run_pairs(a, b, alphas, rule, names, progress), firsts, seconds,
                                 factor, dtypes)
         out = check_job_memory(self, firsts, seconds, len(alphas))  # the outputs' dtypes; too big: refused here
+        if takes_device_path(self.config.stats, self.device, [*firsts, *seconds], self.multiple, self.radius,
+                             self.config.tile):
+            return self.run_on_device(firsts, seconds, alphas, rule, progress, out)
         scales = [self.pair_scales(a, b, rule) for a, b in zip(firsts, seconds, strict=True)]
         unit = self.combine_pair(*unit_pair(firsts, seconds, scales, self.multiple), alphas, rule, progress)
         return mapped_levels(unit, scales, alphas, rule, self.config.intensity, out)
+
+    def run_on_device(self, firsts: Sequence[np.ndarray], seconds: Sequence[np.ndarray], alphas: Sequence[float],
+                      rule: str, progress: Progress, dtypes: Sequence[np.dtype]) -> np.ndarray:
+        """``run_pairs`` of whole images with everything on the model's device (``device_pairs``), inputs uploaded
+        once in their own dtype and the outputs copied back in theirs; ``progress`` told of the one whole tile."""
+        pair, scales = device_unit_pair(firsts, seconds, normalize=self.normalize, reference=NEAR_FOCUS[rule],
+                                        need_total=self.config.intensity == "conserve", multiple=self.multiple,
+                                        device=self.device)
+        h, w = firsts[0].shape
+        with torch.inference_mode():
+            unit = self.combine_on_device(pair, alphas, RULES[rule])[..., :h, :w]
+            if progress is not None:
+                progress(1, 1)
+            return device_levels(unit, scales, alphas, rule=rule, intensity=self.config.intensity, dtypes=dtypes)
 
     def pair_scales(self, first: np.ndarray, second: np.ndarray, rule: str) -> tuple[Scale, Scale]:
         """The two inputs' scales; under ``stack`` both share the one of the input nearer focus."""
