@@ -19,13 +19,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import cpu_name
 
 SAMPLES = Path(__file__).resolve().parents[1] / "tests" / "data" / "bbbc006"
 
@@ -207,16 +210,6 @@ def main(argv=None) -> dict:
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     return results
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 if __name__ == "__main__":

@@ -17,14 +17,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import shutil
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import cpu_name
 
 SAMPLES = Path(__file__).resolve().parents[1] / "tests" / "data" / "bbbc006"
 SHAPE = (520, 696)  # H, W: BBBC006's
@@ -119,7 +122,7 @@ def main() -> None:
     finally:
         if args.keep is None:
             shutil.rmtree(folder, ignore_errors=True)
-    result = {"machine": f"{platform.processor() or platform.machine()}, {platform.node()}",
+    result = {"machine": cpu_name(),
               "date": time.strftime("%Y-%m-%d"), "shape": list(SHAPE), "planes": PLANES, "plate_build_s": built,
               "runs": rows}
     print(f"{'workers':>7} {'fields':>6} {'wall s':>7} {'fields/s':>8} {'load s':>7} {'read s':>7} {'predict s':>9} "

@@ -17,14 +17,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
+import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import cpu_name
 
 SAMPLES = Path(__file__).resolve().parents[1] / "tests" / "data" / "bbbc006"
 TILE = 1024
@@ -115,7 +118,7 @@ def main() -> None:
               "wall_s": round(wall, 2),
               "inputs_written_s": round(written_s, 2), "peak_rss_mib_job": round(peak[0] / 2**20, 1),
               "ru_maxrss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-              "checkpoint": str(checkpoint), "cpu": platform.processor() or platform.machine(),
+              "checkpoint": Path(str(checkpoint)).name, "cpu": cpu_name(),
               "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "date": time.strftime("%Y-%m-%d")}
     print(f"{args.size}x{args.size} uint16 pair, streamed deblur ({args.intensity}): {wall:.1f} s, peak RSS "
           f"{result['peak_rss_mib_job']} MiB (job), {result['ru_maxrss_mib']} MiB (process)")
