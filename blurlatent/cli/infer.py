@@ -129,8 +129,8 @@ def _plate_input(path: Path | None, second: Path | None, z, channel: str | None,
 
     if path is None or not is_plate(path):
         if scheduler is not None or workers != PlateConfig.workers:
-            raise UsageError("{workers} and {scheduler} spread the fields of an OME-Zarr plate over processes; pass "
-                             "a plate, or leave them out", "workers", "scheduler")
+            raise UsageError("{workers} and {scheduler} spread the fields of an OME-Zarr plate over processes (or "
+                             "deblur's --stack-dir stacks); pass a plate, or leave them out", "workers", "scheduler")
         return False
     if second is not None or z is None:
         raise UsageError(f"{path}: is a plate, whose fields are z-stacks; pass it alone with {{z=P1 P2}}", "z")
@@ -151,7 +151,7 @@ def _report_plate(checkpoint, config, plate: Path | None, output: Path, rule: st
     from blurlatent.inference.plates import run_plate
 
     assert plate is not None  # _plate_input said it is one
-    run = run_plate(checkpoint, config, plate, output, rule, **options)
+    run = run_plate(checkpoint, config, plate, output, rule, progress_enabled=sys.stderr.isatty(), **options)
     if rule == "deblur":
         _echo_lines(_alpha_lines({result.name: result.levels for result in run.results}))
     seconds = run.seconds
@@ -289,17 +289,17 @@ def deblur_command(
     first, second = blurriest_dir or blurriest, less_blurry_dir or less_blurry
     paths = (first, second) if first is not None and second is not None else None
     source = alpha_source(alpha, planes, target, sweep, paths=paths, z=z)  # contradictions: before any reading
+    graph = _stack_graph(stack_dir, workers, scheduler) if folder_mode else None  # None: in this process
     if not folder_mode and _plate_input(blurriest, less_blurry, z, channel, workers, scheduler):
         return _report_plate(_checkpoint(checkpoint, model), config, blurriest, output, "deblur", z=z, source=source,
                              channel=channel, force=force, workers=workers, scheduler=scheduler)
     checkpoint = _checkpoint(checkpoint, model)  # the model line: once the inputs are checked
     if folder_mode:
         from blurlatent.inference.jobs import deblur_folders
-
         written, pairs, unpaired, found = deblur_folders(
             checkpoint, config, source, output, blurriest_dir=blurriest_dir, less_blurry_dir=less_blurry_dir,
             stack_dir=stack_dir, z=z, channel=channel, series=series, force=force,
-            progress_enabled=sys.stderr.isatty(), axes=axes)
+            progress_enabled=sys.stderr.isatty(), axes=axes, run=graph)
         _echo_lines(_alpha_lines(found))
         _report_folder(written, pairs, unpaired, sorted({a for levels in found.values() for a in levels.alphas}),
                        output, "stacks" if stack_dir is not None else "fields")
@@ -311,6 +311,26 @@ def deblur_command(
                          force=force, z=z, series=series, planes=levels.planes, target=levels.target, axes=axes)
     _echo_lines(levels.lines())
     _report(written, levels.alphas)
+
+
+def _stack_graph(stack_dir: Path | None, workers: int, scheduler: str | None):
+    """With --workers/--scheduler, what runs a folder of stacks on Dask (``stack_graph.predict_stack_graph``, dask
+    and the address checked now); None without them. UsageError for them beside two folders of single planes."""
+    from blurlatent.errors import UsageError
+
+    if scheduler is None and workers == PlateConfig.workers:
+        return None
+    if stack_dir is None:
+        raise UsageError("{workers} and {scheduler} spread the stacks of {stack_dir} (or a plate's fields) over "
+                         "processes, not pairs of two folders; leave them out", "workers", "scheduler", "stack_dir")
+    from functools import partial
+
+    from blurlatent.inference.plates import check_scheduler, import_dask
+    from blurlatent.inference.stack_graph import predict_stack_graph
+
+    address = check_scheduler(scheduler)
+    import_dask(stack_dir, address, "a folder of stacks on {workers}")
+    return partial(predict_stack_graph, workers=workers, scheduler=address)
 
 
 def _deblur_mode(blurriest, less_blurry, blurriest_dir, less_blurry_dir, stack_dir, z) -> bool:

@@ -35,7 +35,8 @@ class Provenance:
     from the stack's first plane (where the input has a z step); ``target`` the plane a deblur's α aims at
     (None when α was given); ``channel`` index (all of them for an output of every channel) and ``channel_name``;
     ``model`` a built-in name or a checkpoint's file name, ``model_sha256`` its weights' checksum; ``version``
-    blurlatent's; ``inputs`` the file names."""
+    blurlatent's; ``inputs`` the file names; ``self_check`` a deblur's self-check score per level
+    (``inference.selfcheck``: above its threshold the output may be worse than the less-blurry input; None: blur)."""
 
     command: str
     alphas: tuple[float, ...]
@@ -48,6 +49,7 @@ class Provenance:
     channel: int | tuple[int, ...] = 0
     channel_name: str | None = None
     inputs: tuple[str, ...] = ()
+    self_check: tuple[float, ...] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """Plain JSON data (lists, floats, text, None): what ``read_provenance`` gives back."""

@@ -46,6 +46,7 @@ from blurlatent.inference.alphas import AlphaSource, DeblurLevels, defocus_um, p
 from blurlatent.inference.builtin import model_identity
 from blurlatent.inference.inputs import Inputs, output_like, read_inputs
 from blurlatent.inference.predictor import NEAR_FOCUS, Predictor
+from blurlatent.inference.selfcheck import SelfCheck, with_checks
 from blurlatent.nets.latent import check_blur_alpha, check_deblur_alpha
 from blurlatent.progress import progress_bar, tile_progress
 
@@ -147,18 +148,20 @@ def check_job_outputs(paths: Sequence[Path], force: bool, inputs: Sequence[Path]
 
 
 def write_levels(out, levels: np.ndarray, alphas: Sequence[float], force: bool = False,
-                 like: Stack | None = None, provenance: Provenance | None = None) -> list[Path]:
+                 like: Stack | None = None, provenance: Provenance | None = None,
+                 checks: Sequence[SelfCheck] = ()) -> list[Path]:
     """Write [K, H, W] levels as ``level_paths`` says (K labelled levels in one file), all or nothing, with
-    ``like``'s metadata and ``provenance``; returns the paths."""
+    ``like``'s metadata and ``provenance`` (and each level's self-check, ``checks``, where given); returns the paths."""
     paths = level_paths(out, alphas)
     check_job_outputs(paths, force)
     check_png(paths, levels.dtype)
     with staged_files(force) as stage:
         if len(paths) == 1:
-            write_output(stage(paths[0]), levels[0] if len(levels) == 1 else levels, alphas, like, provenance)
+            write_output(stage(paths[0]), levels[0] if len(levels) == 1 else levels, alphas, like,
+                         with_checks(provenance, checks))
         else:
-            for p, level, a in zip(paths, levels, alphas, strict=True):
-                write_output(stage(p), level, [a], like, provenance)
+            for i, (p, level, a) in enumerate(zip(paths, levels, alphas, strict=True)):
+                write_output(stage(p), level, [a], like, with_checks(provenance, checks[i:i + 1]))
     return paths
 
 
@@ -286,15 +289,16 @@ def predict_folder(predictor: Predictor, pairs: Sequence[tuple], alphas: Levels,
             levels = predictor.run_pairs([im.first for im, _ in batch], [im.second for im, _ in batch],
                                          checked[name0], rule, names=(str(first0), str(second0 or first0)),
                                          pixel_size=batch[0][0].sources[NEAR_FOCUS[rule]].pixel_size[0])
-            for (images, ((name, _, _), paths)), stack in zip(batch, levels, strict=True):
+            checks = predictor.checks or [[] for _ in batch]  # [pair][level] for deblur
+            for (images, ((name, _, _), paths)), stack, pair_checks in zip(batch, levels, checks, strict=True):
                 like = images.sources[NEAR_FOCUS[rule]]
                 record = None if provenance is None else pair_provenance(provenance, images.sources, like)
                 if record is not None and targets is not None:
                     record = replace(record, target=targets[name])
                 if record is not None:  # a blurriest plane beyond the model's training: one warning
                     predictor.check_defocus(defocus_um(like, record.planes, record.target), name)
-                for p, level, a in zip(paths, stack, checked[name], strict=True):
-                    write_output(stage(p), level, [a], like, record)
+                for j, (p, level, a) in enumerate(zip(paths, stack, checked[name], strict=True)):
+                    write_output(stage(p), level, [a], like, with_checks(record, pair_checks[j:j + 1]))
                     written.append(p)
             if progress is not None:
                 progress(len(batch))
@@ -351,7 +355,8 @@ def run_files(checkpoint, config: InferenceConfig, first: Path, second: Path | N
         job = job_provenance(checkpoint, rule, alphas, z if planes is None else planes, target)
         predictor.check_defocus(defocus_um(like, job.planes, job.target), str(first))
         return write_levels(output, levels, alphas, force=force, like=like,
-                            provenance=pair_provenance(job, inputs.sources, like))
+                            provenance=pair_provenance(job, inputs.sources, like),
+                            checks=predictor.checks[0] if predictor.checks else ())
 
 
 def predict_levels(predictor: Predictor, inputs: Inputs, like, alphas: Sequence[float], rule: str,
@@ -404,11 +409,13 @@ def blur_folders(checkpoint, config: InferenceConfig, sharp_dir: Path, blurry_di
 def deblur_folders(checkpoint, config: InferenceConfig, source: AlphaSource, output: Path, *,
                    blurriest_dir: Path | None = None, less_blurry_dir: Path | None = None,
                    stack_dir: Path | None = None, z=None, channel=None, series: int | None = None,
-                   force: bool = False, progress_enabled: bool = True, axes: str | None = None):
+                   force: bool = False, progress_enabled: bool = True, axes: str | None = None,
+                   run: Callable[..., list[Path]] | None = None):
     """Deblur every field of two folders (paired as ``pair_folders`` does), or planes ``z`` of every stack of
     ``stack_dir``, into the folder ``output``, α from ``source`` — per stack where it comes from the stack
     (``alphas.stack_levels``: every stack is checked, its focus found, before the model is loaded): (paths
-    written, jobs, inputs left without a partner, {job name: its ``DeblurLevels``})."""
+    written, jobs, inputs left without a partner, {job name: its ``DeblurLevels``}). ``run``: what predicts and
+    writes them, ``predict_folders``'s arguments (default: it; ``stack_graph.predict_stack_graph``: on Dask)."""
     pairs: Sequence[tuple[str, Path, Path | None]]
     unpaired: list[Path]
     if stack_dir is not None:
@@ -434,7 +441,7 @@ def deblur_folders(checkpoint, config: InferenceConfig, source: AlphaSource, out
                   for name, path, _ in pairs}
         alphas = {name: found.alphas for name, found in levels.items()}
         targets = {name: found.target for name, found in levels.items() if found.target is not None}
-    written = predict_folders(checkpoint, config, pairs, alphas, output, "deblur", force=force, z=z, channel=channel,
-                              series=series, progress_enabled=progress_enabled, planes=shared.planes,
-                              target=shared.target, targets=targets, axes=axes)
+    written = (run or predict_folders)(checkpoint, config, pairs, alphas, output, "deblur", force=force, z=z,
+                                       channel=channel, series=series, progress_enabled=progress_enabled,
+                                       planes=shared.planes, target=shared.target, targets=targets, axes=axes)
     return written, pairs, unpaired, levels

@@ -21,12 +21,14 @@ command wrote (its marker says so). dask (and for a cluster, distributed) is the
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import shutil
 import socket
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
@@ -46,7 +48,9 @@ from blurlatent.inference.alphas import AUTO, AlphaSource, DeblurLevels, defocus
 from blurlatent.inference.inputs import Inputs, check_stack_z, check_z, read_file, stack_pair
 from blurlatent.inference.jobs import job_provenance, pair_provenance, predict_levels
 from blurlatent.inference.predictor import Predictor
+from blurlatent.progress import progress_bar
 
+log = logging.getLogger(__name__)
 EXTRA = "pip install 'blurlatent[dask]'"
 STOP_WAIT_S = 30.0  # how long a stopped cluster job waits for its running tasks before removing its temp folder
 
@@ -68,6 +72,8 @@ class PlateJob:
     channel: int | str | None = None
     extrapolate: bool = False
     threads: int = PlateConfig.threads
+    series: int | None = None  # a folder of stacks' (``stack_graph``): which series of each file, its axes
+    axes: str | None = None
 
 
 @dataclass(frozen=True)
@@ -159,8 +165,9 @@ def field_task(job: PlateJob, field: PlateFieldTask) -> FieldResult:
     predicted = time.perf_counter()
     if not Path(field.out).parent.is_dir():
         raise RuntimeFailure(f"{field.out}: the plate's temp folder is gone (its job was stopped); field not written")
+    # force: Dask reruns the fields a lost worker had done, each replacing its own image in the plate's temp folder
     write_omezarr(field.out, out, pixel_size=stack.pixel_size, channel=stack.channel,
-                  labels=alpha_labels(levels.alphas), source=field.source, provenance=record)
+                  labels=alpha_labels(levels.alphas), source=field.source, provenance=record, force=True)
     return FieldResult(field.name, levels, f"{socket.gethostname()}:{os.getpid()}", load_s, read - start,
                        predicted - read, time.perf_counter() - predicted)
 
@@ -168,17 +175,19 @@ def field_task(job: PlateJob, field: PlateFieldTask) -> FieldResult:
 # --- on the client -------------------------------------------------------------------------------------------
 
 
-def import_dask(path, scheduler: str | None):
-    """dask (and distributed for ``scheduler``), or UsageError naming the extra that brings them."""
+def import_dask(path, scheduler: str | None, what: str = "a plate"):
+    """dask (and distributed for ``scheduler``), or UsageError naming the extra that brings them (``what`` the job
+    is: "a plate", "a folder of stacks on {workers}")."""
     try:
         import dask
 
         if scheduler is not None:
             import distributed  # noqa: F401
     except ImportError:
-        what = "a Dask cluster ({scheduler})" if scheduler is not None else f"{path}: a plate"
+        what = "a Dask cluster ({scheduler})" if scheduler is not None else f"{path}: {what}"
         raise UsageError(f"{what} runs as a Dask graph, which needs dask and distributed; {EXTRA}",
-                         *(("scheduler",) if scheduler is not None else ())) from None
+                         *(("scheduler",) if scheduler is not None else ("workers",) if "{workers}" in what
+                           else ())) from None
     return dask
 
 
@@ -196,16 +205,31 @@ def check_scheduler(address: str | None) -> str | None:
 
 
 def run_field_graph(job: PlateJob, fields: Sequence[PlateFieldTask], workers: int, scheduler: str | None,
-               connect_timeout: float) -> list[FieldResult]:
-    """``field_task`` of every field as one Dask graph: in this process (``workers`` <= 1), on ``workers`` local
-    processes, or on the cluster at ``scheduler``. Raises the first task's error; no task runs on after it."""
-    dask = import_dask(fields[0].path if fields else "", scheduler)
-    tasks = [dask.delayed(field_task, pure=False)(job, field, dask_key_name=f"field-{i}-{field.name}")
-             for i, field in enumerate(fields)]
+                    connect_timeout: float, done: Callable[[FieldResult], None] | None = None) -> list[FieldResult]:
+    """``field_task`` of every field as one Dask graph (``run_graph``)."""
+    return run_graph(field_task, job, fields, [f.name for f in fields], workers, scheduler, connect_timeout, done)
+
+
+def run_graph(task: Callable, job: PlateJob, items: Sequence, names: Sequence[str], workers: int,
+              scheduler: str | None, connect_timeout: float, done: Callable | None = None) -> list:
+    """``task(job, item)`` of every item as one Dask graph, the results in order: in this process (``workers``
+    <= 1), on ``workers`` local processes, or on the cluster at ``scheduler``; ``done(result)`` in this process as
+    each task ends (a progress bar, a log line). Raises the first task's error, no task runs on after it;
+    RuntimeFailure ("workers died") when a worker process dies."""
+    dask = import_dask(names[0] if names else "", scheduler)
+    keys = [f"task-{i}-{name}" for i, name in enumerate(names)]
+    tasks = [dask.delayed(task, pure=False)(job, item, dask_key_name=key)
+             for item, key in zip(items, keys, strict=True)]
     if scheduler is not None:
-        return cluster_compute(tasks, scheduler, connect_timeout)
-    if workers <= 1 or len(tasks) <= 1:
-        return list(dask.compute(*tasks, scheduler="sync"))
+        return cluster_compute(tasks, scheduler, connect_timeout, done)
+    with local_progress(set(keys), done):
+        if workers <= 1 or len(tasks) <= 1:
+            return list(dask.compute(*tasks, scheduler="sync"))
+        return pool_compute(dask, tasks, workers)
+
+
+def pool_compute(dask, tasks: list, workers: int) -> list:
+    """The tasks on ``workers`` spawned local processes (see the module)."""
     from dask.multiprocessing import RemoteException
 
     pool = ProcessPoolExecutor(min(workers, len(tasks)), mp_context=get_context("spawn"), initializer=quiet_worker)
@@ -214,16 +238,34 @@ def run_field_graph(job: PlateJob, fields: Sequence[PlateFieldTask], workers: in
     except RemoteException as exc:  # the task's own error, without the worker's traceback in its text
         raise exc.exception from None
     except BrokenProcessPool:
-        raise RuntimeFailure("a worker process died (out of memory? killed?); nothing was written") from None
+        raise RuntimeFailure("workers died: a worker process ended (out of memory? killed?); nothing was "
+                             "written") from None
     finally:  # Ctrl-C or an error: running fields end, the rest never start, then the temp folder goes
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def cluster_compute(tasks: list, address: str, connect_timeout: float) -> list[FieldResult]:
+@contextlib.contextmanager
+def local_progress(keys: set[str], done: Callable | None):
+    """While the block computes on dask's local schedulers, ``done(result)`` after each task of ``keys`` (dask calls
+    it in this process, in its scheduling loop)."""
+    if done is None:
+        yield
+        return
+    from dask.callbacks import Callback
+
+    def posttask(key, result, dsk, state, worker_id) -> None:
+        if key in keys:
+            done(result)
+
+    with Callback(posttask=posttask):
+        yield
+
+
+def cluster_compute(tasks: list, address: str, connect_timeout: float, done: Callable | None = None) -> list:
     """The tasks on the cluster at ``address``; UsageError in one line when no scheduler answers within
     ``connect_timeout`` seconds. On an error or Ctrl-C the job's tasks are cancelled and waited for (up to
-    ``STOP_WAIT_S``), so none writes after its temp folder is removed."""
-    from distributed import Client, KilledWorker
+    ``STOP_WAIT_S``), so none writes after its temp folder is removed. ``done(result)`` as each task ends."""
+    from distributed import Client, KilledWorker, as_completed
 
     try:
         client = Client(address, timeout=f"{connect_timeout}s", set_as_default=False)
@@ -234,6 +276,9 @@ def cluster_compute(tasks: list, address: str, connect_timeout: float) -> list[F
     with client:
         futures = client.compute(tasks)
         try:
+            if done is not None:
+                for future in as_completed(futures, loop=client.loop):  # our client: it is no default one
+                    done(future.result())  # a failed task raises here, as gather does
             return list(client.gather(futures))
         except BaseException as exc:
             client.cancel(futures)  # a task already running goes on in its worker's thread: wait for it
@@ -251,6 +296,31 @@ def running_keys(dask_worker) -> list:
     return [task.key for task in dask_worker.state.executing]
 
 
+@contextlib.contextmanager
+def field_progress(rule: str, total: int, enabled: bool):
+    """A bar over ``total`` fields (``enabled``: a terminal) and one INFO line per field (``field_line``) as its task
+    ends; yields ``done(result)`` for ``run_graph`` (a ``FieldResult``, or a task's list of them)."""
+    with progress_bar(f"{rule} (fields)", total, enabled) as advance:
+
+        def done(result: FieldResult | list[FieldResult]) -> None:
+            for one in result if isinstance(result, list) else [result]:
+                log.info("%s", field_line(one))
+                advance()
+
+        yield done
+
+
+def field_line(result: FieldResult) -> str:
+    """"A/1/0: alpha = 0.5 (target z5 found by normvar), 0.42 s on host:pid": a field's α, its focus where it was
+    found, and its seconds (the model's load included, on a worker's first field)."""
+    levels = result.levels
+    by = f" found by {levels.found_by}" if levels.found_by else ""
+    found = f" (target z{levels.target:g}{by})" if levels.target is not None else ""
+    seconds = result.load_s + result.read_s + result.predict_s + result.write_s
+    return (f"{result.name}: alpha = {', '.join(f'{a:.4g}' for a in levels.alphas)}{found}, {seconds:.2f} s on "
+            f"{result.worker}")
+
+
 def plate_command(rule: str) -> str:
     """The command a plate output's marker names: "deblur plate" or "blur plate"."""
     return f"{rule} plate"
@@ -260,11 +330,13 @@ def run_plate(checkpoint, config: InferenceConfig, plate_path: Path, output: Pat
               z: Sequence[int], source: AlphaSource | None = None, alphas: Sequence[float] = (),
               channel: int | str | None = None, force: bool = False, extrapolate: bool = False,
               workers: int = PlateConfig.workers, scheduler: str | None = None,
-              threads: int = PlateConfig.threads, connect_timeout: float = PlateConfig.connect_timeout) -> PlateRun:
+              threads: int = PlateConfig.threads, connect_timeout: float = PlateConfig.connect_timeout,
+              progress_enabled: bool = False) -> PlateRun:
     """Blur (``alphas``) or deblur (``source``) planes ``z`` of every field of the plate ``plate_path`` into the
     plate ``output`` (see the module). Everything that can be checked — dask, the scheduler's address, the plate,
     ``z`` and ``channel`` on its first field, the output — is checked before the model is loaded or a worker
-    started; UsageError names the parameter at fault. Returns the ``PlateRun``."""
+    started; UsageError names the parameter at fault. A bar over the fields (``progress_enabled``) and a log line
+    per field (``field_line``) as each ends. Returns the ``PlateRun``."""
     start = time.perf_counter()
     scheduler = check_scheduler(scheduler)
     z = check_z(z)
@@ -284,7 +356,8 @@ def run_plate(checkpoint, config: InferenceConfig, plate_path: Path, output: Pat
             write_plate_layout(tmp, plate, plate_path.name, provenance.as_dict())
             fields = [PlateFieldTask(f.name, str(plate.field_path(f)), str(tmp / f.name), f"{plate_path.name}/{f.name}")
                       for f in plate.fields]
-            results = run_field_graph(job, fields, workers, scheduler, connect_timeout)
+            with field_progress(rule, len(fields), progress_enabled) as done:
+                results = run_field_graph(job, fields, workers, scheduler, connect_timeout, done)
             sign_plate(tmp, command)
             replace_folder(tmp, output)
         finally:

@@ -43,6 +43,7 @@ from blurlatent.inference.device_pairs import device_levels, device_unit_pair, t
 from blurlatent.inference.inputs import array_pair, array_stack
 from blurlatent.inference.memory import check_job_memory, mapped_levels, reports_out_of_memory, unit_pair
 from blurlatent.inference.scale import TrainedScale, defocus_warning, rescale_factor, run_rescaled, trained_scale
+from blurlatent.inference.selfcheck import SelfCheck, self_check
 from blurlatent.intensity import Scale, check_normalization, plane_ranges
 from blurlatent.nets.checkpoint import build_model, load_checkpoint
 from blurlatent.nets.device import assign_device, inference_autocast
@@ -119,6 +120,9 @@ class Predictor:
         self.source = source
         self.trained = trained
         self.said: set[str] = set()  # the notes and warnings already logged: each once per model (folder mode)
+        # the last run_pairs' self-checks of its deblurred outputs, [pair][level] (``selfcheck``; [] after a blur):
+        # the number reaches the log, the outputs' provenance and napari, the return types stay arrays
+        self.checks: list[list[SelfCheck]] = []
         self.device = next(model.parameters()).device
         multiple = getattr(model, "multiple", None)  # what input sizes must be divisible by (2**depth)
         if not isinstance(multiple, int):
@@ -276,7 +280,27 @@ class Predictor:
         the model's and come back resampled to their own shape (``scale.run_rescaled``), said in the log.
         Raises UsageError for empty α, non-2-D, non-finite or mismatched inputs, or a job too big for the memory
         available (``memory``; RuntimeFailure where it runs out anyway). ``progress``: see ``combine``.
+        Deblurred levels are self-checked against their pair (``check_levels``), kept in ``checks``.
         """
+        levels = self.levels_of_pairs(firsts, seconds, alphas, rule, names, progress, pixel_size)
+        self.checks = self.check_levels(firsts, seconds, levels, alphas) if rule == "deblur" else []
+        return levels
+
+    def check_levels(self, firsts: Sequence[np.ndarray], seconds: Sequence[np.ndarray],
+                     levels: np.ndarray, alphas: Sequence[float]) -> list[list[SelfCheck]]:
+        """``selfcheck.self_check`` of each deblurred level [N, K, H, W] (at ``alphas``) against its pair, in the
+        inputs' own scale: each said in the log, at INFO, or as a one-line WARNING when it is beyond the threshold."""
+        checks = [[self_check(level, np.squeeze(a), np.squeeze(b), alpha)
+                   for level, alpha in zip(stack, alphas, strict=True)]
+                  for a, b, stack in zip(firsts, seconds, levels, strict=True)]
+        for check in itertools.chain.from_iterable(checks):
+            log.log(logging.WARNING if check.warn else logging.INFO, check.message())
+        return checks
+
+    def levels_of_pairs(self, firsts: Sequence[np.ndarray], seconds: Sequence[np.ndarray], alphas: Sequence[float],
+                        rule: str, names: tuple[str, str] = ("first", "second"), progress: Progress = None,
+                        pixel_size: float | None = None) -> np.ndarray:
+        """``run_pairs``' levels, without their self-check."""
         if not alphas:
             raise UsageError("{alpha}: give at least one value", "alpha")
         if len(firsts) != len(seconds):
@@ -293,8 +317,8 @@ class Predictor:
             at_model = copy.copy(self)
             at_model.config = dataclasses.replace(self.config, out_dtype="float32", rescale="off", pixel_size=None)
             dtypes = [self.config.out_dtype or np.result_type(a, b) for a, b in zip(firsts, seconds, strict=True)]
-            return run_rescaled(lambda a, b: at_model.run_pairs(a, b, alphas, rule, names, progress), firsts, seconds,
-                                factor, dtypes)
+            return run_rescaled(lambda a, b: at_model.levels_of_pairs(a, b, alphas, rule, names, progress), firsts,
+                                seconds, factor, dtypes)
         out = check_job_memory(self, firsts, seconds, len(alphas))  # the outputs' dtypes; too big: refused here
         if takes_device_path(self.config.stats, self.device, [*firsts, *seconds], self.multiple, self.radius,
                              self.config.tile):

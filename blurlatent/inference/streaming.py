@@ -32,6 +32,7 @@ from blurlatent.inference.predictor import NEAR_FOCUS, Predictor
 from blurlatent.intensity import (
     BACKGROUND_PERCENTILE,
     BACKGROUND_SMOOTH,
+    HOT_PIXELS,
     Scale,
     box_smooth,
     check_normalization,
@@ -42,6 +43,7 @@ from blurlatent.intensity import (
     percentile,
     to_unit,
     warn_clipped,
+    warn_hot_pixels,
 )
 from blurlatent.nets.tiling import reflect_pad_in_place
 
@@ -122,6 +124,22 @@ def plane_samples(plane: Plane, block: int, stride: int, exponent: int, *, raw: 
     return join(raws, np.float64), join(smooths, np.float32)
 
 
+def bright_values(plane: Plane, middle: float, block: int) -> np.ndarray:
+    """The values of ``plane`` above ``middle``, block by block, stopping at HOT_PIXELS of them: enough for
+    ``intensity.warn_hot_pixels`` to tell a few hot pixels from an image's bright content (a pass over the whole
+    plane only where they are few)."""
+    found: list[np.ndarray] = []
+    count = 0
+    for rows, cols in block_grid(plane.shape, block):
+        values = np.asarray(plane[rows, cols])
+        bright = values[values > middle]  # the comparison ``warn_hot_pixels`` makes
+        found.append(bright[:HOT_PIXELS - count])
+        count += len(found[-1])
+        if count >= HOT_PIXELS:
+            break
+    return np.concatenate(found) if found else np.zeros(0, np.dtype(plane.dtype))
+
+
 def float_exponent(plane: Plane, lo: float, hi: float) -> int:
     """The power of two ``intensity.background`` scales a float image by (0 for integers and values near 1)."""
     peak = max(abs(lo), abs(hi))
@@ -134,7 +152,9 @@ def input_statistics(first: Plane, second: Plane, normalize: str, reference: int
                      block: int = BLOCK, sample: int = SAMPLE_PIXELS) -> tuple[Scale, Scale]:
     """The two inputs' ``Scale``s as ``Predictor.pair_scales`` gives them (``reference``: the input nearer focus, whose
     percentiles set both ranges under ``stack``), from streamed passes: exact min/max/sum, percentiles estimated
-    from every ``sample_stride``-th pixel (see the module). UsageError as ``intensity.extremes``."""
+    from every ``sample_stride``-th pixel (see the module); the hot-pixel warning as the whole-image path says it
+    (``bright_values``: one more pass, cut short where bright pixels are many). UsageError as
+    ``intensity.extremes``."""
     check_normalization(normalize)
     planes = (first, second)
     sums = [plane_sums(p, block) for p in planes]
@@ -148,6 +168,8 @@ def input_statistics(first: Plane, second: Plane, normalize: str, reference: int
         ranges = [intensity_range(r, "percentile") for r, _ in samples]
     else:
         ranges = [intensity_range(samples[reference][0], "percentile")] * 2
+    for p, (lo, hi) in zip(planes, ranges, strict=True):  # the whole-image path's warning (``Scale.of``), once each
+        warn_hot_pixels(bright_values(p, lo + 0.5 * (hi - lo), block), lo, hi)
     scales = []
     for p, (lo, hi), (a, b, total), (_, smooth) in zip(planes, ranges, sums, samples, strict=True):
         if not need_total:

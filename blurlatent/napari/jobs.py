@@ -241,11 +241,13 @@ class DeblurRequest:
         ticker.check()
         data = predictor.deblur(self.blurriest, self.less_blurry, alpha, progress=ticker,
                                 pixel_size=self.placement.pixel_size_um)
-        # what the CLI prints about this job (the focus found, α and its planes), shown in the widget; issue 25's
-        # self-check number joins these lines (and this metadata) once the library computes one: none is made up here
-        summary = levels.lines() or [f"alpha = {alpha:.4g} (given)"]
+        # what the CLI prints about this job (the focus found, α and its planes) and the output's self-check
+        # (``inference.selfcheck``, the Predictor's), shown in the widget's "last run" line
+        check = predictor.checks[0][0] if predictor.checks else None
+        summary = [*(levels.lines() or [f"alpha = {alpha:.4g} (given)"]), *([check.message()] if check else [])]
         meta = {"alpha": alpha, "planes": levels.planes, "target": levels.target, "target_found_by": levels.found_by,
-                "checkpoint": str(self.checkpoint), "inputs": self.source, "summary": summary}
+                "checkpoint": str(self.checkpoint), "inputs": self.source, "summary": summary,
+                "self_check": None if check is None else check.score}
         return data, {"name": "deblurred", "scale": self.placement.scale, "translate": self.placement.translate,
                       "colormap": self.placement.colormap, "contrast_limits": display_range(data),
                       "metadata": meta}, "image"

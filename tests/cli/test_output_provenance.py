@@ -67,6 +67,8 @@ def test_deblur_of_a_stack_records_planes_z_target_channel_model_version(tmp_pat
     run("deblur", source, "--z", 0, 1, "--target", 2, "--channel", 1, "-c", ckpt, "-o", out)
     record = read_provenance(out)
     digest = hashlib.sha256(ckpt.read_bytes()).hexdigest()
+    check = record.pop("self_check")  # the deblur's self-check (issue 25; tests/inference/test_selfcheck.py)
+    assert len(check) == 1 and check[0] > 0
     assert record == {"command": "deblur", "alphas": [0.5], "model": ckpt.name, "model_sha256": digest,
                       "version": __version__, "planes": [0.0, 1.0], "z_um": [0.0, 2.0], "target": 2.0, "channel": 1,
                       "channel_name": None if kind == "imagej" else "GFP", "inputs": [source.name]}

@@ -19,7 +19,7 @@ def ramp(*shape, dtype=np.uint16):
 
 
 RECORD = Provenance("deblur", (0.25, 0.5), "tiny.pt", "ab" * 32, "0.2.0", planes=(0.0, 8.0), z_um=(0.0, 16.0),
-                    target=16.0, channel=1, channel_name="DAPI", inputs=("cells.ome.tif",))
+                    target=16.0, channel=1, channel_name="DAPI", inputs=("cells.ome.tif",), self_check=(1.25, 9.5))
 
 
 @pytest.mark.parametrize("name, kind", [("o.ome.tif", "ome"), ("o.tif", "imagej"), ("o.ome.zarr", "zarr")])

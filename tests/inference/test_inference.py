@@ -195,8 +195,8 @@ def test_deblur_alpha_limits(predictor, caplog):
         with pytest.raises(UsageError, match="alpha"):
             deblur(predictor, blurry, sharp, bad)
     with caplog.at_level(logging.WARNING, logger="blurlatent.nets.latent"):
-        deblur(predictor, blurry, sharp, 0.875)  # gain exactly 8: allowed silently
-        assert not caplog.records
+        deblur(predictor, blurry, sharp, 0.875)  # gain exactly 8: allowed silently (the self-check may speak)
+        assert not [r for r in caplog.records if r.name == "blurlatent.nets.latent"]
         deblur(predictor, blurry, sharp, 0.9)  # gain 10
     assert any("amplifies" in r.message for r in caplog.records)
 

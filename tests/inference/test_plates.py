@@ -5,7 +5,10 @@ process; a failing task or Ctrl-C leaves no output and no temp folder; the one-l
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
+import re
 import shutil
 import time
 
@@ -143,6 +146,27 @@ def test_two_workers_and_a_local_cluster_give_the_bits_of_one_process(tmp_path, 
     for done in (pool, run):  # one model load per worker process, not per field
         workers = {r.worker for r in done.results}
         assert 1 <= len(workers) <= 2 and sum(r.load_s > 0 for r in done.results) == len(workers)
+
+
+def test_a_bar_over_the_fields_and_a_log_line_per_field(tmp_path, ckpt, plate, monkeypatch, caplog):
+    plate_path, truth = plate
+    bars: list[list] = []
+
+    @contextlib.contextmanager
+    def bar(description, total, enabled=True):
+        bars.append([description, total, enabled, 0])
+        yield lambda n=1: bars[-1].__setitem__(3, bars[-1][3] + n)
+
+    monkeypatch.setattr(plates, "progress_bar", bar)
+    with caplog.at_level(logging.INFO, logger=plates.__name__):
+        deblur_plate(ckpt, plate_path, tmp_path / "out.ome.zarr", progress_enabled=True)
+    assert bars == [["deblur (fields)", len(truth), True, len(truth)]]  # advanced once per field, as each ended
+    lines = {r.getMessage().split(":")[0]: r.getMessage() for r in caplog.records if r.name == plates.__name__}
+    assert sorted(lines) == sorted(truth)
+    for name, focus in truth.items():
+        alpha = alpha_from_planes(*Z, focus)
+        assert re.fullmatch(rf"{name}: alpha = {alpha:.4g} \(target z{focus} found by \w+\), [0-9.]+ s on \S+:\d+",
+                            lines[name]), lines[name]
 
 
 @pytest.mark.parametrize("stop", [RuntimeError("task failed"), KeyboardInterrupt()])

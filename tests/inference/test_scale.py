@@ -56,6 +56,11 @@ def deblur_cli(ckpt, stack, out, *extra):
     return " ".join(result.output.split()), tifffile.imread(out)
 
 
+def quiet(log: str) -> bool:
+    """No warning in ``log`` but the deblur self-check's (issue 25; the tiny model's outputs are poor ones)."""
+    return log.count("WARNING") == log.count("WARNING the output may be worse than the less-blurry input")
+
+
 def psnr(a, b) -> float:
     a, b = a.astype(np.float64), b.astype(np.float64)
     mse = float(np.mean((a - b) ** 2))
@@ -79,7 +84,7 @@ def test_half_the_models_pixel_size_gives_its_binned_version_resampled_back(ckpt
     data = scene_stack()
     log, out = deblur_cli(ckpt, write_ome(tmp_path / "half.ome.tif", data, MODEL_UM / 2), tmp_path / "out.ome.tif",
                           "--rescale", "auto")
-    assert "rescaled 0.3225 → 0.645 µm/px (×0.5) and back" in log and "WARNING" not in log, log
+    assert "rescaled 0.3225 → 0.645 µm/px (×0.5) and back" in log and quiet(log), log
     binned = data.astype(np.float32).reshape(3, 32, 2, 24, 2).mean(axis=(2, 4))
     at_model = load_model(ckpt, device="cpu").deblur(binned[0], binned[1], 0.5)  # planes 0, 1 toward 2
     oracle = np.rint(resize(at_model, data.shape[1:], order=1, mode="edge", anti_aliasing=False))
@@ -105,7 +110,7 @@ def test_pixel_size_overrides_the_file_and_an_unknown_one_is_a_note(ckpt, tmp_pa
     tifffile.imwrite(plain, data, photometric="minisblack")  # no pixel size at all
     log, kept = deblur_cli(ckpt, plain, tmp_path / "kept.tif")
     assert "pixel size is unknown (its file does not say), so it was not rescaled" in log and "--pixel-size" in log, log
-    assert "WARNING" not in log
+    assert quiet(log)
     np.testing.assert_array_equal(kept, load_model(ckpt, device="cpu").deblur(data[0], data[1], 0.5))
     log, given = deblur_cli(ckpt, plain, tmp_path / "given.tif", "--pixel-size", str(MODEL_UM / 2))
     np.testing.assert_array_equal(given, auto)
@@ -142,7 +147,7 @@ def test_alpha_from_the_planes_z_in_um(tmp_path):
 def test_a_blurriest_plane_beyond_the_trained_defocus_warns(ckpt, tmp_path):
     near = write_ome(tmp_path / "near.ome.tif", scene_stack(), MODEL_UM, z_um=2.0)  # 4 µm from focus
     log, _ = deblur_cli(ckpt, near, tmp_path / "near_out.ome.tif")
-    assert "WARNING" not in log, log
+    assert quiet(log), log
     far = write_ome(tmp_path / "far.ome.tif", scene_stack(), MODEL_UM, z_um=20.0)  # 40 µm > 32 µm
     log, _ = deblur_cli(ckpt, far, tmp_path / "far_out.ome.tif")
     assert "the blurriest plane lies 40 µm from focus, beyond the 32 µm the model was trained on" in log, log

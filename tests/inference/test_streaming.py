@@ -25,7 +25,7 @@ from blurlatent.inference.streaming import (
     input_statistics,
     stream_pair,
 )
-from blurlatent.intensity import map_unit, output_map
+from blurlatent.intensity import intensity_range, map_unit, output_map, warn_hot_pixels
 
 SHAPE = (300, 260)  # not on the 8-px grid: the bottom/right reflect padding is in play
 
@@ -188,3 +188,24 @@ def test_the_cli_streams_planes_over_the_threshold(predictor, tmp_path, monkeypa
     result = CliRunner().invoke(app, [*argv, "-o", str(tmp_path / "out.tif")])
     assert result.exit_code == 2 and "OME-Zarr" in result.output and "--output" in result.output
     assert not (tmp_path / "out.tif").exists()
+
+
+@pytest.mark.parametrize("normalize", ["minmax", "percentile"])
+def test_three_hot_pixels_are_said_once_from_the_statistics_pass(caplog, normalize):
+    """The whole-image path's hot-pixel warning (``Scale.of``: ``intensity.warn_hot_pixels``) said by the streamed
+    statistics of a 96x80 pair whose blurrier plane has 3 hot pixels (blocks of 32: they lie in three): once under
+    ``minmax``, where they set the range; never under ``percentile``, whose 99.9 % ignores them, as the whole path."""
+    a, b = field_pair((96, 80), seed=5)
+    a[5, 7] = a[50, 40] = a[90, 70] = 65535
+    lo, hi = intensity_range(a, normalize)
+    caplog.clear()
+    whole_says = warn_hot_pixels(a, lo, hi)
+    assert whole_says is (normalize == "minmax")
+    caplog.clear()
+    input_statistics(a, b, normalize, NEAR_FOCUS["deblur"], True, block=32)
+    said = [r.getMessage() for r in caplog.records if "alone fill the upper half" in r.getMessage()]
+    assert len(said) == int(whole_says)
+    assert all(m.startswith("3 pixel(s)") and f"{lo:.6g} to {hi:.6g}" in m for m in said)
+    caplog.clear()
+    input_statistics(b, b, normalize, NEAR_FOCUS["deblur"], False, block=32)  # no hot pixel: nothing said
+    assert "alone fill" not in caplog.text

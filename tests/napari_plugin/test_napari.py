@@ -172,6 +172,7 @@ def test_deblur_two_layers_equals_the_cli(qtbot, viewer, ckpt, tmp_path):
     lo, hi = layer.contrast_limits
     assert layer.data.min() <= lo < hi <= layer.data.max()
     assert layer.metadata["alpha"] == 0.5
+    assert f"self-check {layer.metadata['self_check']:.2f}" in widget.found.value  # issue 25's guard, its number
     assert widget.progress.maximum() > 1 and widget.progress.value() == widget.progress.maximum()  # tiles
 
 
