@@ -12,7 +12,7 @@ from rich.markup import escape  # paths and field names are the user's: "[bold]"
 from blurlatent.bbbc006 import format_planes
 from blurlatent.cli.common import app, at_least, split_list
 from blurlatent.cli.errors import OneLineCommand, console, library_names
-from blurlatent.config import Normalization, PrepareConfig, SynthConfig, TestCrops
+from blurlatent.config import Normalization, PrepareConfig, SynthConfig, SynthOptics, TestCrops
 
 FOCUS_SHOWN = 8  # stacks whose focus plane prepare's summary line names
 
@@ -22,7 +22,7 @@ OPTICS: dict[str, Any] = {"rich_help_panel": "Optics (default: the calibrated BB
 
 
 @app.command("synth", cls=OneLineCommand)
-@library_names({"wavelength_um": "wavelength", "z_step_um": "z_step"})  # Optics' fields are in µm
+@library_names({"wavelength_um": "wavelength", "z_step_um": "z_step", "optics_mode": "optics"})  # Optics': µm
 def synth_cli(
     out: Path = typer.Argument(..., help="Output folder; gets BBBC006_v1_images_z_00/ … z_33/ like the real download."),
     fields: int = typer.Option(SynthConfig.fields, "--fields", help="Number of fields (a01_s1, a01_s2, a02_s1, …)."),
@@ -35,6 +35,10 @@ def synth_cli(
     workers: int = typer.Option(SynthConfig.workers, "--workers", callback=lambda v: at_least(v, 0, "processes"),
                                  help="Processes rendering fields in parallel."),
     force: bool = typer.Option(False, "--force", help="Replace an existing synth output folder."),
+    optics: SynthOptics = typer.Option(SynthConfig.optics, "--optics",
+        help="fixed: the calibrated microscope and scene for every field; random: each field draws its own optics, "
+             "camera, background and scene from documented ranges (training data; synth.json records them).",
+        **OPTICS),
     na: float | None = typer.Option(None, "--na", help="Numerical aperture of the dry objective, 0.05-0.95 "
                                        "(default: the calibrated 0.45); higher: a wider defocus disk.", **OPTICS),
     wavelength: float | None = typer.Option(None, "--wavelength", help="Emission wavelength in µm for every "
@@ -56,14 +60,14 @@ def synth_cli(
     """
     from blurlatent.bbbc006 import parse_planes
     from blurlatent.synth.generator import parse_size, synthesize  # numpy, scipy, tifffile: not for --help
-    from blurlatent.synth.optics import Optics
+    from blurlatent.synth.optics import Optics as FixedOptics
 
     given = {"na": na, "wavelength_um": wavelength, "z_step_um": z_step, "read_noise": read_noise, "gain": gain,
              "background": background}
     result = synthesize(
         out, fields=fields, channels=split_list(channels), planes=parse_planes(planes), size=parse_size(size),
         seed=seed, force=force, progress=sys.stderr.isatty(), workers=workers,
-        optics=Optics(**{k: v for k, v in given.items() if v is not None}),
+        optics=FixedOptics(**{k: v for k, v in given.items() if v is not None}), optics_mode=optics,
     )
     console.print(
         f"[green]synth[/green] {result.files} TIFFs: {result.fields} fields × {len(result.planes)} planes "

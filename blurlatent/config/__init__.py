@@ -34,6 +34,7 @@ from blurlatent.config.options import (
     Rescale,
     Skips,
     Stats,
+    SynthOptics,
     TestCrops,
     TripletSet,
     check_choice,
@@ -65,7 +66,8 @@ from blurlatent.config.train import (
 __all__ = [
     "DEFAULT_SKIPS", "DEFAULT_WIDTHS", "MAX_DEBLUR_WEIGHT", "MAX_DEPTH", "MAX_SEED", "MAX_WIDTH", "MULTISCALE_WIDTHS",
     "PAPER_WIDTHS", "RESUMABLE_CHANGES", "AlphaRule", "Amp", "Arch", "Intensity", "Log", "Normalization",
-    "OutDtype", "Precision", "Reg", "Rescale", "Skips", "Stats", "TestCrops", "TripletSet", "check_choice", "choices",
+    "OutDtype", "Precision", "Reg", "Rescale", "Skips", "Stats", "SynthOptics", "TestCrops", "TripletSet",
+    "check_choice", "choices",
     "StrictLoader", "YamlRefused", "checked_config", "from_dict", "load_yaml", "model_config", "override",
     "read_yaml", "save_yaml", "to_dict", "upgrade", "CONFIG_VERSION", "OLDER_DEFAULTS", "DataConfig", "ModelConfig",
     "OptimConfig", "TrainConfig", "triplet_set", "DEMO_ARCH", "DemoSettings", "EvalConfig", "InferenceConfig",

@@ -16,6 +16,7 @@ from blurlatent.config.options import (
     Precision,
     Rescale,
     Stats,
+    SynthOptics,
     TestCrops,
     TripletSet,
     check_choice,
@@ -33,6 +34,7 @@ class SynthConfig:
     size: tuple[int, int] = (696, 520)  # (width, height), as the real set
     seed: int = 0
     workers: int = 2  # processes rendering fields
+    optics: SynthOptics = "fixed"  # fixed: the calibrated microscope; random: each field's own (training)
 
 
 @dataclass(frozen=True)

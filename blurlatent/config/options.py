@@ -35,6 +35,9 @@ Rescale = Literal["auto", "off"]
 # deblur/blur: where the intensity statistics run: numpy on the host, torch on the model's device (the images stay
 # there from upload to output), or auto: the device when the model is not on the CPU (``inference.device_pairs``)
 Stats = Literal["auto", "host", "device"]
+# synth --optics: the calibrated microscope and scene for every field, or each field's own drawn from documented
+# ranges (``synth.random_optics``, ``synth.random_scene``) for training
+SynthOptics = Literal["fixed", "random"]
 
 PAPER_WIDTHS = (64, 128, 256, 512, 1024)
 # The multiscale net's default: full resolution and four stride-2 stages, narrow where the pixels are many and

@@ -18,6 +18,11 @@ with the number of cells (dense real fields sit 30–80 ADU above sparse ones at
 falls off ~6 % towards the corners, and ``optics.camera`` adds the calibrated noise. ``optics.Optics``
 (``synth --na/--wavelength/--z-step/--read-noise/--gain/--background``) images the same cells through
 another microscope; its defaults give the calibrated one, byte for byte.
+
+``synth --optics random`` (``render_random_field``) is for training: every field draws its own microscope,
+camera, background (``random_optics``) and scene style, dim cells and debris (``random_scene``) from
+documented ranges, with its own seed-derived generators, and ``synth.json`` records what each field drew
+(``fields[i].drawn``). ``--optics fixed`` (the default) is the calibrated microscope above, unchanged.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ import shutil
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +42,7 @@ import scipy.fft as sfft
 import tifffile
 
 from blurlatent.bbbc006 import IN_FOCUS_PLANE, N_PLANES, PLATE_PREFIX
-from blurlatent.config import SynthConfig
+from blurlatent.config import SynthConfig, SynthOptics, check_choice
 from blurlatent.errors import UsageError
 from blurlatent.files.atomic import make_temp_dir, replace_folder, terminate_as_interrupt
 from blurlatent.files.output_folders import claim_output_folder, write_marker
@@ -56,6 +61,16 @@ from blurlatent.synth.optics import (
     equivalent_sigma_px,
     plane_distance_um,
 )
+from blurlatent.synth.random_optics import (
+    RANDOM_FULL_SCALE,
+    RANGES,
+    FieldOTF,
+    illumination,
+    random_camera,
+    read_noise_map,
+)
+from blurlatent.synth.random_optics import draw as draw_optics
+from blurlatent.synth.random_scene import SCENE_RANGES, dim_cells, draw_style, render_debris, scene_record
 from blurlatent.synth.scene import cells_for_size, make_cells, render_scene
 
 log = logging.getLogger(__name__)
@@ -101,7 +116,7 @@ def vignetting(height: int, width: int) -> np.ndarray:
     return 1 - 0.12 * r2
 
 
-def defocused_plane(spectra: dict[tuple[str, int], np.ndarray], otf: RadialOTF, plane: int, channel: str,
+def defocused_plane(spectra: dict[tuple[str, int], np.ndarray], otf: RadialOTF | FieldOTF, plane: int, channel: str,
                     canvas: tuple[int, int], size: tuple[int, int]) -> np.ndarray:
     """Noise-free float32 [H, W] signal of ``channel`` at ``plane``: every depth bin's spectrum times the OTF
     of its defocus, summed, inverse-FFT'd and cropped from the canvas to the field of ``size`` (W, H)."""
@@ -123,10 +138,14 @@ def defocused_plane(spectra: dict[tuple[str, int], np.ndarray], otf: RadialOTF, 
 
 
 def render_field(seed: int, index: int, size: tuple[int, int], planes: Sequence[int], channels: Sequence[str],
-                 noise: bool = True, optics: Optics = DEFAULT) -> tuple[dict[str, np.ndarray], dict]:
+                 noise: bool = True, optics: Optics = DEFAULT,
+                 mode: SynthOptics = "fixed") -> tuple[dict[str, np.ndarray], dict]:
     """All planes of one field: {channel: uint16 [planes, H, W]} (float32 when ``noise`` is False, without
-    offset/background), plus ground truth. Deterministic in (seed, index, optics); a plane's image does not
-    depend on which other planes are asked for, and the cells do not depend on ``optics``."""
+    offset/background), plus ground truth. Deterministic in (seed, index, optics, mode); a plane's image does not
+    depend on which other planes are asked for, and in the fixed mode the cells do not depend on ``optics``.
+    ``mode`` "random": ``render_random_field`` (``optics`` unused)."""
+    if mode == "random":
+        return render_random_field(seed, index, size, planes, channels, noise)
     width, height = size
     rng = np.random.default_rng([seed, index, 0])
     canvas = canvas_shape(width, height)
@@ -163,6 +182,68 @@ def render_field(seed: int, index: int, size: tuple[int, int], planes: Sequence[
     return out, truth
 
 
+def draw_random_field(seed: int, index: int, canvas: tuple[int, int],
+                      channels: Sequence[str]) -> tuple[list, dict[tuple[str, int], np.ndarray], Any, dict]:
+    """(cells, in-focus layers per (channel, depth bin) times the exposure, the field's ``FieldOptics``, what was
+    drawn as plain data) of field ``index`` in the random mode. The optics and the scene style come from their
+    own stream ([seed, index, 2000]), the cells from the scene's ([seed, index, 0]) drawn with that style."""
+    draw_rng = np.random.default_rng([seed, index, 2000])
+    field_optics = draw_optics(draw_rng, RANGES)
+    style, extras = draw_style(draw_rng, SCENE_RANGES)
+    rng = np.random.default_rng([seed, index, 0])
+    cells = make_cells(rng, canvas, cells_for_size(rng, *canvas[::-1], style.density), style)
+    dimmed = dim_cells(draw_rng, cells, extras["dim"], extras["dim_gain"])
+    bins = [int(round(c.offset_um / DEPTH_BIN_UM)) for c in cells]
+    layers = render_scene(rng, cells, canvas, channels, bins, style)
+    debris, n_debris = render_debris(draw_rng, canvas, extras["debris"])
+    if bins:  # debris settles with the cells: in their middle depth bin, dimmer in the actin channel
+        home = sorted(bins)[len(bins) // 2]
+        for channel in channels:
+            layers[channel, home] += debris * (1.0 if channel == "w1" else 0.6)
+    for layer in layers.values():
+        layer *= field_optics.exposure
+    drawn = {"optics": field_optics.record(), "scene": {**scene_record(style, extras), "dim_cells": dimmed,
+                                                       "debris": n_debris}}
+    return cells, layers, field_optics, drawn
+
+
+def render_random_field(seed: int, index: int, size: tuple[int, int], planes: Sequence[int], channels: Sequence[str],
+                        noise: bool = True) -> tuple[dict[str, np.ndarray], dict]:
+    """``render_field`` in the random mode (module docstring): the same outputs, and the truth's ``drawn``
+    holds every value the field drew. Camera noise per (plane, channel) from its own stream as in the fixed
+    mode, the sCMOS read-noise map from [seed, index, 2001]."""
+    width, height = size
+    canvas = canvas_shape(width, height)
+    cells, layers, field_optics, drawn = draw_random_field(seed, index, canvas, channels)
+    haze = 0.1 * len(cells) * (696 * 520) / (canvas[0] * canvas[1]) * field_optics.exposure
+    spectra = {key: sfft.rfft2(layer, workers=1) for key, layer in layers.items()}
+    del layers
+    otf = FieldOTF(canvas, field_optics)
+    flat, ground = illumination(field_optics, height, width)
+    ground = ground + np.float32(haze)
+    read = read_noise_map(field_optics, np.random.default_rng([seed, index, 2001]), (height, width))
+    out = {c: np.zeros((len(planes), height, width), dtype=np.uint16 if noise else np.float32) for c in channels}
+    for p, plane in enumerate(planes):
+        for channel in channels:
+            clean = defocused_plane(spectra, otf, plane, channel, canvas, size)
+            if not noise:
+                out[channel][p] = clean
+                continue
+            noise_rng = np.random.default_rng([seed, index, 1 + plane, channel_number(channel)])
+            out[channel][p] = random_camera((clean + ground) * flat, field_optics, read, noise_rng)
+    inside = [c for c in cells if PAD <= c.y < PAD + height and PAD <= c.x < PAD + width]
+    well, site = well_and_site(index)
+    truth = {
+        "field": f"{well}_s{site}",
+        "cells": len(cells),
+        "cells_in_field": len(inside),
+        "offsets_um": [round(c.offset_um, 3) for c in inside],
+        "background_adu": {c: round(float(ground.mean()), 2) for c in channels},
+        "drawn": drawn,
+    }
+    return out, truth
+
+
 # --- files -----------------------------------------------------------------------------------------
 
 
@@ -183,11 +264,13 @@ class FieldTask:
     planes: tuple[int, ...]
     channels: tuple[str, ...]
     optics: Optics = DEFAULT
+    mode: SynthOptics = "fixed"
 
 
 def write_field(task: FieldTask) -> dict:
     """Render one field and write its TIFFs into the plane folders under ``task.root``; returns its truth."""
-    stacks, truth = render_field(task.seed, task.index, task.size, task.planes, task.channels, optics=task.optics)
+    stacks, truth = render_field(task.seed, task.index, task.size, task.planes, task.channels, optics=task.optics,
+                                 mode=task.mode)
     well, site = well_and_site(task.index)
     for p, plane in enumerate(task.planes):
         folder = Path(task.root) / plane_folder(plane)
@@ -211,10 +294,11 @@ def write_fields(tasks: list[FieldTask], workers: int, progress: bool) -> list[d
 
 
 def synth_record(seed: int, size: tuple[int, int], planes: list[int], channels: list[str], truths: list[dict],
-                 optics: Optics = DEFAULT) -> dict:
+                 optics: Optics = DEFAULT, mode: SynthOptics = "fixed") -> dict:
     """The contents of ``synth.json``: parameters, optics, camera and per-field ground truth (the fields'
     ``background_adu`` include ``optics.background``). Optics other than the calibrated defaults are also
-    listed under ``optics.changed`` (absent for the defaults, so their record is as it always was)."""
+    listed under ``optics.changed`` (absent for the defaults, so their record is as it always was). The random
+    mode adds ``optics.mode`` and the ranges (``random_ranges``); each field's ``drawn`` holds its values."""
     record: dict[str, Any] = {
         "tool": TOOL,
         "seed": seed,
@@ -233,6 +317,11 @@ def synth_record(seed: int, size: tuple[int, int], planes: list[int], channels: 
     }
     if optics.changed():
         record["optics"]["changed"] = optics.changed()
+    if mode == "random":
+        record["optics"] = {"mode": "random", "pixel_um": PIXEL_UM, "focus_plane": IN_FOCUS_PLANE,
+                            "psf": "per field: fields[i].drawn.optics", "full_scale": RANDOM_FULL_SCALE}
+        record["camera"] = {"per_field": "fields[i].drawn.optics"}
+        record["random_ranges"] = {"optics": asdict(RANGES), "scene": asdict(SCENE_RANGES)}
     return record
 
 
@@ -251,9 +340,10 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 def check_synth_options(fields: int, channels: Sequence[str], planes: Sequence[int], size: Sequence[int],
-                        seed: int, optics: Optics = DEFAULT) -> tuple[list[str], list[int]]:
-    """(channels as a list, planes sorted and unique) when every option, ``optics`` included, is valid, else
-    UsageError."""
+                        seed: int, optics: Optics = DEFAULT,
+                        mode: SynthOptics = "fixed") -> tuple[list[str], list[int]]:
+    """(channels as a list, planes sorted and unique) when every option, ``optics`` and ``mode`` included, is
+    valid, else UsageError (the random mode draws every field's optics: it refuses other ``optics``)."""
     channels = list(channels)
     planes = sorted({int(p) for p in planes})
     if not 1 <= fields <= N_FIELDS_MAX:
@@ -271,6 +361,11 @@ def check_synth_options(fields: int, channels: Sequence[str], planes: Sequence[i
     if int(seed) != seed or seed < 0:
         raise UsageError(f"{{seed}} {seed}: must be a non-negative integer, e.g. 0", "seed")
     optics.check()
+    check_choice(SynthOptics, mode, "{optics_mode}")
+    if mode == "random" and optics.changed():
+        changed = list(optics.changed())
+        raise UsageError(f"{{optics_mode}} random draws every field's optics; leave out "
+                         f"{', '.join('{' + k + '}' for k in changed)} or use fixed", "optics_mode", *changed)
     return channels, planes
 
 
@@ -296,29 +391,32 @@ def synthesize(
     progress: bool = False,
     workers: int = SynthConfig.workers,
     optics: Optics = DEFAULT,
+    optics_mode: SynthOptics = SynthConfig.optics,
 ) -> SynthResult:
     """Write ``fields`` synthetic fields in the BBBC006v1 layout under ``out`` (see the module docstring).
 
     ``size`` is (width, height); ``workers``: processes rendering fields (0 or 1: this one). Field k is the same
     image for a given seed whatever ``fields`` and ``planes`` are (so a small set is a prefix of a big one);
     ``optics`` (NA, wavelength, z step, noise, background) changes how the same cells are imaged, not which cells
-    there are. The folder is built in a temp sibling and renamed into place; an existing ``out`` is replaced only
+    there are. ``optics_mode`` "random": every field draws its own optics and scene (training data; the module
+    docstring). The folder is built in a temp sibling and renamed into place; an existing ``out`` is replaced only
     with ``force`` and only if it is an earlier synth output (its output marker says so, and nothing else is
     there). Raises UsageError for bad arguments (``optics`` out of range included) or outputs.
     """
     start = time.perf_counter()
     out = Path(out)
-    channels, planes = check_synth_options(fields, channels, planes, size, seed, optics)
+    channels, planes = check_synth_options(fields, channels, planes, size, seed, optics, optics_mode)
     # SIGTERM stops it like Ctrl-C: the pool ends (``files.workers``) and the temp folder is removed
     with claim_output_folder(out, COMMAND, force, "a synth output"), terminate_as_interrupt():
         tmp = make_temp_dir(out)
         try:
             for plane in planes:
                 (tmp / plane_folder(plane)).mkdir()
-            tasks = [FieldTask(str(tmp), seed, i, (size[0], size[1]), tuple(planes), tuple(channels), optics)
-                     for i in range(fields)]
+            tasks = [FieldTask(str(tmp), seed, i, (size[0], size[1]), tuple(planes), tuple(channels), optics,
+                               optics_mode) for i in range(fields)]
             truths = write_fields(tasks, max(1, min(workers, fields)), progress)
-            (tmp / RECORD).write_text(json.dumps(synth_record(seed, size, planes, channels, truths, optics), indent=1))
+            record = synth_record(seed, size, planes, channels, truths, optics, optics_mode)
+            (tmp / RECORD).write_text(json.dumps(record, indent=1))
             write_marker(tmp, COMMAND)
             replace_folder(tmp, out)
         finally:

@@ -7,7 +7,9 @@ territories from a Voronoi partition around the nuclei, cut at a ragged radius),
 dominant direction per cell, a dim cytoplasm and speckle; dimmer than w1 and more textured.
 
 Every random draw comes from the generator passed in, in a fixed order, so a field is a pure function
-of its seed (``synth`` relies on that for byte-identical reruns).
+of its seed (``synth`` relies on that for byte-identical reruns). ``SceneStyle`` holds the numbers the
+content is drawn with; its defaults are the calibrated scene above (``synth --optics fixed``, byte for
+byte), and ``random_scene`` draws other styles per field for ``synth --optics random``.
 """
 
 from __future__ import annotations
@@ -20,6 +22,32 @@ import numpy as np
 from scipy.ndimage import distance_transform_edt, gaussian_filter
 
 Box = tuple[int, int, int, int]  # y0, y1, x0, x1 on the canvas
+
+
+@dataclass(frozen=True)
+class SceneStyle:
+    """How one field's cells look: density, clustering, depth, nucleus size/shape/brightness/texture and
+    nucleoli. The defaults are the calibrated scene (what ``synth`` always drew); ``random_scene.draw_style``
+    draws others. Changing a value changes what is drawn, never the order of the draws."""
+
+    density: float = 1.0  # x the drawn 20-300 cells per 696x520 field
+    scattered: float = 0.6  # fraction of cells placed anywhere; the rest in colonies (clustering)
+    colony_spread: tuple[float, float] = (80.0, 200.0)  # px, a colony's standard deviation
+    focus_error_um: float = 0.7  # standard deviation of the field-wide autofocus error
+    depth_um: float = 1.0  # per-cell axial spread (standard deviation, clipped at 2.5 of it)
+    radius_px: tuple[float, float, float, float] = (11.5, 1.8, 7.5, 15.0)  # mean, sd, min, max
+    elongation: float = 1.35  # largest axis ratio (squared)
+    wobble: float = 0.06  # outline irregularity
+    brightness: tuple[float, float, float, float] = (1350.0, 0.3, 500.0, 2400.0)  # median, log-sd, min, max
+    mitotic: float = 0.04  # fraction of small bright condensed nuclei
+    mitotic_gain: float = 1.4  # their brightness factor
+    texture: float = 0.22  # chromatin texture amplitude
+    mitotic_texture: float = 0.12  # condensed chromatin is smoother
+    texture_px: float = 1.3  # chromatin grain size
+    nucleoli: tuple[int, float, float] = (3, -0.3, 2.0)  # count bound (exclusive), contrast, width px
+
+
+CALIBRATED_STYLE = SceneStyle()
 
 
 @dataclass
@@ -37,41 +65,46 @@ class Cell:
     mitotic: bool = False
 
 
-def make_cells(rng: np.random.Generator, shape: tuple[int, int], n: int) -> list[Cell]:
+def make_cells(rng: np.random.Generator, shape: tuple[int, int], n: int,
+               style: SceneStyle = CALIBRATED_STYLE) -> list[Cell]:
     """``n`` cells on a canvas of ``shape`` (H, W): colonies plus scattered cells, nuclei may touch."""
     h, w = shape
     n_colonies = max(1, int(rng.integers(1, 5) * (h * w) / (520 * 696) + 0.5))
     colonies = np.column_stack([rng.uniform(0, h, n_colonies), rng.uniform(0, w, n_colonies)])
-    spread = rng.uniform(80, 200, n_colonies)
-    field_offset = rng.normal(0.0, 0.7)  # the autofocus is not perfect
+    spread = rng.uniform(*style.colony_spread, n_colonies)
+    field_offset = rng.normal(0.0, style.focus_error_um)  # the autofocus is not perfect
+    mean_r, sd_r, min_r, max_r = style.radius_px
+    median_b, sd_b, min_b, max_b = style.brightness
     cells: list[Cell] = []
     centres = np.zeros((0, 2))
     radii = np.zeros(0)
     tries = 0
     while len(cells) < n and tries < 40 * n:
         tries += 1
-        if rng.random() < 0.6:  # real dense fields are an even carpet of nuclei, sparse ones loose groups
+        if rng.random() < style.scattered:  # real dense fields are an even carpet of nuclei, sparse ones loose groups
             y, x = rng.uniform(0, h), rng.uniform(0, w)
         else:
             k = rng.integers(n_colonies)
             y, x = colonies[k] + rng.normal(0, spread[k], 2)
             if not (0 <= y < h and 0 <= x < w):
                 continue
-        mitotic = rng.random() < 0.04
-        r = rng.uniform(4.0, 6.0) if mitotic else float(np.clip(rng.normal(11.5, 1.8), 7.5, 15.0))
+        mitotic = rng.random() < style.mitotic
+        r = rng.uniform(4.0, 6.0) if mitotic else float(np.clip(rng.normal(mean_r, sd_r), min_r, max_r))
         if len(centres):
             dist = np.hypot(centres[:, 0] - y, centres[:, 1] - x)
             # 0.9 of the summed radii: neighbours may touch and overlap slightly, never stack
             if np.any(dist < 0.9 * (radii + r)):
                 continue
-        elong = rng.uniform(1.0, 1.35)
-        brightness = float(np.clip(rng.lognormal(np.log(1350.0), 0.3), 500, 2400)) * (1.4 if mitotic else 1.0)
+        elong = rng.uniform(1.0, style.elongation)
+        brightness = float(np.clip(rng.lognormal(np.log(median_b), sd_b), min_b, max_b))
+        brightness *= style.mitotic_gain if mitotic else 1.0
         cells.append(
             Cell(
                 y=float(y), x=float(x), ry=r / math.sqrt(elong), rx=r * math.sqrt(elong),
                 angle=float(rng.uniform(0, np.pi)), brightness=brightness,
                 actin=float(rng.lognormal(np.log(420.0), 0.35)),
-                offset_um=float(field_offset + np.clip(rng.normal(0.0, 1.0), -2.5, 2.5)),
+                offset_um=float(field_offset + np.clip(rng.normal(0.0, style.depth_um), -2.5 * style.depth_um,
+                                                       2.5 * style.depth_um)),
                 mitotic=mitotic,
             )
         )
@@ -93,7 +126,8 @@ def box_around(cy: float, cx: float, half: float, shape: tuple[int, int]) -> Box
     return y0, y1, x0, x1
 
 
-def render_nucleus(rng: np.random.Generator, cell: Cell, shape: tuple[int, int]) -> tuple[Box, np.ndarray, np.ndarray]:
+def render_nucleus(rng: np.random.Generator, cell: Cell, shape: tuple[int, int],
+                   style: SceneStyle = CALIBRATED_STYLE) -> tuple[Box, np.ndarray, np.ndarray]:
     """One textured nucleus: (box y0, y1, x0, x1 on the canvas of ``shape``, float32 signal, bool mask) on
     that box."""
     half = max(cell.rx, cell.ry) * 1.3 + 3
@@ -105,14 +139,17 @@ def render_nucleus(rng: np.random.Generator, cell: Cell, shape: tuple[int, int])
     u, v = c * dx + s * dy, -s * dx + c * dy
     theta = np.arctan2(v, u)
     # a slightly irregular outline: low harmonics of the radius
-    wobble = 1 + sum(rng.uniform(0, 0.06) * np.cos(k * theta + rng.uniform(0, 2 * np.pi)) for k in (2, 3, 5))
+    wobble = 1 + sum(rng.uniform(0, style.wobble) * np.cos(k * theta + rng.uniform(0, 2 * np.pi)) for k in (2, 3, 5))
     rho = np.sqrt((u / cell.rx) ** 2 + (v / cell.ry) ** 2) / wobble
     r_mean = 0.5 * (cell.rx + cell.ry)
     mask = 1 / (1 + np.exp(np.clip((rho - 1) * r_mean / 0.6, -30, 30)))
     dome = 0.75 + 0.25 * np.sqrt(np.clip(1 - rho**2, 0, 1))  # thicker in the middle
-    texture = 1 + (0.12 if cell.mitotic else 0.22) * smooth_noise(rng, mask.shape, 1.3)
+    grain = style.mitotic_texture if cell.mitotic else style.texture
+    texture = 1 + grain * smooth_noise(rng, mask.shape, style.texture_px)
     spots = np.zeros_like(mask)
-    for amplitude, count, width in ((0.45, rng.integers(2, 7), 1.2), (-0.3, rng.integers(0, 3), 2.0)):
+    n_nucleoli, contrast, width_nucleoli = style.nucleoli
+    for amplitude, count, width in ((0.45, rng.integers(2, 7), 1.2),
+                                    (contrast, rng.integers(0, n_nucleoli), width_nucleoli)):
         for _ in range(count):  # bright chromocentres, dim nucleoli
             a = rng.uniform(0, 2 * np.pi)
             rr = rng.uniform(0, 0.6)
@@ -158,7 +195,7 @@ def render_actin(
 
 def render_scene(
     rng: np.random.Generator, cells: Sequence[Cell], shape: tuple[int, int], channels: Sequence[str],
-    bins: Sequence[int],
+    bins: Sequence[int], style: SceneStyle = CALIBRATED_STYLE,
 ) -> dict[tuple[str, int], np.ndarray]:
     """In-focus signal (float32 [H, W] on the padded canvas) per (channel, depth bin); ``bins[k]`` is cell
     k's bin."""
@@ -177,7 +214,7 @@ def render_scene(
 
     nuclei = np.full(shape, -1, dtype=np.int32)
     for k, cell in enumerate(cells):
-        (y0, y1, x0, x1), value, mask = render_nucleus(rng, cell, shape)
+        (y0, y1, x0, x1), value, mask = render_nucleus(rng, cell, shape, style)
         nuclei[y0:y1, x0:x1][mask] = k
         if "w1" in channels:
             layers["w1", bins[k]][y0:y1, x0:x1] += value
@@ -188,7 +225,11 @@ def render_scene(
     return layers
 
 
-def cells_for_size(rng: np.random.Generator, width: int, height: int) -> int:
-    """How many cells a canvas of width x height holds: log-uniform density, as sparse to confluent fields."""
+def cells_for_size(rng: np.random.Generator, width: int, height: int, density: float = 1.0) -> int:
+    """How many cells a canvas of width x height holds: log-uniform density, as sparse to confluent fields,
+    times ``density``."""
     # real fields range from ~15 (sparse) to ~300 (confluent) nuclei per 696x520 field
-    return max(1, int(round(math.exp(rng.uniform(math.log(20), math.log(300))) * width * height / (696 * 520))))
+    per_field = math.exp(rng.uniform(math.log(20), math.log(300)))
+    if density != 1.0:  # (the calibrated scene's arithmetic, unchanged)
+        per_field *= density
+    return max(1, int(round(per_field * width * height / (696 * 520))))
