@@ -32,7 +32,7 @@ import logging
 import shutil
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -161,25 +161,9 @@ def render_field(seed: int, index: int, size: tuple[int, int], planes: Sequence[
     del layers
     otf = RadialOTF(canvas, optics)
     flat = vignetting(height, width)
-    out = {c: np.zeros((len(planes), height, width), dtype=np.uint16 if noise else np.float32) for c in channels}
-    for p, plane in enumerate(planes):
-        for channel in channels:
-            clean = defocused_plane(spectra, otf, plane, channel, canvas, size)
-            if not noise:
-                out[channel][p] = clean
-                continue
-            noise_rng = np.random.default_rng([seed, index, 1 + plane, channel_number(channel)])
-            out[channel][p] = camera((clean + background[channel]) * flat, noise_rng, optics)
-    inside = [c for c in cells if PAD <= c.y < PAD + height and PAD <= c.x < PAD + width]
-    well, site = well_and_site(index)
-    truth = {
-        "field": f"{well}_s{site}",
-        "cells": len(cells),
-        "cells_in_field": len(inside),
-        "offsets_um": [round(c.offset_um, 3) for c in inside],
-        "background_adu": {c: round(background[c], 2) for c in channels},
-    }
-    return out, truth
+    out = render_planes(spectra, otf, (seed, index, canvas, size), planes, channels, noise,
+                        lambda clean, channel, rng: camera((clean + background[channel]) * flat, rng, optics))
+    return out, field_truth(cells, index, size, {c: round(background[c], 2) for c in channels})
 
 
 def draw_random_field(seed: int, index: int, canvas: tuple[int, int],
@@ -222,6 +206,20 @@ def render_random_field(seed: int, index: int, size: tuple[int, int], planes: Se
     flat, ground = illumination(field_optics, height, width)
     ground = ground + np.float32(haze)
     read = read_noise_map(field_optics, np.random.default_rng([seed, index, 2001]), (height, width))
+    out = render_planes(spectra, otf, (seed, index, canvas, size), planes, channels, noise,
+                        lambda clean, channel, rng: random_camera((clean + ground) * flat, field_optics, read, rng))
+    return out, {**field_truth(cells, index, size, {c: round(float(ground.mean()), 2) for c in channels}),
+                 "drawn": drawn}
+
+
+def render_planes(spectra, otf, field: tuple, planes: Sequence[int], channels: Sequence[str], noise: bool,
+                  expose: Callable[[np.ndarray, str, np.random.Generator], np.ndarray]) -> dict[str, np.ndarray]:
+    """{channel: [P, H, W]} of one field (``field`` = (seed, index, canvas, size)): each plane defocused from the
+    layers' ``spectra`` by ``otf``, then through ``expose(clean, channel, rng)`` (background, vignetting, camera) with
+    its own noise stream per (plane, channel), so a plane does not depend on which others are asked for; float32
+    clean planes without ``noise``."""
+    seed, index, canvas, size = field
+    width, height = size
     out = {c: np.zeros((len(planes), height, width), dtype=np.uint16 if noise else np.float32) for c in channels}
     for p, plane in enumerate(planes):
         for channel in channels:
@@ -230,18 +228,18 @@ def render_random_field(seed: int, index: int, size: tuple[int, int], planes: Se
                 out[channel][p] = clean
                 continue
             noise_rng = np.random.default_rng([seed, index, 1 + plane, channel_number(channel)])
-            out[channel][p] = random_camera((clean + ground) * flat, field_optics, read, noise_rng)
+            out[channel][p] = expose(clean, channel, noise_rng)
+    return out
+
+
+def field_truth(cells: list, index: int, size: tuple[int, int], background_adu: dict[str, float]) -> dict:
+    """What synth.json records of a field: its name, its cells (those inside the field and their depths) and the
+    background per channel."""
+    width, height = size
     inside = [c for c in cells if PAD <= c.y < PAD + height and PAD <= c.x < PAD + width]
     well, site = well_and_site(index)
-    truth = {
-        "field": f"{well}_s{site}",
-        "cells": len(cells),
-        "cells_in_field": len(inside),
-        "offsets_um": [round(c.offset_um, 3) for c in inside],
-        "background_adu": {c: round(float(ground.mean()), 2) for c in channels},
-        "drawn": drawn,
-    }
-    return out, truth
+    return {"field": f"{well}_s{site}", "cells": len(cells), "cells_in_field": len(inside),
+            "offsets_um": [round(c.offset_um, 3) for c in inside], "background_adu": background_adu}
 
 
 # --- files -----------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import sys
 import numpy as np
 import pytest
 import tifffile
+from helpers.cli_output import one_line_error
 from helpers.infer_model import smooth_field, tiny_checkpoint
 from helpers.stack_data import make_stack
 from PIL import Image
@@ -54,14 +55,6 @@ def write(path, array):
 
 def run(*args):
     return runner.invoke(app, [str(a) for a in args])
-
-
-def one_line_error(result, *needles):
-    assert result.exit_code == 2, result.output
-    lines = [ln for ln in result.output.strip().splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.output
-    for needle in needles:
-        assert needle in " ".join(result.output.split()), result.output
 
 
 def test_blur_levels_as_multipage_tiff(tmp_path, ckpt):

@@ -14,6 +14,7 @@ import time
 
 import numpy as np
 import pytest
+from helpers.cli_output import one_line_error
 from helpers.infer_model import tiny_checkpoint
 from helpers.stack_data import make_stack
 from typer.testing import CliRunner
@@ -206,14 +207,6 @@ def test_existing_folder_not_ours_is_never_replaced(tmp_path, ckpt, plate):
         deblur_plate(ckpt, plate_path, theirs, force=True)
     with pytest.raises(UsageError, match="is not an OME-Zarr HCS plate"):
         deblur_plate(ckpt, plate_path / "A/1/0", tmp_path / "x.ome.zarr")
-
-
-def one_line_error(result, *needles):
-    assert result.exit_code == 2, result.output
-    lines = [ln for ln in result.output.strip().splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.output
-    for needle in needles:
-        assert needle in " ".join(result.output.split()), result.output
 
 
 def test_cli_deblurs_and_blurs_a_plate_and_refuses_in_one_line(tmp_path, ckpt, plate, monkeypatch):
