@@ -146,3 +146,36 @@ def test_every_family_states_a_grid_in_range_and_test_optics_are_held_out():
         assert grid["step_um"] == pytest.approx(grid["defocus_um"] / 16)
     held_out = [f for f in degrade.FAMILIES.values() if f.splits == ("test",)]
     assert [f.name for f in held_out] == ["born-wolf"] and held_out[0].model == "scalar"
+
+
+def test_real_train_set_writes_bbbc006_fields_that_prepare_reads_and_never_the_held_out_optics(tmp_path, capsys):
+    from blurlatent.bbbc006 import parse_bbbc_name, plane_from_path
+    from blurlatent.prepare.discover import discover
+
+    data = _data(tmp_path / "data")
+    spec = importlib.util.spec_from_file_location("make_real_train_set", SCRIPT.with_name("make_real_train_set.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = tmp_path / "real-train"
+    summary = module.main(["--out", str(out), "--data", str(data), "--families", "synth,gibson-lanni"])
+    assert summary["fields"] == 1 and [w["family"] for w in summary["written"]] == ["synth", "gibson-lanni"]
+    files = sorted(out.glob("BBBC006_v1_images_z_*/*.tif"))
+    assert len(files) == 2 * 9 and sorted({plane_from_path(f) for f in files}) == list(range(0, 17, 2))
+    keys = {parse_bbbc_name(f.name) for f in files}
+    assert len(keys) == 2 and None not in keys  # one field per family, BBBC006 names
+    # pixels: the bench's own stack of the train field, plane by plane
+    entry = json.loads((data / "manifest.json").read_text())[2]
+    truth = tifffile.imread(data / entry["file"]).astype(np.float64)
+    labels = tifffile.imread(data / entry["mask"]).astype(np.int32)
+    stack = module.degrade(truth, labels, module.FAMILIES["synth"], 0, "IXMtest_A02_s1")[0]
+    name = summary["written"][0]["file"]
+    for plane in (0, 8, 16):
+        written = tifffile.imread(out / f"BBBC006_v1_images_z_{plane:02d}" / name)
+        assert np.array_equal(written, stack.plane(plane))
+    inventory = discover(out, list(range(0, 17, 2)), ["w1"])  # prepare's own discovery: two complete fields
+    assert all(len(inventory.sources[p]) == 2 for p in range(0, 17, 2))
+    for bad in (["--families", "born-wolf"], ["--split", "test"]):
+        with pytest.raises(SystemExit) as stop:
+            module.main(["--out", str(tmp_path / "no"), "--data", str(data), *bad])
+        assert stop.value.code == 2 and not (tmp_path / "no").exists()
+    capsys.readouterr()
