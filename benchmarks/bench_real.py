@@ -270,6 +270,7 @@ def main(argv=None) -> dict:
         "blur_methods": report.ordered(blur, "method"), "families": family_specs(args, params),
         "deblur": deblur_table, "blur": report.tables(blur, report.BLUR_METRICS),
         "overall": report.overall(deblur_table, report.DEBLUR_METRICS),
+        "seed_means": report.seed_means(report.overall(deblur_table, report.DEBLUR_METRICS)),
         "truth_segmentation": {m: report.summary({s: c[m] for s, c in ceiling.items()}) for m in ("f1", "count_error")},
         "fits": {name: fit.to_dict() for name, fit in fits.items()},
         "field_params": params,

@@ -9,7 +9,7 @@ Each (family, field) becomes one BBBC006 field,
 focus), uint16 camera counts as the bench made them (``real.degrade``, the bench's seed and cache, so the stacks are
 the bench's bytes). <n> numbers the family (a field under two families is two fields), the well and site are the
 source field's, the UUID is derived from family and stem, so reruns write the same names. Only families whose
-splits include the chosen split are used: the held-out ``born-wolf
+splits include the chosen split are used: the held-out ``born-wolf``
 never reaches training. No file of the test split can be written (refused).
 """
 

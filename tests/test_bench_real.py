@@ -179,3 +179,16 @@ def test_real_train_set_writes_bbbc006_fields_that_prepare_reads_and_never_the_h
             module.main(["--out", str(tmp_path / "no"), "--data", str(data), *bad])
         assert stop.value.code == 2 and not (tmp_path / "no").exists()
     capsys.readouterr()
+
+
+def test_seed_means_average_a_models_seeds_and_keep_their_range():
+    _bench()
+    report = sys.modules["real.report"]
+    rows = {"identity": {"2": {"psnr": 20.0}}, "paper-s0": {"2": {"psnr": 24.0}}, "care": {"2": {"psnr": 23.0}},
+            "paper-s1": {"2": {"psnr": 26.0}}, "solo-s0": {"2": {"psnr": 30.0}}, "gap-s0": {"2": {"psnr": 1.0}},
+            "gap-s1": {"2": {"psnr": None}}}
+    assert report.seed_groups(list(rows)) == {"paper": ["paper-s0", "paper-s1"], "gap": ["gap-s0", "gap-s1"]}
+    means = report.seed_means(rows)
+    assert list(means) == ["identity", "paper (2 seeds)", "care", "solo-s0", "gap (2 seeds)"]
+    assert means["paper (2 seeds)"]["2"] == {"psnr": 25.0, "psnr_min": 24.0, "psnr_max": 26.0}
+    assert means["gap (2 seeds)"]["2"]["psnr"] is None and means["solo-s0"] == rows["solo-s0"]

@@ -7,6 +7,7 @@ metric's mean over the fields and the per-field values; ``overall`` the mean of 
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 from blurlatent.files.atomic import atomic_write_bytes
@@ -15,6 +16,7 @@ from blurlatent.files.pictures import save_line_plot
 DEBLUR_METRICS = ("psnr", "ssim", "f1", "count_error", "intensity_error")
 BLUR_METRICS = ("psnr", "ssim")
 PLOTTED = {"psnr": "calibrated PSNR (dB)", "ssim": "calibrated SSIM", "f1": "nucleus F1 (IoU > 0.5)"}
+SEEDED = re.compile(r"^(?P<base>.+)-s(?P<seed>\d+)$")  # a trained model's name with its seed: paper-s0, paper-s1
 
 
 def finite(value) -> bool:
@@ -54,6 +56,44 @@ def overall(table: dict, metrics: tuple[str, ...]) -> dict:
                 means = [f[method][k][metric]["mean"] for f in families if k in f[method]]
                 means = [v for v in means if finite(v)]
                 out.setdefault(method, {}).setdefault(k, {})[metric] = sum(means) / len(means) if means else None
+    return out
+
+
+def seed_groups(methods: list[str]) -> dict[str, list[str]]:
+    """{base: [its seeded methods]} for the bases that come with two or more seeds (``paper-s0``, ``paper-s1``)."""
+    groups: dict[str, list[str]] = {}
+    for method in methods:
+        found = SEEDED.match(method)
+        if found:
+            groups.setdefault(found["base"], []).append(method)
+    return {base: members for base, members in groups.items() if len(members) >= 2}
+
+
+def seed_means(rows: dict) -> dict:
+    """``rows`` ({method: {k: {metric: value}}}, e.g. ``overall``) with each seed group replaced, where its first
+    member stood, by ``<base> (n seeds)``: per k and metric the mean over the seeds and their ``<metric>_min`` /
+    ``<metric>_max``. A value one seed lacks leaves the mean empty."""
+    groups = seed_groups(list(rows))
+    member_of = {m: base for base, members in groups.items() for m in members}
+    out: dict = {}
+    for method, by_k in rows.items():
+        base = member_of.get(method)
+        if base is None:
+            out[method] = by_k
+            continue
+        name = f"{base} ({len(groups[base])} seeds)"
+        if name in out:
+            continue
+        members = [rows[m] for m in groups[base]]
+        out[name] = {}
+        for k in by_k:
+            cell = {}
+            for metric in by_k[k]:
+                values = [m.get(k, {}).get(metric) for m in members]
+                ok = all(finite(v) for v in values)
+                cell[metric] = sum(values) / len(values) if ok else None
+                cell[f"{metric}_min"], cell[f"{metric}_max"] = (min(values), max(values)) if ok else (None, None)
+            out[name][k] = cell
     return out
 
 
@@ -112,6 +152,13 @@ def markdown(result: dict) -> str:
     lines += markdown_table(every, list(every), ks, lambda c: " / ".join(
         fmt(c[m], d) for m, d in (("psnr", 2), ("ssim", 3), ("f1", 3))))
     lines.append("")
+    means = seed_means(every)
+    seeded = [m for m in means if m not in every]
+    if seeded:
+        lines += ["## Trained models, mean over seeds: PSNR dB (lowest–highest seed) / SSIM", ""]
+        lines += markdown_table(means, seeded, ks, lambda c: f"{fmt(c['psnr'], 2)} ({fmt(c['psnr_min'], 2)}–"
+                                                             f"{fmt(c['psnr_max'], 2)}) / {fmt(c['ssim'], 3)}")
+        lines.append("")
     for name in result["deblur"]:
         lines += family_section(name, result["deblur"][name], result["blur"].get(name, {}), ks,
                                 result["families"][name])
@@ -124,11 +171,13 @@ def write_markdown(path: Path, result: dict) -> Path:
 
 
 def write_plots(out: Path, result: dict) -> list[str]:
-    """<metric>_vs_k.png (mean over families) and <family>/<metric>_vs_k.png for PSNR, SSIM and F1."""
+    """<metric>_vs_k.png (mean over families; a trained model's seeds as their mean) and <family>/<metric>_vs_k.png
+    (every method) for PSNR, SSIM and F1."""
     ks = result["ks"]
     paths = []
+    every = seed_means(result["overall"])
     for metric, ylabel in PLOTTED.items():
-        series = {m: [result["overall"][m][str(k)][metric] for k in ks] for m in result["overall"]}
+        series = {m: [every[m][str(k)][metric] for k in ks] for m in every}
         paths.append(save_line_plot(ks, series, out / f"{metric}_vs_k.png", xlabel="k (pair (0, k) → 16)",
                                     ylabel=ylabel, title=f"real fields, {result['split']} split, mean over families"))
         for family, by_method in result["deblur"].items():
