@@ -80,7 +80,7 @@ from real.scores import (
 
 from blurlatent.bbbc006 import IN_FOCUS_PLANE
 from blurlatent.evaluation.baselines import RL_ITERATIONS, WIENER_BALANCES
-from blurlatent.files.atomic import write_json
+from blurlatent.files.atomic import sha256_file, write_json
 from blurlatent.progress import progress_bar
 
 KS = [p for p in PLANES if 0 < p < IN_FOCUS_PLANE]
@@ -208,6 +208,15 @@ def machine(device: str) -> dict:
             "torch": str(torch.__version__), "threads": torch.get_num_threads(), "cuda": cuda}
 
 
+def shown(path: Path) -> str:
+    """``path`` as the JSON records it: relative to the repository when inside it, else its name alone (the JSON
+    is published; it holds no path of the machine that made it)."""
+    try:
+        return str(Path(path).resolve().relative_to(Path(__file__).resolve().parents[1]))
+    except ValueError:
+        return Path(path).name
+
+
 def family_specs(args, params: dict) -> dict:
     """Each scored family as plain data: its model, splits, ranges, grid and the mean measured plane-0 blur
     radius (80 % of the light) over the scored fields."""
@@ -275,10 +284,11 @@ def main(argv=None) -> dict:
         "fits": {name: fit.to_dict() for name, fit in fits.items()},
         "field_params": params,
         "machine": machine(args.device), "date": datetime.datetime.now().isoformat(timespec="seconds"),
-        "settings": {"data": str(args.data), "seed": args.seed, "fields": len(scored), "fit_fields": len(fit_fields),
+        "settings": {"data": shown(args.data), "seed": args.seed, "fields": len(scored), "fit_fields": len(fit_fields),
                      "fit_crop": list(FIT_CROP), "crop": args.crop, "smoke": args.smoke, "device": args.device,
-                     "checkpoints": {k: str(v) for k, v in args.checkpoints.items()}, "builtin": args.builtin,
-                     "care": str(args.care) if args.care else None, "planes": list(PLANES)},
+                     "checkpoints": {k: {"file": v.name, "sha256": sha256_file(v)}
+                                     for k, v in args.checkpoints.items()},
+                     "builtin": args.builtin, "care": args.care.name if args.care else None, "planes": list(PLANES)},
     }
     result["plots"] = report.write_plots(args.out, result)
     report.write_markdown(args.out / "bench_real.md", result)

@@ -84,6 +84,7 @@ def test_smoke_on_hand_made_fields(tmp_path):
     out = tmp_path / "out"
     result = bench.main(["--out", str(out), "--data", str(data), "--smoke", "--device", "cpu", "--care", str(care)])
     saved = json.loads((out / "bench_real.json").read_text())
+    assert str(tmp_path) not in (out / "bench_real.json").read_text()  # published: no path of this machine
     assert saved["split"] == "test" and list(saved["deblur"]) == ["born-wolf"] and saved["ks"] == [2, 8]
     assert saved["families"]["born-wolf"]["held_out"]
     methods = ["identity", "rl", "wiener", "two-plane", "oracle", "builtin-w1", "care"]

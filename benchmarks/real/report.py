@@ -185,4 +185,4 @@ def write_plots(out: Path, result: dict) -> list[str]:
                       for m, by_k in by_method.items()}
             paths.append(save_line_plot(ks, series, out / family / f"{metric}_vs_k.png", xlabel="k (pair (0, k) → 16)",
                                         ylabel=ylabel, title=f"real fields, {result['split']} split, {family}"))
-    return [str(p) for p in paths]
+    return [str(p.relative_to(out)) for p in paths]  # relative to the report's folder: no path of this machine
