@@ -193,3 +193,39 @@ def test_seed_means_average_a_models_seeds_and_keep_their_range():
     assert list(means) == ["identity", "paper (2 seeds)", "care", "solo-s0", "gap (2 seeds)"]
     assert means["paper (2 seeds)"]["2"] == {"psnr": 25.0, "psnr_min": 24.0, "psnr_max": 26.0}
     assert means["gap (2 seeds)"]["2"]["psnr"] is None and means["solo-s0"] == rows["solo-s0"]
+
+
+def test_targets_judge_a_models_seed_mean_against_hand_set_scores():
+    _bench()
+    targets = importlib.import_module("real.targets")
+    psnr = {"identity": (30.0, 35.0), "rl": (31.0, 36.0), "wiener": (31.5, 35.5), "two-plane": (31.0, 36.5),
+            "care": (31.0, 36.0), "m-s0": (32.0, 36.0), "m-s1": (33.0, 38.0)}  # (k = 2, k = 8)
+    per_field = {"m-s0": ((32.0, 28.0), (36.0, 36.0)), "m-s1": ((33.0, 33.0), (38.0, 38.0))}  # fields a, b
+    deblur, overall = {}, {}
+    for method, (p2, p8) in psnr.items():
+        fields = per_field.get(method, ((p2, p2), (p8, p8)))
+        deblur[method] = {k: {"psnr": {"mean": p, "per_field": dict(zip("ab", f, strict=True))}} for k, p, f in
+                          (("2", p2, fields[0]), ("8", p8, fields[1]))}
+        overall[method] = {k: {"psnr": p, "ssim": 0.9 if method.startswith("m") else 0.5, "f1": 0.8,
+                               "intensity_error": 0.05} for k, p in (("2", p2), ("8", p8))}
+    overall["identity"]["8"]["f1"] = 0.6
+    result = {"ks": [2, 8], "overall": overall, "deblur": {"fam": deblur}, "truth_segmentation": {"f1": {"mean": 0.9}},
+              "blur": {"fam": {"gaussian": {"8": {"psnr": {"mean": 30.0}}, "2": {"psnr": {"mean": 30.0}}},
+                               "m-s0": {"8": {"psnr": {"mean": 31.0}}, "2": {"psnr": {"mean": 29.0}}},
+                               "m-s1": {"8": {"psnr": {"mean": 30.2}}, "2": {"psnr": {"mean": 29.0}}}}}}
+    rows = {r["target"]: r for r in targets.check(result, "m", gflop=40.0)}
+    assert targets.members(result, "m") == ["m-s0", "m-s1"]
+    best2, best8 = rows["k=2: PSNR ≥ best fitted classical"], rows["k=8: PSNR ≥ best fitted classical"]
+    assert best2["value"] == 32.5 and best2["bar"] == 31.5 and best2["pass"]
+    assert best8["value"] == 37.0 and best8["bar"] == 36.5 and best8["pass"]
+    assert not rows["(0, 8): PSNR ≥ fitted two-plane + 1 dB"]["pass"]  # 37.0 < 37.5
+    assert rows["(0, 8): PSNR ≥ CARE + 0.5 dB"]["pass"]
+    # field b of seed 0 is 2 dB below its input at k = 2: 3 of 4 (seed, field) pairs stay within 0.3 dB
+    assert rows["fields within 0.3 dB of their input at every k"]["value"] == 0.75
+    assert rows["(0, 8): nuclei F1 closes ≥ 70 % of the input → truth gap"]["value"] == pytest.approx(2 / 3)
+    assert rows["k=8: blur synthesis ≥ fitted Gaussian + 0.5 dB"]["value"] == pytest.approx(30.6)
+    assert rows["k=8: blur synthesis ≥ fitted Gaussian + 0.5 dB"]["pass"]
+    assert not rows["k=2: blur synthesis ≥ fitted Gaussian + 0.5 dB"]["pass"]
+    assert rows["cost per 696×520 deblur ≤ 50 GFLOP"]["pass"]
+    with pytest.raises(KeyError):
+        targets.members(result, "absent")
