@@ -96,7 +96,14 @@ def _start(argv, cwd: Path) -> subprocess.Popen:
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
+        # a terminal's Ctrl-C as a user has it, even when pytest itself was started in the background (`make test &`,
+        # `nohup`), where the shell hands every child SIGINT ignored and Python then installs no handler for it
+        preexec_fn=_default_sigint,
     )
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _wait_for(condition, proc: subprocess.Popen, timeout: float = 60.0) -> None:
