@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from machine import cpu_name  # benchmarks/ is on sys.path: this file runs as a script
 
 SAMPLES = Path(__file__).resolve().parents[1] / "tests" / "data" / "bbbc006"
 
@@ -155,7 +156,7 @@ def main() -> None:
     sync = torch.cuda.synchronize if cuda else (lambda: None)
     results = {
         "machine": platform.processor() or platform.machine(),
-        "cpu": _cpu_name(),
+        "cpu": cpu_name(),
         "gpu": torch.cuda.get_device_name() if cuda else None,
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
@@ -296,16 +297,6 @@ def bench_onnx(ckpt: Path, ua: np.ndarray, ub: np.ndarray, reference: np.ndarray
         "onnxruntime_speedup": round(medians["torch"] / medians["onnxruntime"], 3),
         "max_abs_diff_onnx_vs_torch": float(np.abs(out[0, 0] - reference).max()),
     }
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 if __name__ == "__main__":

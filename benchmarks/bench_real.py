@@ -53,6 +53,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from machine import cpu_name
 from real import report
 from real.degrade import FAMILIES, PLANES, check_grid, degrade
 from real.fields import DEFAULT_DATA, MissingData, center_crop, entries_of, load_field, read_manifest
@@ -195,17 +196,10 @@ def evaluate_field(args, field, family, fit: FamilyFit, predictors: dict) -> tup
 
 
 def machine(device: str) -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     cuda = torch.cuda.get_device_name(0) if device != "cpu" and torch.cuda.is_available() else None
-    return {"cpu": cpu, "cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-            "torch": str(torch.__version__), "threads": torch.get_num_threads(), "cuda": cuda}
+    return {"cpu": cpu_name(), "cpus": os.cpu_count(), "platform": platform.platform(),
+            "python": platform.python_version(), "torch": str(torch.__version__), "threads": torch.get_num_threads(),
+            "cuda": cuda}
 
 
 def shown(path: Path) -> str:
